@@ -1,0 +1,97 @@
+"""The backend table: the one place where target kinds differ.
+
+Each entry says how to give unscheduled kernels a default schedule, how to turn a lowered Relax
+module into an executable, how to package that executable into deployable files, and how a
+packaged artifact is loaded. Everything a board adds on top (CPU, toolchain, capabilities) comes
+from its target file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import TargetError
+
+
+@dataclass
+class PackagedLibrary:
+    """What `package` wrote into the artifact folder, for the manifest."""
+
+    library: str  # file name of the loadable library, relative to the artifact folder
+    files: list[str] = field(default_factory=list)  # every file written, library included
+    contents: dict = field(default_factory=dict)  # what the library holds (arch, device code, ...)
+    load: str = ""  # how a user loads it on the board, one paragraph
+    loadable: bool = True  # False when a final step (link, SDK) must happen elsewhere
+    missing: list[str] = field(default_factory=list)  # what is missing to run it, when not loadable
+
+
+@dataclass(frozen=True)
+class Backend:
+    kind: str
+    # IRModule -> IRModule: default schedules for kernels that tuning did not cover.
+    default_schedule: Callable
+    # (IRModule, Target) -> tvm.runtime.Executable
+    build: Callable
+    # (Executable, Target, Path) -> PackagedLibrary
+    package: Callable
+    # device type name on the machine that runs the library ("cpu", "cuda", "metal", "hexagon")
+    device: str
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    _BACKENDS[backend.kind] = backend
+    return backend
+
+
+def backend_for(target) -> Backend:
+    _load_builtin_backends()
+    try:
+        return _BACKENDS[target.kind]
+    except KeyError:
+        raise TargetError(f"target '{target.name}' has kind '{target.kind}', which no backend handles "
+                          f"(known: {', '.join(sorted(_BACKENDS))})") from None
+
+
+def _load_builtin_backends() -> None:
+    import importlib
+
+    for name in ("llvm", "cuda", "metal", "hexagon"):
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+
+
+def finalize_pipeline():
+    """Relax passes after scheduling: identical for every kind in TVM 0.27."""
+    import tvm
+    from tvm import relax
+
+    return tvm.transform.Sequential([
+        relax.transform.RewriteDataflowReshape(),
+        relax.transform.ToNonDataflow(),
+        relax.transform.RemovePurityChecking(),
+        relax.transform.CallTIRRewrite(),
+        relax.transform.StaticPlanBlockMemory(),
+        relax.transform.LowerAllocTensor(),
+        relax.transform.KillAfterLastUse(),
+        relax.transform.LowerRuntimeBuiltin(),
+        relax.transform.ComputePrimValue(),
+        relax.transform.VMShapeLower(),
+        relax.transform.AttachGlobalSymbol(),
+    ])
+
+
+def build_relax(mod, target):
+    """relax.build with edgecc's own lowering already applied."""
+    from tvm import relax
+
+    tvm_target = target.tvm()
+    with tvm_target:
+        return relax.build(mod, tvm_target, relax_pipeline=finalize_pipeline())

@@ -1,0 +1,33 @@
+"""User-facing failures: each becomes one clear line and a non-zero exit in the CLI."""
+
+
+class EdgeccError(Exception):
+    """A failure the user can act on. The message is the whole story: no traceback is shown."""
+
+    exit_code = 2
+
+
+class ModelError(EdgeccError):
+    """The model file or built-in name cannot be used (missing, corrupt, unsupported ops)."""
+
+
+class InputSpecError(EdgeccError):
+    """Input names, shapes or dtypes do not match the model."""
+
+
+class TargetError(EdgeccError):
+    """Unknown target, or a target file that does not validate."""
+
+
+class ToolchainError(EdgeccError):
+    """A compiler or tool the target needs is not installed."""
+
+
+class VerificationError(EdgeccError):
+    """The compiled artifact does not compute what the reference computes."""
+
+    exit_code = 3
+
+
+class RemoteError(EdgeccError):
+    """An RPC board or tracker refused, timed out or vanished."""
