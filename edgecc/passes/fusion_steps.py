@@ -1,0 +1,7 @@
+"""The fusion passes the pipeline runs for given options and target."""
+
+from __future__ import annotations
+
+
+def fusion_steps(options, target) -> list[tuple[str, object]]:
+    return []
