@@ -1,0 +1,133 @@
+"""Every model enters by the same ONNX door: built-ins and HF folders are exported with torch.onnx."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+from .builtin import BuiltinModel, builtin_model
+
+OPSET = 17
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("EDGECC_CACHE", Path.home() / ".cache" / "edgecc"))
+    return root / "models"
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    onnx_path: Path
+    name: str
+    weights: str  # "pretrained ..." or "random"
+    parameters: int
+    modality: str
+
+
+def _text_wrapper(model):
+    import torch
+
+    class TextEncoder(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            # transformers 5 rejects positional arguments here.
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return TextEncoder(model).eval()
+
+
+def _image_wrapper(model):
+    import torch
+
+    class ImageClassifier(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):
+            return self.inner(pixel_values=pixel_values).logits
+
+    return ImageClassifier(model).eval()
+
+
+def _export(module, modality: str, batch: int, seq_len: int, image_size: int, path: Path, vocab: int) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    if modality == "text":
+        wrapper = _text_wrapper(module)
+        args = (torch.randint(0, vocab, (batch, seq_len)), torch.ones(batch, seq_len, dtype=torch.int64))
+        names, outputs = ["input_ids", "attention_mask"], ["last_hidden_state"]
+    else:
+        wrapper = _image_wrapper(module)
+        args = (torch.randn(batch, 3, image_size, image_size),)
+        names, outputs = ["pixel_values"], ["logits"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, args, tmp, input_names=names, output_names=outputs,
+                              opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    # torch.onnx.export leaves the wrapper in training mode; references must use eval mode.
+    wrapper.eval()
+
+
+def _parameters(module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def _vocab(module) -> int:
+    return int(getattr(getattr(module, "config", None), "vocab_size", 1000) or 1000)
+
+
+def export_builtin(name: str, batch: int, seq_len: int, progress=print) -> ExportedModel:
+    spec: BuiltinModel = builtin_model(name)
+    shape_tag = f"b{batch}-s{seq_len}" if spec.modality == "text" else f"b{batch}-{spec.image_size}"
+    path = cache_dir() / f"{spec.name}-{shape_tag}.onnx"
+    meta = path.with_suffix(".meta")
+    if path.exists() and meta.exists():
+        weights, parameters = meta.read_text().split("\n")[:2]
+        return ExportedModel(path, spec.name, weights, int(parameters), spec.modality)
+    progress(f"exporting built-in '{spec.name}' to ONNX ({shape_tag}) ...")
+    module, weights = spec.build()
+    _export(module, spec.modality, batch, seq_len, spec.image_size, path, _vocab(module))
+    parameters = _parameters(module)
+    meta.write_text(f"{weights}\n{parameters}\n")
+    return ExportedModel(path, spec.name, weights, parameters, spec.modality)
+
+
+def export_hf_folder(folder: Path, batch: int, seq_len: int, progress=print) -> ExportedModel:
+    """A Hugging Face model folder on disk (config.json + weights); nothing is downloaded."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise ModelError(f"{folder} is a folder but not a Hugging Face model folder (no config.json)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+
+        config = AutoConfig.from_pretrained(str(folder))
+        image = hasattr(config, "num_channels") and not hasattr(config, "vocab_size")
+        loader = AutoModelForImageClassification if image else AutoModel
+        module = loader.from_pretrained(str(folder)).eval()
+    except Exception as exc:  # transformers raises many types for a bad folder
+        raise ModelError(f"cannot load the Hugging Face model in {folder}: {str(exc).splitlines()[0]}") from None
+    modality = "image" if image else "text"
+    image_size = int(getattr(config, "image_size", 224) or 224)
+    tag = f"b{batch}-s{seq_len}" if modality == "text" else f"b{batch}-{image_size}"
+    path = cache_dir() / "hf" / f"{folder.resolve().as_posix().strip('/').replace('/', '_')}-{tag}.onnx"
+    if not path.exists():
+        progress(f"exporting {folder} to ONNX ({tag}) ...")
+        _export(module, modality, batch, seq_len, image_size, path, _vocab(module))
+    return ExportedModel(path, folder.name, "pretrained (from folder)", _parameters(module), modality)

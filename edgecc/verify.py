@@ -1,0 +1,38 @@
+"""Does the artifact compute what the model computes? Compared with ONNX Runtime on the same inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def output_errors(actual: dict, reference: dict) -> list[dict]:
+    """Per output: max absolute error, and relative error = max |a - r| / max |r|.
+
+    Normalising by the output's largest magnitude (not element by element) keeps near-zero
+    elements from turning rounding noise into huge relative errors.
+    """
+    rows = []
+    for name, ref in reference.items():
+        got = np.asarray(actual[name], dtype=np.float64)
+        ref = np.asarray(ref, dtype=np.float64)
+        if got.shape != ref.shape:
+            rows.append({"name": name, "shape": list(ref.shape), "max_abs_error": float("inf"),
+                         "max_rel_error": float("inf"), "note": f"shape {list(got.shape)} != {list(ref.shape)}"})
+            continue
+        abs_err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        finite = bool(np.all(np.isfinite(got)))
+        rows.append({"name": name, "shape": list(ref.shape), "max_abs_error": abs_err if finite else float("inf"),
+                     "max_rel_error": (abs_err / scale if scale > 0 else abs_err) if finite else float("inf"),
+                     "reference_max_abs": scale})
+    return rows
+
+
+def verdict(rows: list[dict], tolerance: float | None) -> tuple[str, str]:
+    worst = max((r["max_rel_error"] for r in rows), default=0.0)
+    if tolerance is None:
+        return "reported", f"worst relative error {worst:.3g} (no tolerance set for this precision)"
+    if worst <= tolerance:
+        return "passed", f"worst relative error {worst:.3g} <= tolerance {tolerance:g}"
+    name = max(rows, key=lambda r: r["max_rel_error"])["name"]
+    return "failed", f"output '{name}' relative error {worst:.3g} exceeds tolerance {tolerance:g}"
