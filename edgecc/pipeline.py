@@ -394,10 +394,12 @@ def _unexpected(step: str, ctx: CompileContext, exc: Exception) -> EdgeccError:
 def _check_output_writable(output: Path) -> None:
     import os
 
-    parent = output.parent if output.parent != Path("") else Path(".")
-    probe = parent
+    if output.exists() and not output.is_dir():
+        raise EdgeccError(f"cannot write the output folder {output}: a file of that name exists")
+    probe = output.parent if str(output.parent) else Path(".")
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK) or (output.exists() and not output.is_dir()):
-        raise EdgeccError(f"cannot write the output folder {output}: "
-                          f"{'it is a file' if output.is_file() else f'{probe} is not writable'}")
+    if not probe.is_dir():
+        raise EdgeccError(f"cannot write the output folder {output}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK):
+        raise EdgeccError(f"cannot write the output folder {output}: {probe} is not writable")
