@@ -135,6 +135,27 @@ def compile(model, target, output, preset, budget, print_pipeline, no_verify, no
     _print_summary(result.report, result.artifact_dir)
 
 
+@main.command()
+@click.argument("model")
+@click.option("--target", "-t", default="host", show_default=True)
+@click.option("--trials", type=int, default=64, show_default=True, help="Trial budget across all kernels.")
+@click.option("--budget", default=None, help="Time budget, e.g. 20m; tuning stops cleanly when it is spent.")
+@click.option("--tuning-logs", type=click.Path(path_type=Path), default=Path("tuning_logs"), show_default=True,
+              help="Root of the shared logs; records go to ROOT/<target-name>/.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Artifact folder.")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--seq-len", type=int, default=128, show_default=True)
+@click.option("--input", "input_specs", multiple=True, metavar="NAME:SHAPE:DTYPE")
+@remote_options
+@click.option("--min-seconds", type=float, default=2.0, show_default=True)
+@click.pass_context
+def tune(ctx, model, target, trials, budget, tuning_logs, output, **values):
+    """Tune MODEL's kernels for a target (resumes from the log), then compile with the result."""
+    output = output or Path("out") / f"{Path(model).stem}-{target}-tuned"
+    ctx.invoke(compile, model=model, target=target, output=output, tune=True, trials=trials, budget=budget,
+               tuning_logs=(tuning_logs,), **values)
+
+
 def _print_pipeline(opts) -> None:
     from .passes import graph_passes
     from .pipeline import step_names

@@ -48,6 +48,7 @@ class CompileContext:
     verification: dict = field(default_factory=dict)
     latency: dict = field(default_factory=dict)
     accuracy: dict = field(default_factory=dict)
+    weights_bytes: int = 0  # the model's weights as the ONNX model stores them
     step_seconds: list = field(default_factory=list)
 
 
@@ -95,8 +96,16 @@ def import_model(ctx: CompileContext):
     ctx.imported = import_onnx(ctx.source.onnx_path, overrides, ctx.options.batch, ctx.options.seq_len)
     if ctx.source.parameters is None:
         ctx.source.parameters = sum(_numel(init.dims) for init in ctx.imported.onnx_model.graph.initializer)
+    ctx.weights_bytes = sum(_numel(init.dims) * _itemsize(init.data_type)
+                            for init in ctx.imported.onnx_model.graph.initializer)
     ctx.relax_module = ctx.imported.relax_module
     return ctx.imported
+
+
+def _itemsize(onnx_type: int) -> int:
+    import onnx
+
+    return onnx.helper.tensor_dtype_to_np_dtype(onnx_type).itemsize
 
 
 def _numel(dims) -> int:
@@ -313,6 +322,7 @@ def report(ctx: CompileContext):
     data = {
         "model": {"name": ctx.source.name, "source": str(ctx.model), "kind": ctx.source.kind,
                   "weights": ctx.source.weights, "parameters": ctx.source.parameters,
+                  "weights_bytes": ctx.weights_bytes,
                   "onnx_ops": ctx.imported.op_counts},
         "target": ctx.target.to_dict(),
         "options": ctx.options.to_dict(),
