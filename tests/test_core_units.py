@@ -27,6 +27,8 @@ def test_relative_error_is_normalised_by_the_output_scale():
     assert rows[0]["max_rel_error"] == pytest.approx(0.001 / 4.0)
     assert verdict(rows, 1e-3)[0] == "passed"
     assert verdict(rows, 1e-4)[0] == "failed"
+    tiny = output_errors({"y": np.array([3e-41])}, {"y": np.array([1e-41])})
+    assert verdict(tiny, 1e-4)[0] == "inconclusive"
     nan_rows = output_errors({"y": np.array([np.nan])}, {"y": np.array([1.0])})
     assert verdict(nan_rows, 1.0)[0] == "failed"
 

