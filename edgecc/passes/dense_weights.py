@@ -1,0 +1,74 @@
+"""Finding the dense layers (matmul by a constant weight) and embedding tables in a Relax module.
+
+Shared by the precision passes so that every pass, the sensitivity search and the report name a
+layer the same way: by a short hash of its weight's bytes (`weight_key`), which also lets the
+sensitivity search map a Relax constant back to the ONNX initializer it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.ir.expr import Constant
+
+# Smaller constants (biases, LayerNorm scales, tiny projections) are not worth quantizing:
+# they save nothing measurable and cost accuracy.
+MIN_WEIGHT_ELEMENTS = 4096
+
+
+def weight_key(array: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+def constant_array(expr) -> np.ndarray | None:
+    return expr.value.numpy() if isinstance(expr, Constant) else None
+
+
+def dense_weight(call) -> np.ndarray | None:
+    """The float32 [K, N] weight of `matmul(x, W)` when W is a large enough constant, else None."""
+    if not _is_op(call, "relax.matmul") or len(call.args) != 2:
+        return None
+    weight = constant_array(call.args[1])
+    if weight is None or weight.ndim != 2 or weight.dtype != np.float32 or weight.size < MIN_WEIGHT_ELEMENTS:
+        return None
+    if isinstance(call.args[0], Constant):
+        return None
+    return weight
+
+
+def embedding_table(call) -> np.ndarray | None:
+    """The float32 [V, D] table of `take(T, ids, axis=0)` when T is a large constant and ids are not."""
+    if not _is_op(call, "relax.take") or len(call.args) != 2:
+        return None
+    table = constant_array(call.args[0])
+    if table is None or table.ndim != 2 or table.dtype != np.float32 or table.size < MIN_WEIGHT_ELEMENTS:
+        return None
+    if isinstance(call.args[1], Constant) or int(call.attrs.axis) not in (0, -2):
+        return None
+    return table
+
+
+def _is_op(call, name: str) -> bool:
+    return isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == name
+
+
+def list_dense_layers(mod) -> list[dict]:
+    """[{key, kind, shape}] for every quantizable weight in `main`, in program order."""
+    layers, seen = [], set()
+
+    def visit(expr):
+        for kind, finder in (("dense", dense_weight), ("embedding", embedding_table)):
+            array = finder(expr) if isinstance(expr, relax.Call) else None
+            if array is not None:
+                key = weight_key(array)
+                if key not in seen:
+                    seen.add(key)
+                    layers.append({"key": key, "kind": kind, "shape": list(array.shape)})
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return layers
