@@ -14,6 +14,6 @@ def graph_passes(options, target) -> list[tuple[str, object]]:
     """[(name, pass)] where pass is a callable IRModule -> IRModule (a tvm Pass or a function)."""
     return [
         *fusion_steps(options, target),
+        *sparsity_steps(options, target),  # before precision: it matches the FP32 attention pattern
         *precision_steps(options, target),
-        *sparsity_steps(options, target),
     ]

@@ -16,7 +16,7 @@ from tvm import relax
 from tvm.ir.expr import Constant
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from .dense_weights import MIN_WEIGHT_ELEMENTS, embedding_table
+from .dense_weights import MIN_WEIGHT_ELEMENTS, embedding_table, fold_weight_transposes
 
 
 def _as_fp16(expr):
@@ -68,7 +68,7 @@ class _Fp16Caster(PyExprMutator):
 
 
 def cast_matmuls_to_fp16(mod: tvm.IRModule, fp16_math: bool = True) -> tvm.IRModule:
-    return relax.transform.DeadCodeElimination()(_Fp16Caster(mod, fp16_math).transform())
+    return relax.transform.DeadCodeElimination()(_Fp16Caster(fold_weight_transposes(mod), fp16_math).transform())
 
 
 class CastMatmulsToFp16:

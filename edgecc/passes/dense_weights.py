@@ -24,7 +24,9 @@ def weight_key(array: np.ndarray) -> str:
 
 
 def constant_array(expr) -> np.ndarray | None:
-    return expr.value.numpy() if isinstance(expr, Constant) else None
+    if not isinstance(expr, Constant) or not hasattr(expr.value, "numpy"):
+        return None  # not a constant, or a scalar literal
+    return expr.value.numpy()
 
 
 def dense_weight(call) -> np.ndarray | None:
@@ -72,3 +74,12 @@ def list_dense_layers(mod) -> list[dict]:
         if isinstance(func, relax.Function):
             relax.analysis.post_order_visit(func, visit)
     return layers
+
+
+def fold_weight_transposes(mod):
+    """Fold `permute_dims(W)` (torch exports Linear as Gemm with transB) into plain [K, N] constants.
+
+    Relax's FoldConstant evaluates each all-constant call on the host CPU, whatever the target.
+    """
+    with tvm.target.Target({"kind": "llvm"}):
+        return relax.transform.FoldConstant()(mod)

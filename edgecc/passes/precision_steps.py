@@ -29,8 +29,10 @@ class CalibrateAndQuantizeInt8:
 
     def __call__(self, mod):
         from ..calibration import activation_scales, calibration_samples
+        from .dense_weights import fold_weight_transposes
         from .quantize_dense_weights_int8 import quantize_dense_weights_int8
 
+        mod = fold_weight_transposes(mod)
         scales = None
         if self.int8_math:
             samples = calibration_samples(mod, getattr(self.options, "calibration", None))
@@ -47,8 +49,10 @@ class ChooseLayerPrecisions:
     def __call__(self, mod):
         from ..calibration import calibration_samples
         from ..sensitivity import choose_layer_precisions
+        from .dense_weights import fold_weight_transposes
         from .quantize_dense_weights_int8 import quantize_dense_weights_int8
 
+        mod = fold_weight_transposes(mod)
         samples = calibration_samples(mod, getattr(self.options, "calibration", None), count=4)
         choices = choose_layer_precisions(mod, samples, getattr(self.options, "max_accuracy_drop", None))
         extra = getattr(self.options, "extra", None)

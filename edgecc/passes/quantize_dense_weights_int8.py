@@ -19,7 +19,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from .dense_weights import dense_weight, embedding_table, weight_key
+from .dense_weights import dense_weight, embedding_table, fold_weight_transposes, weight_key
 
 
 def quantize_per_channel(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +102,7 @@ def quantize_dense_weights_int8(mod: tvm.IRModule, keys: set[str] | None = None,
     `int8_math` with a calibrated `activation_scales[key]` computes that layer in INT8 with int32
     accumulation; layers without a scale fall back to dequantize-on-load.
     """
-    quantizer = _Int8Quantizer(mod, keys, int8_math, activation_scales)
+    quantizer = _Int8Quantizer(fold_weight_transposes(mod), keys, int8_math, activation_scales)
     result = quantizer.transform()
     return relax.transform.DeadCodeElimination()(result)
 

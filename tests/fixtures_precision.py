@@ -1,0 +1,73 @@
+"""Small hand-built Relax modules for the precision and sparsity pass tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def dense_module(rng, tokens=8, hidden=64, out=128, vocab=200):
+    """main(ids [1, tokens] int64) = softmax(take(E, ids) @ W1) @ W2, weights as constants."""
+    from tvm import relax
+
+    table = rng.standard_normal((vocab, hidden)).astype("float32")
+    w1 = (rng.standard_normal((hidden, out)) * 0.2).astype("float32")
+    w2 = (rng.standard_normal((out, hidden)) * 0.2).astype("float32")
+    bb = relax.BlockBuilder()
+    ids = relax.Var("ids", relax.TensorType((1, tokens), "int64"))
+    with bb.function("main", [ids]):
+        with bb.dataflow():
+            x = bb.emit(relax.op.take(relax.const(table), ids, axis=0))
+            h = bb.emit(relax.op.matmul(x, relax.const(w1)))
+            p = bb.emit(relax.op.nn.softmax(h, axis=-1))
+            y = bb.emit_output(relax.op.matmul(p, relax.const(w2)))
+        bb.emit_func_output(y)
+    return bb.get(), {"table": table, "w1": w1, "w2": w2}
+
+
+def reference_dense(ids, weights, transform=lambda name, w: w):
+    x = transform("table", weights["table"])[ids]
+    h = x @ transform("w1", weights["w1"])
+    p = np.exp(h - h.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return p @ transform("w2", weights["w2"])
+
+
+def attention_module(batch=1, heads=2, seq=32, dim=8):
+    """main(q, kt, v, bias) = matmul(where(isnan(s), 0, s), v), s = softmax(q @ kt + bias)."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    q = relax.Var("q", relax.TensorType((batch, heads, seq, dim), "float32"))
+    kt = relax.Var("kt", relax.TensorType((batch, heads, dim, seq), "float32"))
+    v = relax.Var("v", relax.TensorType((batch, heads, seq, dim), "float32"))
+    bias = relax.Var("bias", relax.TensorType((batch, 1, 1, seq), "float32"))
+    with bb.function("main", [q, kt, v, bias]):
+        with bb.dataflow():
+            scores = bb.emit(relax.op.add(relax.op.matmul(q, kt), bias))
+            probs = bb.emit(relax.op.nn.softmax(scores, axis=-1))
+            safe = bb.emit(relax.op.where(relax.op.isnan(probs), relax.const(0.0, "float32"), probs))
+            out = bb.emit_output(relax.op.matmul(safe, v))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def sparse_reference(q, kt, v, bias, block, neighbours, global_tokens):
+    """NumPy attention restricted to the kept keys of the block-sparse pattern."""
+    seq = q.shape[-2]
+    keep = np.zeros((seq, seq), dtype=bool)
+    for i in range(seq):
+        start = (i // block) * block - neighbours * block
+        keep[i, max(0, start):min(seq, start + (2 * neighbours + 1) * block)] = True
+    keep[:, :global_tokens] = True
+    keep[:global_tokens, :] = True
+    scores = q @ kt + bias
+    scores = np.where(keep, scores, -np.inf)
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return probs @ v
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
