@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from edgecc.calibration import build_on_host
+from edgecc.errors import EdgeccError
+from edgecc.passes.rewrite_attention_sparse import SparsePattern, count_attentions, rewrite_attention_sparse
+from edgecc.passes.sparsity_steps import parse_sparse_attention, sparsity_steps
+from fixtures_precision import attention_module, sparse_reference
+
+
+def _inputs(rng, seq=32):
+    q = rng.standard_normal((1, 2, seq, 8)).astype("float32")
+    kt = rng.standard_normal((1, 2, 8, seq)).astype("float32")
+    v = rng.standard_normal((1, 2, seq, 8)).astype("float32")
+    bias = np.zeros((1, 1, 1, seq), dtype="float32")
+    bias[..., -5:] = -1e4  # padding, like an attention mask
+    return q, kt, v, bias
+
+
+@pytest.mark.parametrize("block,neighbours,global_tokens", [(4, 1, 0), (4, 1, 2), (8, 0, 3)])
+def test_sparse_kernel_matches_masked_attention(rng, block, neighbours, global_tokens):
+    mod = attention_module()
+    assert count_attentions(mod) == 1
+    after = rewrite_attention_sparse(mod, SparsePattern(block, neighbours, global_tokens))
+    text = after.script(show_meta=False)
+    assert "sparse_attention" in text and "R.nn.softmax" not in text and "R.matmul" not in text
+    q, kt, v, bias = _inputs(rng)
+    out = build_on_host(after)([q, kt, v, bias])[0]
+    np.testing.assert_allclose(out, sparse_reference(q, kt, v, bias, block, neighbours, global_tokens),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_pattern_keeping_every_key_leaves_the_graph_alone():
+    mod = attention_module(seq=16)
+    after = rewrite_attention_sparse(mod, SparsePattern(block=8, neighbours=1))
+    assert "sparse_attention" not in after.script(show_meta=False)
+
+
+def test_attention_flops_drop_with_sequence_length():
+    pattern = parse_sparse_attention("window=64,global=2")
+    assert pattern == SparsePattern(block=64, neighbours=1, global_tokens=2)
+    ratios = [f["dense"] / f["sparse"] for f in (pattern.attention_flops(12, s, 64) for s in (512, 1024))]
+    assert 2.5 < ratios[0] < ratios[1] and ratios[1] > 5
+
+
+@pytest.mark.parametrize("text,message", [
+    ("window=0", "positive"), ("window=64,block=8", "exactly one"), ("stride=4", "unknown key"),
+    ("window=sixty", "integer"), ("window=64,neighbours=2", "goes with block="), ("global=2", "exactly one"),
+    ("window", "key=value"), ("window=8,window=9", "twice")])
+def test_bad_specs_say_what_is_wrong(text, message):
+    with pytest.raises(EdgeccError, match=message):
+        parse_sparse_attention(text)
+
+
+def test_steps_follow_options():
+    class Options:
+        sparse_attention = "block=32,neighbours=2,global=1"
+
+    steps = sparsity_steps(Options(), target=None)
+    assert len(steps) == 1 and steps[0][1].pattern == SparsePattern(32, 2, 1)
+    Options.sparse_attention = None
+    assert sparsity_steps(Options(), None) == []
