@@ -193,8 +193,19 @@ def tvm_module(functions: dict):
     return tvm.IRModule({tvm.ir.GlobalVar(name): func for name, func in functions.items()})
 
 
-def activation_scales(mod, samples: list[dict]) -> dict[str, float]:
-    """Symmetric per-tensor INT8 scale (max |x| / 127 over the samples) of each dense layer's input."""
+# Per-tensor INT8 of a dense layer's input is only used when it keeps the input's relative error
+# (RMS over the calibration samples) below this; inputs with outlier channels (typical after GELU
+# and in attention outputs of BERT-family models) stay FP32 and use dequantize-on-load weights.
+MAX_ACTIVATION_ERROR = 0.02
+
+
+def activation_scales(mod, samples: list[dict], max_error: float = MAX_ACTIVATION_ERROR,
+                      report: dict | None = None) -> dict[str, float]:
+    """Symmetric per-tensor INT8 scale (max |x| / 127 over the samples) of each dense layer's input.
+
+    Layers whose quantized input would exceed `max_error` relative error get no scale; `report`
+    (if given) receives {key: relative error} for every layer.
+    """
     from .passes.dense_weights import dense_weight, weight_key
 
     def dense_input(binding):
@@ -206,9 +217,20 @@ def activation_scales(mod, samples: list[dict]) -> dict[str, float]:
         return {}
     run = build_on_host(instrumented)
     names = [s.name for s in input_specs(mod)]
-    peaks: dict[str, float] = {}
+    captured: dict[str, list[np.ndarray]] = {}
     for sample in samples:
         values = run([sample[n] for n in names])
         for key, value in zip(keys, values[1:]):
-            peaks[key] = max(peaks.get(key, 0.0), float(np.abs(value).max()))
-    return {key: (peak / 127.0 if peak > 0 else 1.0) for key, peak in peaks.items()}
+            captured.setdefault(key, []).append(value)
+    scales = {}
+    for key, values in captured.items():
+        peak = max(float(np.abs(v).max()) for v in values)
+        scale = peak / 127.0 if peak > 0 else 1.0
+        noise = sum(float(np.sum((np.clip(np.rint(v / scale), -127, 127) * scale - v) ** 2)) for v in values)
+        energy = sum(float(np.sum(v.astype(np.float64) ** 2)) for v in values)
+        error = (noise / max(energy, 1e-30)) ** 0.5
+        if report is not None:
+            report[key] = error
+        if error <= max_error:
+            scales[key] = scale
+    return scales
