@@ -149,6 +149,9 @@ def evaluate(ctx) -> dict:
     choices = ctx.options.extra.get("precision_choices") if isinstance(ctx.options.extra, dict) else None
     if choices:
         result["layers"] = choices
+    sparse = ctx.options.extra.get("sparse_attention") if isinstance(ctx.options.extra, dict) else None
+    if sparse:
+        result["sparse_attention_summary"] = sparse
     return result
 
 

@@ -30,6 +30,14 @@ def test_sparse_kernel_matches_masked_attention(rng, block, neighbours, global_t
                                rtol=1e-4, atol=1e-5)
 
 
+def test_summary_counts_rewrites_and_flops():
+    summary = {}
+    rewrite_attention_sparse(attention_module(seq=64), SparsePattern(block=8, neighbours=1), summary)
+    assert summary["attentions_rewritten"] == 1 and summary["keys_per_query"] == 24
+    assert summary["attention_flops_dense"] == 4 * 2 * 64 * 64 * 8
+    assert summary["attention_flops_sparse"] == 4 * 2 * 64 * 24 * 8
+
+
 def test_pattern_keeping_every_key_leaves_the_graph_alone():
     mod = attention_module(seq=16)
     after = rewrite_attention_sparse(mod, SparsePattern(block=8, neighbours=1))

@@ -30,3 +30,6 @@ def test_sparse_attention_compile_reports_its_accuracy_cost(held_out_bert_onnx, 
     accuracy = result.report["accuracy"]
     assert accuracy["sparse_attention"] == "block=4,global=1"
     assert 0 < accuracy["accuracy_drop"] < 0.5
+    summary = accuracy["sparse_attention_summary"]
+    assert summary["attentions_rewritten"] == 3  # one per layer of the held-out BERT
+    assert summary["attention_flops_sparse"] < summary["attention_flops_dense"]

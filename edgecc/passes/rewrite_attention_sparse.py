@@ -77,9 +77,11 @@ def sparse_attention_te(q, kt, bias, v, pattern: SparsePattern):
         lead = [0 if dims[n] == 1 else idx for n, idx in enumerate(lead)]
         return bias[(*lead, 0 if dims[-2] == 1 else i, k)]
 
+    # Keys row-major ([.., S, D]) once, so each gathered key is read contiguously.
+    keys = te.compute((*q.shape[:-2], seq, head_dim), lambda b, h, k, e: kt[b, h, e, k], name="keys")
     d = te.reduce_axis((0, head_dim), "d")
     scores = te.compute((*q.shape[:-1], kept), lambda b, h, i, s: te.sum(
-        q[b, h, i, d] * kt[b, h, d, clamp(key_index(i, s))], axis=d), name="sparse_scores")
+        q[b, h, i, d] * keys[b, h, clamp(key_index(i, s)), d], axis=d), name="sparse_scores")
 
     def masked(b, h, i, s):
         k = key_index(i, s)
@@ -97,7 +99,7 @@ def sparse_attention_te(q, kt, bias, v, pattern: SparsePattern):
     # Global queries see every key: a small dense attention over their G rows.
     d2 = te.reduce_axis((0, head_dim), "d2")
     g_scores = te.compute((*q.shape[:-2], globals_, seq), lambda b, h, g, k: te.sum(
-        q[b, h, g, d2] * kt[b, h, d2, k], axis=d2), name="global_scores")
+        q[b, h, g, d2] * keys[b, h, k, d2], axis=d2), name="global_scores")
     g_logits = te.compute(g_scores.shape, lambda b, h, g, k: g_scores[b, h, g, k] + bias_at(b, h, g, k),
                           name="global_logits")
     g_probs = topi.nn.softmax(g_logits, axis=-1)
@@ -114,7 +116,7 @@ class _AttentionSparsifier(PyExprMutator):
         super().__init__(mod)
         self.mod_ = mod
         self.pattern = pattern
-        self.rewritten = 0
+        self.rewritten: list[dict] = []  # attention FLOPs, dense and sparse, per rewritten attention
 
     def producer(self, expr):
         if isinstance(expr, relax.Var):
@@ -160,7 +162,7 @@ class _AttentionSparsifier(PyExprMutator):
         q, kt, bias, v, seq = found
         if self.pattern.keys_per_query >= seq:
             return call  # the pattern keeps every key: nothing to save
-        self.rewritten += 1
+        self.rewritten.append(self.pattern.attention_flops(int(np_prod(_shape(q)[:2])), seq, _shape(q)[3]))
         if bias is None:
             return self.builder_.call_te(lambda q_, k_, v_: sparse_attention_te(q_, k_, None, v_, self.pattern),
                                          q, kt, v, primfunc_name_hint="sparse_attention")
@@ -174,9 +176,24 @@ class _AttentionSparsifier(PyExprMutator):
         return self.builder_.get()
 
 
-def rewrite_attention_sparse(mod: tvm.IRModule, pattern: SparsePattern) -> tvm.IRModule:
+def np_prod(values) -> int:
+    total = 1
+    for v in values:
+        total *= int(v)
+    return total
+
+
+def rewrite_attention_sparse(mod: tvm.IRModule, pattern: SparsePattern, summary: dict | None = None) -> tvm.IRModule:
+    """Rewrite every matching attention; `summary` (if given) receives counts and attention FLOPs."""
     sparsifier = _AttentionSparsifier(mod, pattern)
     result = relax.transform.DeadCodeElimination()(sparsifier.transform())
+    if summary is not None:
+        summary.update({"pattern": {"block": pattern.block, "neighbours": pattern.neighbours,
+                                    "global_tokens": pattern.global_tokens},
+                        "keys_per_query": pattern.keys_per_query,
+                        "attentions_rewritten": len(sparsifier.rewritten),
+                        "attention_flops_dense": sum(f["dense"] for f in sparsifier.rewritten),
+                        "attention_flops_sparse": sum(f["sparse"] for f in sparsifier.rewritten)})
     return result
 
 

@@ -48,11 +48,19 @@ def parse_sparse_attention(text: str) -> SparsePattern:
 
 
 class RewriteAttentionSparse:
-    def __init__(self, pattern: SparsePattern):
+    """The step; what it rewrote (count, attention FLOPs before/after) goes to options.extra["sparse_attention"]."""
+
+    def __init__(self, pattern: SparsePattern, options=None):
         self.pattern = pattern
+        self.options = options
 
     def __call__(self, mod):
-        return rewrite_attention_sparse(mod, self.pattern)
+        summary: dict = {}
+        result = rewrite_attention_sparse(mod, self.pattern, summary)
+        extra = getattr(self.options, "extra", None)
+        if isinstance(extra, dict):
+            extra["sparse_attention"] = summary
+        return result
 
 
 def sparsity_steps(options, target) -> list[tuple[str, object]]:
@@ -60,4 +68,4 @@ def sparsity_steps(options, target) -> list[tuple[str, object]]:
     if not text:
         return []
     pattern = parse_sparse_attention(text)
-    return [(f"rewrite attention sparse ({text})", RewriteAttentionSparse(pattern))]
+    return [(f"rewrite attention sparse ({text})", RewriteAttentionSparse(pattern, options))]
