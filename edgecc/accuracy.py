@@ -124,9 +124,6 @@ def sentence_model_folder(source) -> Path | None:
     if source.kind == "builtin" and source.name == "minilm-l6":
         folder = minilm_folder()
         return folder if folder is not None and "pretrained" in source.weights else None
-    if source.kind == "hf-folder":
-        folder = Path(source.name if Path(source.name).is_dir() else "")
-        return folder if (folder / "tokenizer_config.json").exists() else None
     return None
 
 
@@ -134,7 +131,7 @@ def evaluate(ctx) -> dict:
     """report.json["accuracy"] for a compile (a pipeline CompileContext with a runnable artifact)."""
     specs = ctx.imported.inputs
     names = [s.name for s in specs]
-    folder = sentence_model_folder(ctx.source) if ctx.source.kind != "hf-folder" else _hf_folder(ctx)
+    folder = _hf_folder(ctx) if ctx.source.kind == "hf-folder" else sentence_model_folder(ctx.source)
     text = {"input_ids", "attention_mask"} <= set(names)
     if folder is not None and text:
         batch, seq_len = next(s.shape for s in specs if s.name == "input_ids")
@@ -156,5 +153,6 @@ def evaluate(ctx) -> dict:
 
 
 def _hf_folder(ctx) -> Path | None:
+    """A Hugging Face folder compiled directly is its own reference when it carries a tokenizer."""
     folder = Path(ctx.model)
     return folder if folder.is_dir() and (folder / "tokenizer_config.json").exists() else None

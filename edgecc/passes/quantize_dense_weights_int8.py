@@ -106,14 +106,3 @@ def quantize_dense_weights_int8(mod: tvm.IRModule, keys: set[str] | None = None,
     result = quantizer.transform()
     return relax.transform.DeadCodeElimination()(result)
 
-
-class QuantizeDenseWeightsInt8:
-    """The pipeline step: a callable IRModule -> IRModule holding its settings."""
-
-    def __init__(self, int8_math: bool = False, keys=None, activation_scales=None):
-        self.int8_math = int8_math
-        self.keys = keys
-        self.activation_scales = activation_scales
-
-    def __call__(self, mod):
-        return quantize_dense_weights_int8(mod, self.keys, self.int8_math, self.activation_scales)

