@@ -146,6 +146,9 @@ def evaluate(ctx) -> dict:
     choices = ctx.options.extra.get("precision_choices") if isinstance(ctx.options.extra, dict) else None
     if choices:
         result["layers"] = choices
+    int8 = ctx.options.extra.get("int8") if isinstance(ctx.options.extra, dict) else None
+    if int8:
+        result["int8"] = int8
     sparse = ctx.options.extra.get("sparse_attention") if isinstance(ctx.options.extra, dict) else None
     if sparse:
         result["sparse_attention_summary"] = sparse

@@ -28,15 +28,29 @@ class CalibrateAndQuantizeInt8:
         self.int8_math = int8_math
 
     def __call__(self, mod):
-        from ..calibration import activation_scales, calibration_samples
+        from ..calibration import MAX_ACTIVATION_ERROR, activation_scales, calibration_samples
         from .dense_weights import fold_weight_transposes
         from .quantize_dense_weights_int8 import quantize_dense_weights_int8
 
         mod = fold_weight_transposes(mod)
-        scales = None
+        from .dense_weights import list_dense_layers
+
+        scales, errors = None, {}
         if self.int8_math:
             samples = calibration_samples(mod, getattr(self.options, "calibration", None))
-            scales = activation_scales(mod, samples)
+            scales = activation_scales(mod, samples, report=errors)
+        extra = getattr(self.options, "extra", None)
+        if isinstance(extra, dict):
+            layers = list_dense_layers(mod)
+            dense = [layer for layer in layers if layer["kind"] == "dense"]
+            extra["int8"] = {
+                "weights": "per-channel symmetric int8", "layers": len(layers),
+                "int8_math_layers": len(scales or {}),
+                "dequantize_on_load_layers": len(dense) - len(scales or {}),
+                "activation_error_limit": MAX_ACTIVATION_ERROR if self.int8_math else None,
+                "calibration": str(getattr(self.options, "calibration", None) or "built-in samples")
+                if self.int8_math else None,
+                "activation_errors": {k: round(v, 5) for k, v in errors.items()}}
         return quantize_dense_weights_int8(mod, int8_math=self.int8_math, activation_scales=scales)
 
 
