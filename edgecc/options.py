@@ -67,4 +67,8 @@ def options_from_preset(preset: str = "default", **overrides) -> CompileOptions:
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     if values.get("precision", "fp32") not in PRECISIONS:
         raise EdgeccError(f"unknown precision '{values['precision']}'; choose one of {', '.join(PRECISIONS)}")
+    if values.get("sparse_attention"):
+        from .passes.sparsity_steps import parse_sparse_attention
+
+        parse_sparse_attention(values["sparse_attention"])  # fail before any model is loaded
     return CompileOptions(**values)
