@@ -1,0 +1,67 @@
+"""Apply shared tuning records to a lowered module, for the exact target being compiled only.
+
+TVM's database lookup ignores the target, so records are filtered here before TVM sees them:
+a schedule measured on one board never reaches another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .records import read_logs, target_key
+
+
+@dataclass
+class TuningSummary:
+    kernels: int = 0
+    tuned: int = 0
+    default: int = 0
+    records_for_target: int = 0
+    records_other_targets: int = 0
+    bad_lines: int = 0
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _database_for(records):
+    from tvm.s_tir import meta_schedule as ms
+
+    database = ms.database.MemoryDatabase()
+    for record in records:
+        workload = database.commit_workload(ms.database.Workload.from_json(record.data["workload"]).mod)
+        database.commit_tuning_record(ms.database.TuningRecord.from_json(record.data["trace"], workload))
+    return database
+
+
+def apply_tuning_records(mod, target, log_dirs: list[Path]):
+    import tvm
+    from tvm import relax
+    from tvm.tirx import PrimFunc
+
+    from .records import best_records
+
+    readout = read_logs(log_dirs)
+    tvm_target = target.tvm()
+    key = target_key(tvm_target)
+    matching = [r for r in readout.records if r.data["target"] == key]
+    summary = TuningSummary(records_for_target=len(matching), records_other_targets=len(readout.records) - len(matching),
+                            bad_lines=len(readout.bad_lines), files=[str(f) for f in readout.files])
+    kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc)]
+    summary.kernels = len(kernels)
+    if matching:
+        database = _database_for(best_records(matching).values())
+        with tvm_target, database:
+            tuned_mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        summary.tuned = sum(1 for gv in kernels if _is_scheduled(tuned_mod[gv.name_hint]))
+        mod = tuned_mod
+    summary.default = summary.kernels - summary.tuned
+    del tvm
+    return mod, summary
+
+
+def _is_scheduled(func) -> bool:
+    return bool(func.attrs and "tirx.is_scheduled" in func.attrs) or bool(
+        func.attrs and "tir.is_scheduled" in func.attrs)

@@ -1,0 +1,178 @@
+"""The shared tuning-log format: one JSON object per line, appended atomically, merged deterministically.
+
+A line is one measured schedule: the workload it tunes (TVM's serialized TIR), the schedule trace,
+the full target it was measured on, the board's name, versions, when, and the measured latency.
+Lines are never rewritten in place, so `git merge` of two teams' appends is clean; `merge` writes a
+sorted, de-duplicated file for the cases it is not.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+LOG_SUFFIX = ".jsonl"
+LOG_NAME = "records" + LOG_SUFFIX
+FORMAT = "edgecc-tuning/1"
+REQUIRED = ("format", "workload_key", "workload", "trace", "target", "board", "latency_s", "tvm", "edgecc", "time")
+
+
+def target_key(tvm_target) -> str:
+    """Canonical JSON of a TVM target: equal strings iff records may be shared."""
+    return json.dumps(json.loads(str(tvm_target)), sort_keys=True, separators=(",", ":"))
+
+
+def workload_key(workload_json) -> str:
+    return hashlib.sha256(json.dumps(workload_json, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@dataclass
+class Record:
+    data: dict
+    source: str = ""  # file:line it came from
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.data["workload_key"], self.data["target"]
+
+    @property
+    def latency(self) -> float:
+        return float(self.data["latency_s"])
+
+    def line(self) -> str:
+        return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
+
+
+def make_record(workload_json, record_json, tvm_target, board: str, latency_s: float) -> Record:
+    import tvm
+
+    from .. import __version__
+
+    return Record({
+        "format": FORMAT,
+        "workload_key": workload_key(workload_json),
+        "workload": workload_json,
+        "trace": record_json,  # TVM's TuningRecord JSON: [trace, run_secs, target, args_info]
+        "target": target_key(tvm_target),
+        "board": board,
+        "latency_s": float(latency_s),
+        "tvm": tvm.__version__,
+        "edgecc": __version__,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+@dataclass
+class LogReadout:
+    records: list[Record] = field(default_factory=list)
+    bad_lines: list[tuple[str, int, str]] = field(default_factory=list)  # (file, line number, why)
+    files: list[Path] = field(default_factory=list)
+
+
+def log_files(path: Path) -> list[Path]:
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(path.rglob(f"*{LOG_SUFFIX}"))
+    return []
+
+
+def read_logs(paths) -> LogReadout:
+    """Every good record; every corrupt or truncated line reported with its file and line number."""
+    readout = LogReadout()
+    for root in paths:
+        for file in log_files(Path(root)):
+            readout.files.append(file)
+            with open(file, "rb") as handle:
+                for number, raw in enumerate(handle, 1):
+                    text = raw.decode("utf-8", errors="replace").strip()
+                    if not text:
+                        continue
+                    why = _problem(text, raw)
+                    if why:
+                        readout.bad_lines.append((str(file), number, why))
+                        continue
+                    readout.records.append(Record(json.loads(text), f"{file}:{number}"))
+    return readout
+
+
+def _problem(text: str, raw: bytes) -> str | None:
+    if not raw.endswith(b"\n"):
+        return "truncated (no end of line: an interrupted write)"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(data, dict):
+        return "not a record object"
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    if data["format"] != FORMAT:
+        return f"unknown format {data['format']!r}"
+    if data["workload_key"] != workload_key(data["workload"]):
+        return "workload does not match its key (edited or corrupted)"
+    return None
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_records(path: Path, records: list[Record]) -> None:
+    """Whole lines under an exclusive lock, O_APPEND and fsync: two tuners can share one log, and a
+    kill -9 can at worst leave one truncated last line, which readers skip and report."""
+    if not records:
+        return
+    path = Path(path)
+    payload = "".join(r.line() + "\n" for r in records).encode()
+    with _locked(path):
+        needs_newline = path.exists() and path.stat().st_size > 0 and not _ends_with_newline(path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if needs_newline:  # seal a line a killed writer left half-written
+                os.write(fd, b"\n")
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def best_records(records: list[Record]) -> dict[tuple[str, str], Record]:
+    """The fastest record per (workload, target)."""
+    best: dict[tuple[str, str], Record] = {}
+    for record in records:
+        current = best.get(record.key)
+        if current is None or record.latency < current.latency:
+            best[record.key] = record
+    return best
+
+
+def write_merged(path: Path, records: list[Record]) -> None:
+    """Sorted by workload then target, one best line each; replaced atomically."""
+    from .._atomic import write_text_atomic
+
+    best = best_records(records)
+    lines = [best[k].line() + "\n" for k in sorted(best)]
+    with _locked(Path(path)):
+        write_text_atomic(Path(path), "".join(lines))

@@ -1,0 +1,168 @@
+"""MetaSchedule tuning with the XGBoost cost model, a trial and a time budget, resume from the log,
+and every measured schedule appended to the shared log as it arrives."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+from .records import LOG_NAME, append_records, make_record, read_logs, target_key
+
+
+@dataclass
+class TuneResult:
+    log_path: str
+    tasks: int = 0
+    trials_before: int = 0
+    trials_run: int = 0
+    build_failures: int = 0
+    run_failures: int = 0
+    wall_seconds: float = 0.0
+    stopped_by: str = "trials"
+    curve: list = field(default_factory=list)  # [trials so far, estimated total kernel ms]
+    best_ms_per_task: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@derived_object
+class RecordAndReport(PyMeasureCallback):
+    """After each batch: append the measured schedules to the log, print progress, enforce the budget."""
+
+    def __init__(self, log_path, tvm_target, board, result: TuneResult, total_trials, budget_s, weights,
+                 progress):
+        super().__init__()
+        self.log_path, self.tvm_target, self.board = Path(log_path), tvm_target, board
+        self.result, self.total_trials, self.budget_s = result, total_trials, budget_s
+        self.weights, self.progress = weights, progress
+        self.started = time.monotonic()
+        self.workloads: dict[int, object] = {}
+
+    def _workload(self, scheduler, task_id):
+        from tvm.s_tir import meta_schedule as ms
+
+        if task_id not in self.workloads:
+            self.workloads[task_id] = ms.database.Workload(scheduler.tasks_[task_id].ctx.mod)
+        return self.workloads[task_id]
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+        from tvm.s_tir import meta_schedule as ms
+
+        workload = self._workload(task_scheduler, task_id)
+        records = []
+        for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
+            self.result.trials_run += 1
+            if built.error_msg:
+                self.result.build_failures += 1
+                continue
+            if ran.error_msg or not ran.run_secs:
+                self.result.run_failures += 1
+                continue
+            seconds = [float(s) for s in ran.run_secs]
+            latency = sum(seconds) / len(seconds)
+            tvm_record = ms.database.TuningRecord(candidate.sch.trace, workload, ran.run_secs, self.tvm_target,
+                                                  candidate.args_info)
+            records.append(make_record(workload.as_json(), tvm_record.as_json(), self.tvm_target, self.board,
+                                       latency))
+            best = self.result.best_ms_per_task.get(str(task_id))
+            if best is None or latency * 1e3 < best:
+                self.result.best_ms_per_task[str(task_id)] = latency * 1e3
+        append_records(self.log_path, records)
+        estimate = sum(self.weights[int(t)] * ms_ for t, ms_ in self.result.best_ms_per_task.items())
+        self.result.curve.append([self.result.trials_before + self.result.trials_run, estimate])
+        elapsed = time.monotonic() - self.started
+        self._print(elapsed, estimate)
+        if self.budget_s is not None and elapsed >= self.budget_s:
+            self.result.stopped_by = "time budget"
+            for index in range(len(task_scheduler.tasks_)):
+                try:
+                    task_scheduler.terminate_task(index)
+                except Exception:  # already finished
+                    pass
+
+    def _print(self, elapsed, estimate):
+        if not self.progress:
+            return
+        done = self.result.trials_run
+        rate = elapsed / max(done, 1)
+        left = rate * max(self.total_trials - done, 0)
+        if self.budget_s is not None:
+            left = min(left, max(self.budget_s - elapsed, 0))
+        width = 24
+        filled = int(width * min(done / max(self.total_trials, 1), 1.0))
+        sys.stderr.write(f"\rtuning [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total_trials} trials, "
+                         f"est. kernels {estimate:.2f} ms, failures {self.result.build_failures}+"
+                         f"{self.result.run_failures}, {elapsed:.0f}s elapsed, ~{left:.0f}s left ")
+        sys.stderr.flush()
+
+
+def _runner(session: dict | None):
+    from tvm.s_tir import meta_schedule as ms
+
+    if not session:
+        return ms.runner.LocalRunner(timeout_sec=60)
+    from ..errors import EdgeccError
+    from ..remote_spec import parse_address
+
+    if not session.get("tracker"):
+        raise EdgeccError("tuning on a board measures through a tracker: pass --tracker HOST:PORT --key KEY")
+    host, port = parse_address(session["tracker"])
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=session.get("key"),
+                                 session_timeout_sec=int(session.get("timeout") or 120))
+    return ms.runner.RPCRunner(rpc_config=config, max_workers=1)
+
+
+def _batch_size(trials: int, tasks: int) -> int:
+    """The gradient scheduler gives one task a whole batch at a time: small batches let a small
+    budget reach every kernel instead of the first two."""
+    return max(4, min(32, trials // max(tasks, 1)))
+
+
+def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None, session: dict | None = None,
+         progress: bool = True, max_trials_per_task: int | None = None) -> TuneResult:
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
+
+    from .apply import _database_for
+    from .builder import InProcessBuilder
+    from .records import best_records
+
+    started = time.monotonic()
+    log_dir = Path(log_dir)
+    log_path = log_dir / LOG_NAME
+    tvm_target = target.tvm()
+    key = target_key(tvm_target)
+    prior = [r for r in read_logs([log_dir]).records if r.data["target"] == key]
+    result = TuneResult(str(log_path), trials_before=len(prior))
+    remaining = trials - len(prior)
+    if remaining <= 0:
+        result.stopped_by = f"already {len(prior)} trials in the log"
+        return result
+    with tvm_target:
+        extracted = extract_tasks(mod, tvm_target)
+    result.tasks = len(extracted)
+    if not extracted:
+        return result
+    with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work_dir:
+        contexts, weights = extracted_tasks_to_tune_contexts(extracted, work_dir=work_dir, strategy="evolutionary",
+                                                             space="post-order-apply", seed=0)
+        callback = RecordAndReport(log_path, tvm_target, target.name, result, remaining, budget_s,
+                                   [float(w) for w in weights], progress)
+        database = _database_for(best_records(prior).values()) if prior else ms.database.MemoryDatabase()
+        ms.tune.tune_tasks(
+            tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
+            max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(remaining, len(contexts)),
+            builder=InProcessBuilder(), runner=_runner(session), database=database, cost_model="xgb",
+            measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+        )
+    if progress:
+        sys.stderr.write("\n")
+    result.wall_seconds = time.monotonic() - started
+    return result

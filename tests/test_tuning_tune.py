@@ -1,0 +1,75 @@
+"""Tuning for real on this machine: no build failures, resume, budget, and records stay on their target."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import edgecc
+from edgecc.targets import load_target
+from edgecc.tuning.records import read_logs, target_key
+
+
+def quiet(*_):
+    pass
+
+
+def test_tuning_measures_every_candidate_and_the_tuned_artifact_verifies(tuned_dense):
+    result, logs = tuned_dense
+    run = result.report["tuning"]["run"]
+    assert run["trials_run"] >= 16
+    assert run["build_failures"] == 0
+    assert run["trials_run"] - run["run_failures"] >= 12
+    assert result.report["tuning"]["applied"]["tuned"] == 1
+    assert result.report["verification"]["status"] == "passed"
+    records = read_logs([logs]).records
+    assert len(records) == run["trials_run"] - run["run_failures"]
+    record = records[0].data
+    assert record["board"] == "host" and record["tvm"] and record["edgecc"] and record["time"]
+    assert record["target"] == target_key(load_target("host").tvm())
+    assert 0 < record["latency_s"] < 0.1
+
+
+def test_resume_continues_from_the_log(tuned_dense, dense_onnx, tmp_path):
+    _, logs = tuned_dense
+    before = len(read_logs([logs]).records)
+    again = edgecc.compile(dense_onnx, "host", tmp_path / "again", tune=True, trials=before, tuning_logs=(logs,),
+                           measure=False, log=quiet)
+    assert again.report["tuning"]["run"]["trials_run"] == 0
+    assert again.report["tuning"]["run"]["trials_before"] == before
+    assert len(read_logs([logs]).records) == before
+
+
+def test_compile_uses_matching_records_without_tuning(tuned_dense, dense_onnx, tmp_path):
+    _, logs = tuned_dense
+    result = edgecc.compile(dense_onnx, "host", tmp_path / "reuse", tuning_logs=(logs,), measure=False, log=quiet)
+    assert result.report["tuning"]["applied"]["tuned"] == 1
+    assert "run" not in result.report["tuning"]
+    assert result.report["verification"]["status"] == "passed"
+
+
+def test_a_record_never_crosses_targets(tuned_dense, dense_onnx, tmp_path):
+    _, logs = tuned_dense
+    host = load_target("host")
+    text = Path(host.source).read_text().replace('kind = "llvm"\n\n[board]', 'kind = "llvm"\nmcpu = "skylake"\n\n[board]')
+    assert 'mcpu = "skylake"' in text
+    other_file = tmp_path / "other-cpu.toml"
+    other_file.write_text(text.replace('name = "host"', 'name = "other-cpu"').replace("detect_host = true\n", ""))
+    other = load_target(str(other_file))
+    assert target_key(other.tvm()) != target_key(host.tvm())
+    # Even a log filed under the other board's name (a copy gone wrong) must not be applied.
+    shared = tmp_path / "shared_logs"
+    shutil.copytree(logs / "host", shared / "other-cpu")
+    result = edgecc.compile(dense_onnx, str(other_file), tmp_path / "other", tuning_logs=(shared,), measure=False,
+                            log=quiet)
+    applied = result.report["tuning"]["applied"]
+    assert applied["tuned"] == 0 and applied["records_for_target"] == 0 and applied["records_other_targets"] > 0
+
+
+def test_time_budget_stops_tuning_and_keeps_the_log(dense_onnx, tmp_path):
+    result = edgecc.compile(dense_onnx, "host", tmp_path / "budget", tune=True, trials=400, budget_seconds=1.0,
+                            tuning_logs=(tmp_path / "logs",), measure=False, log=quiet)
+    run = result.report["tuning"]["run"]
+    assert run["stopped_by"] == "time budget"
+    assert 0 < run["trials_run"] < 400
+    assert len(read_logs([tmp_path / "logs"]).records) == run["trials_run"] - run["run_failures"]
