@@ -1,11 +1,194 @@
-"""Default schedules for kernels that no tuning record covers.
+"""Default CPU schedules for kernels that no tuning record covers.
 
-CPU rules live here (and their parameters in `schedules/`); GPU kinds use dlight.
+TVM's naive lowering runs every kernel as scalar loops on one core (TinyBERT-4 at seq 128: ~480 ms
+against ONNX Runtime's ~7 ms here). These rules give each kernel a reasonable shape without
+tuning: matmuls get a register tile (rows x vector lanes), a cached accumulator, the fused
+epilogue computed on the tile while it is hot, and the outer tiles spread over the cores;
+everything else is parallelised over its leading loops and vectorised where extents allow.
+Parameters live in `schedules/cpu.toml`.
 """
 
 from __future__ import annotations
 
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+SCHEDULES_DIR = Path(__file__).resolve().parent.parent / "schedules"
+
+
+@lru_cache(maxsize=1)
+def _parameters() -> dict:
+    return tomllib.loads((SCHEDULES_DIR / "cpu.toml").read_text())
+
+
+def vector_lanes(target) -> int:
+    """float32 lanes of the target's widest vector registers, read from LLVM's feature list."""
+    from tvm.target import codegen
+
+    lanes = _parameters()["vector_lanes"]
+    try:
+        features = {str(f) for f in codegen.llvm_get_cpu_features(target.tvm())}
+    except Exception:  # a CPU this LLVM does not know
+        features = set()
+    for feature in ("avx512f", "avx2", "neon"):
+        if feature in features:
+            return lanes[feature]
+    return lanes["neon"] if target.arch in ("aarch64", "arm64") else lanes["default"]
+
 
 def apply_cpu_default_schedules(mod, target):
-    """Placeholder until hand-written CPU rules land: TVM's naive lowering is used as is."""
+    import tvm
+    from tvm.tirx import PrimFunc
+
+    lanes = vector_lanes(target)
+    updates = {}
+    for gvar, func in mod.functions.items():
+        if not isinstance(func, PrimFunc) or _is_scheduled(func):
+            continue
+        scheduled = schedule_kernel(func, lanes)
+        if scheduled is not None:
+            updates[gvar] = scheduled
+    if not updates:
+        return mod
+    mod = mod.shallow_copy() if hasattr(mod, "shallow_copy") else mod
+    for gvar, func in updates.items():
+        mod[gvar] = func
+    del tvm
     return mod
+
+
+def _is_scheduled(func) -> bool:
+    attrs = func.attrs
+    return bool(attrs) and ("tirx.is_scheduled" in attrs or "tir.is_scheduled" in attrs)
+
+
+def schedule_kernel(func, lanes: int):
+    """A scheduled copy of `func`, or None when no rule applies cleanly (the kernel stays as is)."""
+    from tvm import s_tir
+
+    try:
+        sch = s_tir.Schedule(func)
+        blocks = _blocks(sch)
+        matmul = next((b for b in blocks if _is_matmul(sch, b)), None)
+        if matmul is not None:
+            _schedule_matmul(sch, matmul, blocks, lanes)
+        else:
+            for block in blocks:
+                _schedule_generic(sch, block, lanes)
+        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    except Exception as exc:  # an unusual kernel keeps TVM's correct naive form
+        if os.environ.get("EDGECC_DEBUG_SCHEDULES"):
+            print(f"default schedule skipped: {exc}")
+        return None
+
+
+def _blocks(sch):
+    root = sch.get_sblock("root") if _has_root(sch) else None
+    return list(sch.get_child_blocks(root)) if root is not None else []
+
+
+def _has_root(sch) -> bool:
+    try:
+        sch.get_sblock("root")
+        return True
+    except Exception:
+        return False
+
+
+def _iter_types(sch, block) -> list[str]:
+    return [str(iv.iter_type) for iv in sch.get(block).iter_vars]
+
+
+def _is_matmul(sch, block) -> bool:
+    """TOPI names its matmul blocks; a lone trailing reduction over two inputs is the shape we tile."""
+    types = _iter_types(sch, block)
+    stmt = sch.get(block)
+    named = any(word in stmt.name_hint for word in ("matmul", "dense"))
+    return named and types.count("2") == 1 and types[-1] == "2" and len(types) >= 3 and len(stmt.reads) == 2
+
+
+def _extent(sch, loop) -> int | None:
+    value = sch.get(loop).extent
+    return int(value) if hasattr(value, "value") or isinstance(value, int) else None
+
+
+def _largest_divisor(extent: int, choices) -> int:
+    return next((c for c in choices if extent % c == 0), 1)
+
+
+def _schedule_matmul(sch, block, blocks, lanes: int) -> None:
+    params = _parameters()["matmul"]
+    index = blocks.index(block)
+    epilogue = blocks[index + 1:]
+    # Elementwise epilogue (bias, GELU, scaling): inline all but the last into it.
+    for inner in epilogue[:-1]:
+        sch.compute_inline(inner)
+    for prologue in blocks[:index]:
+        sch.compute_inline(prologue)
+    *spatial, i, j, k = sch.get_loops(block)
+    m, n = _extent(sch, i), _extent(sch, j)
+    vec = _largest_divisor(n, [lanes, lanes // 2, 4, 2]) if lanes > 1 else 1
+    vectors = _largest_divisor(n // vec, params["vectors_per_tile"])
+    rows = _largest_divisor(m, params["row_tiles"])
+    io, ii = sch.split(i, [None, rows])
+    jo, ji = sch.split(j, [None, vec * vectors])
+    ji_o, ji_i = sch.split(ji, [None, vec])
+    sch.reorder(*spatial, io, jo, k, ii, ji_o, ji_i)
+    if epilogue:
+        last = epilogue[-1]
+        sch.reverse_compute_at(last, jo)
+        _vectorize_innermost(sch, last, vec)
+    sch.unroll(ii)
+    sch.unroll(ji_o)
+    sch.vectorize(ji_i)
+    outer = sch.fuse(*spatial, io) if spatial else io
+    sch.parallel(outer)
+    # Last: the init/update split makes the update block neither complete nor reduction, which
+    # parallel and vectorize refuse to touch.
+    sch.decompose_reduction(block, k)
+
+
+def _vectorize_innermost(sch, block, vec: int) -> None:
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    inner = loops[-1]
+    extent = _extent(sch, inner)
+    if extent and vec > 1 and extent % vec == 0:
+        _, lanes_loop = sch.split(inner, [None, vec])
+        sch.vectorize(lanes_loop)
+
+
+def _stored_dtype(block_stmt) -> str:
+    store = block_stmt.body
+    buffer = getattr(store, "buffer", None)
+    return str(getattr(buffer, "dtype", "bool"))  # unknown: assume the unsafe case
+
+
+def _schedule_generic(sch, block, lanes: int) -> None:
+    types = _iter_types(sch, block)
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    leading = []
+    for loop, kind in zip(loops, types):
+        if kind != "0":
+            break
+        leading.append(loop)
+    if len(leading) == len(loops) and len(loops) > 0:  # injective: parallel outer, vector inner
+        fused = sch.fuse(*loops)
+        extent = _extent(sch, fused)
+        # LLVM cannot store a vector of bools through TVM's lowering; those stay scalar.
+        writes_bool = "bool" in str(_stored_dtype(sch.get(block)))
+        vec = lanes if extent and extent % lanes == 0 and not writes_bool else 1
+        if vec > 1:
+            outer, inner = sch.split(fused, [None, vec])
+            sch.parallel(outer)
+            sch.vectorize(inner)
+        else:
+            sch.parallel(fused)
+        return
+    if leading:
+        sch.parallel(sch.fuse(*leading) if len(leading) > 1 else leading[0])
