@@ -3,6 +3,7 @@ and every measured schedule appended to the shared log as it arrives."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 import time
@@ -134,6 +135,8 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     from .builder import InProcessBuilder
     from .records import best_records
 
+    # MetaSchedule's per-batch INFO lines would drown the progress bar.
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     started = time.monotonic()
     log_dir = Path(log_dir)
     log_path = log_dir / LOG_NAME
