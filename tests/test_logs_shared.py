@@ -38,13 +38,13 @@ def test_check_reports_corrupt_and_truncated_lines_and_keeps_the_good(tmp_path):
         handle.write(record("c", 1e-5).line()[:57])  # a writer killed mid-line
     result = CliRunner().invoke(main, ["logs", "check", str(tmp_path)])
     assert result.exit_code == 1
-    assert f"{log}:3: not JSON" in result.output
-    assert f"{log}:4: missing field(s)" in result.output
-    assert f"{log}:5: truncated" in result.output
+    assert f"{log}:5: not JSON" in result.output
+    assert f"{log}:6: missing field(s)" in result.output
+    assert f"{log}:7: truncated" in result.output
     assert "2 good record(s), 3 bad line(s)" in result.output
     append_records(log, [record("d", 1e-5)])  # the next append seals the torn line; nothing is lost
     readout = read_logs([log])
-    assert sorted(r.data["workload"][0] for r in readout.records) == ["shash-a", "shash-b", "shash-d"]
+    assert sorted(r.workload[0] for r in readout.records) == ["shash-a", "shash-b", "shash-d"]
 
 
 def test_merge_keeps_best_per_workload_and_target_and_is_deterministic(tmp_path):
@@ -57,7 +57,7 @@ def test_merge_keeps_best_per_workload_and_target_and_is_deterministic(tmp_path)
     assert "wrote 4 records (2 target(s))" in first.output
     assert "skipped 1 bad line(s)" in first.output
     merged = read_logs([tmp_path / "m1.jsonl"]).records
-    best = {(r.data["workload"][0], r.data["board"]): r.latency for r in merged}
+    best = {(r.workload[0], r.data["board"]): r.latency for r in merged}
     assert best == {("shash-a", "host"): 1e-5, ("shash-b", "host"): 2e-5, ("shash-c", "host"): 4e-5,
                     ("shash-a", "raspberry-pi-5"): 9e-6}
     second = CliRunner().invoke(main, ["logs", "merge", str(bob), str(alice), "-o", str(tmp_path / "m2.jsonl")])
@@ -102,5 +102,5 @@ def test_kill_9_mid_write_loses_no_earlier_record(tmp_path):
     readout = read_logs([log])
     assert len(readout.records) > 10
     assert len(readout.bad_lines) <= 1
-    numbers = sorted(int(r.data["workload"][0].removeprefix("shash-k")) for r in readout.records)
+    numbers = sorted(int(r.workload[0].removeprefix("shash-k")) for r in readout.records)
     assert numbers == list(range(len(numbers)))  # every record up to the kill is there, in order

@@ -31,7 +31,7 @@ def _database_for(records):
 
     database = ms.database.MemoryDatabase()
     for record in records:
-        workload = database.commit_workload(ms.database.Workload.from_json(record.data["workload"]).mod)
+        workload = database.commit_workload(ms.database.Workload.from_json(record.workload).mod)
         database.commit_tuning_record(ms.database.TuningRecord.from_json(record.data["trace"], workload))
     return database
 

@@ -1,7 +1,8 @@
 """The shared tuning-log format: one JSON object per line, appended atomically, merged deterministically.
 
-A line is one measured schedule: the workload it tunes (TVM's serialized TIR), the schedule trace,
-the full target it was measured on, the board's name, versions, when, and the measured latency.
+Two kinds of line. A workload line holds one kernel as TVM serializes it (~40 KB), once per file.
+A record line is one measured schedule: its workload's key, the schedule trace, the full target it
+was measured on, the board's name, versions, when, and the measured latency.
 Lines are never rewritten in place, so `git merge` of two teams' appends is clean; `merge` writes a
 sorted, de-duplicated file for the cases it is not.
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 LOG_SUFFIX = ".jsonl"
 LOG_NAME = "records" + LOG_SUFFIX
 FORMAT = "edgecc-tuning/1"
-REQUIRED = ("format", "workload_key", "workload", "trace", "target", "board", "latency_s", "tvm", "edgecc", "time")
+REQUIRED = ("format", "kind", "workload_key", "trace", "target", "board", "latency_s", "tvm", "edgecc", "time")
+WORKLOAD_REQUIRED = ("format", "kind", "workload_key", "workload")
 
 
 def target_key(tvm_target) -> str:
@@ -36,6 +38,7 @@ def workload_key(workload_json) -> str:
 class Record:
     data: dict
     source: str = ""  # file:line it came from
+    workload: object = None  # the workload JSON, joined from its workload line
 
     @property
     def key(self) -> tuple[str, str]:
@@ -56,8 +59,8 @@ def make_record(workload_json, record_json, tvm_target, board: str, latency_s: f
 
     return Record({
         "format": FORMAT,
+        "kind": "record",
         "workload_key": workload_key(workload_json),
-        "workload": workload_json,
         "trace": record_json,  # TVM's TuningRecord JSON: [trace, run_secs, target, args_info]
         "target": target_key(tvm_target),
         "board": board,
@@ -65,7 +68,12 @@ def make_record(workload_json, record_json, tvm_target, board: str, latency_s: f
         "tvm": tvm.__version__,
         "edgecc": __version__,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    }, workload=workload_json)
+
+
+def workload_line(key: str, workload_json) -> str:
+    data = {"format": FORMAT, "kind": "workload", "workload_key": key, "workload": workload_json}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
@@ -73,6 +81,7 @@ class LogReadout:
     records: list[Record] = field(default_factory=list)
     bad_lines: list[tuple[str, int, str]] = field(default_factory=list)  # (file, line number, why)
     files: list[Path] = field(default_factory=list)
+    workloads: dict = field(default_factory=dict)  # workload key -> workload JSON
 
 
 def log_files(path: Path) -> list[Path]:
@@ -87,6 +96,7 @@ def log_files(path: Path) -> list[Path]:
 def read_logs(paths) -> LogReadout:
     """Every good record; every corrupt or truncated line reported with its file and line number."""
     readout = LogReadout()
+    pending = []
     for root in paths:
         for file in log_files(Path(root)):
             readout.files.append(file)
@@ -99,7 +109,18 @@ def read_logs(paths) -> LogReadout:
                     if why:
                         readout.bad_lines.append((str(file), number, why))
                         continue
-                    readout.records.append(Record(json.loads(text), f"{file}:{number}"))
+                    data = json.loads(text)
+                    if data["kind"] == "workload":
+                        readout.workloads[data["workload_key"]] = data["workload"]
+                    else:
+                        pending.append(Record(data, f"{file}:{number}"))
+    for record in pending:
+        if record.data["workload_key"] not in readout.workloads:
+            file, number = record.source.rsplit(":", 1)
+            readout.bad_lines.append((file, int(number), "its workload line is missing"))
+            continue
+        record.workload = readout.workloads[record.data["workload_key"]]
+        readout.records.append(record)
     return readout
 
 
@@ -112,13 +133,16 @@ def _problem(text: str, raw: bytes) -> str | None:
         return f"not JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(data, dict):
         return "not a record object"
-    missing = [k for k in REQUIRED if k not in data]
+    if data.get("format") != FORMAT:
+        return f"unknown format {data.get('format')!r}"
+    required = WORKLOAD_REQUIRED if data.get("kind") == "workload" else REQUIRED
+    missing = [k for k in required if k not in data]
     if missing:
         return f"missing field(s) {', '.join(missing)}"
-    if data["format"] != FORMAT:
-        return f"unknown format {data['format']!r}"
-    if data["workload_key"] != workload_key(data["workload"]):
+    if data["kind"] == "workload" and data["workload_key"] != workload_key(data["workload"]):
         return "workload does not match its key (edited or corrupted)"
+    if data["kind"] not in ("workload", "record"):
+        return f"unknown line kind {data['kind']!r}"
     return None
 
 
@@ -133,20 +157,46 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+_KNOWN_WORKLOADS: dict[Path, set] = {}
+
+
+def _workload_keys_in(path: Path) -> set:
+    keys = set()
+    if path.exists():
+        with open(path, "rb") as handle:
+            for raw in handle:
+                if raw.startswith(b'{') and b'"kind":"workload"' in raw:
+                    try:
+                        keys.add(json.loads(raw)["workload_key"])
+                    except (json.JSONDecodeError, KeyError):
+                        pass
+    return keys
+
+
 def append_records(path: Path, records: list[Record]) -> None:
     """Whole lines under an exclusive lock, O_APPEND and fsync: two tuners can share one log, and a
-    kill -9 can at worst leave one truncated last line, which readers skip and report."""
+    kill -9 can at worst leave one truncated last line, which readers skip and report. A record's
+    workload line is written first, once per file."""
     if not records:
         return
     path = Path(path)
-    payload = "".join(r.line() + "\n" for r in records).encode()
     with _locked(path):
+        known = _KNOWN_WORKLOADS.get(path)
+        if known is None or not path.exists():
+            known = _KNOWN_WORKLOADS[path] = _workload_keys_in(path)
+        lines = []
+        for record in records:
+            key = record.data["workload_key"]
+            if key not in known and record.workload is not None:
+                lines.append(workload_line(key, record.workload) + "\n")
+                known.add(key)
+            lines.append(record.line() + "\n")
         needs_newline = path.exists() and path.stat().st_size > 0 and not _ends_with_newline(path)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             if needs_newline:  # seal a line a killed writer left half-written
                 os.write(fd, b"\n")
-            os.write(fd, payload)
+            os.write(fd, "".join(lines).encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -169,10 +219,15 @@ def best_records(records: list[Record]) -> dict[tuple[str, str], Record]:
 
 
 def write_merged(path: Path, records: list[Record]) -> None:
-    """Sorted by workload then target, one best line each; replaced atomically."""
+    """Workloads then records, each sorted by key, one best record per (workload, target);
+    replaced atomically."""
     from .._atomic import write_text_atomic
 
     best = best_records(records)
-    lines = [best[k].line() + "\n" for k in sorted(best)]
-    with _locked(Path(path)):
-        write_text_atomic(Path(path), "".join(lines))
+    workloads = {r.data["workload_key"]: r.workload for r in best.values()}
+    lines = [workload_line(key, workloads[key]) + "\n" for key in sorted(workloads)]
+    lines += [best[k].line() + "\n" for k in sorted(best)]
+    path = Path(path)
+    with _locked(path):
+        write_text_atomic(path, "".join(lines))
+        _KNOWN_WORKLOADS.pop(path, None)
