@@ -64,13 +64,22 @@ class Toolchain:
 
     def require(self) -> str:
         """Return the compiler's path, or say which package provides it."""
-        path = shutil.which(self.compiler)
+        path = shutil.which(self.compiler) or _versioned_tool(self.compiler)
         if path is None:
             raise ToolchainError(
                 f"cross-compiler '{self.compiler}' not found on PATH; install it with "
                 f"`apt-get install {self.package}`"
             )
         return path
+
+
+def _versioned_tool(name: str) -> str | None:
+    """Debian installs LLVM tools also as `tool-NN` (e.g. `ld64.lld-14`); take the newest."""
+    import glob
+
+    candidates = sorted(glob.glob(f"/usr/bin/{name}-[0-9]*"), key=lambda p: int(p.rsplit("-", 1)[1])
+                        if p.rsplit("-", 1)[1].isdigit() else -1)
+    return candidates[-1] if candidates else None
 
 
 @dataclass(frozen=True)
