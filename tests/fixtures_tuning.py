@@ -34,3 +34,99 @@ def tuned_dense(dense_onnx, tmp_path_factory):
     result = edgecc.compile(dense_onnx, "host", logs.parent / "tuned-dense", tune=True, trials=16,
                             tuning_logs=(logs,), min_seconds=0.2, log=lambda *_: None)
     return result, logs
+
+
+@pytest.fixture(scope="session")
+def lowered_matmul():
+    """relu(x @ W) for x: 32x64, lowered to one unscheduled PrimFunc, as the pipeline hands it to tuning."""
+    import tvm
+    from tvm import relax
+
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((32, 64), "float32"))
+    weight = relax.const(np.random.default_rng(0).standard_normal((64, 48)).astype("float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            y = builder.emit(relax.op.matmul(x, weight))
+            out = builder.emit_output(relax.op.nn.relu(y))
+        builder.emit_func_output(out)
+    passes = tvm.transform.Sequential([relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+                                       relax.transform.FoldConstant(), relax.transform.FuseOps(),
+                                       relax.transform.FuseTIR()])
+    return passes(builder.get())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port: int, process, seconds: float = 60) -> None:
+    import socket
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listening on {port} after {seconds} s")
+
+
+@pytest.fixture(scope="session")
+def rpc_tracker_with_board():
+    """A real TVM RPC tracker and one x86 RPC server registered under key 'x86-test' on 127.0.0.1."""
+    import subprocess
+    import sys
+    import time
+
+    from edgecc.remote import tracker_free_count
+
+    tracker_port, server_port = _free_port(), _free_port()
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                                "--port", str(tracker_port), "--port-end", str(tracker_port + 1)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = None
+    try:
+        _wait_listening(tracker_port, tracker)
+        tracker_address = f"127.0.0.1:{tracker_port}"
+        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                                   "--port", str(server_port), "--port-end", str(server_port + 1),
+                                   "--tracker", tracker_address, "--key", "x86-test"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while tracker_free_count(tracker_address, "x86-test") < 1:
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError("the RPC server never registered with the tracker")
+            time.sleep(0.3)
+        yield {"tracker": tracker_address, "key": "x86-test", "server": f"127.0.0.1:{server_port}"}
+    finally:
+        for process in (server, tracker):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def rpc_board():
+    """A standalone x86 TVM RPC server on 127.0.0.1 (no tracker): the --rpc HOST:PORT path."""
+    import subprocess
+    import sys
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                               "--port", str(port), "--port-end", str(port + 1)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, server)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

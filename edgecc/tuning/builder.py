@@ -3,7 +3,7 @@
 TVM's LocalBuilder starts a fresh worker pool for every batch and each worker imports
 `tvm.s_tir.tensor_intrin` (50-60 s on a 2-core machine) inside a 30 s build timeout, so every
 candidate fails. Here candidates are built in the tuning process itself, where TVM is already
-imported: about half a second each, and no import is ever paid twice.
+imported: well under a second each, and no import is ever paid twice.
 """
 
 from __future__ import annotations
@@ -15,22 +15,34 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
 
 
-def build_candidate(mod, target) -> str:
-    from tvm.driver import build as tvm_build
+def shared_library_compiler(target):
+    """For candidates measured on a board: a finished .so (the board may have no compiler), linked
+    with the target's cross toolchain when it has one."""
+    from tvm.support import cc
+
+    if target.toolchain is not None and "mtriple" in target.tvm_target:
+        return cc.cross_compiler(target.toolchain.require()), "so"
+    return cc.create_shared, "so"
+
+
+def build_candidate(mod, target, fcompile=None, extension=None, work_dir=None) -> str:
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
     from tvm.support.tar import tar
+    from tvm.tirx import build as tirx_build
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    library = tvm_build(mod, target=target)
-    path = os.path.join(tempfile.mkdtemp(prefix="edgecc-candidate-"), "candidate." + tar.output_format)
-    library.export_library(path, fcompile=tar)
+    library = tirx_build(mod, target=target)
+    fcompile, extension = (fcompile, extension) if fcompile else (tar, tar.output_format)
+    path = os.path.join(tempfile.mkdtemp(prefix="candidate-", dir=work_dir), "candidate." + extension)
+    library.export_library(path, fcompile=fcompile)
     return path
 
 
 @derived_object
 class InProcessBuilder(PyBuilder):
-    def __init__(self):
+    def __init__(self, work_dir, fcompile=None, extension=None):
         super().__init__()
+        self.work_dir, self.fcompile, self.extension = work_dir, fcompile, extension
         self.built = 0
         self.failed = 0
 
@@ -38,7 +50,8 @@ class InProcessBuilder(PyBuilder):
         results = []
         for build_input in build_inputs:
             try:
-                path = build_candidate(build_input.mod, build_input.target)
+                path = build_candidate(build_input.mod, build_input.target, self.fcompile, self.extension,
+                                       self.work_dir)
                 results.append(BuilderResult(path, None))
                 self.built += 1
             except Exception as exc:  # a bad candidate fails alone; the search goes on

@@ -104,22 +104,6 @@ class RecordAndReport(PyMeasureCallback):
         sys.stderr.flush()
 
 
-def _runner(session: dict | None):
-    from tvm.s_tir import meta_schedule as ms
-
-    if not session:
-        return ms.runner.LocalRunner(timeout_sec=60)
-    from ..errors import EdgeccError
-    from ..remote_spec import parse_address
-
-    if not session.get("tracker"):
-        raise EdgeccError("tuning on a board measures through a tracker: pass --tracker HOST:PORT --key KEY")
-    host, port = parse_address(session["tracker"])
-    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=session.get("key"),
-                                 session_timeout_sec=int(session.get("timeout") or 120))
-    return ms.runner.RPCRunner(rpc_config=config, max_workers=1)
-
-
 def _batch_size(trials: int, tasks: int) -> int:
     """The gradient scheduler gives one task a whole batch at a time: small batches let a small
     budget reach every kernel instead of the first two."""
@@ -132,7 +116,9 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
     from .apply import _database_for
-    from .builder import InProcessBuilder
+    from .builder import InProcessBuilder, shared_library_compiler
+    from .intrinsics import only_target_intrinsics
+    from .runners import make_runner
     from .records import best_records
 
     # MetaSchedule's per-batch INFO lines would drown the progress bar.
@@ -144,6 +130,7 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     key = target_key(tvm_target)
     prior = [r for r in read_logs([log_dir]).records if r.data["target"] == key]
     result = TuneResult(str(log_path), trials_before=len(prior))
+    runner = make_runner(session)  # a bad board spec fails before any work
     remaining = trials - len(prior)
     if remaining <= 0:
         result.stopped_by = f"already {len(prior)} trials in the log"
@@ -153,7 +140,7 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     result.tasks = len(extracted)
     if not extracted:
         return result
-    with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work_dir:
+    with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work_dir, only_target_intrinsics(tvm_target):
         contexts, weights = extracted_tasks_to_tune_contexts(extracted, work_dir=work_dir, strategy="evolutionary",
                                                              space="post-order-apply", seed=0)
         callback = RecordAndReport(log_path, tvm_target, target.name, result, remaining, budget_s,
@@ -162,7 +149,8 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
             max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(remaining, len(contexts)),
-            builder=InProcessBuilder(), runner=_runner(session), database=database, cost_model="xgb",
+            builder=InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else ())),
+            runner=runner, database=database, cost_model="xgb",
             measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
         )
     if progress:
