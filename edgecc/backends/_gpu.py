@@ -17,8 +17,39 @@ def apply_gpu_default_schedules(mod, target):
         dl.gpu.GeneralReduction(),
         dl.gpu.Fallback(),
     )
+    if target.tvm_target.get("kind") == "metal":
+        _import_metal_intrinsics_alone()
     with target.tvm():
         return rules(mod)
+
+
+def _import_metal_intrinsics_alone() -> None:
+    """dlight's Metal matmul rule imports `tvm.s_tir.tensor_intrin.metal`; the package's __init__
+    also parses every CUDA/x86/ARM intrinsic, about 60 s on a 2-core machine. Load the Metal
+    submodule under a bare stand-in package (1-2 s), then drop the stand-in so a later import of the
+    package runs its real __init__ (which never imports `.metal`, so nothing registers twice).
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    stand_in = types.ModuleType(name)
+    stand_in.__path__ = list(spec.submodule_search_locations)
+    stand_in.__spec__ = spec
+    sys.modules[name] = stand_in
+    try:
+        importlib.import_module(f"{name}.metal")
+    finally:
+        del sys.modules[name]
+        import tvm.s_tir
+
+        if getattr(tvm.s_tir, "tensor_intrin", None) is stand_in:
+            delattr(tvm.s_tir, "tensor_intrin")
 
 
 def unscheduled_kernels(mod) -> list[str]:
