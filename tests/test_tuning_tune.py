@@ -73,3 +73,16 @@ def test_time_budget_stops_tuning_and_keeps_the_log(dense_onnx, tmp_path):
     assert run["stopped_by"] == "time budget"
     assert 0 < run["trials_run"] < 400
     assert len(read_logs([tmp_path / "logs"]).records) == run["trials_run"] - run["run_failures"]
+
+
+def test_resume_counts_only_this_models_kernels(tuned_dense, lowered_matmul, tmp_path):
+    from edgecc.tuning import tune
+
+    _, logs = tuned_dense
+    shared = tmp_path / "host"
+    shutil.copytree(logs / "host", shared)
+    others = len(read_logs([shared]).records)
+    assert others >= 12
+    result = tune(lowered_matmul, load_target("host"), shared, trials=4, progress=False)
+    assert result.trials_before == 0 and result.trials_run == 4 and result.build_failures == 0
+    assert len(read_logs([shared]).records) == others + 4 - result.run_failures

@@ -13,7 +13,7 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
-from .records import LOG_NAME, append_records, make_record, read_logs, target_key
+from .records import LOG_NAME, append_records, make_record, read_logs, target_key, workload_key
 
 
 @dataclass
@@ -38,12 +38,12 @@ class RecordAndReport(PyMeasureCallback):
     """After each batch: append the measured schedules to the log, print progress, enforce the budget."""
 
     def __init__(self, log_path, tvm_target, board, result: TuneResult, total_trials, budget_s, weights,
-                 progress):
+                 progress, started):
         super().__init__()
         self.log_path, self.tvm_target, self.board = Path(log_path), tvm_target, board
         self.result, self.total_trials, self.budget_s = result, total_trials, budget_s
         self.weights, self.progress = weights, progress
-        self.started = time.monotonic()
+        self.started = started  # the budget covers the whole run, task extraction included
         self.workloads: dict[int, object] = {}
 
     def _workload(self, scheduler, task_id):
@@ -104,10 +104,14 @@ class RecordAndReport(PyMeasureCallback):
         sys.stderr.flush()
 
 
-def _batch_size(trials: int, tasks: int) -> int:
+def _batch_size(trials: int, tasks: int, budget_s: float | None) -> int:
     """The gradient scheduler gives one task a whole batch at a time: small batches let a small
-    budget reach every kernel instead of the first two."""
-    return max(4, min(32, trials // max(tasks, 1)))
+    budget reach every kernel instead of the first two. The budget is checked between batches,
+    and a batch costs roughly a second per candidate here, so a short budget gets short batches."""
+    size = max(4, min(32, trials // max(tasks, 1)))
+    if budget_s is not None:
+        size = min(size, max(4, int(budget_s / 8)))
+    return size
 
 
 def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None, session: dict | None = None,
@@ -128,27 +132,30 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     log_path = log_dir / LOG_NAME
     tvm_target = target.tvm()
     key = target_key(tvm_target)
-    prior = [r for r in read_logs([log_dir]).records if r.data["target"] == key]
-    result = TuneResult(str(log_path), trials_before=len(prior))
     runner = make_runner(session)  # a bad board spec fails before any work
+    with tvm_target:
+        extracted = extract_tasks(mod, tvm_target)
+    # Resume counts only this model's kernels on this target: another model's records in the same
+    # folder must not use up this model's trial budget.
+    kernels = {workload_key(ms.database.Workload(task.dispatched[0]).as_json()) for task in extracted}
+    prior = [r for r in read_logs([log_dir]).records
+             if r.data["target"] == key and r.data["workload_key"] in kernels]
+    result = TuneResult(str(log_path), tasks=len(extracted), trials_before=len(prior))
     remaining = trials - len(prior)
     if remaining <= 0:
         result.stopped_by = f"already {len(prior)} trials in the log"
         return result
-    with tvm_target:
-        extracted = extract_tasks(mod, tvm_target)
-    result.tasks = len(extracted)
     if not extracted:
         return result
     with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work_dir, only_target_intrinsics(tvm_target):
         contexts, weights = extracted_tasks_to_tune_contexts(extracted, work_dir=work_dir, strategy="evolutionary",
                                                              space="post-order-apply", seed=0)
         callback = RecordAndReport(log_path, tvm_target, target.name, result, remaining, budget_s,
-                                   [float(w) for w in weights], progress)
+                                   [float(w) for w in weights], progress, started)
         database = _database_for(best_records(prior).values()) if prior else ms.database.MemoryDatabase()
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
-            max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(remaining, len(contexts)),
+            max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(remaining, len(contexts), budget_s),
             builder=InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else ())),
             runner=runner, database=database, cost_model="xgb",
             measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
