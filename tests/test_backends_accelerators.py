@@ -88,3 +88,29 @@ def test_missing_nvcc_is_a_clear_toolchain_error(tiny_relax_module, tmp_path, mo
     target = load_target("jetson-orin-nano")
     with pytest.raises(ToolchainError, match="'nvcc' not found.*install"):
         backend_for(target).build(tiny_relax_module, target)
+
+
+def test_gpu_default_schedule_keeps_kernels_that_tuning_already_scheduled(tiny_relax_module):
+    import tvm
+    from tvm.s_tir import dlight as dl
+    from tvm_ffi import structural_equal
+
+    target = load_target("jetson-orin-nano")
+    # Stand-in for a tuned kernel: `sum` scheduled by another rule and marked as scheduled.
+    with target.tvm():
+        tuned = dl.ApplyDefaultSchedule(dl.gpu.Fallback())(tvm.IRModule({"sum": tiny_relax_module["sum"]}))
+    module = tiny_relax_module
+    module["sum"] = tuned["sum"]
+    assert unscheduled_kernels(module) == ["fused_matmul_gelu"]
+    untuned = module["fused_matmul_gelu"]
+    scheduled = backend_for(target).default_schedule(module, target)
+    assert unscheduled_kernels(scheduled) == []
+    assert structural_equal(scheduled["sum"], tuned["sum"])
+    assert not structural_equal(scheduled["fused_matmul_gelu"], untuned)
+
+
+@pytest.mark.parametrize("name", ["jetson-agx-orin", "jetson-orin-nx"])
+def test_other_jetson_boards_build_sm87_libraries(name, tiny_relax_module, tmp_path):
+    _, packaged = _build_and_package(name, tiny_relax_module, tmp_path)
+    assert library_machine(tmp_path / packaged.library) == "aarch64"
+    assert cuda_device_code(tmp_path / packaged.library)["cubin_archs"] == ["sm_87"]
