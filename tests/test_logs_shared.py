@@ -45,6 +45,10 @@ def test_check_reports_corrupt_and_truncated_lines_and_keeps_the_good(tmp_path):
     append_records(log, [record("d", 1e-5)])  # the next append seals the torn line; nothing is lost
     readout = read_logs([log])
     assert sorted(r.workload[0] for r in readout.records) == ["shash-a", "shash-b", "shash-d"]
+    fixed = CliRunner().invoke(main, ["logs", "check", "--fix", str(tmp_path)])
+    assert fixed.exit_code == 0 and "dropped 3 bad line(s)" in fixed.output
+    clean = CliRunner().invoke(main, ["logs", "check", str(tmp_path)])
+    assert clean.exit_code == 0 and "3 good record(s), 0 bad line(s)" in clean.output
 
 
 def test_merge_keeps_best_per_workload_and_target_and_is_deterministic(tmp_path):

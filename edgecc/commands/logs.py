@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import EdgeccError
-from ..tuning.records import best_records, log_files, read_logs, write_merged
+from ..tuning.records import best_records, drop_bad_lines, log_files, read_logs, write_merged
 
 
 def _require_logs(paths) -> None:
@@ -72,7 +72,8 @@ def merge(sources, output):
 
 @logs.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def check(paths):
+@click.option("--fix", is_flag=True, help="Rewrite each damaged file without its bad lines (good lines kept as is).")
+def check(paths, fix):
     """Find corrupt or truncated lines (file:line and why); good records are kept and counted."""
     _require_logs(paths)
     readout = read_logs(paths)
@@ -80,7 +81,10 @@ def check(paths):
         click.echo(f"{file}:{number}: {why}")
     click.echo(f"{len(readout.records)} good record(s), {len(readout.bad_lines)} bad line(s) in "
                f"{len(readout.files)} file(s)")
-    if readout.bad_lines:
+    if fix:
+        for file in sorted({file for file, _, _ in readout.bad_lines}):
+            click.echo(f"fixed {file}: dropped {drop_bad_lines(Path(file))} bad line(s)")
+    elif readout.bad_lines:
         raise SystemExit(1)
 
 

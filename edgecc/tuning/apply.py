@@ -37,10 +37,14 @@ def _database_for(records):
 
 
 def apply_tuning_records(mod, target, log_dirs: list[Path]):
-    import tvm
+    """Schedule the kernels of a lowered module that have records for exactly this target.
+
+    Returns (module, TuningSummary); kernels without a record stay unscheduled for the backend's
+    default schedule. `files` lists the log files that supplied the applied records."""
     from tvm import relax
     from tvm.tirx import PrimFunc
 
+    from .intrinsics import only_target_intrinsics
     from .records import best_records
 
     readout = read_logs(log_dirs)
@@ -48,17 +52,19 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
     key = target_key(tvm_target)
     matching = [r for r in readout.records if r.data["target"] == key]
     summary = TuningSummary(records_for_target=len(matching), records_other_targets=len(readout.records) - len(matching),
-                            bad_lines=len(readout.bad_lines), files=[str(f) for f in readout.files])
+                            bad_lines=len(readout.bad_lines))
     kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc)]
     summary.kernels = len(kernels)
     if matching:
-        database = _database_for(best_records(matching).values())
-        with tvm_target, database:
+        best = best_records(matching).values()
+        summary.files = sorted({r.source.rsplit(":", 1)[0] for r in best})
+        database = _database_for(best)
+        # Replaying a trace that tensorizes needs the target's intrinsics registered.
+        with tvm_target, database, only_target_intrinsics(tvm_target):
             tuned_mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         summary.tuned = sum(1 for gv in kernels if _is_scheduled(tuned_mod[gv.name_hint]))
         mod = tuned_mod
     summary.default = summary.kernels - summary.tuned
-    del tvm
     return mod, summary
 
 

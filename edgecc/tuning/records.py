@@ -231,3 +231,27 @@ def write_merged(path: Path, records: list[Record]) -> None:
     with _locked(path):
         write_text_atomic(path, "".join(lines))
         _KNOWN_WORKLOADS.pop(path, None)
+
+
+def drop_bad_lines(path: Path) -> int:
+    """Rewrite one log without its corrupt or truncated lines, good lines unchanged and in order;
+    under the log's lock and replaced atomically, so a concurrent tuner loses nothing. Returns
+    how many lines were dropped."""
+    from .._atomic import write_text_atomic
+
+    path = Path(path)
+    with _locked(path):
+        kept, dropped = [], 0
+        with open(path, "rb") as handle:
+            for raw in handle:
+                text = raw.decode("utf-8", errors="replace").strip()
+                if not text:
+                    continue
+                if _problem(text, raw):
+                    dropped += 1
+                else:
+                    kept.append(text + "\n")
+        if dropped:
+            write_text_atomic(path, "".join(kept))
+            _KNOWN_WORKLOADS.pop(path, None)
+    return dropped
