@@ -64,3 +64,57 @@ def time_onnxruntime(session, inputs: dict, min_seconds: float, warmup: int = 3)
         if len(samples) >= 100000:
             break
     return latency_stats(samples)
+
+
+def measure_extras(ctx) -> dict:
+    """Energy, per-kernel profile and environment for the report; called by the pipeline's measure step."""
+    if ctx.artifact is None or not ctx.latency.get("edgecc"):
+        return {}
+    from .environment import environment
+
+    log = ctx.log
+    extras = {"environment": environment() if ctx.artifact.session is None else None}
+    extras["energy"] = measure_energy(ctx.artifact, ctx.sample_inputs, ctx.target,
+                                      ctx.latency["edgecc"]["median_ms"] / 1e3, log)
+    extras["profile"] = measure_profile(ctx, log)
+    return extras
+
+
+def measure_energy(artifact, inputs: dict, target, latency_s: float, log=print, seconds: float = 1.0) -> dict:
+    """Measured on the machine that runs the model when it has a meter; else estimated and labelled so."""
+    from .energy import detect_meter, energy_per_inference, estimate_energy
+    from .energy.remote import remote_meter
+
+    meter = remote_meter(artifact.session) if artifact.session is not None else detect_meter()
+    if meter is None:
+        result = estimate_energy(target, latency_s)
+        result["why_estimated"] = "no power meter readable where the model ran"
+        return result
+    log(f"measuring energy with {meter.name} ...")
+    runs = max(10, int(seconds / max(latency_s, 1e-6)))
+    arguments = artifact._arguments(inputs)
+    main = artifact.vm["main"]
+    return energy_per_inference(meter, lambda: main(*arguments), runs, idle_seconds=min(1.0, seconds))
+
+
+def measure_profile(ctx, log=print) -> dict | None:
+    from .profile import profile_kernels
+
+    module = ctx.scheduled
+    if module is None:
+        return None
+    library = ctx.manifest["library"]
+    try:
+        if ctx.artifact.session is not None:
+            lib = ctx.artifact.session.load_module(library)
+        else:
+            import tvm
+
+            lib = tvm.runtime.load_module(str(ctx.stage_dir / library))
+    except Exception as exc:  # the profile is extra information; the compile stands without it
+        return {"kernels": [], "sum_ms": 0.0, "kernel_count": 0, "skipped": [], "error": str(exc)[:200]}
+    precision = ctx.options.precision if ctx.options.precision in ctx.target.board.peak_gflops else "fp32"
+    log("profiling kernels one by one ...")
+    return profile_kernels(module, lib, ctx.artifact.device, ctx.target.peak_gflops(precision),
+                           ctx.target.board.memory_bandwidth_gbs, ctx.latency["edgecc"]["median_ms"],
+                           progress=None if ctx.options.quiet else log)

@@ -292,6 +292,9 @@ def measure(ctx: CompileContext):
         if ctx.latency.get(name, {}).get("unstable"):
             ctx.latency["warnings"].append(
                 f"{name} timings are unstable (CV {ctx.latency[name]['cv']:.2f}); is the machine busy?")
+    from .measure import measure_extras  # energy, per-kernel profile, environment (edgecc/measure.py)
+
+    ctx.measurements = measure_extras(ctx)
     return ctx.latency
 
 
@@ -335,6 +338,7 @@ def report(ctx: CompileContext):
         "latency": ctx.latency,
         "tuning": ctx.tuning,
         "accuracy": ctx.accuracy,
+        **getattr(ctx, "measurements", {}),  # energy, profile, environment from the measure step
     }
     write_reports(ctx.stage_dir, data)
     ctx.report = data

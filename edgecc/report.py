@@ -1,4 +1,5 @@
-"""report.json (the record) and report.md (the read) for one compiled artifact."""
+"""report.json (the record, schema in docs/report-schema.md), report.md (the read) and report.html (with plots)
+for one compiled artifact."""
 
 from __future__ import annotations
 
@@ -6,13 +7,22 @@ from pathlib import Path
 
 from ._atomic import write_json_atomic, write_text_atomic
 
-SCHEMA_VERSION = 1
+from .report_schema import SCHEMA_VERSION, validate_report
 
 
 def write_reports(folder: Path, report: dict) -> None:
-    report = {"schema_version": SCHEMA_VERSION, **report}
+    report = validate_report({**report, "schema_version": SCHEMA_VERSION})
     write_json_atomic(Path(folder) / "report.json", report)
-    write_text_atomic(Path(folder) / "report.md", render_markdown(report))
+    render_reports(folder, report)
+
+
+def render_reports(folder: Path, report: dict) -> None:
+    """report.md and report.html from a report dict (also used by `edgecc report OUT` to re-render)."""
+    from .report_html import render_html
+
+    markdown = render_markdown(report)
+    write_text_atomic(Path(folder) / "report.md", markdown)
+    write_text_atomic(Path(folder) / "report.html", render_html(report, markdown, Path(folder)))
 
 
 def _ms(stats: dict | None, key: str = "median_ms") -> str:
@@ -60,7 +70,10 @@ def render_markdown(report: dict) -> str:
         for warning in latency.get("warnings", []):
             lines.append(f"\nWarning: {warning}")
         lines.append("")
-    for section in ("tuning", "accuracy", "energy"):
+    lines += _energy_lines(report.get("energy"))
+    lines += _profile_lines(report.get("profile"))
+    lines += _environment_lines(report.get("environment"))
+    for section in ("tuning", "accuracy"):
         if report.get(section):
             lines += [f"## {section.title()}", "", "```", _compact(report[section]), "```", ""]
     return "\n".join(lines)
@@ -70,3 +83,55 @@ def _compact(value) -> str:
     import json
 
     return json.dumps(value, indent=1, default=str)[:4000]
+
+
+def _energy_lines(energy: dict | None) -> list[str]:
+    if not energy:
+        return []
+    label = "**ESTIMATED** (no power meter; from the target file's power figures)" \
+        if energy["kind"] == "estimated" else f"measured with {energy['meter']}"
+    lines = ["## Energy", "", f"Energy per inference: {label}.", "",
+             "| joules/inference (above idle) | joules/inference (total) | avg W | peak W | idle W | sample rate | rails |",
+             "|---:|---:|---:|---:|---:|---:|---|"]
+    rate = energy.get("sample_rate_hz")
+    lines.append(f"| {energy['joules_per_inference']:.4g} | {energy.get('joules_per_inference_total', 0):.4g} | "
+                 f"{energy['avg_watts']:.3g} | {energy['peak_watts']:.3g} | {energy.get('idle_watts', 0):.3g} | "
+                 f"{'-' if rate is None else f'{rate:.1f} Hz'} | {', '.join(energy.get('rails') or []) or '-'} |")
+    if energy.get("basis"):
+        lines += ["", f"Estimate basis: {energy['basis']}."]
+    return lines + [""]
+
+
+def _profile_lines(profile: dict | None, top: int = 20) -> list[str]:
+    if not profile or not profile.get("kernels"):
+        return []
+    lines = ["## Per-kernel profile", ""]
+    if profile.get("end_to_end_ms"):
+        lines.append(f"Kernels sum to {profile['sum_ms']:.3f} ms of {profile['end_to_end_ms']:.3f} ms end to end "
+                     f"({100 * profile['sum_over_end_to_end']:.0f}%). Peak: {profile.get('peak_gflops')} GFLOP/s, "
+                     f"{profile.get('memory_bandwidth_gbs')} GB/s.")
+    lines += ["", "| kernel | calls | ms | share | GFLOP | MB | FLOP/B | GFLOP/s | GB/s | bound | % peak | % roof |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for k in profile["kernels"][:top]:
+        lines.append(f"| {k['name']} | {k['calls']} | {k['total_ms']:.3f} | {100 * k.get('share', 0):.1f}% | "
+                     f"{k['flops'] / 1e9:.3g} | {k['bytes'] / 1e6:.3g} | {k['arithmetic_intensity']:.2f} | "
+                     f"{k['achieved_gflops']:.2f} | {k['achieved_gbs']:.2f} | {k.get('bound', '-')} | "
+                     f"{k.get('pct_of_peak_compute', 0):.1f} | {k.get('pct_of_roofline', 0):.1f} |")
+    if len(profile["kernels"]) > top:
+        lines.append(f"\n({len(profile['kernels']) - top} smaller kernels not shown; all are in report.json.)")
+    for skipped in profile.get("skipped", []):
+        lines.append(f"\nNot profiled: {skipped['name']}: {skipped['reason']}")
+    return lines + [""]
+
+
+def _environment_lines(env: dict | None) -> list[str]:
+    if not env:
+        return []
+    lines = ["## Environment", "", f"- Machine: {env.get('processor') or env['machine']} ({env['cpu_count']} CPUs)",
+             f"- Load average: {env.get('load_average')}",
+             f"- CPU governor: {', '.join(env.get('governors') or []) or 'not readable'}",
+             f"- Thermal: {env.get('thermal_c') or 'not readable'}"]
+    if env.get("nvpmodel"):
+        lines.append(f"- Jetson power mode: {env['nvpmodel']}")
+    lines += [f"- Warning: {w}" for w in env.get("warnings", [])]
+    return lines + [""]

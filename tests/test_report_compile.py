@@ -1,0 +1,50 @@
+"""A compile on this machine writes report.json (schema-valid), report.md and report.html with estimated
+energy clearly labelled, a per-kernel profile that adds up to the end-to-end latency, and roofline placement."""
+
+import json
+
+import pytest
+
+import edgecc
+from edgecc.report_schema import SCHEMA_VERSION, validate_report
+
+
+@pytest.fixture(scope="module")
+def compiled(held_out_bert_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "bert"
+    edgecc.compile(held_out_bert_onnx, "host", out, seq_len=24, min_seconds=0.3, log=lambda *_: None)
+    return out
+
+
+def test_three_reports_and_schema(compiled):
+    report = json.loads((compiled / "report.json").read_text())
+    assert report["schema_version"] == SCHEMA_VERSION
+    validate_report(report)
+    assert (compiled / "report.md").stat().st_size > 0
+    html = (compiled / "report.html").read_text()
+    assert html.count('<img alt="') >= 2  # per-kernel bars and roofline at least
+
+
+def test_energy_is_estimated_and_labelled_everywhere(compiled):
+    report = json.loads((compiled / "report.json").read_text())
+    energy = report["energy"]
+    assert energy["kind"] == "estimated"  # this machine has no power meter
+    board = report["target"]["board"]
+    latency_s = report["latency"]["edgecc"]["median_ms"] / 1e3
+    assert energy["joules_per_inference"] == pytest.approx((board["tdp_watts"] - board["idle_watts"]) * latency_s)
+    assert "ESTIMATED" in (compiled / "report.md").read_text()
+    assert "ESTIMATED" in (compiled / "report.html").read_text()
+
+
+def test_kernel_times_add_up_and_each_has_a_roofline_place(compiled):
+    profile = json.loads((compiled / "report.json").read_text())["profile"]
+    assert profile["kernel_count"] >= 5 and not profile["skipped"]
+    # each kernel timed alone, times its calls, should account for the end-to-end time within 15%
+    assert 0.85 <= profile["sum_over_end_to_end"] <= 1.15, profile["sum_over_end_to_end"]
+    totals = [k["total_ms"] for k in profile["kernels"]]
+    assert totals == sorted(totals, reverse=True)
+    for kernel in profile["kernels"]:
+        assert kernel["bound"] in ("compute", "memory")
+        assert kernel["bytes"] > 0 and kernel["achieved_gbs"] > 0
+        assert kernel["pct_of_peak_compute"] >= 0
+    assert any(k["flops"] > 0 for k in profile["kernels"])
