@@ -72,7 +72,9 @@ def ensure_cuda_module_factory() -> None:
     try:
         ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_GLOBAL)
     except OSError:
-        ctypes.CDLL(str(_driver_stub()), mode=ctypes.RTLD_GLOBAL)
+        stub = _driver_stub()
+        _state["stub_handle"] = ctypes.CDLL(str(stub), mode=ctypes.RTLD_GLOBAL)
+        shutil.rmtree(stub.parent, ignore_errors=True)  # the loaded mapping outlives the file
     _load_tvm_cuda_runtime()
     if tvm_ffi.get_global_func("ffi.Module.create.cuda", allow_missing=True) is None:
         raise ToolchainError("TVM's CUDA runtime library (libtvm_runtime_cuda.so) could not be loaded; "
@@ -80,8 +82,6 @@ def ensure_cuda_module_factory() -> None:
 
 
 def _driver_stub() -> Path:
-    if "stub" in _state:
-        return _state["stub"]
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise ToolchainError("a host C compiler is needed to build for CUDA on a machine without a GPU "
@@ -91,7 +91,6 @@ def _driver_stub() -> Path:
     source.write_text(_DRIVER_STUB_C)
     subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(library), str(source)],
                    check=True, capture_output=True)
-    _state["stub"] = library
     return library
 
 
