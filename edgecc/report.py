@@ -22,7 +22,7 @@ def render_reports(folder: Path, report: dict) -> None:
 
     markdown = render_markdown(report)
     write_text_atomic(Path(folder) / "report.md", markdown)
-    write_text_atomic(Path(folder) / "report.html", render_html(report, markdown, Path(folder)))
+    write_text_atomic(Path(folder) / "report.html", render_html(Path(folder), report, markdown))
 
 
 def _ms(stats: dict | None, key: str = "median_ms") -> str:

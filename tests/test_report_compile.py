@@ -22,7 +22,7 @@ def test_three_reports_and_schema(compiled):
     validate_report(report)
     assert (compiled / "report.md").stat().st_size > 0
     html = (compiled / "report.html").read_text()
-    assert html.count('<img alt="') >= 2  # per-kernel bars and roofline at least
+    assert html.count('<img') >= 2  # per-kernel bars and roofline at least
 
 
 def test_energy_is_estimated_and_labelled_everywhere(compiled):
