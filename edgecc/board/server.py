@@ -31,7 +31,18 @@ if os.environ.get("{EMULATED_ENV}"):
 
 # Without binfmt_misc, an aarch64 process cannot exec an aarch64 binary; the RPC server starts
 # helpers with sys.executable, so point it at an x86 script that goes through QEMU again.
-BOOT = """\
+# If whatever started us dies without stopping us (a killed pytest, a closed terminal), end the whole
+# process group instead of lingering as an orphan that holds the port.
+PARENT_WATCH = """\
+import os, signal, threading, time
+def _edgecc_watch_parent(parent=os.getppid()):
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=_edgecc_watch_parent, daemon=True).start()
+"""
+
+BOOT = PARENT_WATCH + """\
 import multiprocessing, runpy, sys
 sys.executable = sys.argv[1]
 multiprocessing.set_executable(sys.argv[1])

@@ -9,7 +9,14 @@ import sys
 import time
 
 from ..errors import RemoteError
-from .server import free_port
+from .server import PARENT_WATCH, free_port
+
+
+TRACKER_MAIN = """\
+import runpy, sys
+sys.argv = ["tvm.exec.rpc_tracker"] + sys.argv[1:]
+runpy.run_module("tvm.exec.rpc_tracker", run_name="__main__", alter_sys=True)
+"""
 
 
 class Tracker:
@@ -71,7 +78,7 @@ def start_tracker(port: int | None = None, host: str = "127.0.0.1", wait: bool =
     if not port_is_free(host, port):
         raise RemoteError(f"cannot start a tracker on {host}:{port}: the port is in use")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", host, "--port", str(port), "--port-end",
+        [sys.executable, "-c", PARENT_WATCH + TRACKER_MAIN, "--host", host, "--port", str(port), "--port-end",
          str(port + 1)],
         stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None,
         stdin=subprocess.DEVNULL, text=True, start_new_session=True)
