@@ -379,20 +379,24 @@ def run_pipeline(model: str, options: CompileOptions, log=print) -> CompileResul
     ctx = CompileContext(model=model, options=options, log=log)
     output = Path(options.output)
     _check_output_writable(output)
-    with staged_directory(output) as stage:
-        ctx.stage_dir = stage
-        for name, step in STEPS:
-            started = time.perf_counter()
-            log(f"[{len(ctx.step_seconds) + 1}/{len(STEPS)}] {name}")
-            try:
-                step(ctx)
-            except EdgeccError:
-                raise
-            except MemoryError:
-                raise EdgeccError(f"out of memory during '{name}'") from None
-            except Exception as exc:
-                raise _unexpected(name, ctx, exc) from exc
-            ctx.step_seconds.append((name, time.perf_counter() - started))
+    try:
+        with staged_directory(output) as stage:
+            ctx.stage_dir = stage
+            for name, step in STEPS:
+                started = time.perf_counter()
+                log(f"[{len(ctx.step_seconds) + 1}/{len(STEPS)}] {name}")
+                try:
+                    step(ctx)
+                except EdgeccError:
+                    raise
+                except MemoryError:
+                    raise EdgeccError(f"out of memory during '{name}'") from None
+                except Exception as exc:
+                    raise _unexpected(name, ctx, exc) from exc
+                ctx.step_seconds.append((name, time.perf_counter() - started))
+    finally:
+        if ctx.artifact is not None:
+            ctx.artifact.close()
     ctx.stage_dir = output
     return CompileResult(output, ctx.manifest, ctx.report, ctx)
 

@@ -54,6 +54,14 @@ class LoadedArtifact:
         values = list(result) if _is_sequence(result) else [result]
         return {spec.name: value.numpy() for spec, value in zip(self.outputs, values)}
 
+    def close(self) -> None:
+        """Let go of the board: a TVM RPC server serves one session at a time, so a session held
+        after use stalls the next client for the whole session timeout."""
+        import gc
+
+        self.vm = self.device = self.session = None
+        gc.collect()
+
     def time(self, inputs: dict, repeat: int, number: int = 1) -> list[float]:
         """Seconds per run for `repeat` measurements of `number` back-to-back runs each."""
         timer = self.vm.time_evaluator("main", self.device, number=number, repeat=repeat)
