@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import RemoteError
+from .errors import EdgeccError, RemoteError
 from .remote_spec import parse_address
 
 DEFAULT_TIMEOUT = 120.0
@@ -158,3 +158,23 @@ def load_remote_module(session, library: Path):
         return session.load_module(library.name)
     except Exception as exc:
         raise RemoteError(f"the board failed to load {library.name}: {_first_line(exc)}") from None
+
+
+@contextmanager
+def board_failures(where: str, doing: str):
+    """Turn a failure inside a remote call into one RemoteError line naming the board.
+
+    Wrap calls that run on a board (VM calls, time_evaluator) with it: a board that stops, crashes or
+    hits its session timeout mid-call otherwise surfaces as a raw TVM InternalError.
+    """
+    try:
+        yield
+    except EdgeccError:
+        raise
+    except Exception as exc:
+        text = _first_line(exc)
+        if "session has expired" in text or "SessionTimeout" in text:
+            text = "the session timeout ran out (raise it with --rpc-timeout SECONDS)"
+        elif "kShutdown" in text or "connection" in text.lower() or "socket" in text.lower():
+            text = "the board closed the session (it stopped or crashed, or the session timeout ran out)"
+        raise RemoteError(f"board {where} failed while {doing}: {text}") from None

@@ -76,3 +76,23 @@ def test_emulate_refuses_a_busy_port(emulated_board):
     result = CliRunner().invoke(cli, ["board", "emulate", "--port", str(emulated_board.port)])
     assert result.exit_code != 0
     assert f"127.0.0.1:{emulated_board.port}: the port is in use" in result.output
+
+
+def test_session_timeout_ends_a_session_with_a_clear_error(aarch64_library, emulated_board):
+    import time
+
+    from edgecc.errors import RemoteError
+    from edgecc.remote import board_failures
+
+    session = open_session(rpc=emulated_board.address, timeout=3)
+    time.sleep(5)  # the board ends sessions that outlive the timeout, as it would a hung one
+    with pytest.raises(RemoteError, match=f"board {emulated_board.address} failed while loading: the session timeout ran out"):
+        with board_failures(emulated_board.address, "loading"):
+            load_remote_module_raw(session, aarch64_library)
+    # The board itself keeps serving new sessions.
+    _run_remotely(open_session(rpc=emulated_board.address, timeout=60), aarch64_library)
+
+
+def load_remote_module_raw(session, library):
+    session.upload(str(library))
+    return session.load_module(library.name)
