@@ -54,3 +54,27 @@ def test_tracker_without_a_free_board_times_out_clearly(empty_tracker):
 def test_something_that_is_not_a_tracker(emulated_board):
     with pytest.raises(RemoteError, match=f"{emulated_board.address} is not a TVM RPC tracker"):
         open_session(tracker=emulated_board.address, key="k", timeout=5)
+
+
+def test_emulate_with_a_dead_tracker_fails_before_starting_qemu():
+    from click.testing import CliRunner
+
+    from edgecc.cli import main as cli
+
+    address = f"127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(cli, ["board", "emulate", "--port", str(free_port()), "--tracker", address,
+                                      "--key", "raspberry-pi-5"])
+    assert result.exit_code == 2
+    assert f"tracker {address} refused the connection" in result.output
+
+
+def test_board_cache_location_and_arch(monkeypatch, tmp_path):
+    from edgecc.board import board_root
+    from edgecc.errors import ToolchainError
+
+    monkeypatch.setenv("EDGECC_CACHE", str(tmp_path))
+    paths = board_root("aarch64")
+    assert paths.base == tmp_path / "board-aarch64" and not paths.is_ready
+    assert paths.python == tmp_path / "board-aarch64" / "root" / "usr" / "bin" / "python3.11"
+    with pytest.raises(ToolchainError, match="only aarch64"):
+        board_root("riscv64")

@@ -161,9 +161,9 @@ def start_board(port: int | None = None, host: str = "127.0.0.1", tracker: str |
     if tracker and not key:
         raise RemoteError("registering with a tracker needs a key: pass --key KEY")
     if tracker:
-        from ..remote_spec import parse_address
+        from ..remote import tracker_summary
 
-        parse_address(tracker)
+        tracker_summary(tracker, timeout=10)  # a wrong or dead tracker fails here, before QEMU starts
     paths = ensure_board(arch, progress=progress)
     wrapper = _write_launchers(paths)
     port = port or free_port(host)
@@ -186,5 +186,9 @@ def start_board(port: int | None = None, host: str = "127.0.0.1", tracker: str |
                                stdin=subprocess.DEVNULL, start_new_session=True)
     board = EmulatedBoard(process, host, port, tracker, key)
     if wait:
-        board.wait_ready(timeout, progress)
+        try:
+            board.wait_ready(timeout, progress)
+        except BaseException:
+            board.stop()
+            raise
     return board
