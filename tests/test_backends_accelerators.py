@@ -114,3 +114,18 @@ def test_other_jetson_boards_build_sm87_libraries(name, tiny_relax_module, tmp_p
     _, packaged = _build_and_package(name, tiny_relax_module, tmp_path)
     assert library_machine(tmp_path / packaged.library) == "aarch64"
     assert cuda_device_code(tmp_path / packaged.library)["cubin_archs"] == ["sm_87"]
+
+
+def test_jetson_builds_int8_matmuls_that_dlight_would_put_on_tensor_cores(tmp_path):
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((128, 256), "int8"))
+    w = relax.Var("w", relax.TensorType((256, 128), "int8"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.op.matmul(x, w, out_dtype="int32")))
+        bb.emit_func_output(out)
+    module = relax.get_pipeline("zero")(bb.get())
+    _, packaged = _build_and_package("jetson-orin-nano", module, tmp_path)
+    assert cuda_device_code(tmp_path / packaged.library)["cubin_archs"] == ["sm_87"]

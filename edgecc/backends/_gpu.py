@@ -11,7 +11,7 @@ def apply_gpu_default_schedules(mod, target):
     from tvm.s_tir import dlight as dl
 
     rules = dl.ApplyDefaultSchedule(
-        dl.gpu.Matmul(),
+        _matmul_rule_without_int8_tensor_cores(),
         dl.gpu.GEMV(),
         dl.gpu.Reduction(),
         dl.gpu.GeneralReduction(),
@@ -50,6 +50,42 @@ def _import_metal_intrinsics_alone() -> None:
 
         if getattr(tvm.s_tir, "tensor_intrin", None) is stand_in:
             delattr(tvm.s_tir, "tensor_intrin")
+
+
+def _matmul_rule_without_int8_tensor_cores():
+    """dlight's Matmul rule, except that INT8 matmuls skip its tensor-core path.
+
+    In TVM 0.27 that path (sm_70+, int8 x int8 -> int32) schedules fine but the CUDA code generator
+    then fails ("fragment_info_" check) on TinyBERT-4 INT8. Scheduling those kernels as if for a
+    pre-Volta arch keeps dlight on its ordinary tiled SIMT schedule; FP16 tensor cores still apply.
+    """
+    from tvm.s_tir import dlight as dl
+
+    class MatmulWithoutInt8TensorCores(dl.gpu.Matmul):
+        def apply(self, func, target, tunable):
+            if target.kind.name == "cuda" and _has_int8_buffer(func) and "arch" in target.attrs:
+                target = _without_arch(target)
+            return super().apply(func, target, tunable)
+
+    return MatmulWithoutInt8TensorCores()
+
+
+def _has_int8_buffer(func) -> bool:
+    from tvm import tirx
+
+    # TVM 0.27's Python API has no TIR visitor; the printed kernel names every buffer's dtype.
+    return isinstance(func, tirx.PrimFunc) and '"int8"' in func.script()
+
+
+def _without_arch(target):
+    import json
+
+    import tvm
+
+    spec = json.loads(str(target))  # a TVM 0.27 target prints as its JSON dict
+    spec = {k: v for k, v in spec.items() if k not in ("host", "tag", "keys")}
+    spec["arch"] = "sm_61"  # below dlight's sm_70 tensor-core threshold; only steers the schedule
+    return tvm.target.Target(spec)
 
 
 def unscheduled_kernels(mod) -> list[str]:
