@@ -13,6 +13,7 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
+from .builder import SKIPPED
 from .records import LOG_NAME, append_records, make_record, read_logs, target_key, workload_key
 
 
@@ -24,6 +25,8 @@ class TuneResult:
     trials_run: int = 0
     build_failures: int = 0
     run_failures: int = 0
+    first_errors: list = field(default_factory=list)  # the first few build/run errors, one line each
+    skipped_for_budget: int = 0  # candidates not built because the time budget was spent
     wall_seconds: float = 0.0
     stopped_by: str = "trials"
     curve: list = field(default_factory=list)  # [trials so far, estimated total kernel ms]
@@ -45,6 +48,22 @@ class RecordAndReport(PyMeasureCallback):
         self.weights, self.progress = weights, progress
         self.started = started  # the budget covers the whole run, task extraction included
         self.workloads: dict[int, object] = {}
+        self.submitted = 0
+        self.estimate = 0.0
+
+    def budget_spent(self) -> bool:
+        return self.budget_s is not None and time.monotonic() - self.started >= self.budget_s
+
+    def before_build(self, count: int) -> bool:
+        """Called by the builder for every batch. MetaSchedule joins measurements only after a first
+        round over all kernels, so this is what shows progress and keeps the budget during that
+        round; True means skip the batch. The first batch always runs, so every run adds records."""
+        if self.submitted and self.budget_spent():
+            self.result.stopped_by = "time budget"
+            return True
+        self.submitted += count
+        self._print(time.monotonic() - self.started, self.estimate)
+        return False
 
     def _workload(self, scheduler, task_id):
         from tvm.s_tir import meta_schedule as ms
@@ -59,12 +78,17 @@ class RecordAndReport(PyMeasureCallback):
         workload = self._workload(task_scheduler, task_id)
         records = []
         for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
+            if built.error_msg and built.error_msg.startswith(SKIPPED):
+                self.result.skipped_for_budget += 1
+                continue
             self.result.trials_run += 1
             if built.error_msg:
                 self.result.build_failures += 1
+                self._note_error("build", built.error_msg)
                 continue
             if ran.error_msg or not ran.run_secs:
                 self.result.run_failures += 1
+                self._note_error("run", ran.error_msg or "no timings")
                 continue
             seconds = [float(s) for s in ran.run_secs]
             latency = sum(seconds) / len(seconds)
@@ -76,11 +100,10 @@ class RecordAndReport(PyMeasureCallback):
             if best is None or latency * 1e3 < best:
                 self.result.best_ms_per_task[str(task_id)] = latency * 1e3
         append_records(self.log_path, records)
-        estimate = sum(self.weights[int(t)] * ms_ for t, ms_ in self.result.best_ms_per_task.items())
+        self.estimate = estimate = sum(self.weights[int(t)] * ms_ for t, ms_ in self.result.best_ms_per_task.items())
         self.result.curve.append([self.result.trials_before + self.result.trials_run, estimate])
-        elapsed = time.monotonic() - self.started
-        self._print(elapsed, estimate)
-        if self.budget_s is not None and elapsed >= self.budget_s:
+        self._print(time.monotonic() - self.started, estimate)
+        if self.budget_spent():
             self.result.stopped_by = "time budget"
             for index in range(len(task_scheduler.tasks_)):
                 try:
@@ -88,17 +111,23 @@ class RecordAndReport(PyMeasureCallback):
                 except Exception:  # already finished
                     pass
 
+    def _note_error(self, stage: str, message: str) -> None:
+        if len(self.result.first_errors) < 3:
+            lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+            self.result.first_errors.append(f"{stage}: {' | '.join(lines[-2:])[:300]}")
+
     def _print(self, elapsed, estimate):
         if not self.progress:
             return
-        done = self.result.trials_run
+        done = max(self.result.trials_run, self.submitted)
         rate = elapsed / max(done, 1)
         left = rate * max(self.total_trials - done, 0)
         if self.budget_s is not None:
             left = min(left, max(self.budget_s - elapsed, 0))
         width = 24
         filled = int(width * min(done / max(self.total_trials, 1), 1.0))
-        sys.stderr.write(f"\rtuning [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total_trials} trials, "
+        sys.stderr.write(f"\rtuning [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total_trials} trials "
+                         f"({self.result.trials_run} measured), "
                          f"est. kernels {estimate:.2f} ms, failures {self.result.build_failures}+"
                          f"{self.result.run_failures}, {elapsed:.0f}s elapsed, ~{left:.0f}s left ")
         sys.stderr.flush()
@@ -156,7 +185,8 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
         ms.tune.tune_tasks(
             tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
             max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(remaining, len(contexts), budget_s),
-            builder=InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else ())),
+            builder=InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else (None, None)),
+                                     before_batch=callback.before_build),
             runner=runner, database=database, cost_model="xgb",
             measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
         )
