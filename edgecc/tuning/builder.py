@@ -38,21 +38,18 @@ def build_candidate(mod, target, fcompile=None, extension=None, work_dir=None) -
     return path
 
 
-SKIPPED = "skipped: the time budget is spent"
-
-
 @derived_object
 class InProcessBuilder(PyBuilder):
     def __init__(self, work_dir, fcompile=None, extension=None, before_batch=None):
         super().__init__()
         self.work_dir, self.fcompile, self.extension = work_dir, fcompile, extension
-        self.before_batch = before_batch  # (batch size) -> True to skip the batch
+        self.before_batch = before_batch  # called with the batch size before each batch
         self.built = 0
         self.failed = 0
 
     def build(self, build_inputs):
-        if self.before_batch is not None and self.before_batch(len(build_inputs)):
-            return [BuilderResult(None, SKIPPED) for _ in build_inputs]
+        if self.before_batch is not None:
+            self.before_batch(len(build_inputs))  # may raise to end the search (time budget)
         results = []
         for build_input in build_inputs:
             try:

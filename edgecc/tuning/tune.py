@@ -13,7 +13,6 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
-from .builder import SKIPPED
 from .records import LOG_NAME, append_records, make_record, read_logs, target_key, workload_key
 
 
@@ -26,7 +25,6 @@ class TuneResult:
     build_failures: int = 0
     run_failures: int = 0
     first_errors: list = field(default_factory=list)  # the first few build/run errors, one line each
-    skipped_for_budget: int = 0  # candidates not built because the time budget was spent
     wall_seconds: float = 0.0
     stopped_by: str = "trials"
     curve: list = field(default_factory=list)  # [trials so far, estimated total kernel ms]
@@ -34,6 +32,12 @@ class TuneResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class BudgetSpent(Exception):
+    """Raised from the builder or the callback to end the search between batches. Terminating tasks
+    from a callback instead trips MetaSchedule's own checks when a task still has measurements in
+    flight; everything measured so far is already in the log."""
 
 
 @derived_object
@@ -57,10 +61,10 @@ class RecordAndReport(PyMeasureCallback):
     def before_build(self, count: int) -> bool:
         """Called by the builder for every batch. MetaSchedule joins measurements only after a first
         round over all kernels, so this is what shows progress and keeps the budget during that
-        round; True means skip the batch. The first batch always runs, so every run adds records."""
+        round. The first batch always runs, so every run adds records."""
         if self.submitted and self.budget_spent():
             self.result.stopped_by = "time budget"
-            return True
+            raise BudgetSpent()
         self.submitted += count
         self._print(time.monotonic() - self.started, self.estimate)
         return False
@@ -78,9 +82,6 @@ class RecordAndReport(PyMeasureCallback):
         workload = self._workload(task_scheduler, task_id)
         records = []
         for candidate, built, ran in zip(measure_candidates, builder_results, runner_results):
-            if built.error_msg and built.error_msg.startswith(SKIPPED):
-                self.result.skipped_for_budget += 1
-                continue
             self.result.trials_run += 1
             if built.error_msg:
                 self.result.build_failures += 1
@@ -105,11 +106,7 @@ class RecordAndReport(PyMeasureCallback):
         self._print(time.monotonic() - self.started, estimate)
         if self.budget_spent():
             self.result.stopped_by = "time budget"
-            for index in range(len(task_scheduler.tasks_)):
-                try:
-                    task_scheduler.terminate_task(index)
-                except Exception:  # already finished
-                    pass
+            raise BudgetSpent()
 
     def _note_error(self, stage: str, message: str) -> None:
         if len(self.result.first_errors) < 3:
@@ -149,7 +146,6 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
     from .apply import _database_for
-    from .builder import InProcessBuilder, shared_library_compiler
     from .intrinsics import only_target_intrinsics
     from .runners import make_runner
     from .records import best_records
@@ -182,15 +178,27 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
         callback = RecordAndReport(log_path, tvm_target, target.name, result, remaining, budget_s,
                                    [float(w) for w in weights], progress, started)
         database = _database_for(best_records(prior).values()) if prior else ms.database.MemoryDatabase()
-        ms.tune.tune_tasks(
-            tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=remaining,
-            max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(remaining, len(contexts), budget_s),
-            builder=InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else (None, None)),
-                                     before_batch=callback.before_build),
-            runner=runner, database=database, cost_model="xgb",
-            measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
-        )
+        try:
+            _tune_tasks(ms, contexts, weights, work_dir, remaining, max_trials_per_task, budget_s, target, session,
+                        runner, database, callback)
+        except Exception:
+            if result.stopped_by != "time budget":
+                raise
     if progress:
         sys.stderr.write("\n")
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def _tune_tasks(ms, contexts, weights, work_dir, trials, max_trials_per_task, budget_s, target, session, runner,
+                database, callback):
+    from .builder import InProcessBuilder, shared_library_compiler
+
+    ms.tune.tune_tasks(
+        tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=trials,
+        max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(trials, len(contexts), budget_s),
+        builder=InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else (None, None)),
+                                 before_batch=callback.before_build),
+        runner=runner, database=database, cost_model="xgb",
+        measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
+    )
