@@ -64,6 +64,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _stop_group(process) -> None:
+    """The RPC server serves sessions in worker processes of its own: end its whole process group."""
+    import os
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
 def _wait_listening(port: int, process, seconds: float = 60) -> None:
     import socket
     import time
@@ -92,7 +104,7 @@ def rpc_tracker_with_board():
     tracker_port, server_port = _free_port(), _free_port()
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
                                 "--port", str(tracker_port), "--port-end", str(tracker_port + 1)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     server = None
     try:
         _wait_listening(tracker_port, tracker)
@@ -100,7 +112,7 @@ def rpc_tracker_with_board():
         server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
                                    "--port", str(server_port), "--port-end", str(server_port + 1),
                                    "--tracker", tracker_address, "--key", "x86-test"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 60
         while tracker_free_count(tracker_address, "x86-test") < 1:
             if time.time() > deadline or server.poll() is not None:
@@ -110,8 +122,7 @@ def rpc_tracker_with_board():
     finally:
         for process in (server, tracker):
             if process is not None:
-                process.terminate()
-                process.wait(timeout=10)
+                _stop_group(process)
 
 
 @pytest.fixture(scope="session")
@@ -123,10 +134,9 @@ def rpc_board():
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
                                "--port", str(port), "--port-end", str(port + 1)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_listening(port, server)
         yield f"127.0.0.1:{port}"
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        _stop_group(server)
