@@ -61,8 +61,9 @@ class RecordAndReport(PyMeasureCallback):
     def before_build(self, count: int) -> bool:
         """Called by the builder for every batch. MetaSchedule joins measurements only after a first
         round over all kernels, so this is what shows progress and keeps the budget during that
-        round. The first batch always runs, so every run adds records."""
-        if self.submitted and self.budget_spent():
+        round. That first round always completes (its measurements are joined only at its end, and
+        stopping inside it would throw them away), so a budget shorter than it overshoots by it."""
+        if self.result.curve and self.budget_spent():
             self.result.stopped_by = "time budget"
             raise BudgetSpent()
         self.submitted += count
