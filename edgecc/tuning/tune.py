@@ -105,9 +105,8 @@ class RecordAndReport(PyMeasureCallback):
         self.estimate = estimate = sum(self.weights[int(t)] * ms_ for t, ms_ in self.result.best_ms_per_task.items())
         self.result.curve.append([self.result.trials_before + self.result.trials_run, estimate])
         self._print(time.monotonic() - self.started, estimate)
-        if self.budget_spent():
-            self.result.stopped_by = "time budget"
-            raise BudgetSpent()
+        # No raise here: MetaSchedule joins every running task in a row, and raising from this one
+        # would drop the others' measurements; the next batch's build ends the search instead.
 
     def _note_error(self, stage: str, message: str) -> None:
         if len(self.result.first_errors) < 3:
