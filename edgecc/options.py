@@ -22,6 +22,7 @@ class CompileOptions:
     calibration: Path | None = None
     max_accuracy_drop: float | None = None
     sparse_attention: str | None = None
+    fast_math: bool = True  # polynomial exp/erf/tanh (see pipeline.lower)
     tune: bool = False
     trials: int = 64
     budget_seconds: float | None = None

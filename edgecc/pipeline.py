@@ -131,7 +131,11 @@ def lower(ctx: CompileContext):
     import tvm
     from tvm import relax
 
+    # Fast math before legalization: exp/erf/tanh become vectorisable polynomials (topi fast_*),
+    # within ~1e-7 relative of libm but without a scalar libm call per element.
+    fast_math = [relax.transform.FastMathTransform()] if ctx.options.fast_math else []
     passes = tvm.transform.Sequential([
+        *fast_math,
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
         relax.transform.LegalizeOps(),

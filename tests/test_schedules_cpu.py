@@ -50,3 +50,66 @@ def test_matmul_gets_a_vectorised_parallel_register_tile_and_same_numbers():
     want = arrays[0] @ arrays[1] + arrays[2]
     np.testing.assert_allclose(_run(dense_bias, target, [a.copy() for a in arrays]), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_run(scheduled, target, [a.copy() for a in arrays]), want, rtol=1e-5, atol=1e-5)
+
+
+def _lowered_tiny_bert(seq_len: int = 16):
+    from edgecc.options import CompileOptions
+    from edgecc.pipeline import CompileContext, import_model, load_model, lower, resolve_target
+
+    ctx = CompileContext(model="bert-tiny-test", options=CompileOptions(seq_len=seq_len), log=lambda *_: None)
+    for step in (resolve_target, load_model, import_model, lower):
+        step(ctx)
+    return ctx
+
+
+def _random_arguments(func, rng):
+    arrays = []
+    for buffer in func.params:
+        shape, dtype = [int(d) for d in buffer.shape], str(buffer.dtype)
+        if "float" in dtype:
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        elif dtype == "bool":
+            arrays.append(rng.random(shape) > 0.5)
+        else:
+            arrays.append(rng.integers(0, 2, size=shape).astype(dtype))
+    return arrays
+
+
+def test_every_default_scheduled_kernel_of_a_bert_computes_what_its_naive_form_computes():
+    """Conformance of the schedules on real kernels: matmuls with GELU epilogues, softmax, LayerNorm."""
+    from tvm import tirx
+
+    from edgecc.schedules import apply_cpu_default_schedules
+
+    ctx = _lowered_tiny_bert()
+    naive = ctx.lowered
+    before = naive.script()
+    scheduled = apply_cpu_default_schedules(naive, ctx.target)
+    assert naive.script() == before  # the caller's module is left alone
+    target, rng, checked = ctx.target.tvm(), np.random.default_rng(0), []
+    for gvar, func in naive.functions.items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        after = scheduled[gvar.name_hint]
+        arrays = _random_arguments(func, rng)
+        want = _run(func, target, [a.copy() for a in arrays])
+        got = _run(after, target, [a.copy() for a in arrays])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())),
+                                   err_msg=gvar.name_hint)
+        checked.append((gvar.name_hint, "tirx.is_scheduled" in (after.attrs or {})))
+    names = [name for name, _ in checked]
+    assert any("layer_norm" in n for n in names) and any("softmax" in n for n in names)
+    assert all(is_scheduled for name, is_scheduled in checked if "matmul" in name or "layer_norm" in name)
+
+
+def test_layer_norm_runs_as_one_parallel_loop_over_rows():
+    from tvm import tirx
+
+    from edgecc.schedules import apply_cpu_default_schedules
+
+    ctx = _lowered_tiny_bert()
+    scheduled = apply_cpu_default_schedules(ctx.lowered, ctx.target)
+    norms = [f for gv, f in scheduled.functions.items() if isinstance(f, tirx.PrimFunc) and "layer_norm" in gv.name_hint]
+    assert norms
+    text = norms[0].script()
+    assert text.count("T.parallel") == 1 and "T.vectorized" in text
