@@ -69,6 +69,8 @@ def resolve_target(ctx: CompileContext):
 
     ctx.target = load_target(ctx.options.target)
     ctx.backend = backend_for(ctx.target)
+    if ctx.target.toolchain is not None and not ctx.target.capabilities.runs_on_host:
+        ctx.target.toolchain.require()  # a missing cross-compiler fails now, not after the build
     return ctx.target
 
 

@@ -43,6 +43,10 @@ def render_markdown(report: dict) -> str:
     lines += ["## Artifact", "", "| file | bytes |", "|---|---:|"]
     lines += [f"| {name} | {info['bytes']:,} |" for name, info in artifact["files"].items()]
     lines += ["", f"Library: `{artifact['library']}`. {artifact.get('load', '')}", ""]
+    lines += [f"- {key}: {value}" for key, value in (artifact.get("contents") or {}).items()]
+    lines += [f"- **missing to run it:** {item}" for item in artifact.get("missing") or []]
+    if artifact.get("contents") or artifact.get("missing"):
+        lines.append("")
     verification = report["verification"]
     lines += ["## Verification", "", f"Status: **{verification['status']}**: {verification['reason']}", ""]
     if verification.get("outputs"):

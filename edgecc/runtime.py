@@ -50,9 +50,18 @@ class LoadedArtifact:
         return [tvm.runtime.tensor(np.ascontiguousarray(inputs[s.name]), self.device) for s in self.inputs]
 
     def run(self, inputs: dict) -> dict[str, np.ndarray]:
-        result = self.vm["main"](*self._arguments(inputs))
-        values = list(result) if _is_sequence(result) else [result]
-        return {spec.name: value.numpy() for spec, value in zip(self.outputs, values)}
+        with self._on_board("running the model"):
+            result = self.vm["main"](*self._arguments(inputs))
+            values = list(result) if _is_sequence(result) else [result]
+            return {spec.name: value.numpy() for spec, value in zip(self.outputs, values)}
+
+    def _on_board(self, doing: str):
+        """A board that vanishes mid-call becomes one RemoteError naming it; local runs are untouched."""
+        from contextlib import nullcontext
+
+        from .remote import board_failures
+
+        return board_failures(self.where, doing) if self.session is not None else nullcontext()
 
     def close(self) -> None:
         """Let go of the board: a TVM RPC server serves one session at a time, so a session held
@@ -64,8 +73,9 @@ class LoadedArtifact:
 
     def time(self, inputs: dict, repeat: int, number: int = 1) -> list[float]:
         """Seconds per run for `repeat` measurements of `number` back-to-back runs each."""
-        timer = self.vm.time_evaluator("main", self.device, number=number, repeat=repeat)
-        return [float(r) for r in timer(*self._arguments(inputs)).results]
+        with self._on_board("timing the model"):
+            timer = self.vm.time_evaluator("main", self.device, number=number, repeat=repeat)
+            return [float(r) for r in timer(*self._arguments(inputs)).results]
 
 
 def _is_sequence(value) -> bool:

@@ -129,3 +129,19 @@ def test_jetson_builds_int8_matmuls_that_dlight_would_put_on_tensor_cores(tmp_pa
     module = relax.get_pipeline("zero")(bb.get())
     _, packaged = _build_and_package("jetson-orin-nano", module, tmp_path)
     assert cuda_device_code(tmp_path / packaged.library)["cubin_archs"] == ["sm_87"]
+
+
+def test_compile_stops_at_resolve_target_when_the_cross_compiler_is_missing(tmp_path, monkeypatch):
+    """Checked first: nothing is exported, imported or built for a target that cannot be linked."""
+    from edgecc.options import CompileOptions
+    from edgecc.pipeline import CompileContext, resolve_target
+
+    import edgecc.targets
+
+    board = load_target("raspberry-pi-5")
+    absent = replace(board, toolchain=Toolchain("edgecc-no-such-compiler", board.toolchain.package))
+    monkeypatch.setattr(edgecc.targets, "load_target", lambda name: absent)
+    ctx = CompileContext(model="bert-tiny-test", options=CompileOptions(target="raspberry-pi-5"), log=lambda *_: None)
+    with pytest.raises(ToolchainError, match=re.escape("apt-get install g++-aarch64-linux-gnu")):
+        resolve_target(ctx)
+    assert ctx.source is None

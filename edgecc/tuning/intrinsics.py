@@ -22,7 +22,8 @@ PACKAGE = "tvm.s_tir.tensor_intrin"
 BY_KIND = {"cuda": ("cuda",), "rocm": ("rocm",), "metal": ("metal",), "hexagon": ("hexagon",)}
 # LLVM CPU targets: first component of the triple -> intrinsic modules.
 BY_CPU = {"x86_64": ("x86",), "i686": ("x86",), "aarch64": ("arm_cpu",), "arm64": ("arm_cpu",),
-          "armv7": ("arm_cpu",), "arm": ("arm_cpu",), "riscv64": ("riscv_cpu",), "riscv32": ("riscv_cpu",)}
+          "armv7": ("arm_cpu",), "arm": ("arm_cpu",), "riscv64": ("riscv_cpu",), "riscv32": ("riscv_cpu",),
+          "hexagon": ("hexagon",)}
 
 
 def modules_for(tvm_target) -> tuple[str, ...] | None:
