@@ -74,7 +74,7 @@ def schedule_kernel(func, lanes: int):
         matmul = next((b for b in blocks if _is_matmul(sch, b)), None)
         if matmul is not None:
             _schedule_matmul(sch, matmul, blocks, lanes)
-        elif _is_row_reduction(sch, blocks):
+        elif _is_row_reduction(sch, blocks, lanes):
             _schedule_row_reduction(sch, blocks, lanes)
         else:
             for block in blocks:
@@ -181,6 +181,12 @@ def _schedule_generic(sch, block, lanes: int) -> None:
         if kind != "0":
             break
         leading.append(loop)
+    innermost = _extent(sch, loops[-1])
+    if len(leading) == len(loops) > 1 and innermost and innermost % lanes:
+        # Rows whose length is not a multiple of the vector: a vector over the flattened index
+        # would straddle rows and gather element by element (concat of 2+192 scores: 18 ms -> ?).
+        sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
+        return
     if len(leading) == len(loops) and len(loops) > 0:  # injective: parallel outer, vector inner
         fused = sch.fuse(*loops)
         extent = _extent(sch, fused)
@@ -198,7 +204,7 @@ def _schedule_generic(sch, block, lanes: int) -> None:
         sch.parallel(sch.fuse(*leading) if len(leading) > 1 else leading[0])
 
 
-def _is_row_reduction(sch, blocks) -> bool:
+def _is_row_reduction(sch, blocks, lanes: int) -> bool:
     """Softmax-like kernels: reductions over the last axis of rows the final block also writes."""
     reductions = [b for b in blocks if "2" in _iter_types(sch, b)]
     if not reductions or len(blocks) < 2:
@@ -207,21 +213,28 @@ def _is_row_reduction(sch, blocks) -> bool:
     if "2" in last_types:
         return False
     rows = len(last_types) - 1
-    if not all(_iter_types(sch, b) == ["0"] * rows + ["2"] for b in reductions):
-        return False
-    # A whole-row intermediate read twice (softmax's exp) would be recomputed or kept per row;
-    # both measured slower than the generic sweep (2.2 vs 1.2 ms for TinyBERT's softmax).
-    return not any(len(_iter_types(sch, b)) == rows + 1 and "2" not in _iter_types(sch, b)
-                   and len(sch.get_consumers(b)) > 1 for b in blocks[:-1])
+    return all(_iter_types(sch, b) == ["0"] * rows + ["2"] for b in reductions)
 
 
 def _schedule_row_reduction(sch, blocks, lanes: int) -> None:
     """One parallel loop over rows; every stage of a row computed there while the row is in cache.
 
     Kernels like softmax otherwise run each stage as its own parallel sweep over the whole tensor
-    (4-6 thread-pool launches and as many trips through memory). Single-use elementwise stages are
-    inlined; multi-use ones (exp in softmax) stay materialised so they are computed once.
+    (4-6 thread-pool launches and as many trips through memory). Reductions are split into one
+    partial result per vector lane (rfactor), so a row's max and sum run as vector operations
+    instead of a chain of dependent scalar ones: TinyBERT's softmax 0.27 -> 0.10 ms, MiniLM's at
+    seq 512 6.4 -> 1.6 ms. Single-use elementwise stages are inlined; multi-use ones (softmax's
+    exp) stay materialised so they are computed once.
     """
+    partials = []
+    for block in blocks:
+        if "2" in _iter_types(sch, block):
+            reduce_loop = sch.get_loops(block)[-1]
+            extent = _extent(sch, reduce_loop)
+            if extent and extent % lanes == 0 and extent > lanes:
+                _, lane = sch.split(reduce_loop, [None, lanes])
+                partials.append(sch.rfactor(lane, len(sch.get_loops(block)) - 2))
+    blocks = _blocks(sch)
     last = blocks[-1]
     for block in blocks[:-1]:
         if "2" not in _iter_types(sch, block) and len(sch.get_consumers(block)) == 1:
@@ -239,6 +252,11 @@ def _schedule_row_reduction(sch, blocks, lanes: int) -> None:
         if per_row or "2" in _iter_types(sch, block) or "bool" in _stored_dtype(sch.get(block)):
             continue
         _vectorize_innermost(sch, block, lanes)
+    for partial in partials:  # lanes innermost and vectorised, the rest of the reduction around it
+        _, first, second = sch.get_loops(partial)
+        lane, rest = (first, second) if _extent(sch, first) == lanes else (second, first)
+        sch.reorder(rest, lane)
+        sch.vectorize(lane)
 
 
 def _live_blocks(sch, blocks) -> list:

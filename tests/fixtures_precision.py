@@ -33,15 +33,17 @@ def reference_dense(ids, weights, transform=lambda name, w: w):
     return p @ transform("w2", weights["w2"])
 
 
-def attention_module(batch=1, heads=2, seq=32, dim=8):
-    """main(q, kt, v, bias) = matmul(where(isnan(s), 0, s), v), s = softmax(q @ kt + bias)."""
+def attention_module(batch=1, heads=2, seq=32, dim=8, bias_rows=1):
+    """main(q, kt, v, bias) = matmul(where(isnan(s), 0, s), v), s = softmax(q @ kt + bias).
+
+    bias_rows=seq gives a mask bias per query row, as transformers 5 exports it ([b, 1, S, S])."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
     q = relax.Var("q", relax.TensorType((batch, heads, seq, dim), "float32"))
     kt = relax.Var("kt", relax.TensorType((batch, heads, dim, seq), "float32"))
     v = relax.Var("v", relax.TensorType((batch, heads, seq, dim), "float32"))
-    bias = relax.Var("bias", relax.TensorType((batch, 1, 1, seq), "float32"))
+    bias = relax.Var("bias", relax.TensorType((batch, 1, bias_rows, seq), "float32"))
     with bb.function("main", [q, kt, v, bias]):
         with bb.dataflow():
             scores = bb.emit(relax.op.add(relax.op.matmul(q, kt), bias))

@@ -114,3 +114,10 @@ def test_failed_recompile_keeps_the_previous_artifact(tmp_path):
 ])
 def test_bad_option_values(args, fragment, tmp_path):
     assert_error(invoke(*args, "-o", tmp_path / "o"), fragment)
+
+
+def test_sequence_longer_than_the_model_reads_is_one_clear_line(tmp_path):
+    out = tmp_path / "o"
+    assert_error(invoke("compile", "bert-tiny-test", "--seq-len", "513", "-o", out), "at most 512 tokens",
+                 "--seq-len 513")
+    assert not out.exists()

@@ -17,17 +17,36 @@ def _inputs(rng, seq=32):
     return q, kt, v, bias
 
 
-@pytest.mark.parametrize("block,neighbours,global_tokens", [(4, 1, 0), (4, 1, 2), (8, 0, 3)])
+@pytest.mark.parametrize("block,neighbours,global_tokens", [(4, 1, 0), (4, 1, 2), (8, 0, 3), (5, 1, 2), (4, 1, 6)])
 def test_sparse_kernel_matches_masked_attention(rng, block, neighbours, global_tokens):
     mod = attention_module()
     assert count_attentions(mod) == 1
+    assert "(1, 2, 32, 32)" in mod.script(show_meta=False)  # the dense [S, S] scores
     after = rewrite_attention_sparse(mod, SparsePattern(block, neighbours, global_tokens))
     text = after.script(show_meta=False)
-    assert "sparse_attention" in text and "R.nn.softmax" not in text and "R.matmul" not in text
+    assert "(1, 2, 32, 32)" not in text  # no tensor of all query-key pairs is left
+    if 32 % block == 0 and global_tokens < block:  # blocks tile the sequence: dense ops on blocks
+        slots = (2 * neighbours + 1) * block + global_tokens
+        slots += -slots % 16 if global_tokens else 0  # softmax rows padded to whole vectors
+        assert f"(1, 2, {32 // block}, {block}, {slots})" in text and "sparse_attention" not in text
+    else:  # otherwise the gather kernel
+        assert "sparse_attention" in text and "R.nn.softmax" not in text and "R.matmul" not in text
     q, kt, v, bias = _inputs(rng)
     out = build_on_host(after)([q, kt, v, bias])[0]
     np.testing.assert_allclose(out, sparse_reference(q, kt, v, bias, block, neighbours, global_tokens),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("global_tokens", [0, 2])
+def test_blocked_attention_applies_a_per_query_mask(rng, global_tokens):
+    mod = attention_module(bias_rows=32)
+    after = rewrite_attention_sparse(mod, SparsePattern(4, 1, global_tokens))
+    assert "(1, 2, 32, 32)" not in after.script(show_meta=False)
+    q, kt, v, _ = _inputs(rng)
+    bias = np.where(rng.random((1, 1, 32, 32)) < 0.2, -1e4, 0.0).astype("float32")
+    bias[..., np.arange(32), np.arange(32)] = 0.0  # every query keeps itself
+    out = build_on_host(after)([q, kt, v, bias])[0]
+    np.testing.assert_allclose(out, sparse_reference(q, kt, v, bias, 4, 1, global_tokens), rtol=1e-4, atol=1e-5)
 
 
 def test_summary_counts_rewrites_and_flops():

@@ -62,6 +62,10 @@ def _export(module, modality: str, batch: int, seq_len: int, image_size: int, pa
     import torch
 
     torch.manual_seed(0)
+    longest = getattr(getattr(module, "config", None), "max_position_embeddings", None)
+    if modality == "text" and isinstance(longest, int) and seq_len > longest:
+        raise ModelError(f"this model reads at most {longest} tokens (max_position_embeddings); "
+                         f"--seq-len {seq_len} is longer")
     if modality == "text":
         wrapper = _text_wrapper(module)
         args = (torch.randint(0, vocab, (batch, seq_len)), torch.ones(batch, seq_len, dtype=torch.int64))

@@ -163,6 +163,10 @@ class _AttentionSparsifier(PyExprMutator):
         if self.pattern.keys_per_query >= seq:
             return call  # the pattern keeps every key: nothing to save
         self.rewritten.append(self.pattern.attention_flops(int(np_prod(_shape(q)[:2])), seq, _shape(q)[3]))
+        from ._blocked_attention import can_block, emit_blocked_attention
+
+        if can_block(seq, self.pattern, _shape(bias) if bias is not None else None):
+            return emit_blocked_attention(self.builder_, q, kt, bias, v, _shape(q), self.pattern)
         if bias is None:
             return self.builder_.call_te(lambda q_, k_, v_: sparse_attention_te(q_, k_, None, v_, self.pattern),
                                          q, kt, v, primfunc_name_hint="sparse_attention")
