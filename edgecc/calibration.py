@@ -168,8 +168,12 @@ def with_extra_outputs(mod, choose) -> tuple[object, list]:
     """`main` also returning the value `choose(binding)` picks (a Relax expr) for each binding where it is not None."""
     from tvm import relax
 
-    # Dataflow vars cannot leave their block: make every binding a plain var first.
-    plain = relax.transform.ToNonDataflow()(tvm_module({"main": mod["main"]}))
+    # Dataflow vars cannot leave their block: make every binding a plain var first. The module
+    # keeps its other functions under their own GlobalVars: `main` may call PrimFuncs a graph pass
+    # added (fuse attention), and a call refers to the GlobalVar object, not to its name.
+    import tvm
+
+    plain = relax.transform.ToNonDataflow()(mod)
     func = plain["main"]
     body = func.body
     picked, keys = [], []
@@ -183,8 +187,8 @@ def with_extra_outputs(mod, choose) -> tuple[object, list]:
     outputs = relax.Tuple([body.body, *picked])
     new_body = relax.BlockBuilder().normalize(relax.SeqExpr(body.blocks, outputs))
     new_func = relax.Function(func.params, new_body, attrs=func.attrs)
-    rest = {gv.name_hint: f for gv, f in mod.functions_items() if gv.name_hint != "main"}
-    return tvm_module({**rest, "main": new_func}), keys
+    functions = {gv: (new_func if gv.name_hint == "main" else f) for gv, f in plain.functions_items()}
+    return tvm.IRModule(functions), keys
 
 
 def tvm_module(functions: dict):

@@ -104,6 +104,8 @@ def remote_options(function):
 @click.option("--sparse-attention", default=None, metavar="SPEC", help="e.g. window=64,global=2")
 @click.option("--fast-math/--no-fast-math", default=None,
               help="Polynomial exp/erf/tanh (default on; ~1e-7 relative error).")
+@click.option("--fusion/--no-fusion", default=None,
+              help="Fusion graph passes: attention, LayerNorm, transposes into matmuls, GELU (default on).")
 @click.option("--tune", is_flag=True, default=None, help="Auto-tune kernels with MetaSchedule first.")
 @click.option("--trials", type=int, default=None)
 @click.option("--budget", default=None, help="Tuning time budget, e.g. 20m.")

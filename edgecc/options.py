@@ -23,6 +23,7 @@ class CompileOptions:
     max_accuracy_drop: float | None = None
     sparse_attention: str | None = None
     fast_math: bool = True  # polynomial exp/erf/tanh (see pipeline.lower)
+    fusion: bool = True  # the fusion graph passes (edgecc/passes/fusion_steps.py)
     tune: bool = False
     trials: int = 64
     budget_seconds: float | None = None

@@ -37,9 +37,9 @@ class LayerChoice:
 
 def lift_weights(mod, keys: set[str]):
     """`main` taking the chosen constant weights as extra trailing parameters; returns (module, keys in order)."""
+    import tvm
     from tvm import relax
 
-    from .calibration import tvm_module
     from .passes.dense_weights import dense_weight, embedding_table, weight_key
 
     func = mod["main"]
@@ -65,7 +65,9 @@ def lift_weights(mod, keys: set[str]):
         blocks.append(relax.DataflowBlock(bindings) if isinstance(block, relax.DataflowBlock)
                       else relax.BindingBlock(bindings))
     body = relax.BlockBuilder().normalize(relax.SeqExpr(blocks, func.body.body))
-    return tvm_module({"main": relax.Function(new_params, body, attrs=func.attrs)}), order
+    lifted = relax.Function(new_params, body, attrs=func.attrs)
+    # other functions keep their GlobalVars: `main` may call PrimFuncs a graph pass added
+    return tvm.IRModule({gv: (lifted if gv.name_hint == "main" else f) for gv, f in mod.functions_items()}), order
 
 
 def output_drop(candidate: list[np.ndarray], reference: list[np.ndarray], masks: list | None) -> float:

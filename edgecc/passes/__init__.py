@@ -13,7 +13,8 @@ from .sparsity_steps import sparsity_steps
 def graph_passes(options, target) -> list[tuple[str, object]]:
     """[(name, pass)] where pass is a callable IRModule -> IRModule (a tvm Pass or a function)."""
     return [
-        *fusion_steps(options, target),
-        *sparsity_steps(options, target),  # before precision: it matches the FP32 attention pattern
+        # sparsity first: it matches the dense attention subgraph that fuse attention would replace
+        *sparsity_steps(options, target),  # before precision too: it matches the FP32 attention pattern
+        *fusion_steps(options, target),  # touches no constant-weight matmul, which precision matches
         *precision_steps(options, target),
     ]

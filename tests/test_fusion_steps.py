@@ -1,0 +1,36 @@
+from click.testing import CliRunner
+
+from edgecc.cli import main
+from edgecc.options import CompileOptions
+from edgecc.passes import graph_passes
+from edgecc.targets import load_target
+
+FUSION = ["fuse layer norm", "fuse bias gelu epilogue", "fuse attention", "fold transposes into matmuls"]
+
+
+def _names(options, target="host"):
+    return [name for name, _ in graph_passes(options, load_target(target))]
+
+
+def test_fusion_runs_by_default_and_is_off_with_no_fusion():
+    assert _names(CompileOptions()) == FUSION
+    assert _names(CompileOptions(fusion=False)) == []
+
+
+def test_sparsity_before_fusion_and_precision_after():
+    names = _names(CompileOptions(sparse_attention="window=16", precision="int8"))
+    assert names[0].startswith("rewrite attention sparse") and names[1:5] == FUSION
+    assert names[5].startswith("quantize dense")
+
+
+def test_kernels_with_cpu_schedules_only_for_cpu_targets():
+    assert _names(CompileOptions(), "jetson-orin-nano") == ["fuse layer norm", "fuse bias gelu epilogue"]
+
+
+def test_print_pipeline_lists_the_fusion_passes():
+    result = CliRunner().invoke(main, ["compile", "tinybert-4", "--print-pipeline"])
+    assert result.exit_code == 0, result.output
+    for name in FUSION:
+        assert f"- {name}" in result.output
+    result = CliRunner().invoke(main, ["compile", "tinybert-4", "--print-pipeline", "--no-fusion"])
+    assert "fuse attention" not in result.output
