@@ -87,3 +87,16 @@ def test_steps_follow_options():
     assert len(steps) == 1 and steps[0][1].pattern == SparsePattern(32, 2, 1)
     Options.sparse_attention = None
     assert sparsity_steps(Options(), None) == []
+
+
+@pytest.mark.parametrize("block,global_tokens", [(4, 0), (4, 2), (5, 0)])
+def test_a_query_whose_window_is_all_padding_gives_zeros_not_nan(rng, block, global_tokens):
+    """transformers masks padding with -inf and guards softmax with where(isnan): so must we."""
+    after = rewrite_attention_sparse(attention_module(), SparsePattern(block, 1, global_tokens))
+    q, kt, v, _ = _inputs(rng)
+    bias = np.zeros((1, 1, 1, 32), "float32")
+    bias[..., 12:] = -np.inf  # 20 padding tokens: the last blocks see only padding
+    out = build_on_host(after)([q, kt, v, bias])[0]
+    assert np.isfinite(out).all()  # padding queries get a finite value nobody reads; real ones below
+    keep = sparse_reference(q, kt, v, np.where(np.isinf(bias), -1e30, bias), block, 1, global_tokens)
+    np.testing.assert_allclose(out[:, :, :12], keep[:, :, :12], rtol=1e-4, atol=1e-5)

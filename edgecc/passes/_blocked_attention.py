@@ -59,7 +59,7 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
         scores = emit(op.add(scores, emit(op.take(flat_bias, index, axis=2))))
     v_windows = windows(pad(v, 2, [b, h, reach, dim]), 2, [b, h, blocks, block, dim], 3)  # [b,h,blocks,W,d]
     if not globals_:
-        probs = emit(op.nn.softmax(scores, axis=-1))
+        probs = _softmax(emit, scores)
         out = emit(op.matmul(probs, v_windows))
         return emit(op.reshape(out, [b, h, seq, dim]))
 
@@ -76,7 +76,7 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
     if padding:
         parts.append(relax.const(np.full((1, 1, 1, 1, padding), _MASKED, "float32")))
         parts[-1] = emit(op.broadcast_to(parts[-1], [b, h, blocks, block, padding]))
-    probs = emit(op.nn.softmax(emit(op.concat(parts, axis=4)), axis=-1))
+    probs = _softmax(emit, emit(op.concat(parts, axis=4)))
     global_v = emit(op.reshape(emit(op.strided_slice(v, [2], [0], [globals_])), [b, h, 1, globals_, dim]))
     out = emit(op.add(
         emit(op.matmul(emit(op.strided_slice(probs, [4], [0], [width])), v_windows)),
@@ -89,8 +89,15 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
         if rows > 1:
             rows_bias = emit(op.strided_slice(rows_bias, [2], [0], [globals_]))
         dense_scores = emit(op.add(dense_scores, rows_bias))
-    global_out = emit(op.matmul(emit(op.nn.softmax(dense_scores, axis=-1)), v))
+    global_out = emit(op.matmul(_softmax(emit, dense_scores), v))
     return emit(op.concat([global_out, emit(op.strided_slice(out, [2], [globals_], [seq]))], axis=2))
+
+
+def _softmax(emit, scores):
+    """Softmax with the exporter's guard: a row whose every kept key is masked (-inf, e.g. a padding
+    query whose window holds only padding) gives 0 instead of NaN, as torch's where(isnan) does."""
+    probs = emit(relax.op.nn.softmax(scores, axis=-1))
+    return emit(relax.op.where(relax.op.isnan(probs), relax.const(0.0, "float32"), probs))
 
 
 def _window_validity(seq: int, pattern) -> np.ndarray:

@@ -90,7 +90,7 @@ def sparse_attention_te(q, kt, bias, v, pattern: SparsePattern):
         return tirx.if_then_else(valid, scores[b, h, i, s] + bias_at(b, h, i, clamp(k)), _MASKED)
 
     logits = te.compute(scores.shape, masked, name="sparse_logits")
-    probs = topi.nn.softmax(logits, axis=-1)
+    probs = _guarded(topi.nn.softmax(logits, axis=-1))
     s_axis = te.reduce_axis((0, kept), "s")
     local = te.compute(q.shape, lambda b, h, i, e: te.sum(
         probs[b, h, i, s_axis] * v[b, h, clamp(key_index(i, s_axis)), e], axis=s_axis), name="sparse_out")
@@ -102,12 +102,18 @@ def sparse_attention_te(q, kt, bias, v, pattern: SparsePattern):
         q[b, h, g, d2] * keys[b, h, k, d2], axis=d2), name="global_scores")
     g_logits = te.compute(g_scores.shape, lambda b, h, g, k: g_scores[b, h, g, k] + bias_at(b, h, g, k),
                           name="global_logits")
-    g_probs = topi.nn.softmax(g_logits, axis=-1)
+    g_probs = _guarded(topi.nn.softmax(g_logits, axis=-1))
     k_axis = te.reduce_axis((0, seq), "k")
     g_out = te.compute((*q.shape[:-2], globals_, head_dim), lambda b, h, g, e: te.sum(
         g_probs[b, h, g, k_axis] * v[b, h, k_axis, e], axis=k_axis), name="global_out")
     return te.compute(q.shape, lambda b, h, i, e: tirx.if_then_else(
         i < globals_, g_out[b, h, tirx.min(i, globals_ - 1), e], local[b, h, i, e]), name="attention_out")
+
+
+def _guarded(probs):
+    """0 instead of NaN for a row whose every kept key is masked with -inf (torch's where(isnan))."""
+    return te.compute(probs.shape, lambda *i: tirx.if_then_else(tirx.isnan(probs(*i)), tirx.const(0.0, "float32"),
+                                                                probs(*i)), name="guarded_probs")
 
 
 @mutator
