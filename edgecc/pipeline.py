@@ -168,9 +168,25 @@ def schedule(ctx: CompileContext):
 
         mod, summary = apply_tuning_records(mod, ctx.target, log_dirs)
         ctx.tuning["applied"] = _as_dict(summary)
+        if summary.tuned and ctx.target.capabilities.runs_on_host and not _remote_spec(ctx):
+            mod = _keep_faster_of_tuned_and_default(ctx, mod)
     mod = ctx.backend.default_schedule(mod, ctx.target)
     ctx.scheduled = mod
     _dump(ctx, "scheduled", mod)
+    return mod
+
+
+def _keep_faster_of_tuned_and_default(ctx: CompileContext, tuned):
+    from tvm.tirx import PrimFunc
+
+    from .tuning.apply import _is_scheduled
+    from .tuning.prefer_faster import prefer_faster_schedules
+
+    names = [gv.name_hint for gv, func in ctx.lowered.functions.items()
+             if isinstance(func, PrimFunc) and not _is_scheduled(func) and _is_scheduled(tuned[gv.name_hint])]
+    ctx.log(f"timing {len(names)} tuned kernels against their default schedules ...")
+    mod, comparison = prefer_faster_schedules(tuned, ctx.lowered, ctx.target, ctx.backend.default_schedule, names)
+    ctx.tuning["compared_with_default"] = comparison.to_dict()
     return mod
 
 

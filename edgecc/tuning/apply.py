@@ -53,7 +53,8 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
     matching = [r for r in readout.records if r.data["target"] == key]
     summary = TuningSummary(records_for_target=len(matching), records_other_targets=len(readout.records) - len(matching),
                             bad_lines=len(readout.bad_lines))
-    kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc)]
+    # Kernels a graph pass already scheduled (fused attention) are neither tuned nor default.
+    kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc) and not _is_scheduled(func)]
     summary.kernels = len(kernels)
     if matching:
         best = best_records(matching).values()
