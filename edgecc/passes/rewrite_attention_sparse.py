@@ -21,6 +21,9 @@ import tvm
 from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from ._layout_chains import is_op as _is
+from ._layout_chains import static_shape as _shape
+
 _MASKED = -1e30
 
 
@@ -42,18 +45,6 @@ class SparsePattern:
         return {"dense": dense, "sparse": sparse}
 
 
-def _is(expr, name: str) -> bool:
-    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
-
-
-def _shape(expr):
-    info = expr.ty
-    if not isinstance(info, relax.TensorType) or info.shape is None:
-        return None
-    try:
-        return [int(d) for d in info.shape]
-    except TypeError:
-        return None  # symbolic
 
 
 def sparse_attention_te(q, kt, bias, v, pattern: SparsePattern):
