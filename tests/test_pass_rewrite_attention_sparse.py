@@ -27,7 +27,7 @@ def test_sparse_kernel_matches_masked_attention(rng, block, neighbours, global_t
     assert "(1, 2, 32, 32)" not in text  # no tensor of all query-key pairs is left
     if 32 % block == 0 and global_tokens < block:  # blocks tile the sequence: dense ops on blocks
         slots = (2 * neighbours + 1) * block + global_tokens
-        slots += -slots % 16 if global_tokens else 0  # softmax rows padded to whole vectors
+        slots += -slots % 16  # rows of slots padded to whole vectors
         assert f"(1, 2, {32 // block}, {block}, {slots})" in text and "sparse_attention" not in text
     else:  # otherwise the gather kernel
         assert "sparse_attention" in text and "R.nn.softmax" not in text and "R.matmul" not in text

@@ -24,10 +24,16 @@ def can_block(seq: int, pattern, bias_shape: list[int] | None) -> bool:
 
 
 def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, pattern):
-    """Emit the block-sparse attention for q [b,h,S,d], kt [b,h,d,S], v [b,h,S,d]; returns [b,h,S,d]."""
+    """Emit the block-sparse attention for q [b,h,S,d], kt [b,h,d,S], v [b,h,S,d]; returns [b,h,S,d].
+
+    Each block's keys are [its window | the G global keys | masked padding up to a multiple of
+    16], so the block's attention is one plain attention (matmul, + bias, softmax, matmul) over
+    G + W slots: `fuse_attention` then turns it into its fused kernel like any dense one.
+    """
     b, h, seq, dim = shape
     block, reach, globals_ = pattern.block, pattern.neighbours * pattern.block, pattern.global_tokens
     blocks, views = seq // block, 2 * pattern.neighbours + 1
+    padding = -(views * block + globals_) % SLOT_MULTIPLE
     op = relax.op
     emit = bb.emit
 
@@ -37,54 +43,47 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
                                  split_shape)) for o in range(views)]
         return emit(op.concat(parts, axis=window_axis))
 
+    def zeros(fill_shape):
+        return relax.const(np.zeros(fill_shape, "float32"))
+
     def pad(x, axis, fill_shape):
-        zeros = relax.const(np.zeros(fill_shape, "float32"))
-        return emit(op.concat([zeros, x, zeros], axis=axis))
+        return emit(op.concat([zeros(fill_shape), x, zeros(fill_shape)], axis=axis))
+
+    def with_globals(window, source, slice_axis, global_shape, full_shape, slot_axis, padding_shape):
+        parts = [window]
+        if globals_:
+            chosen = emit(op.reshape(emit(op.strided_slice(source, [slice_axis], [0], [globals_])), global_shape))
+            parts.append(emit(op.broadcast_to(chosen, full_shape)))
+        if padding:
+            parts.append(emit(op.broadcast_to(zeros([1, 1, 1, *padding_shape]), [b, h, blocks, *padding_shape])))
+        return emit(op.concat(parts, axis=slot_axis)) if len(parts) > 1 else window
 
     q_blocks = emit(op.reshape(q, [b, h, blocks, block, dim]))
-    kt_padded = pad(kt, 3, [b, h, dim, reach])
-    kt_windows = windows(kt_padded, 3, [b, h, dim, blocks, block], 4)  # [b,h,d,blocks,W] after permute
-    kt_windows = emit(op.permute_dims(kt_windows, [0, 1, 3, 2, 4]))
-    scores = emit(op.matmul(q_blocks, kt_windows))  # [b,h,blocks,B,W]
-    scores = emit(op.add(scores, relax.const(_window_validity(seq, pattern))))
-    flat_bias = None
+    kt_windows = windows(pad(kt, 3, [b, h, dim, reach]), 3, [b, h, dim, blocks, block], 4)
+    kt_windows = emit(op.permute_dims(kt_windows, [0, 1, 3, 2, 4]))  # [b,h,blocks,d,W]
+    kt_slots = with_globals(kt_windows, kt, 3, [b, h, 1, dim, globals_], [b, h, blocks, dim, globals_], 4,
+                            [dim, padding])
+    v_windows = windows(pad(v, 2, [b, h, reach, dim]), 2, [b, h, blocks, block, dim], 3)  # [b,h,blocks,W,d]
+    v_slots = with_globals(v_windows, v, 2, [b, h, 1, globals_, dim], [b, h, blocks, globals_, dim], 3,
+                           [padding, dim])
+    slot_bias = relax.const(_slot_validity(seq, pattern, padding))
     if bias is not None:
         # The mask bias as [bb, bh, rows, S] (rows 1 or S), flattened so one `take` gathers the
-        # bias of every (query, window slot) pair; masked-out slots gather a clamped, unused value.
+        # bias of every (query, slot) pair; masked-out slots gather a clamped, unused value.
         dims = [int(d) for d in bias.ty.shape]
         dims = [1] * (4 - len(dims)) + dims if len(dims) < 4 else dims
         bias_b, bias_h, rows = dims[0], dims[1], dims[2]
         flat_bias = emit(op.reshape(bias, [bias_b, bias_h, rows * seq]))
-        index = relax.const(_bias_index(seq, rows, pattern))
-        scores = emit(op.add(scores, emit(op.take(flat_bias, index, axis=2))))
-    v_windows = windows(pad(v, 2, [b, h, reach, dim]), 2, [b, h, blocks, block, dim], 3)  # [b,h,blocks,W,d]
-    if not globals_:
-        probs = _softmax(emit, scores)
-        out = emit(op.matmul(probs, v_windows))
-        return emit(op.reshape(out, [b, h, seq, dim]))
-
-    global_kt = emit(op.reshape(emit(op.strided_slice(kt, [3], [0], [globals_])), [b, h, 1, dim, globals_]))
-    global_scores = emit(op.matmul(q_blocks, global_kt))  # [b,h,blocks,B,G]
-    if flat_bias is not None:
-        index = relax.const(_bias_index(seq, rows, pattern, global_keys=True))
-        global_scores = emit(op.add(global_scores, emit(op.take(flat_bias, index, axis=2))))
-    # Window slots first, then the global keys, then masked slots up to a multiple of 16: a
-    # softmax row that is whole vectors runs ~4x faster than one of G + W = 194 slots.
-    width = views * block
-    padding = -(width + globals_) % SLOT_MULTIPLE
-    parts = [scores, global_scores]
-    if padding:
-        parts.append(relax.const(np.full((1, 1, 1, 1, padding), _MASKED, "float32")))
-        parts[-1] = emit(op.broadcast_to(parts[-1], [b, h, blocks, block, padding]))
-    probs = _softmax(emit, emit(op.concat(parts, axis=4)))
-    global_v = emit(op.reshape(emit(op.strided_slice(v, [2], [0], [globals_])), [b, h, 1, globals_, dim]))
-    out = emit(op.add(
-        emit(op.matmul(emit(op.strided_slice(probs, [4], [0], [width])), v_windows)),
-        emit(op.matmul(emit(op.strided_slice(probs, [4], [width], [width + globals_])), global_v))))
+        index = relax.const(_bias_index(seq, rows, pattern, padding))
+        slot_bias = emit(op.add(slot_bias, emit(op.take(flat_bias, index, axis=2))))
+    scores = emit(op.matmul(q_blocks, kt_slots))  # [b,h,blocks,B,G+W+pad]
+    out = emit(op.matmul(_softmax(emit, emit(op.add(scores, slot_bias))), v_slots))
     out = emit(op.reshape(out, [b, h, seq, dim]))
+    if not globals_:
+        return out
     # The global queries see every key: a small dense attention over their G rows.
     dense_scores = emit(op.matmul(emit(op.strided_slice(q, [2], [0], [globals_])), kt))  # [b,h,G,S]
-    if flat_bias is not None:
+    if bias is not None:
         rows_bias = emit(op.reshape(flat_bias, [bias_b, bias_h, rows, seq]))
         if rows > 1:
             rows_bias = emit(op.strided_slice(rows_bias, [2], [0], [globals_]))
@@ -100,25 +99,28 @@ def _softmax(emit, scores):
     return emit(relax.op.where(relax.op.isnan(probs), relax.const(0.0, "float32"), probs))
 
 
-def _window_validity(seq: int, pattern) -> np.ndarray:
-    """Additive mask [1,1,blocks,1,W]: 0 where window slot s of block j is a real, non-global key."""
+def _slot_positions(seq: int, pattern, padding: int) -> tuple[np.ndarray, np.ndarray]:
+    """Key position of each slot of each block [blocks, slots], and whether the slot is a real key."""
     block, reach = pattern.block, pattern.neighbours * pattern.block
     width = (2 * pattern.neighbours + 1) * block
-    blocks = np.arange(seq // block)[:, None]
-    position = blocks * block - reach + np.arange(width)[None, :]
-    valid = (position >= 0) & (position < seq) & (position >= pattern.global_tokens)
-    return np.where(valid, 0.0, _MASKED).astype("float32").reshape(1, 1, seq // block, 1, width)
+    window = (np.arange(seq // block)[:, None] * block - reach + np.arange(width)[None, :])
+    window_valid = (window >= 0) & (window < seq) & (window >= pattern.global_tokens)
+    blocks = seq // block
+    globals_ = np.broadcast_to(np.arange(pattern.global_tokens), (blocks, pattern.global_tokens))
+    positions = np.concatenate([window, globals_, np.zeros((blocks, padding), int)], axis=1)
+    valid = np.concatenate([window_valid, np.ones_like(globals_, bool), np.zeros((blocks, padding), bool)], axis=1)
+    return np.clip(positions, 0, seq - 1), valid
 
 
-def _bias_index(seq: int, rows: int, pattern, global_keys: bool = False) -> np.ndarray:
-    """Flat bias positions [blocks, B, slots] for each query of each block and each window slot
-    (or each global key)."""
-    block, reach = pattern.block, pattern.neighbours * pattern.block
-    query = np.arange(seq).reshape(seq // block, block, 1)
-    if global_keys:
-        key = np.arange(pattern.global_tokens).reshape(1, 1, -1)
-    else:
-        width = (2 * pattern.neighbours + 1) * block
-        key = np.clip((query // block) * block - reach + np.arange(width).reshape(1, 1, -1), 0, seq - 1)
+def _slot_validity(seq: int, pattern, padding: int) -> np.ndarray:
+    """Additive mask [1,1,blocks,1,slots]: 0 for a real key, masked for the rest."""
+    _, valid = _slot_positions(seq, pattern, padding)
+    return np.where(valid, 0.0, _MASKED).astype("float32")[None, None, :, None, :]
+
+
+def _bias_index(seq: int, rows: int, pattern, padding: int) -> np.ndarray:
+    """Flat bias positions [blocks, B, slots] for each query of each block and each slot."""
+    positions, _ = _slot_positions(seq, pattern, padding)
+    query = np.arange(seq).reshape(seq // pattern.block, pattern.block, 1)
     row = query if rows > 1 else np.zeros_like(query)
-    return (row * seq + key).astype("int64")
+    return (row * seq + positions[:, None, :]).astype("int64")
