@@ -200,7 +200,6 @@ def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
     """Run a compiled artifact on inputs and write its outputs."""
     import numpy as np
 
-    from ._atomic import write_text_atomic  # noqa: F401  (outputs are written atomically below)
     from .benchmark import artifact_sample_inputs
     from .inputs import load_inputs_file
     from .runtime import load_artifact

@@ -39,7 +39,6 @@ def vector_lanes(target) -> int:
 
 
 def apply_cpu_default_schedules(mod, target):
-    import tvm
     from tvm.tirx import PrimFunc
 
     lanes = vector_lanes(target)
@@ -55,7 +54,6 @@ def apply_cpu_default_schedules(mod, target):
     mod = mod.clone()  # callers keep their module; item assignment would change it in place
     for gvar, func in updates.items():
         mod[gvar] = func
-    del tvm
     return mod
 
 

@@ -9,7 +9,6 @@ from its target file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from ..errors import TargetError
