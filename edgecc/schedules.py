@@ -15,6 +15,8 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
+from .weight_packing import PACKED_ATTR, panel_layout
+
 SCHEDULES_DIR = Path(__file__).resolve().parent.parent / "schedules"
 
 
@@ -41,20 +43,22 @@ def vector_lanes(target) -> int:
 def apply_cpu_default_schedules(mod, target):
     from tvm.tirx import PrimFunc
 
+    from .weight_packing import constant_parameters, pack_weight_arguments
+
     lanes = vector_lanes(target)
+    constants = constant_parameters(mod)
     updates = {}
     for gvar, func in mod.functions.items():
         if not isinstance(func, PrimFunc) or _is_scheduled(func):
             continue
-        scheduled = schedule_kernel(func, lanes)
+        scheduled = schedule_kernel(func, lanes, constants.get(gvar.name_hint, set()))
         if scheduled is not None:
             updates[gvar] = scheduled
-    if not updates:
-        return mod
-    mod = mod.clone()  # callers keep their module; item assignment would change it in place
-    for gvar, func in updates.items():
-        mod[gvar] = func
-    return mod
+    if updates:
+        mod = mod.clone()  # callers keep their module; item assignment would change it in place
+        for gvar, func in updates.items():
+            mod[gvar] = func
+    return pack_weight_arguments(mod)
 
 
 def _is_scheduled(func) -> bool:
@@ -62,8 +66,11 @@ def _is_scheduled(func) -> bool:
     return bool(attrs) and ("tirx.is_scheduled" in attrs or "tir.is_scheduled" in attrs)
 
 
-def schedule_kernel(func, lanes: int):
-    """A scheduled copy of `func`, or None when no rule applies cleanly (the kernel stays as is)."""
+def schedule_kernel(func, lanes: int, constant_inputs: set[int] = frozenset()):
+    """A scheduled copy of `func`, or None when no rule applies cleanly (the kernel stays as is).
+
+    `constant_inputs`: parameter positions that get a compile-time constant at every call; a
+    matmul weight among them is repacked into panels (see `edgecc.weight_packing`)."""
     from tvm import s_tir
 
     try:
@@ -71,7 +78,9 @@ def schedule_kernel(func, lanes: int):
         blocks = _blocks(sch)
         matmul = next((b for b in blocks if _is_matmul(sch, b)), None)
         if matmul is not None:
-            _schedule_matmul(sch, matmul, blocks, lanes)
+            packed = _schedule_matmul(sch, matmul, blocks, lanes, constant_inputs)
+            if packed:
+                return sch.mod["main"].with_attr("tirx.is_scheduled", True).with_attr(PACKED_ATTR, packed)
         elif _is_row_reduction(sch, blocks, lanes):
             _schedule_row_reduction(sch, blocks, lanes)
         else:
@@ -120,22 +129,25 @@ def _largest_divisor(extent: int, choices) -> int:
     return next((c for c in choices if extent % c == 0), 1)
 
 
-def _schedule_matmul(sch, block, blocks, lanes: int) -> None:
+def _schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset()) -> list:
+    """Register-tile the matmul; returns [[param, n_axis, tile]] for a weight repacked to panels."""
     params = _parameters()["matmul"]
     index = blocks.index(block)
     epilogue = blocks[index + 1:]
+    *_, j_loop, _ = sch.get_loops(block)
+    n = _extent(sch, j_loop)
+    vec = _largest_divisor(n, [lanes, lanes // 2, 4, 2]) if lanes > 1 else 1
+    tile = vec * _largest_divisor(n // vec, params["vectors_per_tile"])
+    packed = _pack_constant_weight(sch, block, tile, constant_inputs)
     # Elementwise epilogue (bias, GELU, scaling): inline all but the last into it.
     for inner in epilogue[:-1]:
         sch.compute_inline(inner)
     for prologue in blocks[:index]:
         sch.compute_inline(prologue)
     *spatial, i, j, k = sch.get_loops(block)
-    m, n = _extent(sch, i), _extent(sch, j)
-    vec = _largest_divisor(n, [lanes, lanes // 2, 4, 2]) if lanes > 1 else 1
-    vectors = _largest_divisor(n // vec, params["vectors_per_tile"])
-    rows = _largest_divisor(m, params["row_tiles"])
+    rows = _largest_divisor(_extent(sch, i), params["row_tiles"])
     io, ii = sch.split(i, [None, rows])
-    jo, ji = sch.split(j, [None, vec * vectors])
+    jo, ji = sch.split(j, [None, tile])
     ji_o, ji_i = sch.split(ji, [None, vec])
     # Column tiles outermost: one panel of the weight (K x tile) stays in cache while every row
     # tile streams past it; rows outermost re-read the whole weight per row tile (2x slower at
@@ -152,6 +164,29 @@ def _schedule_matmul(sch, block, blocks, lanes: int) -> None:
     # Last: the init/update split makes the update block neither complete nor reduction, which
     # parallel and vectorize refuse to touch.
     sch.decompose_reduction(block, k)
+    return packed
+
+
+def _pack_constant_weight(sch, block, tile: int, constant_inputs) -> list:
+    """Rewrite the block's 2-D weight parameter to panels [N / tile, K, tile] when every call
+    passes a constant for it; [[param, n_axis, tile]] or [] when nothing was packed."""
+    params = list(sch.mod["main"].params)  # TVM 0.27: a buffer parameter is the buffer itself
+    stmt = sch.get(block)
+    j_var, k_var = stmt.iter_vars[-2].var, stmt.iter_vars[-1].var
+    for read_index, region in enumerate(stmt.reads):
+        position = next((p for p, param in enumerate(params) if param.same_as(region.source)), None)
+        if position is None or position not in constant_inputs or len(region.region) != 2:
+            continue
+        indices = [r.min for r in region.region]
+        if indices[1].same_as(j_var) and indices[0].same_as(k_var):
+            n_axis = 1
+        elif indices[0].same_as(j_var) and indices[1].same_as(k_var):
+            n_axis = 0
+        else:
+            continue
+        sch.transform_layout(block, ("read", read_index), panel_layout(n_axis, tile))
+        return [[position, n_axis, tile]]
+    return []
 
 
 def _vectorize_innermost(sch, block, vec: int) -> None:

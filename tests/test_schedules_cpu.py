@@ -7,6 +7,7 @@ import tvm
 from tvm.script import tirx as T
 
 from edgecc.schedules import schedule_kernel
+from edgecc.weight_packing import PACKED_ATTR, pack_array
 from edgecc.targets import load_target
 
 
@@ -86,20 +87,25 @@ def test_every_default_scheduled_kernel_of_a_bert_computes_what_its_naive_form_c
     before = naive.script()
     scheduled = apply_cpu_default_schedules(naive, ctx.target)
     assert naive.script() == before  # the caller's module is left alone
-    target, rng, checked = ctx.target.tvm(), np.random.default_rng(0), []
+    target, rng, checked, packed = ctx.target.tvm(), np.random.default_rng(0), [], []
     for gvar, func in naive.functions.items():
         if not isinstance(func, tirx.PrimFunc):
             continue
         after = scheduled[gvar.name_hint]
         arrays = _random_arguments(func, rng)
         want = _run(func, target, [a.copy() for a in arrays])
-        got = _run(after, target, [a.copy() for a in arrays])
+        packed_arrays = [a.copy() for a in arrays]
+        for position, n_axis, tile in (after.attrs or {}).get(PACKED_ATTR, []):
+            packed_arrays[int(position)] = pack_array(arrays[int(position)], int(n_axis), int(tile))
+            packed.append(gvar.name_hint)
+        got = _run(after, target, packed_arrays)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())),
                                    err_msg=gvar.name_hint)
         checked.append((gvar.name_hint, "tirx.is_scheduled" in (after.attrs or {})))
     names = [name for name, _ in checked]
     assert any("layer_norm" in n for n in names) and any("softmax" in n for n in names)
     assert all(is_scheduled for name, is_scheduled in checked if "matmul" in name or "layer_norm" in name)
+    assert len(packed) >= 3  # the dense layers' weights (QKV/output, FFN in, FFN out) are repacked
 
 
 def test_layer_norm_runs_as_one_parallel_loop_over_rows():
