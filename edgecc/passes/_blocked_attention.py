@@ -1,7 +1,7 @@
 """Block-sparse attention built from dense Relax ops on blocks, for `rewrite_attention_sparse`.
 
-Queries are reshaped into blocks of B tokens; each block's keys (its own block and N on each side)
-are gathered once into a window of W = (2N + 1) * B contiguous keys. Scores, softmax and the
+Queries are reshaped into blocks of B tokens; each block's keys (its own block and N on each side,
+W = (2N + 1) * B, then the G global keys) are gathered once, by one `take` per tensor. Scores, softmax and the
 weighted sum are then ordinary batched matmuls and a softmax over [blocks, B, G + W], so they get
 the same schedules (and tuning) as every other matmul instead of a gather kernel that computes one
 key at a time. Semantics are those of `sparse_attention_te`: slots outside the sequence or on a
