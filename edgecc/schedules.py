@@ -77,10 +77,9 @@ def schedule_kernel(func, lanes: int, constant_inputs: set[int] = frozenset()):
         sch = s_tir.Schedule(func)
         blocks = _blocks(sch)
         matmul = next((b for b in blocks if _is_matmul(sch, b)), None)
+        packed = []
         if matmul is not None:
             packed = _schedule_matmul(sch, matmul, blocks, lanes, constant_inputs)
-            if packed:
-                return sch.mod["main"].with_attr("tirx.is_scheduled", True).with_attr(PACKED_ATTR, packed)
         elif _is_row_reduction(sch, blocks, lanes):
             _schedule_row_reduction(sch, blocks, lanes)
         else:
@@ -88,7 +87,8 @@ def schedule_kernel(func, lanes: int, constant_inputs: set[int] = frozenset()):
                 blocks = _inline_into_last(sch, blocks)
             for block in blocks:
                 _schedule_generic(sch, block, lanes)
-        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+        scheduled = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+        return scheduled.with_attr(PACKED_ATTR, packed) if packed else scheduled
     except Exception as exc:  # an unusual kernel keeps TVM's correct naive form
         if os.environ.get("EDGECC_DEBUG_SCHEDULES"):
             print(f"default schedule skipped: {exc}")

@@ -23,18 +23,25 @@ PACKED_ATTR = "edgecc.packed_weights"
 _CALL_TIR = ("relax.call_tir", "relax.call_tir_inplace")
 
 
+def _call_tir_args(expr) -> list | None:
+    """The input arguments of a `call_tir` to a kernel ([] when they are not spelled out as a
+    tuple, so nothing about them is assumed), or None for any other expression."""
+    if not (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name in _CALL_TIR):
+        return None
+    return list(expr.args[1].fields) if isinstance(expr.args[1], relax.Tuple) else []
+
+
 def constant_parameters(mod) -> dict[str, set[int]]:
     """{kernel name: input positions that receive a Relax constant at every call of the kernel}."""
-    constant, seen = {}, {}
+    constant = {}
 
     def visit(expr):
-        if not (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name in _CALL_TIR):
+        args = _call_tir_args(expr)
+        if args is None:
             return
         name = expr.args[0].name_hint
-        args = list(expr.args[1].fields) if isinstance(expr.args[1], relax.Tuple) else [expr.args[1]]
         here = {i for i, arg in enumerate(args) if isinstance(arg, Constant)}
-        constant[name] = constant[name] & here if name in seen else here
-        seen[name] = True
+        constant[name] = constant[name] & here if name in constant else here
 
     for _, func in mod.functions_items():
         if isinstance(func, relax.Function):
@@ -77,12 +84,10 @@ def pack_weight_arguments(mod):
     class _Packer(relax.PyExprMutator):
         def visit_call_(self, call):
             call = super().visit_call_(call)
-            if not (isinstance(call.op, tvm.ir.Op) and call.op.name in _CALL_TIR):
+            args = _call_tir_args(call)
+            if not args or call.args[0].name_hint not in packing:
                 return call
             name = call.args[0].name_hint
-            if name not in packing or not isinstance(call.args[1], relax.Tuple):
-                return call
-            args = list(call.args[1].fields)
             for position, n_axis, tile in packing[name]:
                 arg = args[position]
                 if isinstance(arg, Constant) and len(arg.value.shape) == 2:

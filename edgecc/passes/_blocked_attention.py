@@ -32,7 +32,7 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
     """
     b, h, seq, dim = shape
     blocks, globals_ = seq // pattern.block, pattern.global_tokens
-    padding = -((2 * pattern.neighbours + 1) * pattern.block + globals_) % SLOT_MULTIPLE
+    padding = -pattern.keys_per_query % SLOT_MULTIPLE
     op = relax.op
     emit = bb.emit
     # One gather per tensor: every (block, slot) pair's key position, window and globals alike.
