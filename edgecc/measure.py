@@ -98,7 +98,7 @@ def measure_energy(artifact, inputs: dict, target, latency_s: float, log=print, 
 
 
 def measure_profile(ctx, log=print) -> dict | None:
-    from .profile import profile_kernels, with_end_to_end
+    from .profile import profile_kernels
 
     module = ctx.scheduled
     if module is None:
@@ -115,15 +115,9 @@ def measure_profile(ctx, log=print) -> dict | None:
         return {"kernels": [], "sum_ms": 0.0, "kernel_count": 0, "skipped": [], "error": str(exc)[:200]}
     precision = ctx.options.precision if ctx.options.precision in ctx.target.board.peak_gflops else "fp32"
     log("profiling kernels one by one ...")
-    # The kernels are compared with end-to-end runs taken right before and right after them, not
-    # with the latency measured earlier: on a shared machine whose speed drifts, timings a few
-    # seconds apart differed by up to 2x (kernel sums of 59-134% of end to end).
-    before = _end_to_end_ms(ctx.artifact, ctx.sample_inputs)
-    summary = profile_kernels(module, lib, ctx.artifact.device, ctx.target.peak_gflops(precision),
-                              ctx.target.board.memory_bandwidth_gbs, progress=None if ctx.options.quiet else log)
-    return with_end_to_end(summary, (before + _end_to_end_ms(ctx.artifact, ctx.sample_inputs)) / 2)
-
-
-def _end_to_end_ms(artifact, inputs: dict, runs: int = 5) -> float:
-    artifact.time(inputs, repeat=1, number=1)  # warm
-    return float(np.median(artifact.time(inputs, repeat=runs, number=1))) * 1e3
+    # Compared with the model timed in the same rounds, not with the latency measured earlier: on a
+    # shared machine whose speed drifts, timings a few seconds apart differed by up to 2x.
+    return profile_kernels(module, lib, ctx.artifact.device, ctx.target.peak_gflops(precision),
+                           ctx.target.board.memory_bandwidth_gbs,
+                           end_to_end=lambda runs: float(np.median(ctx.artifact.time(ctx.sample_inputs, repeat=runs))),
+                           progress=None if ctx.options.quiet else log)

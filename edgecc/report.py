@@ -112,8 +112,10 @@ def _profile_lines(profile: dict | None, top: int = 20) -> list[str]:
     lines = ["## Per-kernel profile", ""]
     if profile.get("end_to_end_ms"):
         lines.append(f"Kernels sum to {profile['sum_ms']:.3f} ms of {profile['end_to_end_ms']:.3f} ms end to end "
-                     f"({100 * profile['sum_over_end_to_end']:.0f}%). Peak: {profile.get('peak_gflops')} GFLOP/s, "
-                     f"{profile.get('memory_bandwidth_gbs')} GB/s.")
+                     f"({100 * profile['sum_over_end_to_end']:.0f}%, both medians over {profile.get('rounds', 1)} "
+                     f"alternating rounds); the other {profile['end_to_end_ms'] - profile['sum_ms']:.3f} ms is the "
+                     f"runtime's own work between kernels (dispatch, allocation) and timing noise. "
+                     f"Peak: {profile.get('peak_gflops')} GFLOP/s, {profile.get('memory_bandwidth_gbs')} GB/s.")
     lines += ["", "| kernel | calls | ms | share | GFLOP | MB | FLOP/B | GFLOP/s | GB/s | bound | % peak | % roof |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for k in profile["kernels"][:top]:
