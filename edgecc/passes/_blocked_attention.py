@@ -23,13 +23,17 @@ def can_block(seq: int, pattern, bias_shape: list[int] | None) -> bool:
     return seq % pattern.block == 0 and pattern.global_tokens < pattern.block
 
 
-def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, pattern):
+def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, pattern, cache: dict | None = None):
     """Emit the block-sparse attention for q [b,h,S,d], kt [b,h,d,S], v [b,h,S,d]; returns [b,h,S,d].
 
     Each block's keys are [its window | the G global keys | masked padding up to a multiple of
     16], so the block's attention is one plain attention (matmul, + bias, softmax, matmul) over
-    G + W slots: `fuse_attention` then turns it into its fused kernel like any dense one.
+    G + W slots: `fuse_attention` then turns it into its fused kernel like any dense one, reading
+    the gathered keys and values through their index table instead of gathered copies.
+    `cache`: shared by the attentions of one model, so the slot index and the per-slot mask bias
+    (the same for every layer) are made once.
     """
+    cache = {} if cache is None else cache
     b, h, seq, dim = shape
     blocks, globals_ = seq // pattern.block, pattern.global_tokens
     padding = -pattern.keys_per_query % SLOT_MULTIPLE
@@ -39,23 +43,18 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
     # Padding and out-of-sequence slots read a clamped real key that the slot bias masks out.
     # (Concatenating shifted views instead fused into one kernel whose select chains ran ~30x
     # slower than this gather: 19 ms vs <1 ms for MiniLM's keys at seq 1024.)
-    positions, _ = _slot_positions(seq, pattern, padding)
-    slots = positions.shape[1]
-    index = relax.const(positions.reshape(-1).astype("int64"))
+    slots = _slot_positions(seq, pattern, padding)[0].shape[1]
+    if ("index", seq) not in cache:
+        cache["index", seq] = relax.const(_slot_positions(seq, pattern, padding)[0].reshape(-1).astype("int64"))
+    index = cache["index", seq]
     q_blocks = emit(op.reshape(q, [b, h, blocks, pattern.block, dim]))
     kt_slots = emit(op.reshape(emit(op.take(kt, index, axis=3)), [b, h, dim, blocks, slots]))
     kt_slots = emit(op.permute_dims(kt_slots, [0, 1, 3, 2, 4]))  # [b,h,blocks,d,slots]
     v_slots = emit(op.reshape(emit(op.take(v, index, axis=2)), [b, h, blocks, slots, dim]))
-    slot_bias = relax.const(_slot_validity(seq, pattern, padding))
-    if bias is not None:
-        # The mask bias as [bb, bh, rows, S] (rows 1 or S), flattened so one `take` gathers the
-        # bias of every (query, slot) pair; masked-out slots gather a clamped, unused value.
-        dims = [int(d) for d in bias.ty.shape]
-        dims = [1] * (4 - len(dims)) + dims if len(dims) < 4 else dims
-        bias_b, bias_h, rows = dims[0], dims[1], dims[2]
-        flat_bias = emit(op.reshape(bias, [bias_b, bias_h, rows * seq]))
-        index = relax.const(_bias_index(seq, rows, pattern, padding))
-        slot_bias = emit(op.add(slot_bias, emit(op.take(flat_bias, index, axis=2))))
+    key = ("bias", seq, bias)
+    if key not in cache:
+        cache[key] = _emit_biases(bb, bias, seq, pattern, padding)
+    slot_bias, global_rows_bias = cache[key]
     scores = emit(op.matmul(q_blocks, kt_slots))  # [b,h,blocks,B,G+W+pad]
     out = emit(op.matmul(_softmax(emit, emit(op.add(scores, slot_bias))), v_slots))
     out = emit(op.reshape(out, [b, h, seq, dim]))
@@ -63,13 +62,30 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
         return out
     # The global queries see every key: a small dense attention over their G rows.
     dense_scores = emit(op.matmul(emit(op.strided_slice(q, [2], [0], [globals_])), kt))  # [b,h,G,S]
-    if bias is not None:
-        rows_bias = emit(op.reshape(flat_bias, [bias_b, bias_h, rows, seq]))
-        if rows > 1:
-            rows_bias = emit(op.strided_slice(rows_bias, [2], [0], [globals_]))
-        dense_scores = emit(op.add(dense_scores, rows_bias))
+    if global_rows_bias is not None:
+        dense_scores = emit(op.add(dense_scores, global_rows_bias))
     global_out = emit(op.matmul(_softmax(emit, dense_scores), v))
     return emit(op.concat([global_out, emit(op.strided_slice(out, [2], [globals_], [seq]))], axis=2))
+
+
+def _emit_biases(bb, bias, seq: int, pattern, padding: int):
+    """(the additive bias of every block's slots, that of the global query rows or None)."""
+    op, emit = relax.op, bb.emit
+    slot_bias = relax.const(_slot_validity(seq, pattern, padding))
+    if bias is None:
+        return slot_bias, None
+    # The mask bias as [bb, bh, rows, S] (rows 1 or S), flattened so one `take` gathers the
+    # bias of every (query, slot) pair; masked-out slots gather a clamped, unused value.
+    dims = [int(d) for d in bias.ty.shape]
+    dims = [1] * (4 - len(dims)) + dims if len(dims) < 4 else dims
+    bias_b, bias_h, rows = dims[0], dims[1], dims[2]
+    flat_bias = emit(op.reshape(bias, [bias_b, bias_h, rows * seq]))
+    index = relax.const(_bias_index(seq, rows, pattern, padding))
+    slot_bias = emit(op.add(slot_bias, emit(op.take(flat_bias, index, axis=2))))
+    rows_bias = emit(op.reshape(flat_bias, [bias_b, bias_h, rows, seq]))
+    if rows > 1 and pattern.global_tokens:
+        rows_bias = emit(op.strided_slice(rows_bias, [2], [0], [pattern.global_tokens]))
+    return slot_bias, rows_bias
 
 
 def _softmax(emit, scores):

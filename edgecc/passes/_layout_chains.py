@@ -3,7 +3,9 @@
 A "layout chain" is a run of `reshape`, `permute_dims` and multiply/divide by a scalar constant
 between a tensor and its consumer (the ONNX importer's view of `x.view(B, S, H, D).transpose(1, 2)
 * scale`). A kernel that reads the source tensor through the chain's index map does the same work
-without materialising the reshaped / transposed / scaled copy.
+without materialising the reshaped / transposed / scaled copy. Where a caller allows it, a `take`
+with a constant 1-D index (sparse attention's key gather) is a step too: the kernel then reads the
+index table, passed to it as an extra argument, instead of a gathered copy.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def scalar_constant(expr) -> float | None:
 @dataclass
 class Chain:
     """`source` seen through `steps` (consumer side first): [("permute", axes), ("reshape", in, out),
-    ("multiply", c) or ("divide", c)]."""
+    ("multiply", c) or ("divide", c), ("take", axis, index constant)]."""
 
     source: relax.Expr
     steps: list = field(default_factory=list)
@@ -60,8 +62,15 @@ class Chain:
     def shape(self) -> list[int]:
         return static_shape(self.source)
 
-    def index(self, indices: list) -> list:
-        """Indices into `source` of the chain's output element at `indices`."""
+    @property
+    def tables(self) -> list:
+        """The index constants of the chain's `take` steps, in the order `index` reads them."""
+        return [step[2] for step in self.steps if step[0] == "take"]
+
+    def index(self, indices: list, tables=()) -> list:
+        """Indices into `source` of the chain's output element at `indices`; `tables`: a tensor for
+        each of `self.tables`."""
+        tables = iter(tables)
         for step in self.steps:
             if step[0] == "permute":
                 axes = step[1]
@@ -71,11 +80,14 @@ class Chain:
                 indices = source
             elif step[0] == "reshape":
                 indices = reshape_index(indices, step[2], step[1])
+            elif step[0] == "take":
+                axis = step[1]
+                indices = [*indices[:axis], next(tables)[indices[axis]], *indices[axis + 1:]]
         return indices
 
-    def value(self, tensor, indices: list):
+    def value(self, tensor, indices: list, tables=()):
         """The chain's output element at `indices`, read from the TE tensor standing for `source`."""
-        result = tensor[tuple(self.index(list(indices)))]
+        result = tensor[tuple(self.index(list(indices), tables))]
         for step in reversed(self.steps):  # the scalings nearest the source apply first
             if step[0] == "multiply":
                 result = result * tirx.const(step[1], result.dtype)
@@ -140,7 +152,8 @@ def _linear_reshape_index(indices, out_shape, in_shape):
     return _unravel(linear if linear is not None else tirx.const(0, "int64"), in_shape)
 
 
-def strip_chain(expr, producer, allow_scaling: bool = True, stop=lambda expr: False) -> Chain:
+def strip_chain(expr, producer, allow_scaling: bool = True, stop=lambda expr: False,
+                allow_take: bool = False) -> Chain:
     """Walk back from `expr` through layout-only producers; `producer(var)` gives a var's bound value.
 
     Stops at anything else, at a non-float32 or dynamically shaped tensor, or where `stop` says so.
@@ -170,9 +183,19 @@ def strip_chain(expr, producer, allow_scaling: bool = True, stop=lambda expr: Fa
                 step, nxt = (name, scalar_constant(a)), b
             else:
                 return chain
+        elif allow_take and _constant_take(value):
+            step, nxt = ("take", int(value.attrs.axis) % len(static_shape(value)), value.args[1]), value.args[0]
         else:
             return chain
         if static_shape(nxt) is None or dtype(nxt) != "float32":
             return chain
         chain.steps.append(step)
         chain.source = nxt
+
+
+def _constant_take(value) -> bool:
+    """A take along one axis by a constant 1-D integer index (rank kept, so the chain's indices map 1:1)."""
+    if not is_op(value, "relax.take") or not isinstance(value.args[1], Constant):
+        return False
+    index = value.args[1].value
+    return len(index.shape) == 1 and "int" in str(index.dtype)

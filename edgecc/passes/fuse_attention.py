@@ -32,7 +32,10 @@ from ._bindings import binding_map, replace_bindings, users_map
 from ._layout_chains import Chain, dtype, is_op, scalar_constant, static_shape, strip_chain
 
 ROW_BLOCK = 16  # query rows per parallel task
-SCORE_ROWS, SCORE_VECTORS = 2, 4  # register tile of the scores: rows x vectors of keys
+# Register tile of the scores: rows x vectors of keys, up to this many accumulators. Key counts
+# that are an odd number of vectors (sparse attention's 13 x 16 slots) get more rows instead:
+# 8 x 1 ran that kernel 7.2 -> 6.1 ms at MiniLM seq 1024, where 2 x 1 left it load-bound.
+SCORE_ACCUMULATORS, SCORE_VECTORS = 8, 4
 WEIGHTED_ACCUMULATORS = 12  # rows x value vectors of the weighted sum held in registers
 LANES = 8  # float32 lanes the inner loops are split by, unless the caller passes the target's
 MIN_PARALLEL_HEADS = 8  # fewer (batch x heads) than this: row blocks become parallel tasks too
@@ -131,7 +134,7 @@ class _Matcher:
             if bias_shape is None or dtype(bias) != "float32" or len(bias_shape) > len(shape) or any(
                     b not in (1, s) for b, s in zip(reversed(bias_shape), reversed(shape))):
                 return None
-        chain = dict(producer=self.producer)
+        chain = dict(producer=self.producer, allow_take=True)
         return AttentionPlan(q=strip_chain(q_expr, **chain), kt=strip_chain(kt_expr, **chain),
                              v=strip_chain(v_expr, **chain), bias=bias, logit_steps=walked[::-1],
                              nan_to_zero=nan_to_zero, out_axes=None, batch=batch,
@@ -169,8 +172,14 @@ class _Matcher:
         return found
 
 
-def attention_te(q_src, kt_src, v_src, bias, plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES):
-    """TE stages of the fused attention; the last one is the output."""
+def attention_te(q_src, kt_src, v_src, bias, plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES,
+                 tables: dict | None = None):
+    """TE stages of the fused attention; the last one is the output. `tables`: for "q", "kt" and
+    "v", TE tensors standing for the index constants of that chain's `take` steps."""
+    tables = tables or {}
+    q_value, kt_value, v_value = (
+        (lambda src, i, chain=chain, name=name: chain.value(src, i, tables.get(name, ())))
+        for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v)))
     rank = len(plan.batch) + 2
     batch, seq, keys, dim, value_dim = plan.batch, plan.seq, plan.keys, plan.dim, plan.value_dim
     # V padded to whole vectors; when that leaves room, a column of ones after V makes the weighted
@@ -178,17 +187,20 @@ def attention_te(q_src, kt_src, v_src, bias, plan: AttentionPlan, fast_math: boo
     ones_column = _ones_column(plan, lanes)
     padded = -(-(value_dim + 1) // lanes) * lanes if ones_column else value_dim
 
-    kt_packed = te.compute((*batch, dim, keys), lambda *i: plan.kt.value(kt_src, list(i)), name="attn_kt_pack")
+    kt_packed = te.compute((*batch, dim, keys), lambda *i: kt_value(kt_src, list(i)), name="attn_kt_pack")
     if ones_column:
         v_packed = te.compute((*batch, keys, padded), lambda *i: tirx.if_then_else(
-            i[-1] < value_dim, plan.v.value(v_src, [*i[:-1], tirx.min(i[-1], value_dim - 1)]),
+            i[-1] < value_dim, v_value(v_src, [*i[:-1], tirx.min(i[-1], value_dim - 1)]),
             tirx.if_then_else(i[-1] == value_dim, tirx.const(1.0, "float32"), tirx.const(0.0, "float32"))),
             name="attn_v_pack")
     else:
-        v_packed = te.compute((*batch, keys, value_dim), lambda *i: plan.v.value(v_src, list(i)), name="attn_v_pack")
+        v_packed = te.compute((*batch, keys, value_dim), lambda *i: v_value(v_src, list(i)), name="attn_v_pack")
+    # Q copied per row block with its scaling applied, so the scores' inner loop broadcasts a plain
+    # load instead of loading, scaling and broadcasting every element
+    q_packed = te.compute((*batch, seq, dim), lambda *i: q_value(q_src, list(i)), name="attn_q_pack")
     d = te.reduce_axis((0, dim), "d")
     scores = te.compute((*batch, seq, keys), lambda *i: te.sum(
-        plan.q.value(q_src, [*i[:-1], d]) * kt_packed[(*i[:-2], d, i[-1])], axis=d), name="attn_scores")
+        q_packed[(*i[:-1], d)] * kt_packed[(*i[:-2], d, i[-1])], axis=d), name="attn_scores")
 
     def bias_at(i):
         dims = static_shape(plan.bias)
@@ -307,10 +319,18 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
         stages = [exp_name]
     else:
         stages = ["attn_weighted", "attn_total", *(["attn_sum_partial"] if vector_keys else []), exp_name]
-    for name in (*stages, "attn_max", *(["attn_max_partial"] if vector_keys else []), "attn_scores"):
+    for name in (*stages, "attn_max", *(["attn_max_partial"] if vector_keys else []), "attn_scores", "attn_q_pack"):
         sch.compute_at(block(name), rows_at)
     for name in ("attn_v_pack", "attn_kt_pack"):
         sch.compute_at(block(name), pack_at)
+    if not ones_column and plan.value_dim % lanes == 0:
+        # each key's value row is contiguous, whether or not a gather picked the key
+        _, v_lane = sch.split(sch.get_loops(block("attn_v_pack"))[-1], [None, lanes])
+        sch.vectorize(v_lane)
+    if plan.seq <= ROW_BLOCK:
+        # few query rows (sparse attention's global ones): the K^T pack is most of the work, so it
+        # walks K along its rows instead of gathering one element per row
+        sch.reorder(*reversed(sch.get_loops(block("attn_kt_pack"))[-2:]))
     sch.parallel(pack_at)
     for name in ("attn_max_partial", "attn_sum_partial"):
         if vector_keys and _has_block(sch, name):
@@ -324,7 +344,7 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
     s_i, s_t, s_d = sch.get_loops(scores)[-3:]
     if vector_keys:
         group = next(g for g in (SCORE_VECTORS, 2, 1) if (plan.keys // lanes) % g == 0)
-        pair = SCORE_ROWS if rows % SCORE_ROWS == 0 else 1
+        pair = next(r for r in (SCORE_ACCUMULATORS // group, 4, 2, 1) if rows % r == 0)
         s_io, s_ii = sch.split(s_i, [None, pair])
         s_to, s_tg, s_tv = sch.split(s_t, [None, group, lanes])
         sch.reorder(s_io, s_to, s_d, s_ii, s_tg, s_tv)
@@ -351,7 +371,17 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
     sch.unroll(w_eo)
     sch.vectorize(w_ev)
     sch.decompose_reduction(weighted, w_t)
+    axes = plan.out_axes or list(range(len(plan.batch) + 2))
+    out_last = sch.get_loops(block("attn_out"))[-1]
+    if axes[-1] == len(axes) - 1 and (_extent(sch, out_last) or 1) % lanes == 0:  # value axis innermost
+        _, out_lane = sch.split(out_last, [None, lanes])
+        sch.vectorize(out_lane)
     return sch.mod["main"].without_attr("global_symbol")
+
+
+def _extent(sch, loop) -> int | None:
+    value = sch.get(loop).extent
+    return int(value) if hasattr(value, "value") or isinstance(value, int) else None
 
 
 def _ones_column(plan: AttentionPlan, lanes: int) -> bool:
@@ -371,8 +401,12 @@ def attention_kernel(plan: AttentionPlan, fast_math: bool = True, lanes: int = L
     kt_src = te.placeholder(plan.kt.shape, "float32", name="kt")
     v_src = te.placeholder(plan.v.shape, "float32", name="v")
     bias = te.placeholder(static_shape(plan.bias), "float32", name="bias") if plan.bias is not None else None
-    out = attention_te(q_src, kt_src, v_src, bias, plan, fast_math, lanes)
-    args = [q_src, kt_src, v_src, *([bias] if bias is not None else []), out]
+    # sparse attention's gathers, read inside the kernel (see _layout_chains)
+    tables = {name: [te.placeholder([int(d) for d in c.value.shape], str(c.value.dtype), name=f"{name}_index{n}")
+                     for n, c in enumerate(chain.tables)]
+              for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v))}
+    out = attention_te(q_src, kt_src, v_src, bias, plan, fast_math, lanes, tables)
+    args = [q_src, kt_src, v_src, *([bias] if bias is not None else []), *tables["q"], *tables["kt"], *tables["v"], out]
     func = te.create_prim_func(args).without_attr("global_symbol")
     try:
         func = _schedule(func, plan, lanes).with_attr("tirx.is_scheduled", True)
@@ -394,7 +428,8 @@ def fuse_attention(mod: tvm.IRModule, fast_math: bool = True, lanes: int = LANES
     def make(plan, ty):
         def build(mutator):
             gvar = mutator.builder_.add_func(attention_kernel(plan, fast_math, lanes), "fused_attention")
-            sources = [plan.q.source, plan.kt.source, plan.v.source, *([plan.bias] if plan.bias is not None else [])]
+            sources = [plan.q.source, plan.kt.source, plan.v.source, *([plan.bias] if plan.bias is not None else []),
+                       *plan.q.tables, *plan.kt.tables, *plan.v.tables]
             fused[0] += 1
             return relax.call_tir(gvar, [mutator.visit_expr(x) for x in sources], ty)
         return build

@@ -114,6 +114,7 @@ class _AttentionSparsifier(PyExprMutator):
         self.mod_ = mod
         self.pattern = pattern
         self.rewritten: list[dict] = []  # attention FLOPs, dense and sparse, per rewritten attention
+        self.shared: dict = {}  # what every rewritten attention of the model can reuse (see _blocked_attention)
 
     def producer(self, expr):
         if isinstance(expr, relax.Var):
@@ -163,7 +164,7 @@ class _AttentionSparsifier(PyExprMutator):
         from ._blocked_attention import can_block, emit_blocked_attention
 
         if can_block(seq, self.pattern, _shape(bias) if bias is not None else None):
-            return emit_blocked_attention(self.builder_, q, kt, bias, v, _shape(q), self.pattern)
+            return emit_blocked_attention(self.builder_, q, kt, bias, v, _shape(q), self.pattern, self.shared)
         if bias is None:
             return self.builder_.call_te(lambda q_, k_, v_: sparse_attention_te(q_, k_, None, v_, self.pattern),
                                          q, kt, v, primfunc_name_hint="sparse_attention")
