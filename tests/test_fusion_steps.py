@@ -5,7 +5,8 @@ from edgecc.options import CompileOptions
 from edgecc.passes import graph_passes
 from edgecc.targets import load_target
 
-FUSION = ["fuse layer norm", "fuse bias gelu epilogue", "fuse attention", "fold transposes into matmuls"]
+FUSION = ["fuse layer norm", "fuse bias gelu epilogue", "fuse attention", "fold transposes into matmuls",
+          "sink reshapes below elementwise"]
 
 
 def _names(options, target="host"):
@@ -19,12 +20,13 @@ def test_fusion_runs_by_default_and_is_off_with_no_fusion():
 
 def test_sparsity_before_fusion_and_precision_after():
     names = _names(CompileOptions(sparse_attention="window=16", precision="int8"))
-    assert names[0].startswith("rewrite attention sparse") and names[1:5] == FUSION
-    assert names[5].startswith("quantize dense")
+    assert names[0].startswith("rewrite attention sparse") and names[1:6] == FUSION
+    assert names[6].startswith("quantize dense")
 
 
 def test_kernels_with_cpu_schedules_only_for_cpu_targets():
-    assert _names(CompileOptions(), "jetson-orin-nano") == ["fuse layer norm", "fuse bias gelu epilogue"]
+    assert _names(CompileOptions(), "jetson-orin-nano") == ["fuse layer norm", "fuse bias gelu epilogue",
+                                                            "sink reshapes below elementwise"]
 
 
 def test_print_pipeline_lists_the_fusion_passes():

@@ -7,6 +7,8 @@
                                  split/merge transposes -> one pre-scheduled kernel (CPU targets)
   fold transposes into matmuls   matmul of activations fed through reshape/permute/scalar scaling ->
                                  one pre-scheduled kernel reading the sources (CPU targets)
+  sink reshapes below elementwise   reshape -> GELU / residual add -> reshape becomes GELU / add ->
+                                 reshape, so FuseOps puts them in the matmul's epilogue
 
 Bias + erf-GELU as the ONNX exporter writes it needs no pass: TVM's FuseOps already puts it in the
 matmul kernel (tests/test_pass_fuse_bias_gelu_epilogue.py checks that it stays so).
@@ -20,6 +22,7 @@ def fusion_steps(options, target) -> list[tuple[str, object]]:
     from .fuse_attention import FuseAttention
     from .fuse_bias_gelu_epilogue import fuse_bias_gelu_epilogue
     from .fuse_layer_norm import fuse_layer_norm
+    from .sink_reshapes_below_elementwise import sink_reshapes_below_elementwise
 
     if not getattr(options, "fusion", True):
         return []
@@ -30,6 +33,8 @@ def fusion_steps(options, target) -> list[tuple[str, object]]:
         steps.append(("fuse attention", FuseAttention(options, lanes)))
         # after fuse attention: folding first would hide the attention pattern
         steps.append(("fold transposes into matmuls", FoldTransposesIntoMatmuls(options, lanes)))
+    # last: the passes above look through reshapes to find their patterns
+    steps.append(("sink reshapes below elementwise", sink_reshapes_below_elementwise))
     return steps
 
 
