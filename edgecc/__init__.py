@@ -5,6 +5,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import EdgeccError  # noqa: E402
+from .threads import size_tvm_thread_pool
+
+size_tvm_thread_pool()
 
 
 def compile(model: str, target: str = "host", output="out/model", *, preset: str = "default", log=print,

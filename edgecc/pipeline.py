@@ -288,9 +288,9 @@ def verify(ctx: CompileContext):
 
 
 def _host_threads() -> int:
-    import os
+    from .threads import host_threads
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return host_threads()
 
 
 def measure(ctx: CompileContext):

@@ -262,8 +262,10 @@ def _detect_host(target: Target) -> Target:
     """Fill in this machine's CPU name, core count and a peak estimate for the `host` target."""
     from tvm.target import codegen
 
+    from .threads import host_threads
+
     cpu = codegen.llvm_get_system_cpu()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = host_threads()
     tvm_target = dict(target.tvm_target, mcpu=cpu, **{"num-cores": cores})
     ghz = _cpu_ghz()
     flops_per_cycle = _fp32_flops_per_cycle()
