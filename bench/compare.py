@@ -118,6 +118,7 @@ def main():
     parser.add_argument("--tuning-logs", default="tuning_logs", help="'' to skip the tuned variant")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # edgecc's kernels get the same threads, set before TVM starts
     rows = []
     for model in args.models:
         rows += bench_model(model, args.seq_len, args.threads, args.rounds, args.seconds, args.tuning_logs or None)
