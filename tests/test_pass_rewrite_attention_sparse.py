@@ -100,3 +100,19 @@ def test_a_query_whose_window_is_all_padding_gives_zeros_not_nan(rng, block, glo
     assert np.isfinite(out).all()  # padding queries get a finite value nobody reads; real ones below
     keep = sparse_reference(q, kt, v, np.where(np.isinf(bias), -1e30, bias), block, 1, global_tokens)
     np.testing.assert_allclose(out[:, :, :12], keep[:, :, :12], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("global_tokens", [0, 2])
+def test_fused_block_attention_reads_keys_through_the_slot_index(rng, global_tokens):
+    from edgecc.passes.fuse_attention import fuse_attention
+
+    sparse = rewrite_attention_sparse(attention_module(), SparsePattern(4, 1, global_tokens))
+    assert sparse.script(show_meta=False).count("R.take(") == 3  # K, V and the mask bias
+    fused = fuse_attention(sparse)
+    text = fused.script(show_meta=False)
+    # the key/value gathers are inside the fused kernel now (an index-table argument), not copies
+    assert "R.take(" in text and text.count("R.take(") == 1  # only the mask bias is still gathered
+    assert "kt_index0" in text and "v_index0" in text
+    q, kt, v, bias = _inputs(rng)
+    out = build_on_host(fused)([q, kt, v, bias])[0]
+    np.testing.assert_allclose(out, sparse_reference(q, kt, v, bias, 4, 1, global_tokens), rtol=1e-4, atol=1e-5)
