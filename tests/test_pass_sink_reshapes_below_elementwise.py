@@ -82,3 +82,20 @@ def test_broadcast_operands_are_left_alone(rng):
     before = bb.get()
     after = sink_reshapes_below_elementwise(before)
     assert after.script() == before.script()
+
+
+def test_a_broadcast_reshaped_operand_is_left_alone(rng):
+    """A conv bias [C] reshaped to [1, C, 1, 1] and added to [1, C, H, W] (MobileViT, SwiftFormer)."""
+    from tvm import relax
+
+    op = relax.op
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "float32"))
+    bias = relax.Var("bias", relax.TensorType((4,), "float32"))
+    with bb.function("main", [x, bias]):
+        with bb.dataflow():
+            column = bb.emit(op.reshape(bias, [1, 4, 1, 1]))
+            out = bb.emit_output(op.add(x, column))
+        bb.emit_func_output(out)
+    before = bb.get()
+    assert sink_reshapes_below_elementwise(before).script() == before.script()

@@ -57,7 +57,8 @@ class _ReshapeSinker(PyExprMutator):
             return self._emit_reshaped(relax.Call(call.op, [source], call.attrs), shape)
         if call.op.name not in BINARY or len(call.args) != 2:
             return call
-        sources = [self._reshaped(arg) for arg in call.args]
+        # a reshaped operand that is broadcast (a conv bias reshaped to [1, C, 1, 1]) stays as it is
+        sources = [self._reshaped(arg) if static_shape(arg) == shape else None for arg in call.args]
         inner_shapes = {tuple(static_shape(s)) for s in sources if s is not None}
         if len(inner_shapes) != 1:
             return call
