@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecc.threads import host_threads
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -112,7 +114,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=["tinybert-4", "minilm-l6"])
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--threads", type=int, default=host_threads())
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="per runtime per round")
     parser.add_argument("--tuning-logs", default="tuning_logs", help="'' to skip the tuned variant")

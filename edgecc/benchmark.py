@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .inputs import sample_inputs
 from .measure import onnxruntime_session, time_artifact, time_onnxruntime
 from .runtime import load_artifact
+from .threads import host_threads
 
 
 def artifact_sample_inputs(artifact, seed: int = 0) -> dict:
@@ -28,7 +28,7 @@ def bench_artifact(folder, *, inputs=None, min_seconds=2.0, rpc=None, tracker=No
               "edgecc": time_artifact(artifact, inputs, min_seconds)}
     reference = Path(folder) / artifact.manifest.get("reference_model", "reference.onnx")
     if compare_onnxruntime and artifact.session is None and reference.exists():
-        threads = artifact.manifest["target"]["board"]["cores"] or len(os.sched_getaffinity(0))
+        threads = artifact.manifest["target"]["board"]["cores"] or host_threads()
         result["onnxruntime"] = time_onnxruntime(onnxruntime_session(reference, threads), inputs, min_seconds)
         result["ratio_vs_onnxruntime"] = result["edgecc"]["median_ms"] / result["onnxruntime"]["median_ms"]
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import EdgeccError, ModelError, VerificationError
 from .options import CompileOptions
+from .threads import host_threads
 
 
 @dataclass
@@ -271,7 +272,7 @@ def verify(ctx: CompileContext):
         ctx.verification = {"status": "skipped", "reason": "disabled with --no-verify"}
         return ctx.verification
     actual = ctx.artifact.run(ctx.sample_inputs)
-    session = onnxruntime_session(ctx.source.onnx_path, threads=_host_threads())
+    session = onnxruntime_session(ctx.source.onnx_path, threads=host_threads())
     names = [spec.name for spec in ctx.imported.outputs]
     ctx.reference_outputs = dict(zip(names, session.run(names, ctx.sample_inputs)))
     rows = output_errors(actual, ctx.reference_outputs)
@@ -285,12 +286,6 @@ def verify(ctx: CompileContext):
     if status == "failed":
         raise VerificationError(f"verification failed for {ctx.source.name} on {ctx.target.name}: {reason}")
     return ctx.verification
-
-
-def _host_threads() -> int:
-    from .threads import host_threads
-
-    return host_threads()
 
 
 def measure(ctx: CompileContext):

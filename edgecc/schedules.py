@@ -120,7 +120,7 @@ def _is_matmul(sch, block) -> bool:
     return named and types.count("2") == 1 and types[-1] == "2" and len(types) >= 3 and len(stmt.reads) == 2
 
 
-def _extent(sch, loop) -> int | None:
+def loop_extent(sch, loop) -> int | None:
     value = sch.get(loop).extent
     return int(value) if hasattr(value, "value") or isinstance(value, int) else None
 
@@ -135,7 +135,7 @@ def _schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset()
     index = blocks.index(block)
     epilogue = blocks[index + 1:]
     *_, j_loop, _ = sch.get_loops(block)
-    n = _extent(sch, j_loop)
+    n = loop_extent(sch, j_loop)
     vec = _largest_divisor(n, [lanes, lanes // 2, 4, 2]) if lanes > 1 else 1
     tile = vec * _largest_divisor(n // vec, params["vectors_per_tile"])
     packed = _pack_constant_weight(sch, block, tile, constant_inputs)
@@ -145,7 +145,7 @@ def _schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset()
     for prologue in blocks[:index]:
         sch.compute_inline(prologue)
     *spatial, i, j, k = sch.get_loops(block)
-    rows = _largest_divisor(_extent(sch, i), params["row_tiles"])
+    rows = _largest_divisor(loop_extent(sch, i), params["row_tiles"])
     io, ii = sch.split(i, [None, rows])
     jo, ji = sch.split(j, [None, tile])
     ji_o, ji_i = sch.split(ji, [None, vec])
@@ -194,7 +194,7 @@ def _vectorize_innermost(sch, block, vec: int) -> None:
     if not loops:
         return
     inner = loops[-1]
-    extent = _extent(sch, inner)
+    extent = loop_extent(sch, inner)
     if extent and vec > 1 and extent % vec == 0:
         _, lanes_loop = sch.split(inner, [None, vec])
         sch.vectorize(lanes_loop)
@@ -226,7 +226,7 @@ def _schedule_generic(sch, block, lanes: int) -> None:
         return
     if len(leading) == len(loops) and len(loops) > 0:  # injective: parallel outer, vector inner
         fused = sch.fuse(*loops)
-        extent = _extent(sch, fused)
+        extent = loop_extent(sch, fused)
         # LLVM cannot store a vector of bools through TVM's lowering; those stay scalar.
         writes_bool = "bool" in str(_stored_dtype(sch.get(block)))
         vec = lanes if extent and extent % lanes == 0 and not writes_bool else 1
@@ -278,7 +278,7 @@ def _schedule_row_reduction(sch, blocks, lanes: int) -> None:
     for block in blocks:
         if "2" in _iter_types(sch, block):
             reduce_loop = sch.get_loops(block)[-1]
-            extent = _extent(sch, reduce_loop)
+            extent = loop_extent(sch, reduce_loop)
             if extent and extent % lanes == 0 and extent > lanes:
                 _, lane = sch.split(reduce_loop, [None, lanes])
                 partials.append(sch.rfactor(lane, len(sch.get_loops(block)) - 2))
@@ -302,7 +302,7 @@ def _schedule_row_reduction(sch, blocks, lanes: int) -> None:
         _vectorize_innermost(sch, block, lanes)
     for partial in partials:  # lanes innermost and vectorised, the rest of the reduction around it
         _, first, second = sch.get_loops(partial)
-        lane, rest = (first, second) if _extent(sch, first) == lanes else (second, first)
+        lane, rest = (first, second) if loop_extent(sch, first) == lanes else (second, first)
         sch.reorder(rest, lane)
         sch.vectorize(lane)
 

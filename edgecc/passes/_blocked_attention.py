@@ -43,7 +43,7 @@ def emit_blocked_attention(bb: relax.BlockBuilder, q, kt, bias, v, shape, patter
     # Padding and out-of-sequence slots read a clamped real key that the slot bias masks out.
     # (Concatenating shifted views instead fused into one kernel whose select chains ran ~30x
     # slower than this gather: 19 ms vs <1 ms for MiniLM's keys at seq 1024.)
-    slots = _slot_positions(seq, pattern, padding)[0].shape[1]
+    slots = pattern.keys_per_query + padding
     if ("index", seq) not in cache:
         cache["index", seq] = relax.const(_slot_positions(seq, pattern, padding)[0].reshape(-1).astype("int64"))
     index = cache["index", seq]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax, te, tirx, topi
 
+from ..schedules import loop_extent
 from ._bindings import binding_map, replace_bindings, users_map
 from ._layout_chains import Chain, dtype, is_op, scalar_constant, static_shape, strip_chain
 
@@ -373,15 +374,10 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
     sch.decompose_reduction(weighted, w_t)
     axes = plan.out_axes or list(range(len(plan.batch) + 2))
     out_last = sch.get_loops(block("attn_out"))[-1]
-    if axes[-1] == len(axes) - 1 and (_extent(sch, out_last) or 1) % lanes == 0:  # value axis innermost
+    if axes[-1] == len(axes) - 1 and (loop_extent(sch, out_last) or 1) % lanes == 0:  # value axis innermost
         _, out_lane = sch.split(out_last, [None, lanes])
         sch.vectorize(out_lane)
     return sch.mod["main"].without_attr("global_symbol")
-
-
-def _extent(sch, loop) -> int | None:
-    value = sch.get(loop).extent
-    return int(value) if hasattr(value, "value") or isinstance(value, int) else None
 
 
 def _ones_column(plan: AttentionPlan, lanes: int) -> bool:
