@@ -14,7 +14,7 @@ import os
 import platform
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ def _stats(samples: list[float]) -> dict:
 
 def _edgecc_runner(model: str, seq_len: int, logs: str | None):
     import edgecc
-    from edgecc.runtime import load_artifact
+    from edgecc.artifact.loader import load_artifact
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{model}-"))
     result = edgecc.compile(model, "host", out / "artifact", seq_len=seq_len, measure=False,
@@ -55,8 +55,8 @@ def bench_model(model: str, seq_len: int, threads: int, rounds: int, seconds: fl
     import onnxruntime as ort
     import torch
 
-    from edgecc.models import builtin_model, export_builtin
-    from edgecc.benchmark import artifact_sample_inputs
+    from edgecc.frontend import builtin_model, export_builtin
+    from edgecc.measure.bench import artifact_sample_inputs
 
     exported = export_builtin(model, 1, seq_len, progress=lambda *_: None)
     default_artifact, _, verification = _edgecc_runner(model, seq_len, None)
@@ -100,7 +100,7 @@ def bench_model(model: str, seq_len: int, threads: int, rounds: int, seconds: fl
 def render(rows, seq_len: int, threads: int) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    lines = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu}, {threads} threads, batch 1, "
+    lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu}, {threads} threads, batch 1, "
              f"seq {seq_len}, FP32. Interleaved rounds; ratio = median / ONNX Runtime median (below 1: faster).", "",
              "| model | runtime | median ms | p10-p90 ms | CV | runs | ratio vs ORT |",
              "|---|---|---:|---:|---:|---:|---:|"]

@@ -16,9 +16,8 @@ import argparse
 import platform
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -29,7 +28,7 @@ def long_minilm_folder(positions: int, folder: Path) -> Path:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from edgecc.models.builtin import minilm_folder
+    from edgecc.frontend.builtin import minilm_folder
 
     source = minilm_folder()
     if source is None:
@@ -52,7 +51,7 @@ def long_minilm_folder(positions: int, folder: Path) -> Path:
 def real_text_inputs(folder: Path, seq_len: int) -> dict:
     from transformers import AutoTokenizer
 
-    from edgecc.accuracy import evaluation_sentences
+    from edgecc.measure.accuracy import evaluation_sentences
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     text, sentences = "", evaluation_sentences()
@@ -64,8 +63,8 @@ def real_text_inputs(folder: Path, seq_len: int) -> dict:
 
 def bench_length(folder: Path, seq_len: int, sparse: str, rounds: int, seconds: float, work: Path) -> dict:
     import edgecc
-    from edgecc.accuracy import cosine_rows, mean_pool
-    from edgecc.runtime import load_artifact
+    from edgecc.artifact.loader import load_artifact
+    from edgecc.measure.accuracy import cosine_rows, mean_pool
 
     quiet = dict(seq_len=seq_len, measure=False, log=lambda *_: None, tuning_logs=(str(work / "no-logs"),))
     dense_dir, sparse_dir = work / f"dense-{seq_len}", work / f"sparse-{seq_len}-{sparse.replace(',', '-')}"
@@ -93,7 +92,7 @@ def bench_length(folder: Path, seq_len: int, sparse: str, rounds: int, seconds: 
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.processor() or platform.machine()}, "
+    lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.processor() or platform.machine()}, "
              f"batch 1, FP32, all-MiniLM-L6-v2 (real weights, positions tiled), real text filling the sequence. "
              f"Speedup = dense median / sparse median, interleaved rounds; cosines of the sparse output "
              f"against the dense one.", "",

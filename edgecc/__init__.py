@@ -1,43 +1,19 @@
-"""edgecc: compile transformer models for edge devices with Apache TVM Relax."""
+"""edgecc: compile transformer models for edge devices with Apache TVM Relax.
+
+    import edgecc
+    result = edgecc.compile("tinybert-4", target="host")
+    outputs = edgecc.run(result.artifact_dir, inputs)
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import EdgeccError  # noqa: E402
-from .threads import size_tvm_thread_pool
+from edgecc.threads import size_tvm_thread_pool
 
-size_tvm_thread_pool()
+size_tvm_thread_pool()  # before anything can start TVM's thread pool
 
+from edgecc.api import bench, compare, compile, report, run, tune  # noqa: E402
+from edgecc.errors import EdgeccError  # noqa: E402
 
-def compile(model: str, target: str = "host", output="out/model", *, preset: str = "default", log=print,
-            **options):
-    """Compile `model` (built-in name, .onnx path or Hugging Face folder) for `target`.
-
-    Keyword options are the fields of `edgecc.options.CompileOptions`. Returns a CompileResult
-    whose artifact folder holds the library, manifest.json, report.json and report.md.
-    """
-    from .options import options_from_preset
-    from .pipeline import run_pipeline
-
-    opts = options_from_preset(preset, target=target, output=output, **options)
-    return run_pipeline(str(model), opts, log=log)
-
-
-def run(artifact_dir, inputs: dict, *, rpc=None, tracker=None, key=None, timeout: float = 120.0) -> dict:
-    """Run a compiled artifact (here, or on a board over RPC) and return its outputs by name."""
-    from .runtime import load_artifact
-
-    return load_artifact(artifact_dir, rpc=rpc, tracker=tracker, key=key, timeout=timeout).run(inputs)
-
-
-def bench(artifact_dir, *, inputs: dict | None = None, min_seconds: float = 2.0, rpc=None, tracker=None,
-          key=None, timeout: float = 120.0, compare_onnxruntime: bool = True) -> dict:
-    """Re-measure an artifact's latency; ONNX Runtime on the same inputs beside it when run locally."""
-    from .benchmark import bench_artifact
-
-    return bench_artifact(artifact_dir, inputs=inputs, min_seconds=min_seconds, rpc=rpc, tracker=tracker, key=key,
-                          timeout=timeout, compare_onnxruntime=compare_onnxruntime)
-
-
-__all__ = ["compile", "run", "bench", "EdgeccError", "__version__"]
+__all__ = ["compile", "tune", "run", "bench", "compare", "report", "EdgeccError", "__version__"]

@@ -1,16 +1,22 @@
-"""Every knob of a compile in one dataclass, with named presets."""
+"""Every knob of a compile in one frozen dataclass, with named presets; validated when made."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from edgecc.errors import EdgeccError
+
+# What --precision accepts. The one list: passes, targets and the CLI read it from here.
 PRECISIONS = ("fp32", "fp16", "int8", "mixed")
+# Number formats a board file may give a peak throughput for.
+ARITHMETIC_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Relative error (max |edgecc - reference| / max |reference|) tolerated before a compile fails.
 DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "int8": None, "mixed": None}
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompileOptions:
     target: str = "host"
     output: Path = Path("out/model")
@@ -23,7 +29,7 @@ class CompileOptions:
     max_accuracy_drop: float | None = None
     sparse_attention: str | None = None
     fast_math: bool = True  # polynomial exp/erf/tanh (see pipeline.lower)
-    fusion: bool = True  # the fusion graph passes (edgecc/passes/fusion_steps.py)
+    fusion: bool = True  # the fusion graph passes (edgecc/passes/__init__.py)
     tune: bool = False
     trials: int = 64
     budget_seconds: float | None = None
@@ -39,7 +45,9 @@ class CompileOptions:
     dump_ir: Path | None = None
     seed: int = 0
     quiet: bool = False
-    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _validate(self)
 
     def resolved_tolerance(self) -> float | None:
         """Sparse attention changes what the model computes on purpose: its cost is judged by the
@@ -51,8 +59,31 @@ class CompileOptions:
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
-    def with_changes(self, **changes) -> "CompileOptions":
+    def with_changes(self, **changes) -> CompileOptions:
         return replace(self, **changes)
+
+
+def _validate(opts: CompileOptions) -> None:
+    """Numbers and names checked before any work, so a bad value is one line, not a failed step."""
+    if opts.precision not in PRECISIONS:
+        raise EdgeccError(f"unknown precision '{opts.precision}'; choose one of {', '.join(PRECISIONS)}")
+    for name in ("batch", "seq_len", "trials"):
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EdgeccError(f"--{name.replace('_', '-')} must be a whole number >= 1, not {value!r}")
+    for name, lowest, optional in (("tolerance", 0.0, True), ("max_accuracy_drop", 0.0, True),
+                                   ("min_seconds", 0.0, False), ("rpc_timeout", 1e-3, False),
+                                   ("budget_seconds", 1e-3, True)):
+        value = getattr(opts, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < lowest:
+            flag = "--budget" if name == "budget_seconds" else f"--{name.replace('_', '-')}"
+            raise EdgeccError(f"{flag} must be a finite number >= {lowest:g}, not {value!r}")
+    if opts.sparse_attention:
+        from edgecc.passes.attention.sparse_pattern import parse_sparse_attention
+
+        parse_sparse_attention(opts.sparse_attention)
 
 
 PRESETS = {
@@ -63,18 +94,17 @@ PRESETS = {
     "tuned": dict(tune=True, trials=512, budget_seconds=30 * 60, min_seconds=5.0),
     "int8": dict(precision="int8"),
 }
+OPTION_NAMES = tuple(f.name for f in fields(CompileOptions))
 
 
 def options_from_preset(preset: str = "default", **overrides) -> CompileOptions:
-    from .errors import EdgeccError
-
     if preset not in PRESETS:
         raise EdgeccError(f"unknown preset '{preset}'; known presets: {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - set(OPTION_NAMES))
+    if unknown:
+        raise EdgeccError(f"unknown compile option(s): {', '.join(unknown)}; known: {', '.join(OPTION_NAMES)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    if values.get("precision", "fp32") not in PRECISIONS:
-        raise EdgeccError(f"unknown precision '{values['precision']}'; choose one of {', '.join(PRECISIONS)}")
-    if values.get("sparse_attention"):
-        from .passes.sparsity_steps import parse_sparse_attention
-
-        parse_sparse_attention(values["sparse_attention"])  # fail before any model is loaded
+    if isinstance(values.get("tuning_logs"), (str, Path)):
+        values["tuning_logs"] = (values["tuning_logs"],)
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
     return CompileOptions(**values)

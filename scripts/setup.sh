@@ -16,7 +16,7 @@ as_root apt-get install -y -qq --no-install-recommends \
     gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static lld chromium >/dev/null
 
 echo "== Python packages (pinned in pyproject.toml)"
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+python3 -m pip install -q --disable-pip-version-check -e ".[all,test]"
 
 if edgecc board --help >/dev/null 2>&1; then
     echo "== emulated aarch64 board (cached under ~/.cache/edgecc)"

@@ -24,7 +24,7 @@ def _start_or_skip(start):
 @pytest.fixture(scope="session")
 def emulated_board():
     """An emulated aarch64 board serving TVM RPC on a free loopback port; `.address` is HOST:PORT."""
-    from edgecc.board import start_board
+    from edgecc.remote.board import start_board
 
     board = _start_or_skip(lambda: start_board(progress=None))
     yield board
@@ -34,8 +34,8 @@ def emulated_board():
 @pytest.fixture(scope="session")
 def board_tracker():
     """A TVM RPC tracker with one emulated board registered under BOARD_KEY; yields (tracker address, key)."""
-    from edgecc.board import start_board
-    from edgecc.board.tracker import start_tracker
+    from edgecc.remote.board import start_board
+    from edgecc.remote.tracker import start_tracker
 
     tracker = start_tracker()
     try:
@@ -51,7 +51,7 @@ def board_tracker():
 @pytest.fixture()
 def empty_tracker():
     """A tracker with no boards at all."""
-    from edgecc.board.tracker import start_tracker
+    from edgecc.remote.tracker import start_tracker
 
     tracker = start_tracker()
     yield tracker.address

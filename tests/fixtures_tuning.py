@@ -99,7 +99,7 @@ def rpc_tracker_with_board():
     import sys
     import time
 
-    from edgecc.remote import tracker_free_count
+    from edgecc.remote.session import tracker_free_count
 
     tracker_port, server_port = _free_port(), _free_port()
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",

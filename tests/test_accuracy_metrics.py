@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
 
-from edgecc.accuracy import (embedding_agreement, evaluation_sentences, mean_pool, sentence_embedding_accuracy,
-                             spearman)
-from edgecc.calibration import CALIBRATION_SENTENCES
+from edgecc.measure.accuracy import (
+    embedding_agreement,
+    evaluation_sentences,
+    mean_pool,
+    sentence_embedding_accuracy,
+    spearman,
+)
+from edgecc.passes.precision.calibration import CALIBRATION_SENTENCES
 
 
 def test_spearman_and_cosine_on_known_values():
@@ -29,7 +34,7 @@ def test_evaluation_sentences_are_held_out_from_calibration():
 
 
 def test_real_minilm_reference_agrees_with_itself_and_flags_noise():
-    from edgecc.models.builtin import minilm_folder
+    from edgecc.frontend.builtin import minilm_folder
 
     folder = minilm_folder()
     if folder is None:

@@ -13,8 +13,8 @@ import pytest
 
 from edgecc.backends import backend_for
 from edgecc.backends._elf import cuda_device_code, elf_headers, library_machine, macho_arch
-from edgecc.backends._gpu import unscheduled_kernels
 from edgecc.errors import ToolchainError
+from edgecc.schedules.gpu import unscheduled_kernels
 from edgecc.targets import Toolchain, load_target
 
 
@@ -34,6 +34,7 @@ def test_gpu_default_schedule_binds_every_kernel(name, tiny_relax_module):
     assert unscheduled_kernels(scheduled) == []
 
 
+@pytest.mark.toolchain("nvcc", "aarch64-linux-gnu-g++")
 def test_jetson_library_is_aarch64_with_sm87_device_code(tiny_relax_module, tmp_path):
     _, packaged = _build_and_package("jetson-orin-nano", tiny_relax_module, tmp_path)
     library = tmp_path / packaged.library
@@ -47,6 +48,7 @@ def test_jetson_library_is_aarch64_with_sm87_device_code(tiny_relax_module, tmp_
     assert "tvm.cuda(0)" in packaged.load and "NVRTC" in packaged.load
 
 
+@pytest.mark.toolchain("ld64.lld")
 def test_metal_artifact_has_shader_source_and_arm64_macos_objects(tiny_relax_module, tmp_path):
     _, packaged = _build_and_package("apple-m2-metal", tiny_relax_module, tmp_path)
     assert macho_arch(tmp_path / packaged.library) == "arm64"
@@ -60,6 +62,7 @@ def test_metal_artifact_has_shader_source_and_arm64_macos_objects(tiny_relax_mod
     assert "clang -dynamiclib -arch arm64" in packaged.load and "tvm.metal()" in packaged.load
 
 
+@pytest.mark.toolchain("ld.lld")
 def test_hexagon_artifact_is_a_hexagon_elf_that_says_what_is_missing(tiny_relax_module, tmp_path):
     _, packaged = _build_and_package("snapdragon-8-gen-2-hexagon", tiny_relax_module, tmp_path)
     library = tmp_path / packaged.library
@@ -109,6 +112,7 @@ def test_gpu_default_schedule_keeps_kernels_that_tuning_already_scheduled(tiny_r
     assert not structural_equal(scheduled["fused_matmul_gelu"], untuned)
 
 
+@pytest.mark.toolchain("nvcc", "aarch64-linux-gnu-g++")
 @pytest.mark.parametrize("name", ["jetson-agx-orin", "jetson-orin-nx"])
 def test_other_jetson_boards_build_sm87_libraries(name, tiny_relax_module, tmp_path):
     _, packaged = _build_and_package(name, tiny_relax_module, tmp_path)
@@ -116,6 +120,7 @@ def test_other_jetson_boards_build_sm87_libraries(name, tiny_relax_module, tmp_p
     assert cuda_device_code(tmp_path / packaged.library)["cubin_archs"] == ["sm_87"]
 
 
+@pytest.mark.toolchain("nvcc", "aarch64-linux-gnu-g++")
 def test_jetson_builds_int8_matmuls_that_dlight_would_put_on_tensor_cores(tmp_path):
     from tvm import relax
 
@@ -133,10 +138,9 @@ def test_jetson_builds_int8_matmuls_that_dlight_would_put_on_tensor_cores(tmp_pa
 
 def test_compile_stops_at_resolve_target_when_the_cross_compiler_is_missing(tmp_path, monkeypatch):
     """Checked first: nothing is exported, imported or built for a target that cannot be linked."""
+    import edgecc.targets
     from edgecc.options import CompileOptions
     from edgecc.pipeline import CompileContext, resolve_target
-
-    import edgecc.targets
 
     board = load_target("raspberry-pi-5")
     absent = replace(board, toolchain=Toolchain("edgecc-no-such-compiler", board.toolchain.package))

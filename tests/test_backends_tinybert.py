@@ -24,6 +24,7 @@ def _compile(target, tmp_path):
     return folder, manifest
 
 
+@pytest.mark.toolchain("nvcc", "aarch64-linux-gnu-g++")
 def test_tinybert4_for_jetson_orin_nano_is_aarch64_with_sm87_fatbin(tmp_path):
     folder, manifest = _compile("jetson-orin-nano", tmp_path)
     library = folder / manifest["library"]
@@ -34,6 +35,7 @@ def test_tinybert4_for_jetson_orin_nano_is_aarch64_with_sm87_fatbin(tmp_path):
     assert manifest["loadable"] is True and "tvm.cuda(0)" in manifest["load"]
 
 
+@pytest.mark.toolchain("ld64.lld")
 def test_tinybert4_for_apple_m2_metal_has_metal_source_and_arm64_macos_code(tmp_path):
     folder, manifest = _compile("apple-m2-metal", tmp_path)
     assert macho_arch(folder / manifest["library"]) == "arm64"
@@ -44,6 +46,7 @@ def test_tinybert4_for_apple_m2_metal_has_metal_source_and_arm64_macos_code(tmp_
     assert manifest["contents"]["not_tested"]
 
 
+@pytest.mark.toolchain("ld.lld")
 def test_tinybert4_for_hexagon_is_a_hexagon_elf_and_says_it_cannot_run_yet(tmp_path):
     folder, manifest = _compile("snapdragon-8-gen-2-hexagon", tmp_path)
     library = folder / manifest["library"]

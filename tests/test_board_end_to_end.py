@@ -6,10 +6,14 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fixtures_models import onnxruntime_outputs, token_inputs
 
 import edgecc
 from edgecc.cli import main as cli
+
+from fixtures_models import onnxruntime_outputs, token_inputs
+
+pytestmark = pytest.mark.toolchain("qemu-aarch64-static", "aarch64-linux-gnu-gcc")
+
 
 SEQ, VOCAB = 24, 777
 

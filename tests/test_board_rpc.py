@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecc.remote import emulation_of, is_emulated, load_remote_module, open_session
+from edgecc.remote.session import emulation_of, is_emulated, load_remote_module, open_session
+
+pytestmark = pytest.mark.toolchain("qemu-aarch64-static", "aarch64-linux-gnu-gcc")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_session_timeout_ends_a_session_with_a_clear_error(aarch64_library, emul
     import time
 
     from edgecc.errors import RemoteError
-    from edgecc.remote import board_failures
+    from edgecc.remote.session import board_failures
 
     session = open_session(rpc=emulated_board.address, timeout=3)
     time.sleep(5)  # the board ends sessions that outlive the timeout, as it would a hung one

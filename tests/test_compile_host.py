@@ -8,8 +8,9 @@ import numpy as np
 from click.testing import CliRunner
 
 import edgecc
-from edgecc.artifact import sha256
+from edgecc.artifact.manifest import sha256
 from edgecc.cli import main
+
 from fixtures_models import onnxruntime_outputs, token_inputs
 
 
@@ -27,6 +28,11 @@ def test_held_out_bert_compiles_verifies_and_runs(held_out_bert_onnx, tmp_path):
     assert result.manifest["outputs"] == [{"name": "last_hidden_state", "shape": [1, 24, 48], "dtype": "float32"}]
     for name, info in result.manifest["files"].items():
         assert sha256(out / name) == info["sha256"]
+    # every graph pass's statistics and every kernel's schedule source reach the report
+    assert result.report["passes"]["fuse_attention"]["attentions_fused"] == 3
+    assert "layer_norms_fused" in result.report["passes"]["fuse_layer_norm"]  # opset 17 exports LayerNormalization itself
+    assert result.report["schedules"]["unscheduled"] == [] and result.report["schedules"]["kernels"] > 5
+    assert "## Schedules" in (out / "report.md").read_text()
 
     inputs = token_inputs(24, 777)
     np.savez(tmp_path / "in.npz", **inputs)
@@ -70,3 +76,15 @@ def test_seq_len_and_input_override_agree(held_out_bert_onnx, tmp_path):
                             "attention_mask:1x12:int64"), measure=False, log=lambda *_: None)
     assert result.manifest["outputs"][0]["shape"] == [1, 12, 48]
     assert result.report["verification"]["status"] == "passed"
+
+
+def test_dump_ir_writes_the_module_after_every_graph_pass_and_stage(tmp_path):
+    dump = tmp_path / "ir"
+    edgecc.compile("bert-tiny-test", "host", tmp_path / "out", seq_len=8, dump_ir=dump, verify=False, measure=False,
+                   log=lambda *_: None)
+    names = sorted(p.name for p in dump.iterdir())
+    assert names == ["01-fuse_layer_norm.py", "02-fuse_bias_gelu_epilogue.py", "03-fuse_attention.py",
+                     "04-fold_transposes_into_matmuls.py", "05-sink_reshapes_below_elementwise.py", "lowered.py",
+                     "scheduled.py"]
+    assert "R.nn.layer_norm" in (dump / "01-fuse_layer_norm.py").read_text()
+    assert "fused_attention" in (dump / "03-fuse_attention.py").read_text()

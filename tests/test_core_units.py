@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecc._atomic import staged_directory
+from edgecc.atomic import staged_directory
 from edgecc.errors import InputSpecError
-from edgecc.inputs import TensorSpec, parse_input_spec, resolve_input_specs, sample_inputs
-from edgecc.measure import latency_stats
-from edgecc.verify import output_errors, verdict
+from edgecc.frontend.inputs import TensorSpec, parse_input_spec, resolve_input_specs, sample_inputs
+from edgecc.measure.latency import latency_stats
+from edgecc.measure.verification import output_errors, verdict
 
 
 def test_latency_stats_by_hand():

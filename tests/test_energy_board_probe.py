@@ -11,7 +11,7 @@ import pytest
 tvm = pytest.importorskip("tvm")
 from tvm import rpc  # noqa: E402
 
-from edgecc.energy.remote import register_board_probes, remote_meter  # noqa: E402
+from edgecc.measure.energy.remote import register_board_probes, remote_meter  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "energy"
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from edgecc.energy import detect_meter, energy_per_inference, estimate_energy
-from edgecc.energy.base import EnergySample
-from edgecc.energy.measure import result_from_samples
-from edgecc.energy.sysfs import AmdEnergyMeter, Ina3221Meter, RaplMeter
-from edgecc.energy.tools import NvmlMeter, sample_from_powermetrics, sample_from_tegrastats
-from edgecc.energy.base import summarise
 from edgecc.errors import EdgeccError
+from edgecc.measure.energy import detect_meter, energy_per_inference, estimate_energy
+from edgecc.measure.energy.base import EnergySample, summarise
+from edgecc.measure.energy.measure import result_from_samples
+from edgecc.measure.energy.sysfs import AmdEnergyMeter, Ina3221Meter, RaplMeter
+from edgecc.measure.energy.tools import NvmlMeter, sample_from_powermetrics, sample_from_tegrastats
 
 FIXTURES = Path(__file__).parent / "fixtures" / "energy"
 

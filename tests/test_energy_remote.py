@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecc.energy.remote import remote_meter
+from edgecc.measure.energy.remote import remote_meter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "energy"
 
@@ -28,7 +28,7 @@ def board(tmp_path):
     shutil.copytree(FIXTURES / "amd", root)
     port = _free_port()
     env = {**os.environ, "EDGECC_ENERGY_ROOT": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "edgecc.energy.board_server", "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "edgecc.measure.energy.board_server", "--host", "127.0.0.1",
                              "--port", str(port), "--port-end", str(port + 1)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=Path(__file__).parent.parent)

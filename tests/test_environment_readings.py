@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from edgecc.environment import environment, stability_warning
+from edgecc.measure.environment import environment, stability_warning
 
 TREE = Path(__file__).parent / "fixtures" / "energy" / "jetson_env"
 

@@ -2,15 +2,15 @@ from click.testing import CliRunner
 
 from edgecc.cli import main
 from edgecc.options import CompileOptions
-from edgecc.passes import graph_passes
+from edgecc.passes import graph_passes, pass_description
 from edgecc.targets import load_target
 
-FUSION = ["fuse layer norm", "fuse bias gelu epilogue", "fuse attention", "fold transposes into matmuls",
-          "sink reshapes below elementwise"]
+FUSION = ["fuse_layer_norm", "fuse_bias_gelu_epilogue", "fuse_attention", "fold_transposes_into_matmuls",
+          "sink_reshapes_below_elementwise"]
 
 
 def _names(options, target="host"):
-    return [name for name, _ in graph_passes(options, load_target(target))]
+    return [pass_description(p) for p in graph_passes(options, load_target(target))]
 
 
 def test_fusion_runs_by_default_and_is_off_with_no_fusion():
@@ -20,13 +20,13 @@ def test_fusion_runs_by_default_and_is_off_with_no_fusion():
 
 def test_sparsity_before_fusion_and_precision_after():
     names = _names(CompileOptions(sparse_attention="window=16", precision="int8"))
-    assert names[0].startswith("rewrite attention sparse") and names[1:6] == FUSION
-    assert names[6].startswith("quantize dense")
+    assert names[0].startswith("rewrite_attention_sparse") and names[1:6] == FUSION
+    assert names[6].startswith("quantize_dense_weights_int8")
 
 
 def test_kernels_with_cpu_schedules_only_for_cpu_targets():
-    assert _names(CompileOptions(), "jetson-orin-nano") == ["fuse layer norm", "fuse bias gelu epilogue",
-                                                            "sink reshapes below elementwise"]
+    assert _names(CompileOptions(), "jetson-orin-nano") == ["fuse_layer_norm", "fuse_bias_gelu_epilogue",
+                                                            "sink_reshapes_below_elementwise"]
 
 
 def test_print_pipeline_lists_the_fusion_passes():
@@ -35,4 +35,4 @@ def test_print_pipeline_lists_the_fusion_passes():
     for name in FUSION:
         assert f"- {name}" in result.output
     result = CliRunner().invoke(main, ["compile", "tinybert-4", "--print-pipeline", "--no-fusion"])
-    assert "fuse attention" not in result.output
+    assert "fuse_attention" not in result.output

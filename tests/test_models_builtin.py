@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import edgecc
-from edgecc.models import BUILTIN_MODELS
-from edgecc.models.builtin import minilm_folder
+from edgecc.frontend import BUILTIN_MODELS
+from edgecc.frontend.builtin import minilm_folder
 
 
 def quiet(*_):

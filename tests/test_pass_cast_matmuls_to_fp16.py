@@ -1,13 +1,14 @@
 import numpy as np
 
-from edgecc.calibration import build_on_host
-from edgecc.passes.cast_matmuls_to_fp16 import cast_matmuls_to_fp16
+from edgecc.passes.precision.calibration import build_on_host
+from edgecc.passes.precision.cast_matmuls_to_fp16 import CastMatmulsToFp16
+
 from fixtures_precision import dense_module, reference_dense
 
 
 def test_fp16_math_casts_operands_accumulates_fp32_and_keeps_softmax_fp32(rng):
     mod, weights = dense_module(rng)
-    after = cast_matmuls_to_fp16(mod, fp16_math=True)
+    after = CastMatmulsToFp16(fp16_math=True)(mod)
     text = after.script(show_meta=False)
     assert text.count('out_dtype="float32"') == 2  # both matmuls accumulate in FP32
     assert 'R.astype(lv1, dtype="float16")' in text or 'dtype="float16")' in text
@@ -22,7 +23,7 @@ def test_fp16_math_casts_operands_accumulates_fp32_and_keeps_softmax_fp32(rng):
 
 def test_storage_only_fp16_keeps_activations_fp32(rng):
     mod, weights = dense_module(rng)
-    after = cast_matmuls_to_fp16(mod, fp16_math=False)
+    after = CastMatmulsToFp16(fp16_math=False)(mod)
     text = after.script(show_meta=False)
     casts = [line for line in text.splitlines() if "R.astype(" in line]
     assert casts and all('dtype="float32")' in line for line in casts)  # only FP16 tables widened, no rounding

@@ -1,8 +1,8 @@
 import numpy as np
 
-from edgecc.calibration import build_on_host
-from edgecc.passes.dense_weights import list_dense_layers
-from edgecc.passes.fold_transposes_into_matmuls import fold_transposes_into_matmuls
+from edgecc.passes.fold_transposes_into_matmuls import FoldTransposesIntoMatmuls
+from edgecc.passes.precision.calibration import build_on_host
+from edgecc.passes.precision.dense_weights import list_dense_layers
 
 
 def _function(params, body):
@@ -32,10 +32,10 @@ def test_matmul_by_a_transposed_activation(rng):
 
     x, y = _var("x", (3, 20, 16)), _var("y", (3, 13, 16))
     mod = _function([x, y], lambda bb: relax.op.matmul(x, relax.op.permute_dims(y, [0, 2, 1])))
-    summary = {}
-    after = fold_transposes_into_matmuls(mod, summary=summary)
+    fold = FoldTransposesIntoMatmuls()
+    after = fold(mod)
     text = _text(after)
-    assert summary == {"matmuls_folded": 1}
+    assert fold.stats.matmuls_folded == 1
     assert "R.permute_dims" not in text and "R.matmul" not in text and "folded_matmul" in text
     args = [rng.standard_normal((3, 20, 16)).astype("float32"), rng.standard_normal((3, 13, 16)).astype("float32")]
     np.testing.assert_allclose(build_on_host(after)(args)[0], build_on_host(mod)(args)[0], rtol=1e-5, atol=1e-5)
@@ -54,7 +54,7 @@ def test_attention_key_reshape_transpose_and_scale(rng):
         return op.matmul(q, kt)
 
     mod = _function([q, xk], body)
-    after = fold_transposes_into_matmuls(mod)
+    after = FoldTransposesIntoMatmuls()(mod)
     text = _text(after)
     assert "R.permute_dims" not in text and "R.reshape" not in text and "R.multiply" not in text
     assert "(q, xk)" in text
@@ -67,7 +67,7 @@ def test_left_operand_transposed_and_right_shared_by_every_batch(rng):
 
     a, b = _var("a", (2, 12, 10)), _var("b", (12, 24))
     mod = _function([a, b], lambda bb: relax.op.matmul(relax.op.permute_dims(a, [0, 2, 1]), b))
-    after = fold_transposes_into_matmuls(mod)
+    after = FoldTransposesIntoMatmuls()(mod)
     assert "R.permute_dims" not in _text(after)
     args = [rng.standard_normal((2, 12, 10)).astype("float32"), rng.standard_normal((12, 24)).astype("float32")]
     np.testing.assert_allclose(build_on_host(after)(args)[0], build_on_host(mod)(args)[0], rtol=1e-5, atol=1e-5)
@@ -80,9 +80,9 @@ def test_constant_weights_are_left_to_the_precision_passes(rng):
     w = relax.const(rng.standard_normal((128, 64)).astype("float32"))
     x = _var("x", (1, 8, 64))
     mod = _function([x], lambda bb: relax.op.matmul(x, relax.op.permute_dims(w)))
-    after = fold_transposes_into_matmuls(mod)
+    after = FoldTransposesIntoMatmuls()(mod)
     assert after.same_as(mod)
-    from edgecc.passes.dense_weights import fold_weight_transposes
+    from edgecc.passes.precision.dense_weights import fold_weight_transposes
 
     assert len(list_dense_layers(fold_weight_transposes(after))) == 1
 
@@ -95,4 +95,4 @@ def test_plain_and_reshape_only_operands_are_left_alone():
     plain = _function([x, z], lambda bb: relax.op.matmul(x, z))
     reshaped = _function([x, y], lambda bb: relax.op.matmul(x, relax.op.reshape(y, (8, 4))))
     for mod in (plain, reshaped):
-        assert fold_transposes_into_matmuls(mod).same_as(mod)
+        assert FoldTransposesIntoMatmuls()(mod).same_as(mod)

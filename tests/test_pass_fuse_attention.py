@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from edgecc.calibration import build_on_host
-from edgecc.passes.fuse_attention import fuse_attention
+from edgecc.passes.attention.fuse_attention import FuseAttention
+from edgecc.passes.precision.calibration import build_on_host
+
 from fixtures_precision import attention_module, dense_module
 
 
@@ -51,10 +52,10 @@ def _ops(mod) -> str:
 @pytest.mark.parametrize("fast_math", [True, False])
 def test_attention_becomes_one_kernel_with_the_same_outputs(rng, fast_math):
     mod = attention_module()
-    summary = {}
-    after = fuse_attention(mod, fast_math=fast_math, summary=summary)
+    fuse = FuseAttention(fast_math=fast_math)
+    after = fuse(mod)
     text = _ops(after)
-    assert summary == {"attentions_fused": 1}
+    assert fuse.stats.attentions_fused == 1
     assert text.count("R.call_tir") == 1 and "fused_attention" in text
     for gone in ("R.matmul", "R.nn.softmax", "R.isnan", "R.where", "R.add"):
         assert gone not in text
@@ -70,7 +71,7 @@ def test_head_split_and_merge_transposes_are_absorbed(rng, scale_where):
     mod = head_split_module(scale_where=scale_where)
     before = _ops(mod)
     assert before.count("R.permute_dims") == 4 and before.count("R.matmul") == 2
-    after = fuse_attention(mod)
+    after = FuseAttention()(mod)
     text = _ops(after)
     # the kernel reads the [1, S, H*D] projections and writes [1, S, H, D]: only the free reshape is left
     assert "R.permute_dims" not in text and "R.multiply" not in text and "R.divide" not in text
@@ -90,13 +91,13 @@ def test_fully_masked_rows_give_zero_like_the_isnan_where_wrapper(rng):
     expected = build_on_host(mod)([q, kt, v, bias])[0]
     assert not expected.any()
     for fast_math in (True, False):
-        out = build_on_host(fuse_attention(mod, fast_math=fast_math))([q, kt, v, bias])[0]
+        out = build_on_host(FuseAttention(fast_math=fast_math)(mod))([q, kt, v, bias])[0]
         np.testing.assert_array_equal(out, expected)
 
 
 def test_sequence_not_a_multiple_of_the_vector_width(rng):
     mod = attention_module(seq=13, dim=6)
-    after = fuse_attention(mod)
+    after = FuseAttention()(mod)
     assert "R.nn.softmax" not in _ops(after)
     inputs = _attention_inputs(rng, seq=13, dim=6)
     np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0],
@@ -105,7 +106,7 @@ def test_sequence_not_a_multiple_of_the_vector_width(rng):
 
 def test_modules_without_attention_are_left_alone(rng):
     mod, _ = dense_module(rng)
-    summary = {}
-    after = fuse_attention(mod, summary=summary)
-    assert summary == {"attentions_fused": 0}
+    fuse = FuseAttention()
+    after = fuse(mod)
+    assert fuse.stats.attentions_fused == 0
     assert after.same_as(mod)

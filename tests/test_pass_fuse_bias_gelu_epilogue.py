@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgecc.calibration import build_on_host
 from edgecc.options import CompileOptions
-from edgecc.passes.fuse_bias_gelu_epilogue import fuse_bias_gelu_epilogue
+from edgecc.passes.fuse_bias_gelu_epilogue import FuseBiasGeluEpilogue
+from edgecc.passes.precision.calibration import build_on_host
 
 
 def matmul_bias_gelu(rng, gelu: str):
@@ -57,7 +57,7 @@ def _one_fused_kernel(kernels: dict) -> tuple[str, str]:
 def test_exported_erf_gelu_is_already_in_the_matmul_kernel(rng, fast_math, math):
     """No pass needed: TVM's FuseOps puts bias + erf GELU in the matmul's epilogue."""
     mod = matmul_bias_gelu(rng, "erf")
-    assert fuse_bias_gelu_epilogue(mod).same_as(mod)
+    assert FuseBiasGeluEpilogue()(mod).same_as(mod)
     name, tir = _one_fused_kernel(lowered_kernels(mod, fast_math))
     assert "add" in name and ("fast_erf" in name) == fast_math and (math in tir or math in name)
 
@@ -68,7 +68,7 @@ def test_relax_gelu_is_written_out_so_the_epilogue_gets_fast_math(rng, gelu, mat
     # without the pass the kernel is fused too, but calls libm erf / tanh per element
     name, tir = _one_fused_kernel(lowered_kernels(mod))
     assert name.endswith(gelu) and math not in name
-    after = fuse_bias_gelu_epilogue(mod)
+    after = FuseBiasGeluEpilogue()(mod)
     text = after["main"].script(show_meta=False)
     assert "R.nn.gelu" not in text and ("R.erf" if gelu == "gelu" else "R.tanh") in text
     name, tir = _one_fused_kernel(lowered_kernels(after))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tvm
 
-from edgecc.calibration import build_on_host
-from edgecc.passes.fuse_layer_norm import fuse_layer_norm
+from edgecc.passes.fuse_layer_norm import FuseLayerNorm
+from edgecc.passes.precision.calibration import build_on_host
 
 
 def decomposed_layer_norm(rng, square="power", root="sqrt", affine=True, axes=(-1,), shape=(2, 8, 16)):
@@ -39,7 +39,7 @@ def decomposed_layer_norm(rng, square="power", root="sqrt", affine=True, axes=(-
                                                 ("power", "rsqrt", True)])
 def test_decomposed_layer_norm_becomes_one_op(rng, square, root, affine):
     mod = decomposed_layer_norm(rng, square, root, affine)
-    after = fuse_layer_norm(mod)
+    after = FuseLayerNorm()(mod)
     text = after["main"].script(show_meta=False)
     assert text.count("R.nn.layer_norm") == 1
     for gone in ("R.mean", "R.subtract", "R.power", "R.sqrt", "R.rsqrt", "R.divide", "R.add"):
@@ -51,7 +51,7 @@ def test_decomposed_layer_norm_becomes_one_op(rng, square, root, affine):
 
 def test_normalising_two_trailing_axes(rng):
     mod = decomposed_layer_norm(rng, axes=(1, 2), shape=(2, 4, 8))
-    after = fuse_layer_norm(mod)
+    after = FuseLayerNorm()(mod)
     assert "R.nn.layer_norm" in after["main"].script(show_meta=False)
     x = rng.standard_normal((2, 4, 8)).astype("float32")
     np.testing.assert_allclose(build_on_host(after)([x])[0], build_on_host(mod)([x])[0], rtol=1e-5, atol=2e-5)
@@ -59,7 +59,7 @@ def test_normalising_two_trailing_axes(rng):
 
 def test_a_mean_over_a_leading_axis_is_not_a_layer_norm(rng):
     mod = decomposed_layer_norm(rng, axes=(1,), shape=(2, 8, 8))
-    assert fuse_layer_norm(mod).same_as(mod)
+    assert FuseLayerNorm()(mod).same_as(mod)
 
 
 def test_layer_norm_already_fused_is_a_no_op(rng):
@@ -73,6 +73,6 @@ def test_layer_norm_already_fused_is_a_no_op(rng):
                                                         relax.const(np.zeros(16, "float32")), axes=[-1]))
         bb.emit_func_output(out)
     mod = bb.get()
-    after = fuse_layer_norm(mod)
+    after = FuseLayerNorm()(mod)
     assert after.same_as(mod)
     tvm.ir.assert_structural_equal(after, mod)

@@ -1,9 +1,14 @@
 import numpy as np
 import tvm
 
-from edgecc.calibration import build_on_host
-from edgecc.passes.dense_weights import list_dense_layers, weight_key
-from edgecc.passes.quantize_dense_weights_int8 import fake_quantize, quantize_dense_weights_int8, quantize_per_channel
+from edgecc.passes.precision.calibration import build_on_host
+from edgecc.passes.precision.dense_weights import list_dense_layers, weight_key
+from edgecc.passes.precision.quantize_dense_weights_int8 import (
+    fake_quantize,
+    quantize_dense_weights_int8,
+    quantize_per_channel,
+)
+
 from fixtures_precision import dense_module, reference_dense
 
 
@@ -43,7 +48,7 @@ def test_weights_become_int8_and_outputs_match_dequantized_reference(rng):
 def test_only_selected_layers_are_quantized(rng):
     mod, weights = dense_module(rng)
     layers = list_dense_layers(mod)
-    assert [l["kind"] for l in layers] == ["embedding", "dense", "dense"]
+    assert [layer["kind"] for layer in layers] == ["embedding", "dense", "dense"]
     after = quantize_dense_weights_int8(mod, keys={weight_key(weights["w1"])})
     assert _constant_dtypes(after) == ["float32", "int8"]
     ids = rng.integers(0, 200, (1, 8)).astype("int64")

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 
-from edgecc.calibration import build_on_host
 from edgecc.errors import EdgeccError
-from edgecc.passes.rewrite_attention_sparse import SparsePattern, count_attentions, rewrite_attention_sparse
-from edgecc.passes.sparsity_steps import parse_sparse_attention, sparsity_steps
+from edgecc.passes.attention.pattern import count_attentions
+from edgecc.passes.attention.rewrite_attention_sparse import RewriteAttentionSparse
+from edgecc.passes.attention.sparse_pattern import SparsePattern, parse_sparse_attention
+from edgecc.passes.precision.calibration import build_on_host
+
 from fixtures_precision import attention_module, sparse_reference
 
 
@@ -22,7 +24,7 @@ def test_sparse_kernel_matches_masked_attention(rng, block, neighbours, global_t
     mod = attention_module()
     assert count_attentions(mod) == 1
     assert "(1, 2, 32, 32)" in mod.script(show_meta=False)  # the dense [S, S] scores
-    after = rewrite_attention_sparse(mod, SparsePattern(block, neighbours, global_tokens))
+    after = RewriteAttentionSparse(SparsePattern(block, neighbours, global_tokens))(mod)
     text = after.script(show_meta=False)
     assert "(1, 2, 32, 32)" not in text  # no tensor of all query-key pairs is left
     if 32 % block == 0 and global_tokens < block:  # blocks tile the sequence: dense ops on blocks
@@ -40,7 +42,7 @@ def test_sparse_kernel_matches_masked_attention(rng, block, neighbours, global_t
 @pytest.mark.parametrize("global_tokens", [0, 2])
 def test_blocked_attention_applies_a_per_query_mask(rng, global_tokens):
     mod = attention_module(bias_rows=32)
-    after = rewrite_attention_sparse(mod, SparsePattern(4, 1, global_tokens))
+    after = RewriteAttentionSparse(SparsePattern(4, 1, global_tokens))(mod)
     assert "(1, 2, 32, 32)" not in after.script(show_meta=False)
     q, kt, v, _ = _inputs(rng)
     bias = np.where(rng.random((1, 1, 32, 32)) < 0.2, -1e4, 0.0).astype("float32")
@@ -50,17 +52,19 @@ def test_blocked_attention_applies_a_per_query_mask(rng, global_tokens):
 
 
 def test_summary_counts_rewrites_and_flops():
-    summary = {}
-    rewrite_attention_sparse(attention_module(seq=64), SparsePattern(block=8, neighbours=1), summary)
-    assert summary["attentions_rewritten"] == 1 and summary["keys_per_query"] == 24
-    assert summary["attention_flops_dense"] == 4 * 2 * 64 * 64 * 8
-    assert summary["attention_flops_sparse"] == 4 * 2 * 64 * 24 * 8
+    rewrite = RewriteAttentionSparse(SparsePattern(block=8, neighbours=1))
+    rewrite(attention_module(seq=64))
+    assert rewrite.stats.attentions_rewritten == 1 and rewrite.stats.keys_per_query == 24
+    assert rewrite.stats.attention_flops_dense == 4 * 2 * 64 * 64 * 8
+    assert rewrite.stats.attention_flops_sparse == 4 * 2 * 64 * 24 * 8
 
 
 def test_pattern_keeping_every_key_leaves_the_graph_alone():
     mod = attention_module(seq=16)
-    after = rewrite_attention_sparse(mod, SparsePattern(block=8, neighbours=1))
+    rewrite = RewriteAttentionSparse(SparsePattern(block=8, neighbours=1))
+    after = rewrite(mod)
     assert "sparse_attention" not in after.script(show_meta=False)
+    assert rewrite.stats.attentions_rewritten == 0 and rewrite.stats.attentions_kept_dense == 1
 
 
 def test_attention_flops_drop_with_sequence_length():
@@ -79,20 +83,21 @@ def test_bad_specs_say_what_is_wrong(text, message):
         parse_sparse_attention(text)
 
 
-def test_steps_follow_options():
-    class Options:
-        sparse_attention = "block=32,neighbours=2,global=1"
+def test_passes_follow_options():
+    from edgecc.options import CompileOptions
+    from edgecc.passes import graph_passes
+    from edgecc.targets import load_target
 
-    steps = sparsity_steps(Options(), target=None)
-    assert len(steps) == 1 and steps[0][1].pattern == SparsePattern(32, 2, 1)
-    Options.sparse_attention = None
-    assert sparsity_steps(Options(), None) == []
+    passes = graph_passes(CompileOptions(sparse_attention="block=32,neighbours=2,global=1", fusion=False),
+                          load_target("host"))
+    assert len(passes) == 1 and passes[0].pattern == SparsePattern(32, 2, 1)
+    assert graph_passes(CompileOptions(fusion=False), load_target("host")) == []
 
 
 @pytest.mark.parametrize("block,global_tokens", [(4, 0), (4, 2), (5, 0)])
 def test_a_query_whose_window_is_all_padding_gives_zeros_not_nan(rng, block, global_tokens):
     """transformers masks padding with -inf and guards softmax with where(isnan): so must we."""
-    after = rewrite_attention_sparse(attention_module(), SparsePattern(block, 1, global_tokens))
+    after = RewriteAttentionSparse(SparsePattern(block, 1, global_tokens))(attention_module())
     q, kt, v, _ = _inputs(rng)
     bias = np.zeros((1, 1, 1, 32), "float32")
     bias[..., 12:] = -np.inf  # 20 padding tokens: the last blocks see only padding
@@ -104,11 +109,11 @@ def test_a_query_whose_window_is_all_padding_gives_zeros_not_nan(rng, block, glo
 
 @pytest.mark.parametrize("global_tokens", [0, 2])
 def test_fused_block_attention_reads_keys_through_the_slot_index(rng, global_tokens):
-    from edgecc.passes.fuse_attention import fuse_attention
+    from edgecc.passes.attention.fuse_attention import FuseAttention
 
-    sparse = rewrite_attention_sparse(attention_module(), SparsePattern(4, 1, global_tokens))
+    sparse = RewriteAttentionSparse(SparsePattern(4, 1, global_tokens))(attention_module())
     assert sparse.script(show_meta=False).count("R.take(") == 3  # K, V and the mask bias
-    fused = fuse_attention(sparse)
+    fused = FuseAttention()(sparse)
     text = fused.script(show_meta=False)
     # the key/value gathers are inside the fused kernel now (an index-table argument), not copies
     assert "R.take(" in text and text.count("R.take(") == 1  # only the mask bias is still gathered

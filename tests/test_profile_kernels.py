@@ -6,7 +6,7 @@ tvm = pytest.importorskip("tvm")
 from tvm import relax  # noqa: E402
 from tvm.script import relax as R  # noqa: E402
 
-from edgecc.profile import call_counts, count_flops, profile_kernels, roofline  # noqa: E402
+from edgecc.measure.profile import call_counts, count_flops, profile_kernels, roofline  # noqa: E402
 
 
 @tvm.script.ir_module

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from edgecc.board.server import free_port
 from edgecc.errors import RemoteError
-from edgecc.remote import open_session
-from edgecc.remote_spec import parse_address
+from edgecc.remote.address import parse_address
+from edgecc.remote.board.server import free_port
+from edgecc.remote.session import open_session
 
 
 def test_closed_port_is_refused_quickly_with_the_address():
@@ -69,8 +69,8 @@ def test_emulate_with_a_dead_tracker_fails_before_starting_qemu():
 
 
 def test_board_cache_location_and_arch(monkeypatch, tmp_path):
-    from edgecc.board import board_root
     from edgecc.errors import ToolchainError
+    from edgecc.remote.board import board_root
 
     monkeypatch.setenv("EDGECC_CACHE", str(tmp_path))
     paths = board_root("aarch64")

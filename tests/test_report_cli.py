@@ -41,9 +41,9 @@ def test_compare_shows_changes(artifact, tmp_path):
     (other / "report.json").write_text(json.dumps(report))
     result = invoke("compare", artifact, other)
     assert result.exit_code == 0, result.output
-    latency_line = next(l for l in result.output.splitlines() if l.startswith("median latency"))
+    latency_line = next(line for line in result.output.splitlines() if line.startswith("median latency"))
     assert "-50.0%" in latency_line
-    size_line = next(l for l in result.output.splitlines() if l.startswith("library size"))
+    size_line = next(line for line in result.output.splitlines() if line.startswith("library size"))
     assert "+100.0%" in size_line
     kernels = result.output.split("Kernels that changed most")[1].splitlines()
     assert top["name"] in kernels[3]  # header, rule, then the kernel that moved most

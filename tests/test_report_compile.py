@@ -6,8 +6,7 @@ import json
 import pytest
 
 import edgecc
-from edgecc.report_schema import SCHEMA_VERSION, validate_report
-
+from edgecc.reports.schema import SCHEMA_VERSION, validate_report
 
 RESULTS = {}
 
@@ -63,8 +62,13 @@ def test_kernel_times_add_up_and_each_has_a_roofline_place(compiled):
 
 
 def _remeasured_ratio(ctx) -> float:
-    from edgecc.measure import measure_profile
-    from edgecc.runtime import load_artifact
+    from edgecc.artifact.loader import load_artifact
+    from edgecc.measure.profile import profile_artifact
 
-    ctx.artifact = load_artifact(ctx.stage_dir)  # the compile closed its own when it finished
-    return measure_profile(ctx, log=lambda *_: None)["sum_over_end_to_end"]
+    artifact = load_artifact(ctx.stage_dir)  # the compile closed its own when it finished
+    try:
+        return profile_artifact(ctx.scheduled, artifact, ctx.stage_dir / ctx.manifest["library"],
+                                ctx.target.peak_gflops(), ctx.target.board.memory_bandwidth_gbs,
+                                ctx.sample_inputs)["sum_over_end_to_end"]
+    finally:
+        artifact.close()

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from edgecc.errors import EdgeccError
-from edgecc.report import render_reports
-from edgecc.report_schema import SCHEMA_VERSION, report_errors, validate_report
+from edgecc.reports import render_reports
+from edgecc.reports.schema import SCHEMA_VERSION, report_errors, validate_report
 
 
 def _report(name="bert", median_ms=2.0, library_bytes=1_000_000, drop=0.0):

@@ -7,7 +7,7 @@ import tvm
 from tvm.script import tirx as T
 
 from edgecc.schedules import schedule_kernel
-from edgecc.weight_packing import PACKED_ATTR, pack_array
+from edgecc.schedules.weight_packing import PACKED_ATTR, pack_array
 from edgecc.targets import load_target
 
 
@@ -38,8 +38,8 @@ def _run(func, target, arrays):
 
 
 def test_matmul_gets_a_vectorised_parallel_register_tile_and_same_numbers():
-    scheduled = schedule_kernel(dense_bias, lanes=16)
-    assert scheduled is not None
+    scheduled = schedule_kernel(dense_bias, "dense_bias", lanes=16)
+    assert scheduled.attrs["edgecc.schedule"] == "rule:matmul"
     text = scheduled.script()
     assert "T.parallel" in text and "T.vectorized" in text and "T.unroll" in text
     assert "matmul_init" in text  # reduction init split from the update
@@ -119,3 +119,38 @@ def test_layer_norm_runs_as_one_parallel_loop_over_rows():
     assert norms
     text = norms[0].script()
     assert text.count("T.parallel") == 1 and "T.vectorized" in text
+
+
+def test_every_kernel_says_where_its_schedule_came_from():
+    from edgecc.schedules import apply_cpu_default_schedules
+    from edgecc.schedules.common import schedule_summary
+
+    ctx = _lowered_tiny_bert()
+    summary = schedule_summary(apply_cpu_default_schedules(ctx.lowered, ctx.target))
+    assert summary.unscheduled == [] and summary.failures == {}
+    assert sum(summary.by_source.values()) == summary.kernels
+    assert summary.by_source.get("rule:matmul", 0) >= 3 and summary.by_source.get("rule:row-reduction", 0) >= 2
+    naive = schedule_summary(ctx.lowered)
+    assert naive.unscheduled and len(naive.unscheduled) == naive.by_source["unscheduled"]
+
+
+class _RaisingRule:
+    name = "raises"
+
+    def matches(self, kernel):
+        return True
+
+    def apply(self, kernel):
+        raise ValueError("this rule cannot schedule anything")
+
+
+def test_a_rule_that_raises_is_recorded_and_the_next_rule_schedules_the_kernel():
+    from edgecc.schedules import CPU_RULES
+    from edgecc.schedules.common import schedule_summary
+
+    scheduled = schedule_kernel(dense_bias, "dense_bias", lanes=16, rules=(_RaisingRule(), *CPU_RULES))
+    assert scheduled.attrs["edgecc.schedule"] == "rule:matmul"
+    assert "rule:raises: ValueError: this rule cannot schedule anything" in list(scheduled.attrs["edgecc.schedule_failures"])
+    alone = schedule_kernel(dense_bias, "dense_bias", lanes=16, rules=(_RaisingRule(),))
+    summary = schedule_summary(tvm.IRModule({"dense_bias": alone}))
+    assert summary.unscheduled == ["dense_bias"] and "dense_bias" in summary.failures

@@ -8,8 +8,8 @@ import tvm
 from tvm import relax
 
 from edgecc.schedules import apply_cpu_default_schedules
+from edgecc.schedules.weight_packing import PACKED_ATTR, pack_array, pack_weight_arguments
 from edgecc.targets import load_target
-from edgecc.weight_packing import PACKED_ATTR, pack_array, pack_weight_arguments
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((48, 64)).astype("float32")

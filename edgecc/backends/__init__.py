@@ -8,10 +8,10 @@ from its target file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from ..errors import TargetError
+from edgecc.errors import TargetError
 
 
 @dataclass
@@ -26,17 +26,27 @@ class PackagedLibrary:
     missing: list[str] = field(default_factory=list)  # what is missing to run it, when not loadable
 
 
+@dataclass
+class Built:
+    """What `build` made: the executable, and facts about how (e.g. the nvcc that compiled it)."""
+
+    executable: object  # tvm.relax.Executable
+    details: dict = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Backend:
     kind: str
-    # IRModule -> IRModule: default schedules for kernels that tuning did not cover.
+    # (IRModule, Target) -> IRModule: default schedules for kernels that tuning did not cover.
     default_schedule: Callable
-    # (IRModule, Target) -> tvm.runtime.Executable
+    # (IRModule, Target) -> Built
     build: Callable
-    # (Executable, Target, Path) -> PackagedLibrary
+    # (Built, Target, Path) -> PackagedLibrary
     package: Callable
     # device type name on the machine that runs the library ("cpu", "cuda", "metal", "hexagon")
     device: str
+    # kernels are CPU loop nests: graph passes may build pre-scheduled CPU kernels (fused attention)
+    cpu_kernels: bool = False
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -87,10 +97,10 @@ def finalize_pipeline():
     ])
 
 
-def build_relax(mod, target):
+def build_relax(mod, target) -> Built:
     """relax.build with edgecc's own lowering already applied."""
     from tvm import relax
 
     tvm_target = target.tvm()
     with tvm_target:
-        return relax.build(mod, tvm_target, relax_pipeline=finalize_pipeline())
+        return Built(relax.build(mod, tvm_target, relax_pipeline=finalize_pipeline()))

@@ -15,7 +15,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ToolchainError
+from edgecc.errors import ToolchainError
 
 NVCC_PACKAGE = "nvidia-cuda-toolkit (Debian non-free) or NVIDIA's CUDA toolkit"
 _DRIVER_STUB_C = r"""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import Backend, PackagedLibrary, build_relax, register
-from ._cuda_build import ensure_cuda_module_factory, nvcc_compile_callback, nvcc_version, require_nvcc
-from ._elf import cuda_device_code, library_machine
-from ._gpu import apply_gpu_default_schedules
+from edgecc.backends import Backend, Built, PackagedLibrary, build_relax, register
+from edgecc.backends._cuda_build import ensure_cuda_module_factory, nvcc_compile_callback, nvcc_version, require_nvcc
+from edgecc.backends._elf import cuda_device_code, library_machine
+from edgecc.schedules.gpu import apply_gpu_default_schedules
 
 LIBRARY_NAME = "model.so"
 
@@ -15,7 +15,7 @@ LIBRARY_NAME = "model.so"
 def build(mod, target):
     arch = target.tvm_target.get("arch")
     if not arch:
-        from ..errors import TargetError
+        from edgecc.errors import TargetError
 
         raise TargetError(f"{target.source}: field 'tvm.target.arch' (e.g. \"sm_87\") is required for CUDA targets")
     nvcc = require_nvcc(arch)
@@ -23,20 +23,20 @@ def build(mod, target):
     ensure_cuda_module_factory()
     record: dict = {"nvcc": nvcc_version(nvcc)}
     with nvcc_compile_callback(arch, nvcc, record):
-        executable = build_relax(mod, target)
-    executable._edgecc_cuda = record  # noqa: SLF001 - read back by package()
-    return executable
+        built = build_relax(mod, target)
+    built.details.update(record)
+    return built
 
 
-def package(executable, target, folder: Path) -> PackagedLibrary:
+def package(built: Built, target, folder: Path) -> PackagedLibrary:
     from tvm.support import cc
 
     folder = Path(folder)
     path = folder / LIBRARY_NAME
-    executable.export_library(str(path), fcompile=cc.cross_compiler(target.toolchain.require()))
+    built.executable.export_library(str(path), fcompile=cc.cross_compiler(target.toolchain.require()))
     arch = target.tvm_target["arch"]
     device = cuda_device_code(path)
-    record = getattr(executable, "_edgecc_cuda", {})
+    record = built.details
     contents = {
         "format": "ELF shared library",
         "arch": library_machine(path),

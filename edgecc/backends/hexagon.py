@@ -12,9 +12,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import Backend, PackagedLibrary, build_relax, register
-from ._elf import library_machine
-from ..errors import ToolchainError
+from edgecc.backends import Backend, Built, PackagedLibrary, build_relax, register
+from edgecc.backends._elf import library_machine
+from edgecc.errors import ToolchainError
 
 LIBRARY_NAME = "model_hexagon.so"
 MISSING_TO_RUN = [
@@ -27,12 +27,13 @@ MISSING_TO_RUN = [
 
 def default_schedule(mod, target):
     # Kernels are built as CPU-style loops; LLVM vectorizes for HVX. Hand HVX schedules need the SDK to test.
-    from ..schedules import apply_cpu_default_schedules
+    from edgecc.schedules import apply_cpu_default_schedules
 
     return apply_cpu_default_schedules(mod, target)
 
 
-def package(executable, target, folder: Path) -> PackagedLibrary:
+def package(built: Built, target, folder: Path) -> PackagedLibrary:
+    executable = built.executable
     folder = Path(folder)
     linker = target.toolchain.require()
 

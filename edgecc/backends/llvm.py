@@ -5,18 +5,18 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from . import Backend, PackagedLibrary, build_relax, register
+from edgecc.backends import Backend, Built, PackagedLibrary, build_relax, register
 
 LIBRARY_NAME = "model.so"
 
 
 def default_schedule(mod, target):
-    from ..schedules import apply_cpu_default_schedules
+    from edgecc.schedules import apply_cpu_default_schedules
 
     return apply_cpu_default_schedules(mod, target)
 
 
-def package(executable, target, folder: Path) -> PackagedLibrary:
+def package(built: Built, target, folder: Path) -> PackagedLibrary:
     folder = Path(folder)
     fcompile = None
     if target.toolchain is not None and not _is_native(target):
@@ -25,9 +25,9 @@ def package(executable, target, folder: Path) -> PackagedLibrary:
         fcompile = cc.cross_compiler(target.toolchain.require())
     path = folder / LIBRARY_NAME
     if fcompile is None:
-        executable.export_library(str(path))
+        built.executable.export_library(str(path))
     else:
-        executable.export_library(str(path), fcompile=fcompile)
+        built.executable.export_library(str(path), fcompile=fcompile)
     arch = target.arch
     return PackagedLibrary(
         library=LIBRARY_NAME,
@@ -44,4 +44,4 @@ def _is_native(target) -> bool:
 
 
 register(Backend(kind="llvm", default_schedule=default_schedule, build=build_relax, package=package,
-                 device="cpu"))
+                 device="cpu", cpu_kernels=True))

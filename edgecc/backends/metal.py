@@ -12,10 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import Backend, PackagedLibrary, build_relax, register
-from ._elf import macho_arch
-from ._gpu import apply_gpu_default_schedules
-from ..errors import ToolchainError
+from edgecc.backends import Backend, Built, PackagedLibrary, build_relax, register
+from edgecc.backends._elf import macho_arch
+from edgecc.errors import ToolchainError
+from edgecc.schedules.gpu import apply_gpu_default_schedules
 
 LIBRARY_NAME = "model.dylib"
 HOST_OBJECT = "model_host.o"
@@ -26,7 +26,8 @@ MAC_LINK_COMMAND = (f"clang -dynamiclib -arch arm64 -mmacosx-version-min={MIN_MA
                     f"-o {LIBRARY_NAME} {HOST_OBJECT} {IMPORTS_OBJECT}")
 
 
-def package(executable, target, folder: Path) -> PackagedLibrary:
+def package(built: Built, target, folder: Path) -> PackagedLibrary:
+    executable = built.executable
     folder = Path(folder)
     linker = target.toolchain.require()
     objects: list[str] = []

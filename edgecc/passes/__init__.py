@@ -1,20 +1,59 @@
-"""Graph passes: each one `IRModule -> IRModule`, one file, a verb-noun name.
+"""Graph passes: each a `tvm.transform.module_pass` in one file, named verb-noun, with typed stats.
 
-`graph_passes` is the flat list the compile pipeline runs, in order, for a target and options.
+`graph_passes(options, target)` is the flat list the compile pipeline runs, in order:
+
+  rewrite_attention_sparse       --sparse-attention: attention over the kept key blocks only
+  fuse_layer_norm                decomposed LayerNorm (mean, var, sqrt, div, gamma, beta) -> R.nn.layer_norm
+  fuse_bias_gelu_epilogue        R.nn.gelu / gelu_tanh -> the erf / tanh formula, which FastMathTransform
+                                 makes a polynomial and FuseOps puts in the matmul's epilogue
+  fuse_attention                 QK^T, scale, mask, softmax (+ torch's isnan/where), V and the head
+                                 split/merge transposes -> one pre-scheduled kernel (CPU kernels)
+  fold_transposes_into_matmuls   matmul of activations fed through reshape/permute/scalar scaling ->
+                                 one pre-scheduled kernel reading the sources (CPU kernels)
+  sink_reshapes_below_elementwise   reshape -> GELU / residual add -> reshape becomes GELU / add ->
+                                 reshape, so FuseOps puts them in the matmul's epilogue
+  precision passes               --precision (passes/precision/__init__.py)
+
+Order matters: sparsity matches the dense attention that fusion would replace, and both match
+FP32 patterns that precision rewrites; fold_transposes runs after fuse_attention (folding first
+would hide the attention pattern); sink_reshapes last (the others look through reshapes).
+Bias + erf-GELU as the ONNX exporter writes it needs no pass: TVM's FuseOps already puts it in the
+matmul kernel (tests/test_pass_fuse_bias_gelu_epilogue.py checks that it stays so).
 """
 
 from __future__ import annotations
 
-from .fusion_steps import fusion_steps
-from .precision_steps import precision_steps
-from .sparsity_steps import sparsity_steps
+
+def graph_passes(options, target) -> list:
+    from edgecc.backends import backend_for
+    from edgecc.passes.attention.fuse_attention import FuseAttention
+    from edgecc.passes.attention.rewrite_attention_sparse import RewriteAttentionSparse
+    from edgecc.passes.attention.sparse_pattern import parse_sparse_attention
+    from edgecc.passes.fold_transposes_into_matmuls import FoldTransposesIntoMatmuls
+    from edgecc.passes.fuse_bias_gelu_epilogue import FuseBiasGeluEpilogue
+    from edgecc.passes.fuse_layer_norm import FuseLayerNorm
+    from edgecc.passes.precision import precision_passes
+    from edgecc.passes.sink_reshapes_below_elementwise import SinkReshapesBelowElementwise
+
+    passes = []
+    if options.sparse_attention:
+        passes.append(RewriteAttentionSparse(parse_sparse_attention(options.sparse_attention)))
+    if options.fusion:
+        passes += [FuseLayerNorm(), FuseBiasGeluEpilogue()]
+        if backend_for(target).cpu_kernels:  # these passes build kernels with their own CPU schedules
+            from edgecc.schedules import vector_lanes
+
+            lanes = vector_lanes(target)
+            passes += [FuseAttention(lanes=lanes, fast_math=options.fast_math), FoldTransposesIntoMatmuls(lanes=lanes)]
+        passes.append(SinkReshapesBelowElementwise())
+    return passes + precision_passes(options, target)
 
 
-def graph_passes(options, target) -> list[tuple[str, object]]:
-    """[(name, pass)] where pass is a callable IRModule -> IRModule (a tvm Pass or a function)."""
-    return [
-        # sparsity first: it matches the dense attention subgraph that fuse attention would replace
-        *sparsity_steps(options, target),  # before precision too: it matches the FP32 attention pattern
-        *fusion_steps(options, target),  # touches no constant-weight matmul, which precision matches
-        *precision_steps(options, target),
-    ]
+def pass_name(graph_pass) -> str:
+    return graph_pass.info.name
+
+
+def pass_description(graph_pass) -> str:
+    """The pass's name, with what its arguments make it do (for --print-pipeline and the log)."""
+    detail = getattr(graph_pass, "description", "")
+    return f"{pass_name(graph_pass)} ({detail})" if detail else pass_name(graph_pass)

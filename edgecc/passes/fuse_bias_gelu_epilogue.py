@@ -14,12 +14,13 @@ the matmul epilogue, as for an exported erf GELU.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import tvm
 from tvm import relax
 
-from ._bindings import binding_map, replace_bindings
-from ._layout_chains import dtype, is_op
+from edgecc.passes._bindings import binding_map, replace_bindings
+from edgecc.passes._layout_chains import dtype, is_op
 
 
 def _c(value: float, type_: str):
@@ -39,14 +40,29 @@ def _expand(mutator, call):
     return relax.op.multiply(emit(relax.op.multiply(_c(0.5, t), x)), emit(relax.op.add(_c(1.0, t), tanh)))
 
 
-def fuse_bias_gelu_epilogue(mod: tvm.IRModule) -> tvm.IRModule:
+@dataclass(frozen=True)
+class FuseBiasGeluEpilogueStats:
+    gelus_expanded: int = 0
+
+
+@tvm.transform.module_pass(opt_level=0, name="fuse_bias_gelu_epilogue")
+class FuseBiasGeluEpilogue:
     """Every float `R.nn.gelu` / `R.nn.gelu_tanh` becomes its erf / tanh formula."""
 
-    def find(func):
-        found = {}
-        for var, value in binding_map(func).items():
-            if is_op(value, "relax.nn.gelu", "relax.nn.gelu_tanh") and dtype(value) in ("float32", "float16"):
-                found[var] = (lambda call: lambda mutator: _expand(mutator, call))(value)
-        return found
+    def __init__(self):
+        self.stats = FuseBiasGeluEpilogueStats()
 
-    return replace_bindings(mod, find)
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        expanded = [0]
+
+        def find(func):
+            found = {}
+            for var, value in binding_map(func).items():
+                if is_op(value, "relax.nn.gelu", "relax.nn.gelu_tanh") and dtype(value) in ("float32", "float16"):
+                    found[var] = (lambda call: lambda mutator: _expand(mutator, call))(value)
+            expanded[0] += len(found)
+            return found
+
+        result = replace_bindings(mod, find)
+        self.stats = FuseBiasGeluEpilogueStats(expanded[0])
+        return result

@@ -12,12 +12,14 @@ already `R.nn.layer_norm` is returned unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import tvm
 from tvm import relax
 
-from ._bindings import binding_map, replace_bindings, users_map
-from ._layout_chains import dtype, is_op, scalar_constant, static_shape
+from edgecc.passes._bindings import binding_map, replace_bindings, users_map
+from edgecc.passes._layout_chains import dtype, is_op, scalar_constant, static_shape
 
 
 class _Matcher:
@@ -43,7 +45,7 @@ class _Matcher:
             if not is_op(root, "relax.sqrt"):
                 return None
         elif is_op(value, "relax.multiply"):
-            for d, other in (value.args, value.args[::-1]):
+            for d, other in (value.args, value.args[::-1]):  # noqa: B007 - d, the shifted input, is read after the loop
                 other = self.bound(other)
                 if is_op(other, "relax.rsqrt"):
                     root = other
@@ -149,16 +151,32 @@ def _parameter(mutator, expr, norm_shape, fill: float):
     return expr
 
 
-def fuse_layer_norm(mod: tvm.IRModule) -> tvm.IRModule:
+@dataclass(frozen=True)
+class FuseLayerNormStats:
+    layer_norms_fused: int = 0
+
+
+@tvm.transform.module_pass(opt_level=0, name="fuse_layer_norm")
+class FuseLayerNorm:
     """Every decomposed LayerNorm (with or without gamma / beta) becomes one `R.nn.layer_norm`."""
 
-    def make(x, gamma, beta, axes, eps, norm_shape):
-        def build(mutator):
-            return relax.op.nn.layer_norm(mutator.visit_expr(x), _parameter(mutator, gamma, norm_shape, 1.0),
-                                          _parameter(mutator, beta, norm_shape, 0.0), axes=axes, epsilon=eps)
-        return build
+    def __init__(self):
+        self.stats = FuseLayerNormStats()
 
-    def find(func):
-        return {var: make(*plan) for var, plan in _Matcher(func).plans().items()}
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        fused = [0]
 
-    return replace_bindings(mod, find)
+        def make(x, gamma, beta, axes, eps, norm_shape):
+            def build(mutator):
+                return relax.op.nn.layer_norm(mutator.visit_expr(x), _parameter(mutator, gamma, norm_shape, 1.0),
+                                              _parameter(mutator, beta, norm_shape, 0.0), axes=axes, epsilon=eps)
+            return build
+
+        def find(func):
+            plans = _Matcher(func).plans()
+            fused[0] += len(plans)
+            return {var: make(*plan) for var, plan in plans.items()}
+
+        result = replace_bindings(mod, find)
+        self.stats = FuseLayerNormStats(fused[0])
+        return result

@@ -18,11 +18,13 @@ for op in add, subtract, multiply, divide. Reshapes of the other operand become 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ._layout_chains import is_op, scalar_constant, static_shape
+from edgecc.passes._layout_chains import is_op, scalar_constant, static_shape
 
 UNARY = ("relax.erf", "relax.tanh", "relax.exp", "relax.sigmoid", "relax.nn.relu", "relax.sqrt")
 BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.divide")
@@ -86,9 +88,20 @@ class _ReshapeSinker(PyExprMutator):
         return self.builder_.get()
 
 
-def sink_reshapes_below_elementwise(mod: tvm.IRModule, summary: dict | None = None) -> tvm.IRModule:
-    sinker = _ReshapeSinker(mod)
-    result = relax.transform.DeadCodeElimination()(sinker.transform())
-    if summary is not None:
-        summary["reshapes_sunk"] = sinker.sunk
-    return result
+@dataclass(frozen=True)
+class SinkReshapesStats:
+    reshapes_sunk: int = 0
+
+
+@tvm.transform.module_pass(opt_level=0, name="sink_reshapes_below_elementwise")
+class SinkReshapesBelowElementwise:
+    """Reshapes move below the elementwise ops that follow them (see the module docstring)."""
+
+    def __init__(self):
+        self.stats = SinkReshapesStats()
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        sinker = _ReshapeSinker(mod)
+        result = relax.transform.DeadCodeElimination()(sinker.transform())
+        self.stats = SinkReshapesStats(sinker.sunk)
+        return result

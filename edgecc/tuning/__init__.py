@@ -8,5 +8,5 @@
   for exactly this target; the backend's default schedule handles the rest.
 """
 
-from .apply import TuningSummary, apply_tuning_records  # noqa: F401
-from .tune import TuneResult, tune  # noqa: F401
+from edgecc.tuning.apply import TuningSummary, apply_tuning_records  # noqa: F401
+from edgecc.tuning.tune import TuneResult, tune  # noqa: F401

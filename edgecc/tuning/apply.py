@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .records import read_logs, target_key
+from edgecc.schedules.common import SOURCE_ATTR, is_scheduled
+from edgecc.tuning.records import read_logs, target_key
 
 
 @dataclass
@@ -44,8 +45,8 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
     from tvm import relax
     from tvm.tirx import PrimFunc
 
-    from .intrinsics import only_target_intrinsics
-    from .records import best_records
+    from edgecc.tuning.intrinsics import only_target_intrinsics
+    from edgecc.tuning.records import best_records
 
     readout = read_logs(log_dirs)
     tvm_target = target.tvm()
@@ -54,7 +55,7 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
     summary = TuningSummary(records_for_target=len(matching), records_other_targets=len(readout.records) - len(matching),
                             bad_lines=len(readout.bad_lines))
     # Kernels a graph pass already scheduled (fused attention) are neither tuned nor default.
-    kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc) and not _is_scheduled(func)]
+    kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc) and not is_scheduled(func)]
     summary.kernels = len(kernels)
     if matching:
         best = best_records(matching).values()
@@ -63,12 +64,10 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
         # Replaying a trace that tensorizes needs the target's intrinsics registered.
         with tvm_target, database, only_target_intrinsics(tvm_target):
             tuned_mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
-        summary.tuned = sum(1 for gv in kernels if _is_scheduled(tuned_mod[gv.name_hint]))
-        mod = tuned_mod
+        tuned = [gv.name_hint for gv in kernels if is_scheduled(tuned_mod[gv.name_hint])]
+        summary.tuned = len(tuned)
+        mod = tuned_mod.clone()
+        for name in tuned:
+            mod[name] = mod[name].with_attr(SOURCE_ATTR, "tuned")
     summary.default = summary.kernels - summary.tuned
     return mod, summary
-
-
-def _is_scheduled(func) -> bool:
-    return bool(func.attrs and "tirx.is_scheduled" in func.attrs) or bool(
-        func.attrs and "tir.is_scheduled" in func.attrs)

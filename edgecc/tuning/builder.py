@@ -57,7 +57,7 @@ class InProcessBuilder(PyBuilder):
                                        self.work_dir)
                 results.append(BuilderResult(path, None))
                 self.built += 1
-            except Exception as exc:  # a bad candidate fails alone; the search goes on
+            except Exception as exc:  # noqa: BLE001 - a bad candidate fails alone; the search goes on
                 results.append(BuilderResult(None, f"{type(exc).__name__}: {str(exc)[:500]}"))
                 self.failed += 1
         return results

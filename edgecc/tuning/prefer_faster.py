@@ -42,7 +42,7 @@ def prefer_faster_schedules(tuned_mod, unscheduled_mod, target, default_schedule
     for name in tuned_names:
         try:
             tuned_us, default_us = (_time_kernel(m[name], target) for m in (tuned_mod, defaults))
-        except Exception:  # a kernel that cannot run alone keeps its tuned schedule
+        except Exception:  # noqa: BLE001 - a kernel that cannot run alone keeps its tuned schedule
             continue
         choice = KernelChoice(name, tuned_us, default_us)
         comparison.choices.append(choice)
@@ -51,20 +51,13 @@ def prefer_faster_schedules(tuned_mod, unscheduled_mod, target, default_schedule
     return mod, comparison
 
 
-def _time_kernel(func, target, min_ms: float = 20.0) -> float:
+def _time_kernel(func, target, rounds: int = 3) -> float:
+    """Microseconds per call of one kernel built alone, timed as the profile times kernels."""
     import tvm
 
+    from edgecc.measure.profile import KernelTimer
+
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target.tvm()).jit()
-    rng = np.random.default_rng(0)
-    args = [tvm.runtime.tensor(_random(buffer, rng)) for buffer in func.params]
-    timer = lib.time_evaluator("main", tvm.cpu(), number=3, repeat=5, min_repeat_ms=int(min_ms / 5))
-    return float(np.median(timer(*args).results)) * 1e6
-
-
-def _random(buffer, rng) -> np.ndarray:
-    shape, dtype = [int(d) for d in buffer.shape], str(buffer.dtype)
-    if "float" in dtype:
-        return rng.standard_normal(shape).astype(dtype)
-    if dtype == "bool":
-        return rng.random(shape) > 0.5
-    return rng.integers(0, 2, size=shape).astype(dtype)  # indices: small and in range
+    args = [([int(d) for d in buffer.shape], str(buffer.dtype)) for buffer in func.params]
+    timer = KernelTimer(lib, "main", args, tvm.cpu(), np.random.default_rng(0))
+    return float(np.median([timer() for _ in range(rounds)])) * 1e6

@@ -15,7 +15,7 @@ import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 LOG_SUFFIX = ".jsonl"
@@ -55,7 +55,7 @@ class Record:
 def make_record(workload_json, record_json, tvm_target, board: str, latency_s: float) -> Record:
     import tvm
 
-    from .. import __version__
+    from edgecc import __version__
 
     return Record({
         "format": FORMAT,
@@ -67,7 +67,7 @@ def make_record(workload_json, record_json, tvm_target, board: str, latency_s: f
         "latency_s": float(latency_s),
         "tvm": tvm.__version__,
         "edgecc": __version__,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }, workload=workload_json)
 
 
@@ -221,7 +221,7 @@ def best_records(records: list[Record]) -> dict[tuple[str, str], Record]:
 def write_merged(path: Path, records: list[Record]) -> None:
     """Workloads then records, each sorted by key, one best record per (workload, target);
     replaced atomically."""
-    from .._atomic import write_text_atomic
+    from edgecc.atomic import write_text_atomic
 
     best = best_records(records)
     workloads = {r.data["workload_key"]: r.workload for r in best.values()}
@@ -237,7 +237,7 @@ def drop_bad_lines(path: Path) -> int:
     """Rewrite one log without its corrupt or truncated lines, good lines unchanged and in order;
     under the log's lock and replaced atomically, so a concurrent tuner loses nothing. Returns
     how many lines were dropped."""
-    from .._atomic import write_text_atomic
+    from edgecc.atomic import write_text_atomic
 
     path = Path(path)
     with _locked(path):

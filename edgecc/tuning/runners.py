@@ -16,8 +16,8 @@ RETRY_PAUSE_S = 2.0
 def create_session(rpc, tracker, key, timeout, attempts, pause_s, rpc_config=None):
     """Runs in the runner's worker process (importable by name, so it pickles as a reference);
     `rpc_config` is MetaSchedule's, unused: the session spec is bound in with functools.partial."""
-    from ..errors import RemoteError
-    from ..remote import open_session
+    from edgecc.errors import RemoteError
+    from edgecc.remote.session import open_session
 
     for attempt in range(1, attempts + 1):
         try:
@@ -34,7 +34,7 @@ def make_runner(session: dict | None):
 
     if not session:
         return ms.runner.LocalRunner(timeout_sec=60)
-    from ..errors import RemoteError
+    from edgecc.errors import RemoteError
 
     rpc, tracker, key = session.get("rpc"), session.get("tracker"), session.get("key")
     timeout = float(session.get("timeout") or 120)
@@ -44,7 +44,7 @@ def make_runner(session: dict | None):
         raise RemoteError("tuning on a board: pass either --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
     if tracker and not key:
         raise RemoteError(f"--tracker {tracker} needs --key KEY naming the kind of board to request")
-    from ..remote_spec import parse_address
+    from edgecc.remote.address import parse_address
 
     host, port = parse_address(rpc or tracker)  # a bad address fails now, with one line, not per candidate
     # RPCConfig only passes its sanity check and sets the future's timeout; sessions come from create_session.

@@ -13,7 +13,7 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
-from .records import LOG_NAME, append_records, make_record, read_logs, target_key, workload_key
+from edgecc.tuning.records import LOG_NAME, append_records, make_record, read_logs, target_key, workload_key
 
 
 @dataclass
@@ -145,10 +145,10 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
-    from .apply import _database_for
-    from .intrinsics import only_target_intrinsics
-    from .runners import make_runner
-    from .records import best_records
+    from edgecc.tuning.apply import _database_for
+    from edgecc.tuning.intrinsics import only_target_intrinsics
+    from edgecc.tuning.records import best_records
+    from edgecc.tuning.runners import make_runner
 
     # MetaSchedule's per-batch INFO lines would drown the progress bar.
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
@@ -192,7 +192,7 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
 
 def _tune_tasks(ms, contexts, weights, work_dir, trials, max_trials_per_task, budget_s, target, session, runner,
                 database, callback):
-    from .builder import InProcessBuilder, shared_library_compiler
+    from edgecc.tuning.builder import InProcessBuilder, shared_library_compiler
 
     ms.tune.tune_tasks(
         tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=trials,

@@ -1,0 +1,71 @@
+"""The Python API; every `edgecc` command is a thin layer over the function of the same name here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def compile(model: str, target: str = "host", output=None, *, preset: str = "default", log=print, **options):
+    """Compile `model` (built-in name, .onnx path or Hugging Face folder) for `target`.
+
+    Keyword options are the fields of `edgecc.options.CompileOptions`. The resolved options are
+    logged first. Returns a CompileResult whose artifact folder holds the library, manifest.json,
+    report.json, report.md and report.html. `output` defaults to out/<model>-<target>.
+    """
+    from edgecc.options import options_from_preset
+    from edgecc.pipeline import default_output, run_pipeline
+
+    output = Path(output) if output is not None else default_output(model, target)
+    opts = options_from_preset(preset, target=target, output=output, **options)
+    log("edgecc compile " + " ".join(f"{k}={v}" for k, v in opts.to_dict().items() if v not in (None, (), {}, False)))
+    return run_pipeline(str(model), opts, log=log)
+
+
+def tune(model: str, target: str = "host", output=None, *, trials: int = 64, budget_seconds: float | None = None,
+         tuning_logs="tuning_logs", log=print, **options):
+    """Tune `model`'s kernels for `target` (records go to TUNING_LOGS/<target name>/, a rerun resumes
+    from them), then compile with the result. `output` defaults to out/<model>-<target>-tuned."""
+    from edgecc.pipeline import default_output
+
+    output = Path(output) if output is not None else Path(f"{default_output(model, target)}-tuned")
+    return compile(model, target, output, log=log, tune=True, trials=trials, budget_seconds=budget_seconds,
+                   tuning_logs=(Path(tuning_logs),), **options)
+
+
+def run(artifact_dir, inputs: dict | None = None, *, rpc=None, tracker=None, key=None, timeout: float = 120.0) -> dict:
+    """Run a compiled artifact (here, or on a board over RPC) and return its outputs by name.
+    Without `inputs`, random inputs in the model's valid ranges are used."""
+    from edgecc.artifact.loader import load_artifact
+    from edgecc.measure.bench import artifact_sample_inputs
+
+    artifact = load_artifact(artifact_dir, rpc=rpc, tracker=tracker, key=key, timeout=timeout)
+    try:
+        return artifact.run(inputs if inputs is not None else artifact_sample_inputs(artifact))
+    finally:
+        artifact.close()
+
+
+def bench(artifact_dir, *, inputs: dict | None = None, min_seconds: float = 2.0, rpc=None, tracker=None,
+          key=None, timeout: float = 120.0, compare_onnxruntime: bool = True) -> dict:
+    """Re-measure an artifact's latency; ONNX Runtime on the same inputs beside it when run locally."""
+    from edgecc.measure.bench import bench_artifact
+
+    return bench_artifact(artifact_dir, inputs=inputs, min_seconds=min_seconds, rpc=rpc, tracker=tracker, key=key,
+                          timeout=timeout, compare_onnxruntime=compare_onnxruntime)
+
+
+def compare(artifact_a, artifact_b):
+    """What changed from artifact A to B (headline figures and the kernels that changed most)."""
+    from edgecc.reports.compare import compare_artifacts
+
+    return compare_artifacts(artifact_a, artifact_b)
+
+
+def report(artifact_dir) -> list[Path]:
+    """Re-render report.md and report.html from the artifact's report.json; returns the files written."""
+    from edgecc.reports import render_reports
+    from edgecc.reports.compare import load_report
+
+    folder = Path(artifact_dir)
+    render_reports(folder, load_report(folder))
+    return [folder / "report.md", folder / "report.html"]

@@ -1,0 +1,1 @@
+"""The deployable folder: manifest (inputs, outputs, target, hashes) and the loader that runs it."""

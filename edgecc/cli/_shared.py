@@ -1,0 +1,38 @@
+"""Option groups and parsers shared by several commands."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from edgecc.errors import EdgeccError
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'90', '90s', '20m', '1h' -> seconds."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise EdgeccError(f"bad duration '{text}': use e.g. 90s, 20m or 1h")
+    seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if seconds <= 0:
+        raise EdgeccError(f"bad duration '{text}': it must be longer than zero")
+    return seconds
+
+
+def remote_options(function):
+    for option in reversed([
+        click.option("--rpc", metavar="HOST:PORT", help="Run on a board's TVM RPC server."),
+        click.option("--tracker", metavar="HOST:PORT", help="Ask a TVM RPC tracker for a board."),
+        click.option("--key", help="Device key to request from the tracker."),
+        click.option("--rpc-timeout", type=float, default=120.0, show_default=True,
+                     help="Seconds to wait for a board session."),
+    ]):
+        function = option(function)
+    return function
+
+
+def stderr_log(quiet: bool):
+    return (lambda *_: None) if quiet else (lambda text: click.echo(text, err=True))

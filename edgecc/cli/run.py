@@ -1,0 +1,64 @@
+"""`edgecc run` and `edgecc bench`: use a compiled artifact here or on a board."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgecc.cli._shared import remote_options
+
+
+def _inputs_for(artifact: Path, inputs_file: Path | None) -> dict | None:
+    if not inputs_file:
+        return None
+    from edgecc.artifact.loader import read_manifest
+    from edgecc.frontend.inputs import TensorSpec, load_inputs_file
+
+    specs = [TensorSpec.from_dict(d) for d in read_manifest(artifact)["inputs"]]
+    return load_inputs_file(inputs_file, specs)
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help=".npz keyed by input name.")
+@click.option("--outputs", "outputs_file", type=click.Path(path_type=Path), default=None,
+              help="Where to write outputs (.npz keyed by output name).")
+@remote_options
+def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
+    """Run a compiled artifact on inputs and write its outputs."""
+    import numpy as np
+
+    import edgecc
+    from edgecc.atomic import write_npz_atomic
+
+    outputs = edgecc.run(artifact, _inputs_for(artifact, inputs_file), rpc=rpc, tracker=tracker, key=key,
+                         timeout=rpc_timeout)
+    if outputs_file:
+        write_npz_atomic(Path(outputs_file), outputs)
+        click.echo(f"wrote {', '.join(outputs)} to {outputs_file}")
+    for name, value in outputs.items():
+        click.echo(f"{name}: shape {list(value.shape)} {value.dtype} mean {float(np.mean(value)):.6g}")
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--min-seconds", type=click.FloatRange(min=0.0), default=2.0, show_default=True)
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path))
+@remote_options
+def bench(artifact, min_seconds, inputs_file, rpc, tracker, key, rpc_timeout):
+    """Re-measure an artifact's latency (with ONNX Runtime beside it when run here)."""
+    import edgecc
+
+    result = edgecc.bench(artifact, inputs=_inputs_for(artifact, inputs_file), min_seconds=min_seconds, rpc=rpc,
+                          tracker=tracker, key=key, timeout=rpc_timeout)
+    if result["emulated"]:
+        click.echo("EMULATED board: these timings say nothing about the real board's speed.")
+    click.echo(f"{'runtime':12s} {'median ms':>10s} {'min ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'CV':>6s} {'runs':>6s}")
+    for name in ("edgecc", "onnxruntime"):
+        s = result.get(name)
+        if s:
+            click.echo(f"{name:12s} {s['median_ms']:10.3f} {s['min_ms']:9.3f} {s['p90_ms']:9.3f} {s['p99_ms']:9.3f} "
+                       f"{s['cv']:6.3f} {s['runs']:6d}")
+    if "ratio_vs_onnxruntime" in result:
+        click.echo(f"edgecc / ONNX Runtime: {result['ratio_vs_onnxruntime']:.2f}x")

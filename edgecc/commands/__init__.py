@@ -1,1 +1,0 @@
-"""CLI command groups contributed by subsystems; `edgecc.cli` adds every `COMMANDS` entry found here."""

@@ -1,0 +1,62 @@
+"""What a compile carries from step to step: every stage's object, declared, so it can be inspected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecc.options import CompileOptions
+
+
+@dataclass
+class ModelSource:
+    name: str  # what the user asked for (built-in name or path)
+    onnx_path: Path
+    weights: str
+    parameters: int | None
+    kind: str  # "builtin", "onnx" or "hf-folder"
+
+
+@dataclass
+class CompileContext:
+    model: str
+    options: CompileOptions
+    log: Callable[[str], None] = print
+    target: object = None  # edgecc.targets.Target
+    backend: object = None  # edgecc.backends.Backend
+    source: ModelSource | None = None
+    imported: object = None  # edgecc.frontend.onnx_import.ImportedModel
+    relax_module: object = None  # after graph passes
+    pass_stats: dict = field(default_factory=dict)  # graph pass name -> its stats dataclass
+    lowered: object = None  # after legalize + fuse, kernels unscheduled
+    scheduled: object = None
+    schedules: object = None  # edgecc.schedules.common.ScheduleSummary
+    tuning: dict = field(default_factory=dict)
+    built: object = None  # edgecc.backends.Built
+    stage_dir: Path | None = None
+    packaged: object = None  # edgecc.backends.PackagedLibrary
+    manifest: dict = field(default_factory=dict)
+    sample_inputs: dict = field(default_factory=dict)
+    reference_outputs: dict = field(default_factory=dict)
+    artifact: object = None  # edgecc.artifact.loader.LoadedArtifact when the artifact can run
+    verification: dict = field(default_factory=dict)
+    latency: dict = field(default_factory=dict)
+    energy: dict | None = None
+    profile: dict | None = None
+    environment: dict | None = None
+    accuracy: dict = field(default_factory=dict)
+    weights_bytes: int = 0  # the model's weights as the ONNX model stores them
+    step_seconds: list = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+
+
+@dataclass
+class CompileResult:
+    artifact_dir: Path
+    manifest: dict
+    report: dict
+    context: CompileContext
+
+    def __repr__(self) -> str:
+        return f"CompileResult({self.artifact_dir}, verification={self.report['verification']['status']})"

@@ -1,0 +1,133 @@
+"""Input specifications (name, shape, dtype) and sample inputs in the ranges a model expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecc.errors import InputSpecError
+
+ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+               10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @staticmethod
+    def from_dict(data: dict) -> TensorSpec:
+        return TensorSpec(data["name"], tuple(data["shape"]), data["dtype"])
+
+
+def parse_input_spec(text: str) -> TensorSpec:
+    """`name:1x128:int64` (dtype optional, default float32)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise InputSpecError(f"bad --input '{text}': expected NAME:SHAPE[:DTYPE], e.g. input_ids:1x128:int64")
+    try:
+        shape = tuple(int(d) for d in parts[1].lower().split("x"))
+    except ValueError:
+        raise InputSpecError(f"bad shape in --input '{text}': use dimensions like 1x128") from None
+    if any(d <= 0 for d in shape):
+        raise InputSpecError(f"bad shape in --input '{text}': dimensions must be positive")
+    dtype = parts[2] if len(parts) == 3 else "float32"
+    if dtype not in ONNX_DTYPES.values():
+        raise InputSpecError(f"bad dtype '{dtype}' in --input '{text}'; known: {', '.join(sorted(set(ONNX_DTYPES.values())))}")
+    return TensorSpec(parts[0], shape, dtype)
+
+
+def resolve_input_specs(graph_inputs: list[tuple[str, list, str]], overrides: list[TensorSpec],
+                        batch: int, seq_len: int) -> list[TensorSpec]:
+    """Fix every input's shape: explicit overrides first, then symbolic dims from batch / seq_len."""
+    by_name = {name: (dims, dtype) for name, dims, dtype in graph_inputs}
+    for spec in overrides:
+        if spec.name not in by_name:
+            raise InputSpecError(f"the model has no input '{spec.name}'; its inputs are: "
+                                 + ", ".join(f"{n} {_fmt(d)} {t}" for n, d, t in graph_inputs))
+        dims, dtype = by_name[spec.name]
+        if spec.dtype != dtype:
+            raise InputSpecError(f"input '{spec.name}' has dtype {dtype} in the model, not {spec.dtype}")
+        if len(spec.shape) != len(dims):
+            raise InputSpecError(f"input '{spec.name}' has rank {len(dims)} {_fmt(dims)} in the model, "
+                                 f"but --input gives rank {len(spec.shape)} {_fmt(spec.shape)}")
+        for axis, (want, got) in enumerate(zip(dims, spec.shape)):
+            if isinstance(want, int) and want > 0 and want != got:
+                raise InputSpecError(f"input '{spec.name}' dimension {axis} is fixed to {want} in the model, "
+                                     f"but --input gives {got}")
+    given = {spec.name: spec for spec in overrides}
+    specs = []
+    for name, dims, dtype in graph_inputs:
+        if name in given:
+            specs.append(given[name])
+            continue
+        shape = []
+        for axis, dim in enumerate(dims):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            else:
+                shape.append(batch if axis == 0 else seq_len)
+        specs.append(TensorSpec(name, tuple(shape), dtype))
+    return specs
+
+
+def _fmt(dims) -> str:
+    return "x".join(str(d) if d not in (None, "", 0) else "?" for d in dims)
+
+
+def sample_inputs(specs: list[TensorSpec], index_bounds: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs in valid ranges: token ids below the embedding size, masks of ones with padding."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for spec in specs:
+        lname = spec.name.lower()
+        if spec.dtype.startswith(("int", "uint")) or spec.dtype == "bool":
+            if "mask" in lname:
+                array = np.ones(spec.shape, dtype=spec.dtype)
+                if len(spec.shape) >= 2 and spec.shape[-1] >= 4:
+                    array[..., -(spec.shape[-1] // 4):] = 0  # exercise the padding path
+            elif "token_type" in lname or "segment" in lname:
+                array = np.zeros(spec.shape, dtype=spec.dtype)
+            else:
+                high = max(1, index_bounds.get(spec.name, 2))
+                array = rng.integers(0, high, size=spec.shape).astype(spec.dtype)
+        else:
+            array = rng.standard_normal(spec.shape).astype(spec.dtype)
+        values[spec.name] = array
+    return values
+
+
+def load_inputs_file(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise InputSpecError(f"inputs file not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
+        raise InputSpecError(f"cannot read inputs file {path} as .npz: {exc}") from None
+    check_inputs(arrays, specs, f"inputs file {path}")
+    return {spec.name: arrays[spec.name] for spec in specs}
+
+
+def check_inputs(arrays: dict, specs: list[TensorSpec], where: str) -> None:
+    names = {spec.name for spec in specs}
+    missing = [s.name for s in specs if s.name not in arrays]
+    extra = sorted(set(arrays) - names)
+    if missing or extra:
+        raise InputSpecError(f"{where}: expected inputs {', '.join(sorted(names))}; "
+                             f"missing {missing or 'none'}, unexpected {extra or 'none'}")
+    for spec in specs:
+        array = arrays[spec.name]
+        if tuple(array.shape) != tuple(spec.shape):
+            raise InputSpecError(f"{where}: input '{spec.name}' has shape {_fmt(array.shape)}, "
+                                 f"the artifact was compiled for {_fmt(spec.shape)}")
+        if str(array.dtype) != spec.dtype:
+            raise InputSpecError(f"{where}: input '{spec.name}' has dtype {array.dtype}, expected {spec.dtype}")

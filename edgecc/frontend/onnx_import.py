@@ -1,0 +1,167 @@
+"""ONNX in, Relax out: check, fix input shapes, infer shapes, simplify, then the Relax frontend."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecc.errors import ModelError
+from edgecc.frontend.inputs import ONNX_DTYPES, TensorSpec, resolve_input_specs
+
+
+@dataclass
+class ImportedModel:
+    """What the import stage produced: inspect it, or save `onnx_model` / `relax_module`."""
+
+    source_path: Path
+    onnx_model: object  # the simplified, shape-fixed onnx.ModelProto
+    relax_module: object  # tvm.IRModule with weights bound as constants
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    index_bounds: dict[str, int] = field(default_factory=dict)  # int input -> exclusive upper bound
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+
+def load_onnx(path: Path):
+    import onnx
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder; pass an .onnx file, a Hugging Face model folder or a built-in name")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
+        raise ModelError(f"{path} is not a readable ONNX file (corrupt, truncated or another format): "
+                         f"{_first_line(exc)}") from None
+    if not model.graph.node:
+        raise ModelError(f"{path} is not a usable ONNX model: its graph has no nodes "
+                         "(an empty, truncated or non-ONNX file)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
+        raise ModelError(f"{path} fails the ONNX checker: {_first_line(exc)}") from None
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def graph_inputs(model) -> list[tuple[str, list, str]]:
+    initializers = {init.name for init in model.graph.initializer}
+    result = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
+        result.append((value.name, dims, ONNX_DTYPES.get(tensor.elem_type, f"onnx-type-{tensor.elem_type}")))
+    return result
+
+
+def unsupported_ops(model) -> dict[str, str]:
+    """op type -> the first node that uses it, for ops the Relax ONNX frontend cannot convert."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    supported = set(onnx_frontend._get_convert_map())
+    missing: dict[str, str] = {}
+    for index, node in enumerate(model.graph.node):
+        domain_ok = node.domain in ("", "ai.onnx")
+        if (not domain_ok or node.op_type not in supported) and node.op_type not in missing:
+            missing[node.op_type if domain_ok else f"{node.domain}::{node.op_type}"] = node.name or f"#{index}"
+    return missing
+
+
+def _fix_input_shapes(model, specs: list[TensorSpec]):
+    by_name = {s.name: s for s in specs}
+    for value in model.graph.input:
+        if value.name in by_name:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, by_name[value.name].shape):
+                dim.Clear()
+                dim.dim_value = size
+    return model
+
+
+def _index_bounds(model, specs: list[TensorSpec]) -> dict[str, int]:
+    """For each integer input that indexes an embedding table, the table's row count."""
+    tables = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    aliases = {s.name: s.name for s in specs}
+    bounds: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in ("Cast", "Identity", "Unsqueeze", "Reshape", "Flatten") and node.input[0] in aliases:
+            aliases[node.output[0]] = aliases[node.input[0]]
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in aliases:
+            table = tables.get(node.input[0])
+            if table:
+                name = aliases[node.input[1]]
+                bounds[name] = min(bounds.get(name, table[0]), table[0])
+    return bounds
+
+
+def import_onnx(path: Path, input_overrides: list[TensorSpec], batch: int, seq_len: int) -> ImportedModel:
+    import onnx
+    import onnxslim
+
+    model = load_onnx(path)
+    missing = unsupported_ops(model)
+    if missing:
+        listed = ", ".join(f"{op} (node '{node}')" for op, node in missing.items())
+        raise ModelError(f"{path}: unsupported ONNX op(s) for the TVM Relax frontend: {listed}")
+    specs = resolve_input_specs(graph_inputs(model), input_overrides, batch, seq_len)
+    bad = [s for s in specs if s.dtype.startswith("onnx-type")]
+    if bad:
+        raise ModelError(f"{path}: input '{bad[0].name}' has an element type edgecc does not support ({bad[0].dtype})")
+    model = _fix_input_shapes(model, specs)
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
+        raise ModelError(f"{path}: shape inference failed with inputs "
+                         f"{', '.join(f'{s.name}:{s.shape}' for s in specs)}: {_first_line(exc)}") from None
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            model = onnxslim.slim(model)
+        except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
+            raise ModelError(f"{path}: graph simplification (onnxslim) failed: {_first_line(exc)}") from None
+    outputs = [TensorSpec(v.name, tuple(d.dim_value for d in v.type.tensor_type.shape.dim),
+                          ONNX_DTYPES.get(v.type.tensor_type.elem_type, "float32")) for v in model.graph.output]
+    relax_module = to_relax(model, specs, path)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return ImportedModel(Path(path), model, relax_module, specs, outputs, _index_bounds(model, specs), counts)
+
+
+def to_relax(model, specs: list[TensorSpec], path: Path):
+    from tvm.relax.frontend.onnx import from_onnx
+
+    shape_dict = {s.name: list(s.shape) for s in specs}
+    dtype_dict = {s.name: s.dtype for s in specs}
+    try:
+        return from_onnx(model, shape_dict=shape_dict, dtype_dict=dtype_dict, keep_params_in_input=False)
+    except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
+        raise ModelError(f"{path}: the TVM Relax ONNX importer failed: {_first_line(exc)}") from None
+
+
+def initializer_elements(model) -> int:
+    """Parameters the ONNX model stores (elements of every initializer)."""
+    return sum(_numel(init.dims) for init in model.graph.initializer)
+
+
+def initializer_bytes(model) -> int:
+    import onnx
+
+    return sum(_numel(init.dims) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+               for init in model.graph.initializer)
+
+
+def _numel(dims) -> int:
+    total = 1
+    for d in dims:
+        total *= d
+    return total

@@ -1,0 +1,160 @@
+"""How much accuracy a precision or sparsity option costs, for report.json["accuracy"].
+
+Sentence encoders (all-MiniLM-L6-v2 built in, or a Hugging Face text folder with a tokenizer):
+mean-pooled sentence embeddings of held-out real sentences (`data/evaluation_sentences.txt`, never
+used for calibration) from the compiled artifact vs PyTorch FP32 on the same padded inputs; reports
+mean and worst cosine similarity and the Spearman correlation between the two sets of sentence-pair
+similarities (1.0: the ranking of which sentences are alike is preserved).
+
+Other models: outputs of the artifact vs the FP32 ONNX model in ONNX Runtime on sample inputs.
+
+Either way `accuracy_drop` = 1 - mean cosine similarity, the number `--max-accuracy-drop` bounds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgecc.passes.precision.calibration import DATA_DIR
+
+EVALUATION_SENTENCES = DATA_DIR / "evaluation_sentences.txt"
+
+
+def evaluation_sentences() -> list[str]:
+    return [line.strip() for line in EVALUATION_SENTENCES.read_text().splitlines() if line.strip()]
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    denominator = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(denominator, 1e-30)
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = mask[..., None].astype(np.float64)
+    return (hidden * weights).sum(axis=-2) / np.maximum(weights.sum(axis=-2), 1e-9)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    for value in np.unique(values):  # ties share their mean rank
+        tied = values == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def pair_similarities(embeddings: np.ndarray) -> np.ndarray:
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    upper = np.triu_indices(len(embeddings), k=1)
+    return (unit @ unit.T)[upper]
+
+
+def embedding_agreement(candidate: np.ndarray, reference: np.ndarray) -> dict:
+    cosines = cosine_rows(candidate, reference)
+    return {"sentences": int(len(cosines)), "mean_cosine": float(cosines.mean()),
+            "worst_cosine": float(cosines.min()),
+            "spearman_pair_similarity": spearman(pair_similarities(candidate), pair_similarities(reference)),
+            "accuracy_drop": float(1.0 - cosines.mean())}
+
+
+def sentence_embedding_accuracy(run, hf_folder: Path, input_names: list[str], batch: int, seq_len: int,
+                                sentences: list[str] | None = None) -> dict:
+    """`run`: inputs dict -> outputs dict (first output: last_hidden_state [batch, seq, hidden])."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    sentences = sentences or evaluation_sentences()
+    sentences = sentences[:len(sentences) - len(sentences) % batch]
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_folder))
+    model = AutoModel.from_pretrained(str(hf_folder)).eval()
+    compiled, reference = [], []
+    for start in range(0, len(sentences), batch):
+        encoded = tokenizer(sentences[start:start + batch], padding="max_length", truncation=True,
+                            max_length=seq_len, return_tensors="np")
+        inputs = {name: (encoded[name] if name in encoded else np.zeros((batch, seq_len))).astype(np.int64)
+                  for name in input_names}
+        hidden = next(iter(run(inputs).values()))
+        compiled.append(mean_pool(hidden, encoded["attention_mask"]))
+        with torch.no_grad():
+            torch_hidden = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state.numpy()
+        reference.append(mean_pool(torch_hidden, encoded["attention_mask"]))
+    result = embedding_agreement(np.concatenate(compiled), np.concatenate(reference))
+    return {"method": "sentence embeddings (mean pooling) of held-out real sentences vs PyTorch FP32",
+            "reference": f"PyTorch FP32 ({Path(hf_folder).name})", "seq_len": seq_len, **result}
+
+
+def output_error_accuracy(run, onnx_path: Path, samples: list[dict]) -> dict:
+    """Artifact vs the FP32 ONNX model in ONNX Runtime, per output and overall."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    cosines, max_abs, max_ref = [], 0.0, 0.0
+    for sample in samples:
+        actual = run(sample)
+        expected = dict(zip(names, session.run(names, sample)))
+        for name in names:
+            a, e = np.asarray(actual[name], np.float64), np.asarray(expected[name], np.float64)
+            cosines.append(float(cosine_rows(a.reshape(1, -1), e.reshape(1, -1))[0]))
+            max_abs = max(max_abs, float(np.abs(a - e).max()))
+            max_ref = max(max_ref, float(np.abs(e).max()))
+    mean_cosine = float(np.mean(cosines))
+    return {"method": "model outputs vs the FP32 ONNX model in ONNX Runtime", "samples": len(samples),
+            "mean_cosine": mean_cosine, "worst_cosine": float(np.min(cosines)), "max_abs_error": max_abs,
+            "max_relative_error": max_abs / max(max_ref, 1e-30), "accuracy_drop": 1.0 - mean_cosine}
+
+
+def sentence_model_folder(source) -> Path | None:
+    """The Hugging Face folder whose PyTorch FP32 model is the sentence-embedding reference, if any."""
+    from edgecc.frontend.builtin import minilm_folder
+
+    if source.kind == "builtin" and source.name == "minilm-l6":
+        folder = minilm_folder()
+        return folder if folder is not None and "pretrained" in source.weights else None
+    return None
+
+
+def evaluate(ctx) -> dict:
+    """report.json["accuracy"] for a compile (a pipeline CompileContext with a runnable artifact)."""
+    specs = ctx.imported.inputs
+    names = [s.name for s in specs]
+    folder = _hf_folder(ctx) if ctx.source.kind == "hf-folder" else sentence_model_folder(ctx.source)
+    text = {"input_ids", "attention_mask"} <= set(names)
+    if folder is not None and text:
+        batch, seq_len = next(s.shape for s in specs if s.name == "input_ids")
+        result = sentence_embedding_accuracy(ctx.artifact.run, folder, names, batch, seq_len)
+    else:
+        from edgecc.passes.precision.calibration import builtin_samples
+
+        samples = [ctx.sample_inputs] + builtin_samples(ctx.imported.relax_module, count=3, seed=ctx.options.seed + 1)
+        result = output_error_accuracy(ctx.artifact.run, ctx.source.onnx_path, samples)
+    result["precision"] = ctx.options.precision
+    result["sparse_attention"] = ctx.options.sparse_attention
+    stats = ctx.pass_stats
+    if "choose_layer_precisions" in stats:
+        result["layers"] = stats["choose_layer_precisions"].choices
+    if "quantize_dense_weights_int8" in stats:
+        result["int8"] = asdict(stats["quantize_dense_weights_int8"])
+    if "rewrite_attention_sparse" in stats:
+        result["sparse_attention_summary"] = asdict(stats["rewrite_attention_sparse"])
+    return result
+
+
+def _hf_folder(ctx) -> Path | None:
+    """A Hugging Face folder compiled directly is its own reference when it carries a tokenizer."""
+    folder = Path(ctx.model)
+    return folder if folder.is_dir() and (folder / "tokenizer_config.json").exists() else None
