@@ -40,4 +40,14 @@ def bench(artifact_dir, *, inputs: dict | None = None, min_seconds: float = 2.0,
                           timeout=timeout, compare_onnxruntime=compare_onnxruntime)
 
 
-__all__ = ["compile", "run", "bench", "EdgeccError", "__version__"]
+def deploy(artifact_dir, output, *, threads: int | None = None, cuda_runtime=None, log=print):
+    """Bundle a compiled artifact for its board: model, TVM runtime libraries, C API, example program.
+
+    Returns an edgecc.bundle.DeployResult (bundle folder, files and sizes, board requirements).
+    """
+    from .bundle import deploy as deploy_bundle
+
+    return deploy_bundle(artifact_dir, output, threads=threads, cuda_runtime=cuda_runtime, log=log)
+
+
+__all__ = ["compile", "run", "bench", "deploy", "EdgeccError", "__version__"]

@@ -1,0 +1,35 @@
+"""`edgecc deploy ARTIFACT -o BUNDLE`: a folder the board runs with nothing else installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("deploy")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="Threads the C API uses by default (default: the board's cores).")
+@click.option("--cuda-runtime", type=click.Path(path_type=Path), default=None,
+              help="Jetson: a libtvm_runtime_cuda.so to ship instead of the wheel's (e.g. one built for CUDA 12).")
+@click.option("--quiet", "-q", is_flag=True)
+def deploy_command(artifact, output, threads, cuda_runtime, quiet):
+    """Bundle ARTIFACT for its board: model, TVM runtime libraries, C API, bin/edgecc-run, README."""
+    from ..bundle import deploy
+
+    log = (lambda *_: None) if quiet else (lambda text: click.echo(text, err=True))
+    result = deploy(artifact, output, threads=threads, cuda_runtime=cuda_runtime, log=log)
+    click.echo(f"bundle:   {result.bundle} ({result.total_bytes / 1e6:.2f} MB, {result.target}, {result.kind})")
+    click.echo(f"runtime:  {', '.join(f'{Path(k).name} {v / 1e6:.2f} MB' for k, v in result.runtime_libraries.items())}"
+               if result.runtime_libraries else "runtime:  none shipped (see README.md)")
+    minimum = result.requirements.get("minimum_versions", {})
+    if minimum:
+        click.echo(f"needs:    {', '.join(minimum.values())}"
+                   + (f", CUDA driver >= {result.requirements['cuda']['min_driver_version'] // 1000}"
+                      if "cuda" in result.requirements else ""))
+    click.echo(f"next:     {result.bundle / 'README.md'}")
+
+
+COMMANDS = [deploy_command]
