@@ -157,6 +157,7 @@ def _copy_runtime(libs, kind, stage: Path, cuda_runtime) -> list[str]:
             if not source.is_file():
                 raise EdgeccError(f"--cuda-runtime {source} does not exist")
         shutil.copy2(source, lib / f"{name}{SUFFIX[libs.os]}")
+        (lib / f"{name}{SUFFIX[libs.os]}").chmod(0o755)  # wheels unzip libraries without exec bits
         shipped.append(f"{name}{SUFFIX[libs.os]}")
     licenses = stage / "licenses"
     licenses.mkdir()

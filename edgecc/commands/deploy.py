@@ -14,8 +14,11 @@ import click
               help="Threads the C API uses by default (default: the board's cores).")
 @click.option("--cuda-runtime", type=click.Path(path_type=Path), default=None,
               help="Jetson: a libtvm_runtime_cuda.so to ship instead of the wheel's (e.g. one built for CUDA 12).")
+@click.option("--check", is_flag=True,
+              help="Run the bundle here as a bare board would (empty environment; aarch64 under QEMU with a "
+                   "libc-only sysroot) and compare it with ONNX Runtime.")
 @click.option("--quiet", "-q", is_flag=True)
-def deploy_command(artifact, output, threads, cuda_runtime, quiet):
+def deploy_command(artifact, output, threads, cuda_runtime, check, quiet):
     """Bundle ARTIFACT for its board: model, TVM runtime libraries, C API, bin/edgecc-run, README."""
     from ..bundle import deploy
 
@@ -29,6 +32,14 @@ def deploy_command(artifact, output, threads, cuda_runtime, quiet):
         click.echo(f"needs:    {', '.join(minimum.values())}"
                    + (f", CUDA driver >= {result.requirements['cuda']['min_driver_version'] // 1000}"
                       if "cuda" in result.requirements else ""))
+    if check:
+        from ..bundle.check import check_bundle
+        from ..errors import VerificationError
+
+        outcome = check_bundle(result.bundle, artifact)
+        click.echo(f"check:    {outcome['status']} on {outcome['where']}: {outcome['reason']}")
+        if outcome["status"] == "failed":
+            raise VerificationError(f"the bundle's outputs differ from ONNX Runtime: {outcome['reason']}")
     click.echo(f"next:     {result.bundle / 'README.md'}")
 
 
