@@ -101,6 +101,9 @@ def check_bundle(bundle: Path, artifact: Path, inputs: dict[str, np.ndarray] | N
 
     manifest = read_manifest(artifact)
     description = json.loads((Path(bundle) / MODEL_JSON).read_text())
+    if not (Path(bundle) / "bin" / "edgecc-run").is_file():
+        raise EdgeccError(f"{bundle} has no prebuilt bin/edgecc-run to check here (a {description['device']} "
+                          "bundle is built on its own platform; see its README.md)")
     if inputs is None:
         specs = [TensorSpec.from_dict(e) for e in description["inputs"]]
         bounds = {name: hi for name, (_, hi) in input_valid_ranges(description).items()}
