@@ -2,7 +2,8 @@
  *
  * The bundle folder holds model.so, model.json (what the model takes and returns) and lib/ (the TVM
  * runtime). Every function reports failure through its return value and leaves one line in
- * edgecc_last_error(); no function throws or aborts on bad input.
+ * edgecc_last_error(); no function throws or aborts on bad input. One model may not run on two
+ * threads at once (it owns its input buffers); open one model per thread instead.
  *
  *   edgecc_model *m = edgecc_model_open("bundle", NULL);
  *   if (!m) { fprintf(stderr, "%s\n", edgecc_last_error()); return 1; }
