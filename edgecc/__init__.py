@@ -13,7 +13,7 @@ from edgecc.threads import size_tvm_thread_pool
 
 size_tvm_thread_pool()  # before anything can start TVM's thread pool
 
-from edgecc.api import bench, compare, compile, report, run, tune  # noqa: E402
+from edgecc.api import bench, compare, compile, deploy, report, run, tune  # noqa: E402
 from edgecc.errors import EdgeccError  # noqa: E402
 
-__all__ = ["compile", "tune", "run", "bench", "compare", "report", "EdgeccError", "__version__"]
+__all__ = ["compile", "tune", "run", "bench", "compare", "report", "deploy", "EdgeccError", "__version__"]

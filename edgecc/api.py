@@ -69,3 +69,13 @@ def report(artifact_dir) -> list[Path]:
     folder = Path(artifact_dir)
     render_reports(folder, load_report(folder))
     return [folder / "report.md", folder / "report.html"]
+
+
+def deploy(artifact_dir, output, *, threads: int | None = None, cuda_runtime=None, log=print):
+    """Bundle a compiled artifact for its board: model, TVM runtime libraries, C API, example program.
+
+    Returns an edgecc.bundle.DeployResult (bundle folder, files and sizes, board requirements).
+    """
+    from edgecc.bundle import deploy as deploy_bundle
+
+    return deploy_bundle(artifact_dir, output, threads=threads, cuda_runtime=cuda_runtime, log=log)

@@ -144,7 +144,7 @@ def package(ctx: CompileContext):
     ctx.manifest = write_manifest(ctx.stage_dir, model_name=ctx.source.name, target=ctx.target,
                                   packaged=ctx.packaged, inputs=ctx.imported.inputs,
                                   outputs=ctx.imported.outputs, backend=ctx.backend,
-                                  precision=ctx.options.precision)
+                                  precision=ctx.options.precision, index_bounds=ctx.imported.index_bounds)
     return ctx.packaged
 
 

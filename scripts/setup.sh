@@ -9,11 +9,11 @@ demo=1
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-echo "== system packages (cross gcc, QEMU, lld, Chromium for report checks)"
+echo "== system packages (cross gcc, QEMU, lld, Chromium for report checks, CMake for the deploy bundle rebuild)"
 export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update -qq
 as_root apt-get install -y -qq --no-install-recommends \
-    gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static lld chromium >/dev/null
+    gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static lld chromium cmake >/dev/null
 
 echo "== Python packages (pinned in pyproject.toml)"
 python3 -m pip install -q --disable-pip-version-check -e ".[all,test]"

@@ -22,7 +22,7 @@ def test_held_out_bert_compiles_verifies_and_runs(held_out_bert_onnx, tmp_path):
     assert verification["status"] == "passed"
     assert verification["outputs"][0]["max_rel_error"] < 1e-4
     assert result.manifest["inputs"] == [
-        {"name": "input_ids", "shape": [1, 24], "dtype": "int64"},
+        {"name": "input_ids", "shape": [1, 24], "dtype": "int64", "valid_range": [0, 777]},  # vocab rows
         {"name": "attention_mask", "shape": [1, 24], "dtype": "int64"},
     ]
     assert result.manifest["outputs"] == [{"name": "last_hidden_state", "shape": [1, 24, 48], "dtype": "float32"}]

@@ -1,4 +1,10 @@
-"""The deployable folder: library, reference model, manifest with hashes and versions."""
+"""The deployable folder: library, reference model, manifest with hashes and versions.
+
+Manifest input entries are {"name", "shape", "dtype"} and, for an integer input that indexes an
+embedding table (token ids, token types, positions), "valid_range": [min, max], half-open:
+every value v must satisfy min <= v < max (max is the table's row count). TVM's gather reads
+out of bounds on other values, so runtimes must reject them (the deploy C API does).
+"""
 
 from __future__ import annotations
 
@@ -34,8 +40,39 @@ def file_table(folder: Path) -> dict:
             for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
+def input_entries(inputs, index_bounds: dict[str, int] | None = None) -> list[dict]:
+    """Manifest entries for the inputs, with "valid_range" where the graph says which table an input indexes."""
+    entries = []
+    for spec in inputs:
+        entry = spec.to_dict()
+        if index_bounds and spec.name in index_bounds:
+            entry["valid_range"] = [0, int(index_bounds[spec.name])]
+        entries.append(entry)
+    return entries
+
+
+def input_valid_ranges(manifest: dict) -> dict[str, tuple[int, int]]:
+    """name -> (min, max) of the inputs whose values must satisfy min <= v < max."""
+    return {e["name"]: (int(e["valid_range"][0]), int(e["valid_range"][1]))
+            for e in manifest.get("inputs", []) if e.get("valid_range") is not None}
+
+
+def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple[int, int]]:
+    """The valid ranges computed from the artifact's reference.onnx (artifacts compiled before the field)."""
+    import onnx
+
+    from edgecc.frontend.inputs import TensorSpec
+    from edgecc.frontend.onnx_import import _index_bounds
+
+    path = Path(folder) / manifest.get("reference_model", REFERENCE_MODEL)
+    if not path.is_file():
+        return {}
+    specs = [TensorSpec.from_dict(e) for e in manifest["inputs"]]
+    return {name: (0, int(rows)) for name, rows in _index_bounds(onnx.load(str(path)), specs).items()}
+
+
 def write_manifest(folder: Path, *, model_name: str, target, packaged, inputs, outputs, backend,
-                   precision: str) -> dict:
+                   precision: str, index_bounds: dict[str, int] | None = None) -> dict:
     manifest = {
         "format": ARTIFACT_FORMAT,
         "model": model_name,
@@ -47,7 +84,7 @@ def write_manifest(folder: Path, *, model_name: str, target, packaged, inputs, o
         "contents": packaged.contents,
         "load": packaged.load,
         "precision": precision,
-        "inputs": [spec.to_dict() for spec in inputs],
+        "inputs": input_entries(inputs, index_bounds),
         "outputs": [spec.to_dict() for spec in outputs],
         "reference_model": REFERENCE_MODEL,
         "target": target.to_dict(),

@@ -9,13 +9,14 @@ import click
 from edgecc.cli.board import board, tracker_command
 from edgecc.cli.catalog import models, targets
 from edgecc.cli.compile import compile, tune
+from edgecc.cli.deploy import deploy_command
 from edgecc.cli.logs import logs
 from edgecc.cli.report import compare_command, report_command
 from edgecc.cli.run import bench, run
 from edgecc.errors import EdgeccError
 
-COMMANDS = [compile, tune, run, bench, models, targets, report_command, compare_command, logs, board,
-            tracker_command]
+COMMANDS = [compile, tune, run, bench, deploy_command, models, targets, report_command, compare_command, logs,
+            board, tracker_command]
 
 
 def _fail(message: str, code: int = 2):
