@@ -22,6 +22,14 @@ class BuiltinModel:
     def parameters_note(self) -> str:
         return self.description
 
+    def module(self) -> tuple[object, str]:
+        """build() with random weights drawn from a fixed seed: every export of a built-in holds the
+        same weights, and a module built again (bench/compare.py's PyTorch peer) matches its ONNX."""
+        import torch
+
+        torch.manual_seed(0)
+        return self.build()
+
 
 def _bert(**config):
     def build():

@@ -12,7 +12,7 @@ from edgecc.errors import ModelError
 from edgecc.frontend.builtin import BuiltinModel, builtin_model
 
 OPSET = 17
-EXPORT_VERSION = 2  # bump when built-in weights or wrappers change, so cached exports are redone
+EXPORT_VERSION = 3  # bump when built-in weights or wrappers change, so cached exports are redone (3: seeded weights)
 
 
 def cache_dir() -> Path:
@@ -110,7 +110,7 @@ def export_builtin(name: str, batch: int, seq_len: int, progress=print) -> Expor
         return ExportedModel(path, spec.name, weights, int(parameters), spec.modality)
     require_exporter("built-in models")
     progress(f"exporting built-in '{spec.name}' to ONNX ({shape_tag}) ...")
-    module, weights = spec.build()
+    module, weights = spec.module()
     _export(module, spec.modality, batch, seq_len, spec.image_size, path, _vocab(module))
     parameters = _parameters(module)
     write_text_atomic(meta, f"{weights}\n{parameters}\n")
