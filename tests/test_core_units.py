@@ -15,6 +15,7 @@ def test_latency_stats_by_hand():
     assert stats["median_ms"] == pytest.approx(3.0)
     assert stats["mean_ms"] == pytest.approx(4.0)
     assert stats["min_ms"] == pytest.approx(1.0)
+    assert stats["p10_ms"] == pytest.approx(1.4)
     assert stats["std_ms"] == pytest.approx(np.std([1, 2, 3, 4, 10], ddof=1))
     assert stats["cv"] == pytest.approx(stats["std_ms"] / 4.0)
     assert stats["unstable"] is True

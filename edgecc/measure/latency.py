@@ -17,6 +17,7 @@ def latency_stats(seconds: list[float]) -> dict:
     return {
         "runs": int(ms.size),
         "min_ms": float(ms.min()),
+        "p10_ms": float(np.percentile(ms, 10)),
         "median_ms": float(np.median(ms)),
         "mean_ms": mean,
         "p90_ms": float(np.percentile(ms, 90)),
@@ -52,18 +53,23 @@ def onnxruntime_session(onnx_path, threads: int):
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
+def sample_seconds(run, min_seconds: float, min_runs: int = 10, max_runs: int = 100000) -> list[float]:
+    """Seconds per call of `run()`, called until min_seconds have passed and at least min_runs times."""
+    samples = []
+    deadline = time.perf_counter() + min_seconds
+    while len(samples) < min_runs or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+        if len(samples) >= max_runs:
+            break
+    return samples
+
+
 def time_onnxruntime(session, inputs: dict, min_seconds: float, warmup: int = 3) -> dict:
     for _ in range(warmup):
         session.run(None, inputs)
-    samples = []
-    deadline = time.perf_counter() + min_seconds
-    while len(samples) < 10 or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        session.run(None, inputs)
-        samples.append(time.perf_counter() - start)
-        if len(samples) >= 100000:
-            break
-    return latency_stats(samples)
+    return latency_stats(sample_seconds(lambda: session.run(None, inputs), min_seconds))
 
 
 def measure_latency(artifact, onnx_path, inputs: dict, min_seconds: float, ort_threads: int, log=print) -> dict:
