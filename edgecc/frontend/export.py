@@ -12,7 +12,7 @@ from edgecc.errors import ModelError
 from edgecc.frontend.builtin import BuiltinModel, builtin_model
 
 OPSET = 17
-EXPORT_VERSION = 3  # bump when built-in weights or wrappers change, so cached exports are redone (3: seeded weights)
+EXPORT_VERSION = 4  # bump when built-in weights or wrappers change, so cached exports are redone (4: seeded weights)
 
 
 def cache_dir() -> Path:
