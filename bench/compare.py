@@ -40,7 +40,16 @@ from peers import (  # noqa: E402  (bench/ is a folder of scripts, not a package
     TorchPeer,
     first_line,
 )
-from table import LOADED, Row, cpu_snapshot, document, header, machine_from_cpuinfo, others_cpu_share  # noqa: E402
+from table import (  # noqa: E402
+    LOADED,
+    Row,
+    agreement,
+    cpu_snapshot,
+    document,
+    header,
+    machine_from_cpuinfo,
+    others_cpu_share,
+)
 
 from edgecc.threads import host_threads  # noqa: E402
 
@@ -99,22 +108,13 @@ def prepare_model(name: str, seq_len: int, threads: int, work: Path) -> BenchMod
                       hidden=int(getattr(config, "hidden_size", 0) or 0))
 
 
-def relative_error(actual, reference) -> float:
-    import numpy as np
-
-    actual, reference = np.asarray(actual, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    if actual.shape != reference.shape or not np.all(np.isfinite(actual)):
-        return float("inf")
-    return float(np.max(np.abs(actual - reference)) / max(float(np.max(np.abs(reference))), 1e-30))
-
-
 def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
                 work: Path) -> tuple[list[Row], list[str]]:
     from edgecc.measure.latency import latency_stats, sample_seconds
 
     model = prepare_model(name, args.seq_len, args.threads, work / name)
     peers = make_peers(model.modality, precisions, tuned_logs, set(args.skip))
-    built: list[tuple[Peer, float, float]] = []  # (peer, build seconds, relative error)
+    built: list[tuple[Peer, float, tuple | None]] = []  # (peer, build seconds, (max rel error, cosine))
     rows, notes, reference = [], [], None
     for peer in peers:
         print(f"{name}: building {peer.label} ...", flush=True)
@@ -130,8 +130,10 @@ def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
             continue
         if peer is peers[0]:  # ONNX Runtime as is: without it no output is checked (error left blank)
             reference = output
-        error = relative_error(output, reference) if reference is not None else None
-        built.append((peer, time.perf_counter() - started, error))
+        check = agreement(output, reference) if reference is not None else None
+        built.append((peer, time.perf_counter() - started, check))
+        print(f"{name}: {peer.label}: built in {built[-1][1]:.1f} s" +
+              (f", error {check[0]:.1e}, cos {check[1]:.6f}" if check else ""), flush=True)
         notes += [f"{name}, {peer.label}: {note}" for note in peer.notes]
     for peer, _, _ in built:  # warm-up: first-run allocations and thread-pool start-up stay out of the samples
         for _ in range(2):
@@ -142,9 +144,10 @@ def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
         start = round_index % max(1, len(built))
         for peer, _, _ in built[start:] + built[:start]:
             samples[id(peer)] += sample_seconds(peer.run, args.seconds, min_runs=1)
-    for peer, build_s, error in built:
+    for peer, build_s, check in built:
+        error, cosine = check if check else (None, None)
         rows.append(Row(name, peer.label, peer.precision, stats=latency_stats(samples[id(peer)]), error=error,
-                        build_s=build_s))
+                        cosine=cosine, build_s=build_s))
         peer.close()
     order = {peer.label: index for index, peer in enumerate(peers)}  # edgecc's builds first, then the peers
     return sorted(rows, key=lambda row: (not row.runtime.startswith("edgecc"), order.get(row.runtime, 0))), notes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -12,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from table import (  # noqa: E402  (bench/ is a folder of scripts)
     CpuSnapshot,
     Row,
+    agreement,
     busy_seconds,
     header,
     machine_from_cpuinfo,
@@ -29,14 +31,14 @@ def _stats(median: float) -> dict:
 
 def test_ratios_are_taken_within_model_and_precision_and_skip_wrong_or_untimed_rows():
     rows = [
-        Row("m", "edgecc fp32", "fp32", _stats(8.0), error=1e-6),
-        Row("m", "ONNX Runtime", "fp32", _stats(10.0), error=0.0),
-        Row("m", "fast but wrong", "fp32", _stats(1.0), error=0.5),
-        Row("m", "edgecc int8", "int8", _stats(6.0), error=0.01),
-        Row("m", "ONNX Runtime int8", "int8", _stats(4.0), error=0.01),
-        Row("m", "OpenVINO default (bf16)", "bf16", _stats(5.0), error=2e-3),
+        Row("m", "edgecc fp32", "fp32", _stats(8.0), error=1e-6, cosine=1.0),
+        Row("m", "ONNX Runtime", "fp32", _stats(10.0), error=0.0, cosine=1.0),
+        Row("m", "fast but wrong", "fp32", _stats(1.0), error=0.5, cosine=0.9),
+        Row("m", "edgecc int8", "int8", _stats(6.0), error=0.01, cosine=0.999),
+        Row("m", "ONNX Runtime int8", "int8", _stats(4.0), error=0.16, cosine=0.998),
+        Row("m", "OpenVINO default (bf16)", "bf16", _stats(5.0), error=2e-3, cosine=0.9999),
         Row("m", "IREE", "fp32", reason="iree-compile failed: unsupported op"),
-        Row("other", "ONNX Runtime", "fp32", _stats(2.0), error=0.0),
+        Row("other", "ONNX Runtime", "fp32", _stats(2.0), error=0.0, cosine=1.0),
     ]
     ratio = {(r.model, r.runtime): r.ratio for r in with_ratios(rows)}
     assert ratio[("m", "edgecc fp32")] == pytest.approx(1.0)
@@ -50,14 +52,26 @@ def test_ratios_are_taken_within_model_and_precision_and_skip_wrong_or_untimed_r
 
     table = render(rows)
     assert "| m | IREE | fp32 | — | — | — | — | not run: iree-compile failed: unsupported op |" in table
+    assert "| 1.6e-01 | 0.99800 |" in table
     assert "not ranked: wrong output" in table.splitlines()[4]
     assert "| **1.00x** |" in table.splitlines()[2]
 
 
-def test_int8_tolerance_is_looser_than_fp32():
-    assert Row("m", "a", "int8", _stats(1.0), error=0.05).ranked
-    assert not Row("m", "a", "fp32", _stats(1.0), error=0.05).ranked
-    assert not Row("m", "a", "fp32", _stats(1.0), error=float("inf")).ranked
+def test_fp32_is_judged_by_its_worst_element_reduced_precisions_by_cosine():
+    assert Row("m", "a", "int8", _stats(1.0), error=0.2, cosine=0.995).ranked
+    assert not Row("m", "a", "int8", _stats(1.0), error=0.2, cosine=0.95).ranked
+    assert not Row("m", "a", "fp32", _stats(1.0), error=0.05, cosine=0.9999).ranked
+    assert not Row("m", "a", "fp32", _stats(1.0), error=float("inf"), cosine=0.0).ranked
+    assert Row("m", "a", "fp32", _stats(1.0)).ranked  # no reference output: timed, nothing to flag
+
+
+def test_agreement_of_outputs():
+    reference = np.array([[1.0, -2.0, 4.0]])
+    error, cosine = agreement(reference + [[0.0, 0.0, 0.004]], reference)
+    assert error == pytest.approx(0.001) and cosine == pytest.approx(1.0, abs=1e-6)
+    assert agreement(-reference, reference)[1] == pytest.approx(-1.0)
+    assert agreement(np.ones((1, 2)), reference) == (float("inf"), 0.0)  # another shape
+    assert agreement(np.array([[np.nan, 0.0, 0.0]]), reference) == (float("inf"), 0.0)
 
 
 CPUINFO = """processor\t: 0
