@@ -1,7 +1,7 @@
 """edgecc against every runtime a user would pick: same ONNX file, inputs and threads, one run.
 
     python bench/compare.py tinybert-4 minilm-l6 distilbert mobilevit-s efficientformer-l1 \\
-        --seq-len 128 --precision fp32 int8 --int8-models tinybert-4 minilm-l6 distilbert
+        --seq-len 128 --precision fp32 int8 --precision-models tinybert-4 minilm-l6 distilbert
 
 Per model, edgecc is compiled (default schedules; tuned as well when --tuning-logs has records
 for this CPU; --precision int8 / bf16 builds when asked) and the ONNX file it compiled goes to
@@ -123,7 +123,9 @@ def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
             peer.build(model)
             output = peer.run()
         except Exception as exc:  # noqa: BLE001 - a runtime failing on a model is a table row, not a crash
-            reason = str(exc) if isinstance(exc, PeerUnavailable) else f"{type(exc).__name__}: {first_line(exc)}"
+            reason = (str(exc) if isinstance(exc, PeerUnavailable) else
+                      f"{exc.name} is not installed (pip install 'edgecc[bench]')" if isinstance(exc, ImportError)
+                      else f"{type(exc).__name__}: {first_line(exc)}")
             print(f"{name}: {peer.label}: not run: {reason}", flush=True)
             rows.append(Row(name, peer.label, peer.precision, reason=reason, build_s=time.perf_counter() - started))
             peer.close()
@@ -189,8 +191,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "int8", "bf16", "fp16"],
                         help="edgecc builds to time; int8 adds ONNX Runtime quantize_dynamic")
-    parser.add_argument("--int8-models", nargs="*", default=None,
-                        help="only these models get the non-fp32 precisions (default: all)")
+    parser.add_argument("--precision-models", nargs="*", default=None,
+                        help="only these models get the precisions other than fp32 (default: all)")
     parser.add_argument("--threads", type=int, default=host_threads())
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="per runtime per round")
@@ -199,6 +201,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep compiled artifacts here (default: a temp folder)")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
+    from edgecc.errors import EdgeccError
+    from edgecc.frontend import builtin_model
+
+    try:
+        for name in args.models:
+            builtin_model(name)
+    except EdgeccError as exc:
+        parser.error(f"{exc}; bench/compare.py takes built-in names only")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before TVM starts its pool, which reads it once
     logging.getLogger().setLevel(logging.ERROR)  # the ONNX Runtime tools log advice at WARNING on every call
     started, cpu_start = time.perf_counter(), cpu_snapshot()
@@ -212,7 +222,7 @@ def main() -> None:
         work = args.work or Path(tmp)
         for name in args.models:
             precisions = args.precision
-            if args.int8_models is not None and name not in args.int8_models:
+            if args.precision_models is not None and name not in args.precision_models:
                 precisions = [p for p in args.precision if p == "fp32"]
             model_rows, model_notes = bench_model(name, precisions, args, tuned_logs, work)
             rows += model_rows
