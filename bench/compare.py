@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,15 +142,24 @@ def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
         for _ in range(2):
             peer.run()
     samples: dict[int, list[float]] = {id(peer): [] for peer, _, _ in built}
+    failed: dict[int, str] = {}  # a runtime that fails mid-run leaves the rounds, not the whole bench
     print(f"{name}: timing {len(built)} runtimes, {args.rounds} rounds of {args.seconds:g} s each ...", flush=True)
     for round_index in range(args.rounds):
         start = round_index % max(1, len(built))
         for peer, _, _ in built[start:] + built[:start]:
-            samples[id(peer)] += sample_seconds(peer.run, args.seconds, min_runs=1)
+            if id(peer) in failed:
+                continue
+            try:
+                samples[id(peer)] += sample_seconds(peer.run, args.seconds, min_runs=1)
+            except Exception as exc:  # noqa: BLE001 - reported in its row
+                failed[id(peer)] = f"failed while timed: {type(exc).__name__}: {first_line(exc)}"
     for peer, build_s, check in built:
         error, cosine = check if check else (None, None)
-        rows.append(Row(name, peer.label, peer.precision, stats=latency_stats(samples[id(peer)]), error=error,
-                        cosine=cosine, build_s=build_s))
+        if id(peer) in failed:
+            rows.append(Row(name, peer.label, peer.precision, reason=failed[id(peer)], build_s=build_s))
+        else:
+            rows.append(Row(name, peer.label, peer.precision, stats=latency_stats(samples[id(peer)]), error=error,
+                            cosine=cosine, build_s=build_s))
         peer.close()
     order = {peer.label: index for index, peer in enumerate(peers)}  # edgecc's builds first, then the peers
     return sorted(rows, key=lambda row: (not row.runtime.startswith("edgecc"), order.get(row.runtime, 0))), notes
@@ -171,7 +181,7 @@ def tuning_records_here(logs: Path) -> int:
 def versions() -> dict[str, str]:
     found = {}
     try:
-        commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+        commit = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"], capture_output=True,
                                 text=True, timeout=10).stdout.strip()
         found["edgecc"] = commit or "unknown"
     except OSError:
@@ -227,6 +237,8 @@ def main() -> None:
             model_rows, model_notes = bench_model(name, precisions, args, tuned_logs, work)
             rows += model_rows
             notes += model_notes
+            if args.work is None:  # artifacts, optimized and quantized copies: gigabytes over five models
+                shutil.rmtree(work / name, ignore_errors=True)
     from tvm.target import codegen
 
     machine = machine_from_cpuinfo(Path("/proc/cpuinfo").read_text(), codegen.llvm_get_system_cpu())
@@ -238,7 +250,7 @@ def main() -> None:
                         "absolute times are not meaningful, and runtimes whose threads spin-wait (PyTorch's "
                         "OpenMP pool most of all) lose far more than the others. Rerun on a quiet machine.")
     notes.append(f"The whole run took {(time.perf_counter() - started) / 60:.1f} min "
-                 f"({args.rounds} rounds x {args.seconds:g} s per runtime).")
+                 f"({args.rounds} x {args.seconds:g} s per runtime).")
     text = document(head, rows, notes)
     print(text)
     args.output.write_text(text)
