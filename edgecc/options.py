@@ -9,11 +9,11 @@ from pathlib import Path
 from edgecc.errors import EdgeccError
 
 # What --precision accepts. The one list: passes, targets and the CLI read it from here.
-PRECISIONS = ("fp32", "fp16", "int8", "mixed")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed")
 # Number formats a board file may give a peak throughput for.
 ARITHMETIC_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Relative error (max |edgecc - reference| / max |reference|) tolerated before a compile fails.
-DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "int8": None, "mixed": None}
+DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2, "int8": None, "mixed": None}
 
 
 @dataclass(frozen=True)

@@ -85,29 +85,18 @@ def run_graph_passes(ctx: CompileContext):
             stats = getattr(graph_pass, "stats", None)
             if stats is not None:
                 ctx.pass_stats[pass_name(graph_pass)] = stats
+                if hasattr(stats, "summary"):  # e.g. the layers a precision pass kept FP32, and why
+                    ctx.log(f"      {stats.summary()}")
     ctx.relax_module = mod
     return mod
 
 
 def lower(ctx: CompileContext):
     import tvm
-    from tvm import relax
 
-    # Fast math before legalization: exp/erf/tanh become vectorisable polynomials (topi fast_*),
-    # within ~1e-7 relative of libm but without a scalar libm call per element.
-    fast_math = [relax.transform.FastMathTransform()] if ctx.options.fast_math else []
-    passes = tvm.transform.Sequential([
-        *fast_math,
-        relax.backend.DispatchSampling(),
-        relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        relax.transform.FuseOps(),
-        relax.transform.FuseTIR(),
-        # a kernel that only reshapes becomes a view of its input instead of a copy
-        relax.transform.RewriteDataflowReshape(),
-    ], name="lowered")
+    from edgecc.backends import lowering_pipeline
+
+    passes = lowering_pipeline(ctx.options.fast_math)
     with ctx.target.tvm(), tvm.transform.PassContext(opt_level=3, instruments=_dump_instruments(ctx, ["lowered"])):
         ctx.lowered = passes(ctx.relax_module)
     return ctx.lowered

@@ -73,3 +73,28 @@ def sparse_reference(q, kt, v, bias, block, neighbours, global_tokens):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def build_for_host(mod):
+    """(scheduled module, run) for a Relax module built for this machine through edgecc's own
+    lowering and default schedules; run(*arrays) -> the first output as NumPy."""
+    import tvm
+    from tvm import relax
+
+    from edgecc.backends import backend_for
+    from edgecc.context import CompileContext
+    from edgecc.options import CompileOptions
+    from edgecc.pipeline import lower
+    from edgecc.targets import load_target
+
+    host = load_target("host")
+    ctx = CompileContext(model="test", options=CompileOptions(), log=lambda *_: None)
+    ctx.target, ctx.backend, ctx.relax_module = host, backend_for(host), mod
+    lower(ctx)
+    scheduled = ctx.backend.default_schedule(ctx.lowered, host)
+    vm = relax.VirtualMachine(ctx.backend.build(scheduled, host).executable, tvm.cpu())
+    return scheduled, lambda *arrays: vm["main"](*[tvm.runtime.tensor(a) for a in arrays]).numpy()
+
+
+def cosine(a, b) -> float:
+    return float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b))

@@ -14,8 +14,13 @@ def test_int8_compile_reports_accuracy_vs_fp32(held_out_bert_onnx, tmp_path):
     assert accuracy["precision"] == "int8" and accuracy["method"].startswith("model outputs")
     assert accuracy["mean_cosine"] > 0.99 and 0 <= accuracy["accuracy_drop"] < 0.01
     assert fp32.report["accuracy"] == {}
-    int8_summary = accuracy["int8"]  # host has INT8 arithmetic: some layers use it, the rest dequantize on load
-    assert int8_summary["int8_math_layers"] + int8_summary["dequantize_on_load_layers"] == 6
+    # host has INT8 arithmetic: each layer in INT8 where that timed faster here, else FP32 with the reason
+    # (a CPU without a dot-product instruction: calibrated INT8 where the error allows, else dequantize on load)
+    int8_summary = accuracy["int8"]
+    others = int8_summary.get("fp32_layers", int8_summary.get("dequantize_on_load_layers"))
+    assert int8_summary["int8_math_layers"] + others == 6
+    assert all(f["reason"] for f in int8_summary.get("fallbacks", ()))
+    assert int8_summary in int8.report["passes"].values()  # the pass's statistics, as the report lists them
     # (this model's weights are too small to shrink the library; test_pass_quantize_* measures that)
     assert int8.report["verification"]["status"] != "failed"
 

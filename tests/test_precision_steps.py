@@ -19,19 +19,32 @@ def _names(options, target):
     return [pass_description(p) for p in precision_passes(options, target)]
 
 
-def _target(fp16_math, int8_math):
+def _target(fp16_math, int8_math, mcpu=None):
+    """The host with these capabilities; `mcpu` "x86-64" (plain SSE2) has none of the dot-product
+    instructions edgecc tiles for, so the older INT8 paths run (tests/test_pass_*_dense_layers_* and
+    test_pass_choose_mixed_precisions cover the dot-product ones)."""
     from dataclasses import replace
 
     host = load_target("host")
-    return replace(host, capabilities=replace(host.capabilities, fp16_math=fp16_math, int8_math=int8_math))
+    host = replace(host, capabilities=replace(host.capabilities, fp16_math=fp16_math, int8_math=int8_math))
+    return replace(host, tvm_target={"kind": "llvm", "mcpu": mcpu}) if mcpu else host
 
 
 def test_steps_follow_target_capabilities():
+    from edgecc.schedules.matmul_dot import dot_instruction
+
     assert _names(Options("fp32"), _target(True, True)) == []
     assert _names(Options("fp16"), _target(True, False)) == ["cast_matmuls_to_fp16 (fp16 math)"]
     assert "no fp16 math" in _names(Options("fp16"), _target(False, False))[0]
-    assert _names(Options("int8"), _target(False, True)) == ["quantize_dense_weights_int8 (int8 math)"]
+    assert _names(Options("int8"), _target(False, True, "x86-64")) == ["quantize_dense_weights_int8 (int8 math)"]
     assert "dequantize on load" in _names(Options("int8"), _target(False, False))[0]
+    assert _names(Options("bf16"), _target(False, False, "x86-64")) == [
+        "cast_dense_layers_bf16 (no bf16 arithmetic on target: compiled as fp32)"]
+    int8 = dot_instruction(load_target("host"), "int8")
+    if int8 is not None:
+        expected = f"quantize_dense_layers_int8 (int8 math on {int8.name})"
+        assert _names(Options("int8"), _target(False, True)) == [expected]
+    assert _names(Options("mixed"), _target(False, False, "x86-64"))[0].startswith("choose_layer_precisions")
     with pytest.raises(EdgeccError, match="unknown precision 'int4'"):
         Options("int4")
 
@@ -40,7 +53,7 @@ def test_int8_step_calibrates_from_a_file(rng, tmp_path):
     mod, _ = dense_module(rng)
     path = tmp_path / "calib.npz"
     np.savez(path, ids=rng.integers(0, 200, (3, 1, 8)).astype("int64"))
-    (step,) = precision_passes(Options("int8", calibration=path), _target(False, True))
+    (step,) = precision_passes(Options("int8", calibration=path), _target(False, True, "x86-64"))
     after = step(mod)
     assert 'out_dtype="int32"' in after.script(show_meta=False)
     ids = rng.integers(0, 200, (1, 8)).astype("int64")
@@ -62,7 +75,7 @@ def test_bad_calibration_files_are_one_line_errors(rng, tmp_path):
 
 def test_mixed_meets_the_budget_and_reports_every_layer(rng):
     mod, _ = dense_module(rng)
-    (step,) = precision_passes(Options("mixed", max_accuracy_drop=1e-5), _target(False, False))
+    (step,) = precision_passes(Options("mixed", max_accuracy_drop=1e-5), _target(False, False, "x86-64"))
     after = step(mod)
     choices = step.stats.choices
     assert [c["kind"] for c in choices] == ["embedding", "dense", "dense"]
@@ -77,6 +90,6 @@ def test_mixed_meets_the_budget_and_reports_every_layer(rng):
 
     drop = output_drop([build_on_host(after)([i])[0] for i in ids], [build_on_host(mod)([i])[0] for i in ids], None)
     assert drop <= 1e-4
-    (loose,) = precision_passes(Options("mixed", max_accuracy_drop=0.5), _target(False, False))
+    (loose,) = precision_passes(Options("mixed", max_accuracy_drop=0.5), _target(False, False, "x86-64"))
     loose(mod)
     assert all(c["precision"] == "int8" for c in loose.stats.choices)

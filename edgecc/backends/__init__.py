@@ -77,6 +77,29 @@ def _load_builtin_backends() -> None:
                 raise
 
 
+def lowering_pipeline(fast_math: bool = True):
+    """Relax passes from the graph-passed module to unscheduled kernels (the pipeline's lower step;
+    also what edgecc.passes.precision builds its per-layer timing kernels with)."""
+    import tvm
+    from tvm import relax
+
+    # Fast math before legalization: exp/erf/tanh become vectorisable polynomials (topi fast_*),
+    # within ~1e-7 relative of libm but without a scalar libm call per element.
+    fast = [relax.transform.FastMathTransform()] if fast_math else []
+    return tvm.transform.Sequential([
+        *fast,
+        relax.backend.DispatchSampling(),
+        relax.backend.DispatchSortScan(),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        # a kernel that only reshapes becomes a view of its input instead of a copy
+        relax.transform.RewriteDataflowReshape(),
+    ], name="lowered")
+
+
 def finalize_pipeline():
     """Relax passes after scheduling: identical for every kind in TVM 0.27."""
     import tvm

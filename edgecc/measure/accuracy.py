@@ -149,6 +149,13 @@ def evaluate(ctx) -> dict:
         result["layers"] = stats["choose_layer_precisions"].choices
     if "quantize_dense_weights_int8" in stats:
         result["int8"] = asdict(stats["quantize_dense_weights_int8"])
+    if "quantize_dense_layers_int8" in stats:  # INT8 math on the dot-product instruction
+        result["int8"] = asdict(stats["quantize_dense_layers_int8"])
+    if "cast_dense_layers_bf16" in stats:
+        result["bf16"] = asdict(stats["cast_dense_layers_bf16"])
+    if "choose_mixed_precisions" in stats:  # per-layer choices and the Pareto front they came from
+        mixed = asdict(stats["choose_mixed_precisions"])
+        result["layers"], result["pareto_front"] = mixed["layers"], mixed["pareto_front"]
     if "rewrite_attention_sparse" in stats:
         result["sparse_attention_summary"] = asdict(stats["rewrite_attention_sparse"])
     return result

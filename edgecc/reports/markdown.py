@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecc.reports.precision import precision_lines
+
 
 def _ms(stats: dict | None, key: str = "median_ms") -> str:
     return "-" if not stats else f"{stats[key]:.3f}"
@@ -56,6 +58,7 @@ def render_markdown(report: dict) -> str:
     lines += _energy_lines(report.get("energy"))
     lines += _profile_lines(report.get("profile"))
     lines += _environment_lines(report.get("environment"))
+    lines += precision_lines(report.get("passes"))
     for section in ("tuning", "accuracy"):
         if report.get(section):
             lines += [f"## {section.title()}", "", "```", _compact(report[section]), "```", ""]

@@ -6,7 +6,11 @@ against ONNX Runtime's ~7 ms here). Each family module holds one rule (see `rule
 and to the next one when a rule raises (the failure is kept on the kernel and reported). Every
 kernel leaves marked with its schedule's source (`common.schedule_summary` counts them).
 
+  matmul_dot.py      INT8 / BF16 dense kernels on the CPU's dot-product instruction (vpdpbusd,
+                     vpmaddubsw, sdot, vdpbf16ps); before matmul.py, which would take them too
   matmul.py          matmuls + fused epilogues: register tile over packed weight panels
+  quantize_rows.py   run-time per-row INT8 quantization / BF16 rounding of a dense layer's input
+                     (built pre-scheduled by passes/precision)
   reductions.py      softmax / LayerNorm-like row reductions: one parallel loop over rows
   elementwise.py     reshape/transpose/activation chains, and the generic last resort
   gather.py          embedding lookups
@@ -28,12 +32,13 @@ from edgecc.schedules.common import (
 from edgecc.schedules.elementwise import ElementwiseRule, GenericRule
 from edgecc.schedules.gather import GatherRule
 from edgecc.schedules.matmul import MatmulRule
+from edgecc.schedules.matmul_dot import DotMatmulRule
 from edgecc.schedules.parameters import vector_lanes
 from edgecc.schedules.reductions import RowReductionRule
 from edgecc.schedules.rule import KernelView
 
 # First match wins; GenericRule takes anything and is counted as a fallback.
-CPU_RULES = (MatmulRule(), RowReductionRule(), GatherRule(), ElementwiseRule(), GenericRule())
+CPU_RULES = (DotMatmulRule(), MatmulRule(), RowReductionRule(), GatherRule(), ElementwiseRule(), GenericRule())
 
 
 def apply_cpu_default_schedules(mod, target, rules=CPU_RULES):

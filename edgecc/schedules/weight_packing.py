@@ -56,9 +56,14 @@ def panel_layout(n_axis: int, tile: int):
     return lambda n, k: (n // tile, k, n % tile)
 
 
-def pack_array(array: np.ndarray, n_axis: int, tile: int) -> np.ndarray:
+def pack_array(array: np.ndarray, n_axis: int, tile: int, group: int = 1) -> np.ndarray:
+    """[N / tile, K, tile] panels; with `group` > 1 (INT8 / BF16 dot-product kernels,
+    edgecc.schedules.matmul_dot) [N / tile, K / group, tile, group]: `group` consecutive k of one
+    column side by side, as one instruction reads them."""
     kn = array if n_axis == 1 else array.T
     k, n = kn.shape
+    if group > 1:
+        return np.ascontiguousarray(kn.reshape(k // group, group, n // tile, tile).transpose(2, 0, 3, 1))
     return np.ascontiguousarray(kn.reshape(k, n // tile, tile).transpose(1, 0, 2))
 
 
@@ -74,7 +79,8 @@ def pack_weight_arguments(mod):
     packing, renamed = {}, {}
     for gvar, func in mod.functions_items():
         if isinstance(func, tvm.tirx.PrimFunc) and func.attrs and PACKED_ATTR in func.attrs:
-            packing[gvar.name_hint] = [(int(p), int(axis), int(tile)) for p, axis, tile in func.attrs[PACKED_ATTR]]
+            # [param, n_axis, tile] or, for dot-product kernels, [param, n_axis, tile, group]
+            packing[gvar.name_hint] = [tuple(int(v) for v in entry) for entry in func.attrs[PACKED_ATTR]]
             renamed[gvar.name_hint] = tvm.ir.GlobalVar(gvar.name_hint)
             _update_type(renamed[gvar.name_hint], func.ty)
     if not packing:
@@ -88,10 +94,10 @@ def pack_weight_arguments(mod):
             if not args or call.args[0].name_hint not in packing:
                 return call
             name = call.args[0].name_hint
-            for position, n_axis, tile in packing[name]:
+            for position, n_axis, tile, *group in packing[name]:
                 arg = args[position]
                 if isinstance(arg, Constant) and len(arg.value.shape) == 2:
-                    args[position] = relax.const(pack_array(arg.value.numpy(), n_axis, tile))
+                    args[position] = relax.const(pack_array(arg.value.numpy(), n_axis, tile, *group))
             return relax.Call(call.op, [renamed[name], relax.Tuple(args), *call.args[2:]], call.attrs,
                               call.ty_args, call.span)
 

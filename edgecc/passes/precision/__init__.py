@@ -4,14 +4,21 @@
   fp32   nothing.
   fp16   matmuls in FP16 with FP32 accumulation where the target has FP16 arithmetic
          (capabilities.fp16_math); elsewhere FP16 weight storage only, computed in FP32.
-  int8   per-channel symmetric INT8 weights for dense layers and embedding tables. With
-         capabilities.int8_math, dense layers also quantize their input (per-tensor scale calibrated
-         from --calibration FILE.npz or built-in samples) and multiply in INT8 with int32
-         accumulation; without it the weights are widened inside each matmul (dequantize-on-load).
-  mixed  per-layer sensitivity search (sensitivity.py): INT8 weights for the layers the
-         --max-accuracy-drop budget allows, FP32 for the most sensitive.
-Each pass's statistics (layers quantized, choices) reach report.json["accuracy"] through the
-pipeline's pass statistics.
+  bf16   dense layers in BF16 with FP32 accumulation on CPUs with AVX512-BF16 (vdpbf16ps), weights
+         and embedding tables stored bf16 (cast_dense_layers_bf16.py); elsewhere FP32, and the
+         compile says so.
+  int8   on a CPU with an INT8 dot-product instruction (VNNI, AVX-512BW/AVX2 vpmaddubsw, aarch64
+         sdot) every dense layer computes in INT8: activations quantized per row at run time (static
+         per-tensor scales with --calibration), int32 accumulation, dequantize in the epilogue
+         (quantize_dense_layers_int8.py). Other targets: per-channel INT8 weights, and with
+         capabilities.int8_math calibrated per-tensor INT8 matmuls where the activation error allows,
+         else dequantize-on-load (quantize_dense_weights_int8.py).
+  mixed  INT8 / BF16 / FP32 per layer from measured latency and simulated sensitivity within
+         --max-accuracy-drop, with the Pareto front (choose_mixed_precisions.py); on a target with
+         neither instruction, INT8 weights for the layers the budget allows (sensitivity.py).
+INT8 and BF16 layers are kept only where they time faster than FP32 here (low_precision_timing.py;
+boards that do not run here keep them untimed). Each pass's statistics (layers, fallbacks and why,
+choices) reach report.json through the pipeline's pass statistics.
 """
 
 from __future__ import annotations
@@ -22,11 +29,33 @@ from edgecc.passes.precision.sensitivity import ChooseLayerPrecisions
 
 
 def precision_passes(options, target) -> list:
+    from edgecc.passes.precision.low_precision_timing import runs_here
+    from edgecc.schedules.matmul_dot import dot_instruction
+
     capabilities = target.capabilities
+    int8 = dot_instruction(target, "int8") if capabilities.int8_math else None
+    bf16 = dot_instruction(target, "bf16")
+    timed = runs_here(options, target)
+    from edgecc.schedules import vector_lanes
+
+    lanes = vector_lanes(target) if int8 or bf16 else 0  # only LLVM CPU targets have either
     if options.precision == "fp16":
         return [CastMatmulsToFp16(fp16_math=capabilities.fp16_math)]
+    if options.precision == "bf16":
+        from edgecc.passes.precision.cast_dense_layers_bf16 import CastDenseLayersBf16
+
+        return [CastDenseLayersBf16(bf16, lanes, target, timed)]
+    if options.precision == "int8" and int8:
+        from edgecc.passes.precision.quantize_dense_layers_int8 import QuantizeDenseLayersInt8
+
+        return [QuantizeDenseLayersInt8(int8, lanes, target, timed, calibration=options.calibration)]
     if options.precision == "int8":
         return [QuantizeDenseWeightsInt8(int8_math=capabilities.int8_math, calibration=options.calibration)]
+    if options.precision == "mixed" and (int8 or bf16):
+        from edgecc.passes.precision.choose_mixed_precisions import ChooseMixedPrecisions
+
+        return [ChooseMixedPrecisions(int8, bf16, lanes, target, timed, max_accuracy_drop=options.max_accuracy_drop,
+                                      calibration=options.calibration)]
     if options.precision == "mixed":
         return [ChooseLayerPrecisions(calibration=options.calibration, max_accuracy_drop=options.max_accuracy_drop)]
     return []

@@ -83,3 +83,37 @@ def fold_weight_transposes(mod):
     """
     with tvm.target.Target({"kind": "llvm"}):
         return relax.transform.FoldConstant()(mod)
+
+
+def unsupported_reason(x, weight, ins) -> str | None:
+    """Why the dense layer `x @ weight` cannot run on instruction `ins`, or None."""
+    k, n = weight.shape
+    ty = x.ty
+    if str(getattr(ty, "dtype", "")) != "float32" or getattr(ty, "shape", None) is None:
+        return "input is not a float32 tensor of known shape"
+    if any(not isinstance(d, tvm.tirx.IntImm) for d in ty.shape):
+        return "input shape is not static"
+    if k % ins.group:
+        return f"K={k} is not a multiple of {ins.group}"
+    if n % ins.lanes:
+        return f"N={n} is not a multiple of the instruction's {ins.lanes} lanes"
+    return None
+
+
+def layer_names(mod) -> dict[str, str]:
+    """{weight key: "dense_3"}: the names the mixed-precision report gives layers."""
+    return {layer["key"]: f"{layer['kind']}_{index}" for index, layer in enumerate(list_dense_layers(mod))}
+
+
+def dense_layer_inputs(mod) -> list[tuple[str, object, np.ndarray]]:
+    """[(weight key, input expr, weight)] of every dense layer in `main`, in program order."""
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call):
+            weight = dense_weight(expr)
+            if weight is not None:
+                found.append((weight_key(weight), expr.args[0], weight))
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return found

@@ -1,0 +1,160 @@
+"""Every dense layer in BF16 arithmetic with FP32 accumulation (AVX512-BF16 `vdpbf16ps`).
+
+`matmul(x, W)` with W a float32 [K, N] constant becomes `matmul(bf16(x), bf16(W), out_dtype=f32)`
+(embedding tables: stored bfloat16, the gathered rows widened to float32):
+the weight is rounded (to nearest even) and stored as bfloat16 at compile time, packed for the
+instruction (edgecc.schedules_dot), the input is rounded at run time by one small kernel per
+distinct input (Q, K and V share one). Bias, GELU, residual add, softmax, LayerNorm and every
+reduction stay FP32. A layer the instruction cannot take (K odd, N not a multiple of 16) stays
+FP32 and is listed with the reason; on a target that runs here, each dense shape is timed BF16 vs
+FP32 and kept BF16 only where faster (edgecc.passes.low_precision_timing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from edgecc.passes.precision.dense_weights import (
+    dense_weight,
+    embedding_table,
+    fold_weight_transposes,
+    layer_names,
+    unsupported_reason,
+    weight_key,
+)
+from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION, LayerFallback, fallback_summary
+
+
+@dataclass(frozen=True)
+class Bf16DenseStats:
+    instruction: str | None  # e.g. "vdpbf16ps (avx512bf16)"; None: the target has no BF16 arithmetic
+    weights: str = "bfloat16 (round to nearest even), packed for the instruction at compile time"
+    activations: str = "rounded to bfloat16 at run time; softmax, LayerNorm, reductions stay FP32"
+    bf16_layers: tuple[str, ...] = ()
+    fallbacks: tuple[LayerFallback, ...] = ()
+    bf16_math_layers: int = 0
+    fp32_layers: int = 0
+    rounded_inputs: int = 0
+    embedding_tables: int = 0  # stored as bfloat16
+    attention: str = ATTENTION
+    timing: str = ""
+    timings: tuple[dict, ...] = ()
+
+    def summary(self) -> str:
+        if self.instruction is None:
+            return "BF16: this target has no BF16 arithmetic (AVX512-BF16 vdpbf16ps); every layer compiled as FP32"
+        return fallback_summary(f"BF16 dense layers: {self.bf16_math_layers} on {self.instruction}", self.fallbacks)
+
+
+def to_bf16(array: np.ndarray) -> np.ndarray:
+    import ml_dtypes
+
+    return array.astype(ml_dtypes.bfloat16)  # round to nearest even, as the run-time kernel does
+
+
+@mutator
+class _DenseBf16Rewriter(PyExprMutator):
+    def __init__(self, mod, ins, lanes, keep_fp32, keys=None, tables=True):
+        super().__init__(mod)
+        self.keys = keys
+        self.tables = tables
+        self.mod_ = mod
+        self.ins = ins
+        self.lanes = lanes
+        self.keep_fp32 = keep_fp32 or {}
+        self.names = layer_names(mod)
+        self.layers, self.fallbacks, self.embeddings = [], [], 0
+        self.rounded: list = []  # (input var, bf16 var)
+        self.kernels: dict = {}
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        table = embedding_table(call)
+        # embedding tables: stored as bfloat16, the gathered rows widened back to float32
+        if table is not None and self.tables and (self.keys is None or weight_key(table) in self.keys):
+            self.embeddings += 1
+            rows = self.builder_.emit(relax.op.take(relax.const(to_bf16(table)), call.args[1], axis=0))
+            return relax.op.astype(rows, "float32")
+        weight = dense_weight(call)
+        if weight is None:
+            return call
+        key = weight_key(weight)
+        name = self.names.get(key, key)
+        if self.keys is not None and key not in self.keys:
+            return call
+        reason = self.keep_fp32.get(key) or unsupported_reason(call.args[0], weight, self.ins)
+        if reason:
+            self.fallbacks.append(LayerFallback(name, key, tuple(weight.shape), reason))
+            return call
+        self.layers.append(name)
+        x = self._rounded(call.args[0])
+        return relax.op.matmul(x, relax.const(to_bf16(weight)), out_dtype="float32")
+
+    def _rounded(self, x):
+        for var, rounded in self.rounded:
+            if var.same_as(x):
+                return rounded
+        shape = tuple(int(d) for d in x.ty.shape)
+        if shape not in self.kernels:
+            from edgecc.schedules.quantize_rows import round_to_bf16_kernel
+
+            self.kernels[shape] = self.builder_.add_func(round_to_bf16_kernel(shape, self.lanes), "round_to_bf16")
+        rounded = self.builder_.emit(relax.call_tir(self.kernels[shape], [x], relax.TensorType(shape, "bfloat16")))
+        self.rounded.append((x, rounded))
+        return rounded
+
+    def transform(self):
+        for gv, func in self.mod_.functions_items():
+            if isinstance(func, relax.Function):
+                self.builder_.update_func(gv, self.visit_expr(func))
+        return self.builder_.get()
+
+
+def cast_dense_layers_bf16(mod: tvm.IRModule, ins, lanes: int, keep_fp32: dict[str, str] | None = None,
+                           keys: set[str] | None = None, tables: bool = True):
+    """(module, Bf16DenseStats): dense layers (all, or those whose weight_key is in `keys`) in BF16
+    math on `ins` (edgecc.schedules.matmul_dot); embedding tables (those in `keys`) stored bf16 if `tables`."""
+    rewriter = _DenseBf16Rewriter(fold_weight_transposes(mod), ins, lanes, keep_fp32, keys, tables)
+    result = relax.transform.DeadCodeElimination()(rewriter.transform())
+    stats = Bf16DenseStats(f"{ins.name} ({ins.feature})", bf16_layers=tuple(rewriter.layers),
+                           fallbacks=tuple(rewriter.fallbacks), bf16_math_layers=len(rewriter.layers),
+                           fp32_layers=len(rewriter.fallbacks), rounded_inputs=len(rewriter.rounded),
+                           embedding_tables=rewriter.embeddings)
+    return result, stats
+
+
+@tvm.transform.module_pass(opt_level=0, name="cast_dense_layers_bf16")
+class CastDenseLayersBf16:
+    """--precision bf16. Without BF16 arithmetic on the target (`instruction` None) it changes
+    nothing and its statistics say so (one line in the log, and report.json)."""
+
+    def __init__(self, instruction, lanes: int, target, timed: bool):
+        self.instruction = instruction
+        self.lanes = lanes
+        self.target = target
+        self.timed = timed
+        self.stats: Bf16DenseStats | None = None
+
+    @property
+    def description(self) -> str:
+        return (f"bf16 math on {self.instruction.name}" if self.instruction
+                else "no bf16 arithmetic on target: compiled as fp32")
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        from edgecc.passes.precision.low_precision_timing import slower_layers
+
+        if self.instruction is None:
+            self.stats = Bf16DenseStats(None, weights="float32", activations="float32")
+            return mod
+        mod = fold_weight_transposes(mod)
+        keep_fp32, timings, note = slower_layers(
+            mod, self.target, self.instruction, "bf16", self.timed,
+            lambda m: cast_dense_layers_bf16(m, self.instruction, self.lanes)[0])
+        mod, stats = cast_dense_layers_bf16(mod, self.instruction, self.lanes, keep_fp32)
+        self.stats = replace(stats, timing=note, timings=tuple(t.to_dict() for t in timings))
+        return mod

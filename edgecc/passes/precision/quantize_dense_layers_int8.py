@@ -1,0 +1,229 @@
+"""Every dense layer in INT8 arithmetic on the target's dot-product instruction.
+
+`matmul(x, W)` with W a float32 [K, N] constant becomes
+
+    q, s, zp = quantize_rows(x)                       # run time, per row (edgecc.schedules.quantize_rows)
+    acc      = matmul(q, Wq, out_dtype=int32)         # vpdpbusd / vpmaddubsw / sdot (edgecc.schedules.matmul_dot)
+    y        = float32(acc - zp * colsum(Wq)) * s * w # dequantize, fused into the GEMM's epilogue
+
+with Wq = int8(round(W / w)), w per output column (symmetric, max |W[:, j]| / 127) and colsum(Wq) a
+compile-time constant. The bias, GELU and residual add that follow stay Relax ops, so TVM's FuseOps
+puts them into the same kernel after the dequantization. An input read by several layers (Q, K and
+V) is quantized once. With calibrated static scales (`--calibration`, per-tensor) the row kernel
+is replaced by a fixed scale and zero point. Embedding tables are stored as per-row INT8.
+
+A layer the instruction cannot take (K not a multiple of 4, N not a multiple of the vector's
+lanes, a non-float32 input) stays FP32 and is listed in the statistics with the reason; so is a
+layer whose INT8 kernel timed slower than FP32 on this machine (edgecc.passes.precision.
+low_precision_timing). Attention's QK^T and PV are not dense layers: they stay in the fused FP32
+attention kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from edgecc.passes.precision.dense_weights import (
+    dense_weight,
+    fold_weight_transposes,
+    layer_names,
+    unsupported_reason,
+    weight_key,
+)
+from edgecc.passes.precision.quantize_dense_weights_int8 import quantize_per_channel
+
+ATTENTION = "FP32 (QK^T and PV in the fused FP32 attention kernel, which has no low-precision variant)"
+
+
+@dataclass(frozen=True)
+class LayerFallback:
+    layer: str  # dense_<n>: program order, embedding tables counted (as the mixed report names layers)
+    key: str
+    shape: tuple
+    reason: str
+
+
+@dataclass(frozen=True)
+class Int8DenseStats:
+    """What the pass did, for report.json["passes"] / ["accuracy"]["int8"] and the compile log."""
+
+    instruction: str | None  # e.g. "vpdpbusd (avx512vnni)"
+    activations: str  # how dense inputs are quantized
+    weights: str = "per-channel symmetric int8, packed for the instruction at compile time"
+    int8_layers: tuple[str, ...] = ()
+    fallbacks: tuple[LayerFallback, ...] = ()
+    int8_math_layers: int = 0
+    fp32_layers: int = 0
+    quantized_inputs: int = 0  # row-quantize kernels (one per distinct dense input)
+    embedding_tables: int = 0  # stored as per-row INT8
+    attention: str = ATTENTION
+    timing: str = ""  # how the never-slower-than-FP32 check was made (or why not)
+    timings: tuple[dict, ...] = ()  # per dense shape: fp32_us, int8_us, kept
+
+    def summary(self) -> str:
+        return fallback_summary(f"INT8 dense layers: {self.int8_math_layers} on {self.instruction}", self.fallbacks)
+
+
+def fallback_summary(text: str, fallbacks) -> str:
+    """`text`, then the layers kept FP32 and why (the first four; the report has them all)."""
+    if not fallbacks:
+        return text
+    listed = "; ".join(f"{f.layer}: {f.reason}" for f in fallbacks[:4])
+    more = f"; and {len(fallbacks) - 4} more (report.json)" if len(fallbacks) > 4 else ""
+    return f"{text}; {len(fallbacks)} kept FP32 ({listed}{more})"
+
+
+def dynamic_activation_text(ins) -> str:
+    low, high = ins.activation_range
+    return f"dynamic per-row asymmetric {ins.activation_dtype} {low}..{high} (no calibration)"
+
+
+@dataclass
+class _Tally:
+    layers: list = field(default_factory=list)
+    fallbacks: list = field(default_factory=list)
+    inputs: int = 0
+
+
+@mutator
+class _DenseInt8Rewriter(PyExprMutator):
+    def __init__(self, mod, ins, lanes, keys, static_scales, keep_fp32):
+        super().__init__(mod)
+        self.mod_ = mod
+        self.ins = ins
+        self.lanes = lanes
+        self.keys = keys
+        self.static_scales = static_scales or {}
+        self.keep_fp32 = keep_fp32 or {}
+        self.names = layer_names(mod)
+        self.tally = _Tally()
+        self.quantized: list = []  # (input var, (q, scale, zero point))
+        self.kernels: dict = {}  # input shape -> row kernel GlobalVar
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        weight = dense_weight(call)
+        if weight is None:
+            return call
+        key = weight_key(weight)
+        name = self.names.get(key, key)
+        if self.keys is not None and key not in self.keys:
+            return call
+        reason = self.keep_fp32.get(key) or unsupported_reason(call.args[0], weight, self.ins)
+        if reason:
+            self.tally.fallbacks.append(LayerFallback(name, key, tuple(weight.shape), reason))
+            return call
+        self.tally.layers.append(name)
+        return self._rewrite(call.args[0], weight, key)
+
+    def _rewrite(self, x, weight, key):
+        values, column_scale = quantize_per_channel(weight, axis=1)
+        column_sum = values.astype(np.int32).sum(axis=0).astype(np.int32)
+        q, row_scale, zero_point = self._quantized_input(x, key)
+        acc = self.builder_.emit(relax.op.matmul(q, relax.const(values), out_dtype="int32"))
+        corrected = relax.op.subtract(acc, relax.op.multiply(zero_point, relax.const(column_sum)))
+        widened = relax.op.astype(corrected, "float32")
+        return relax.op.multiply(relax.op.multiply(widened, row_scale), relax.const(column_scale))
+
+    def _quantized_input(self, x, key):
+        if key in self.static_scales:
+            return self._static(x, self.static_scales[key])
+        for var, found in self.quantized:
+            if var.same_as(x):
+                return found
+        shape = tuple(int(d) for d in x.ty.shape)
+        if shape not in self.kernels:
+            from edgecc.schedules.quantize_rows import quantize_rows_kernel
+
+            low, high = self.ins.activation_range
+            kernel = quantize_rows_kernel(shape, low, high, self.ins.activation_dtype, self.lanes)
+            self.kernels[shape] = self.builder_.add_func(kernel, "quantize_rows")
+        rows = (*shape[:-1], 1)
+        out = [relax.TensorType(shape, self.ins.activation_dtype), relax.TensorType(rows, "float32"),
+               relax.TensorType(rows, "int32")]
+        result = self.builder_.emit(relax.call_tir(self.kernels[shape], [x], out))
+        found = tuple(self.builder_.emit(relax.TupleGetItem(result, i)) for i in range(3))
+        self.quantized.append((x, found))
+        self.tally.inputs += 1
+        return found
+
+    def _static(self, x, scale: float):
+        """Calibrated per-tensor scale: zero point at the middle of the code range (symmetric)."""
+        low, high = self.ins.activation_range
+        zero = (low + high + 1) // 2
+        codes = relax.op.add(relax.op.round(relax.op.multiply(x, relax.const(np.float32(1.0 / scale)))),
+                             relax.const(np.float32(zero)))
+        q = self.builder_.emit(relax.op.astype(relax.op.clip(codes, low, high), self.ins.activation_dtype))
+        rows = (*[int(d) for d in list(x.ty.shape)[:-1]], 1)
+        return (q, relax.const(np.full(rows, scale, np.float32)), relax.const(np.full(rows, zero, np.int32)))
+
+    def transform(self):
+        for gv, func in self.mod_.functions_items():
+            if isinstance(func, relax.Function):
+                self.builder_.update_func(gv, self.visit_expr(func))
+        return self.builder_.get()
+
+
+def quantize_dense_layers_int8(mod: tvm.IRModule, ins, lanes: int, keys: set[str] | None = None,
+                               static_scales: dict[str, float] | None = None,
+                               keep_fp32: dict[str, str] | None = None):
+    """(module, Int8DenseStats): dense layers (all, or those whose weight_key is in `keys`) in INT8
+    math on instruction `ins` (edgecc.schedules.matmul_dot.DotInstruction); `lanes`: float32 lanes.
+    `keep_fp32`: {weight key: reason} of layers to leave FP32 (listed as fallbacks)."""
+    rewriter = _DenseInt8Rewriter(fold_weight_transposes(mod), ins, lanes, keys, static_scales, keep_fp32)
+    result = relax.transform.DeadCodeElimination()(rewriter.transform())
+    tally = rewriter.tally
+    stats = Int8DenseStats(f"{ins.name} ({ins.feature})",
+                           "static per-tensor (calibrated)" if static_scales else dynamic_activation_text(ins),
+                           int8_layers=tuple(tally.layers), fallbacks=tuple(tally.fallbacks),
+                           int8_math_layers=len(tally.layers), fp32_layers=len(tally.fallbacks),
+                           quantized_inputs=tally.inputs)
+    return result, stats
+
+
+@tvm.transform.module_pass(opt_level=0, name="quantize_dense_layers_int8")
+class QuantizeDenseLayersInt8:
+    """--precision int8 on a target with a dot-product instruction: dense layers in INT8 math,
+    each kept only where it timed faster than FP32 here (`timed`: the target runs on this machine),
+    embedding tables stored as per-row INT8."""
+
+    def __init__(self, instruction, lanes: int, target, timed: bool, calibration: Path | None = None):
+        self.instruction = instruction
+        self.lanes = lanes
+        self.target = target
+        self.timed = timed
+        self.calibration = calibration
+        self.stats: Int8DenseStats | None = None
+
+    @property
+    def description(self) -> str:
+        return f"int8 math on {self.instruction.name}"
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        from dataclasses import replace
+
+        from edgecc.passes.precision.dense_weights import list_dense_layers
+        from edgecc.passes.precision.low_precision_timing import slower_layers
+        from edgecc.passes.precision.quantize_dense_weights_int8 import quantize_dense_weights_int8
+
+        mod = fold_weight_transposes(mod)
+        static = None
+        if self.calibration:
+            from edgecc.passes.precision.calibration import activation_scales, calibration_samples
+
+            static = activation_scales(mod, calibration_samples(mod, self.calibration))
+        keep_fp32, timings, note = slower_layers(
+            mod, self.target, self.instruction, "int8", self.timed,
+            lambda m: quantize_dense_layers_int8(m, self.instruction, self.lanes)[0])
+        mod, stats = quantize_dense_layers_int8(mod, self.instruction, self.lanes, static_scales=static,
+                                                keep_fp32=keep_fp32)
+        tables = {layer["key"] for layer in list_dense_layers(mod) if layer["kind"] == "embedding"}
+        self.stats = replace(stats, timing=note, timings=tuple(t.to_dict() for t in timings),
+                             embedding_tables=len(tables))
+        return quantize_dense_weights_int8(mod, keys=tables) if tables else mod

@@ -1,0 +1,294 @@
+"""Matmuls on the CPU's dot-product instructions: INT8 and BF16 dense kernels (schedule rule
+`matmul-dot`).
+
+A kernel `acc[i, j] += widen(A[i, k]) * widen(W[k, j])` (A the run-time quantized or rounded
+activations, W a compile-time constant weight) followed by its fused epilogue (dequantize, bias,
+GELU, residual add) is register-tiled like the FP32 matmul (edgecc.schedules), but its innermost
+(L columns x G k) step is one instruction:
+
+  x86 AVX-512 VNNI   vpdpbusd        u8 x s8 -> s32, 64 multiply-adds per instruction
+  x86 AVX-512BW      vpmaddubsw+vpmaddwd  (activations limited to 0..127: the pairwise int16
+                                      sums saturate above 2 x 127 x 127)
+  x86 AVX2           vpmaddubsw+vpmaddwd, 8 lanes (same limit)
+  aarch64 +dotprod   sdot            s8 x s8 -> s32, 16 multiply-adds per instruction
+  x86 AVX512-BF16    vdpbf16ps       bf16 x bf16 -> f32, 32 multiply-adds per instruction
+
+The weight is repacked at compile time to [N / T, K / G, T, G] (T = the tile's columns): one
+instruction reads G consecutive k of L consecutive columns as one contiguous vector.
+
+The intrinsics are edgecc's own: TVM 0.27's registered `dot_16x4_vnni` passes the operands of
+`llvm.x86.avx512.vpdpbusd.512` as <16 x i32>, which its LLVM 22 rejects ("Call parameter type does
+not match function signature": the intrinsic takes <64 x i8> since LLVM 21). Registering our own
+also avoids importing `tvm.s_tir.tensor_intrin`, whose package init parses every architecture's
+intrinsics (~60 s on a 2-core machine). BF16: TVM's LLVM code generator has no bfloat type (a
+bfloat16 value reaching it crashes the process) and TIR's BF16 legalization widens bfloat16 values
+to float32, so `vdpbf16ps` is called through a three-line LLVM IR function taking the bf16 bits as
+<16 x i32> and bitcasting them to <32 x bfloat>, linked into the kernel's module by TVM's
+`pragma_import_llvm` and inlined by LLVM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from edgecc.schedules.common import iter_types, loop_extent, vectorize_innermost
+from edgecc.schedules.rule import KernelView
+
+
+@dataclass(frozen=True)
+class DotInstruction:
+    name: str  # the mnemonic the disassembly shows
+    feature: str  # LLVM CPU feature that provides it
+    lanes: int  # accumulators in one vector
+    activation_dtype: str  # what the activations are quantized or rounded to
+    activation_range: tuple[int, int] | None  # integer codes' range (None: floating point)
+    group: int = 4  # consecutive k each lane sums per instruction
+    weight_dtype: str = "int8"
+    accumulator: str = "int32"
+
+    @property
+    def intrinsic(self) -> str:
+        return f"edgecc_dot_{self.name}_{self.lanes}x{self.group}"
+
+
+# Best first: the first one whose feature the target has is used.
+INT8_INSTRUCTIONS = (
+    DotInstruction("vpdpbusd", "avx512vnni", 16, "uint8", (0, 255)),
+    DotInstruction("vpmaddubsw", "avx512bw", 16, "uint8", (0, 127)),
+    DotInstruction("vpmaddubsw", "avx2", 8, "uint8", (0, 127)),
+    DotInstruction("sdot", "dotprod", 4, "int8", (-128, 127)),
+)
+BF16_INSTRUCTIONS = (
+    DotInstruction("vdpbf16ps", "avx512bf16", 16, "bfloat16", None, group=2, weight_dtype="bfloat16",
+                   accumulator="float32"),
+)
+INSTRUCTIONS = INT8_INSTRUCTIONS + BF16_INSTRUCTIONS
+
+# vdpbf16ps for TIR: bf16 bits in, bitcast to LLVM's bfloat inside (see the module docstring)
+_DPBF16PS_IR = """
+define internal <16 x float> @edgecc_dpbf16ps(<16 x float> %acc, <16 x i32> %a, <16 x i32> %b) #0 {
+  %ab = bitcast <16 x i32> %a to <32 x bfloat>
+  %bb = bitcast <16 x i32> %b to <32 x bfloat>
+  %r = call <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> %acc, <32 x bfloat> %ab, <32 x bfloat> %bb)
+  ret <16 x float> %r
+}
+declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)
+attributes #0 = { alwaysinline nounwind readnone }
+"""
+LLVM_IR = {"vdpbf16ps": _DPBF16PS_IR}
+
+
+def target_features(target) -> set[str]:
+    from tvm.target import codegen
+
+    try:
+        return {str(f) for f in codegen.llvm_get_cpu_features(target.tvm())}
+    except Exception:  # noqa: BLE001 - tvm raises its own types for a CPU this LLVM does not know
+        return set()
+
+
+def dot_instruction(target, precision: str = "int8") -> DotInstruction | None:
+    """The dot-product instruction `precision` ("int8" or "bf16") dense layers use on `target`, or
+    None when the target has none (no INT8 / BF16 arithmetic)."""
+    if target is None or getattr(target, "kind", "llvm") != "llvm":
+        return None
+    features = target_features(target)
+    table = BF16_INSTRUCTIONS if precision == "bf16" else INT8_INSTRUCTIONS
+    return next((ins for ins in table if ins.feature in features), None)
+
+
+@cache
+def register_intrinsic(ins: DotInstruction) -> str:
+    """Register (once per process) the tensor intrinsic for `ins`; returns its name."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    lanes, group, a_dtype, w_dtype, acc = ins.lanes, ins.group, ins.activation_dtype, ins.weight_dtype, ins.accumulator
+    vec = lanes * group  # elements of one operand vector
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (group,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (lanes, group), w_dtype, offset_factor=1)
+        C = T.match_buffer(c, (lanes,), acc, offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:group], B[0:lanes, 0:group])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, group):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], acc) * T.cast(B[vi, vk], acc)
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (group,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (lanes, group), w_dtype, offset_factor=1)
+        C = T.match_buffer(c, (lanes,), acc, offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:group], B[0:lanes, 0:group])
+            T.writes(C[0:lanes])
+            C[T.ramp(T.int32(0), 1, lanes)] = _dot(ins, C.vload([0], dtype=f"{acc}x{lanes}"), _broadcast(ins, A),
+                                                   B.vload([0, 0], dtype=f"{w_dtype}x{vec}"))
+
+    name = ins.intrinsic
+    try:
+        TensorIntrin.register(name, desc, impl)
+    except Exception:  # noqa: BLE001 - tvm's error type for "already registered" (an earlier import here)
+        pass
+    return name
+
+
+def _bits(value, dtype: str):
+    """bfloat16 values as their raw bits (uint16): TIR's BF16 legalization leaves a reinterpret of a
+    bfloat16 buffer load to uint16 alone, where any other bfloat16 expression becomes float32."""
+    from tvm.script import tirx as T
+
+    return T.reinterpret(value, dtype=dtype.replace("bfloat16", "uint16")) if "bfloat16" in dtype else value
+
+
+def _broadcast(ins: DotInstruction, A):
+    """The `group` activations of this k step (one 32-bit word), repeated for every lane."""
+    from tvm.script import tirx as T
+
+    dtype = f"{ins.activation_dtype}x{ins.group}"
+    word = T.reinterpret(_bits(A.vload([0], dtype), dtype), dtype="int32")
+    if ins.name == "vdpbf16ps":
+        return T.broadcast(word, ins.lanes)
+    return T.reinterpret(T.broadcast(word, ins.lanes), dtype=f"{ins.activation_dtype}x{ins.lanes * ins.group}")
+
+
+def _dot(ins: DotInstruction, acc, a_vec, b_vec):
+    from tvm.script import tirx as T
+
+    def llvm(name, dtype, *args):
+        return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(name), *args, dtype=dtype)
+
+    lanes = ins.lanes
+    if ins.name == "vdpbf16ps":  # through edgecc_dpbf16ps (_DPBF16PS_IR), which takes the bits as int32
+        b_words = T.reinterpret(_bits(b_vec, f"bfloat16x{2 * lanes}"), dtype=f"int32x{lanes}")
+        return T.call_pure_extern(f"float32x{lanes}", "edgecc_dpbf16ps", acc, a_vec, b_words)
+    if ins.name == "vpdpbusd":
+        return llvm("llvm.x86.avx512.vpdpbusd.512", f"int32x{lanes}", acc, a_vec, b_vec)
+    if ins.name == "sdot":
+        return llvm("llvm.aarch64.neon.sdot.v4i32.v16i8", f"int32x{lanes}", acc, a_vec, b_vec)
+    # vpmaddubsw: u8 x s8 pairs summed to int16, then vpmaddwd with ones sums pairs to int32
+    wide = ins.lanes == 16
+    pairs = llvm("llvm.x86.avx512.pmaddubs.w.512" if wide else "llvm.x86.avx2.pmadd.ub.sw",
+                 f"int16x{2 * lanes}", a_vec, b_vec)
+    quads = llvm("llvm.x86.avx512.pmaddw.d.512" if wide else "llvm.x86.avx2.pmadd.wd", f"int32x{lanes}",
+                 pairs, T.broadcast(T.int16(1), 2 * lanes))
+    return acc + quads
+
+
+class DotMatmulRule:
+    """Register tile + dot-product instruction for INT8 / BF16 dense kernels with a constant weight."""
+
+    name = "matmul-dot"
+
+    def __init__(self, row_tiles=(4, 8, 2, 1), vectors_per_tile=(3, 4, 2, 1)):
+        # 4 x 3 vectors measured best here for INT8 (1450-1750 GOP/s vs 1300-1650 at 8 x 3 on Zen 5)
+        self.row_tiles = tuple(row_tiles)
+        self.vectors_per_tile = tuple(vectors_per_tile)
+
+    def matches(self, kernel: KernelView) -> bool:
+        return self._plan(kernel) is not None
+
+    def apply(self, kernel: KernelView) -> list:
+        plan = self._plan(kernel)
+        if plan is None:
+            raise ValueError(f"{kernel.name}: not a dense kernel this rule can tile")
+        ins, block, position, n_axis = plan
+        sch, blocks = kernel.sch, kernel.blocks
+        index = blocks.index(block)
+        *_, j_loop, _ = sch.get_loops(block)
+        n = loop_extent(sch, j_loop)
+        vectors = next(v for v in self.vectors_per_tile if (n // ins.lanes) % v == 0)
+        tile, group = ins.lanes * vectors, ins.group
+        sch.transform_layout(block, ("read", self._weight_read(sch, block, position)), _dot_layout(n_axis, tile, group))
+        for inner in blocks[index + 1:-1]:
+            sch.compute_inline(inner)
+        for prologue in blocks[:index]:
+            sch.compute_inline(prologue)
+        *spatial, i, j, k = sch.get_loops(block)
+        rows = next(r for r in self.row_tiles if loop_extent(sch, i) % r == 0)
+        io, ii = sch.split(i, [None, rows])
+        jo, ji = sch.split(j, [None, tile])
+        jv, jl = sch.split(ji, [None, ins.lanes])
+        ko, kl = sch.split(k, [None, group])
+        # weight panel outermost (as in the FP32 rule): a K x T panel stays in cache while the row
+        # tiles stream past it
+        sch.reorder(*spatial, jo, io, ko, ii, jv, jl, kl)
+        if index + 1 < len(blocks):
+            last = blocks[-1]
+            sch.reverse_compute_at(last, io)
+            vectorize_innermost(sch, last, kernel.lanes)
+        outer = sch.fuse(*spatial, jo, io)
+        sch.parallel(outer)
+        if ins.name in LLVM_IR:
+            sch.annotate(outer, "pragma_import_llvm", LLVM_IR[ins.name])
+        init = sch.decompose_reduction(block, ko)
+        sch.tensorize(jl, register_intrinsic(ins))
+        sch.unroll(ii)
+        sch.unroll(jv)
+        sch.vectorize(sch.get_loops(init)[-1])
+        return [[position, n_axis, tile, group]]
+
+    # -- matching ---------------------------------------------------------------------------
+    def _plan(self, kernel: KernelView):
+        """(instruction, matmul block, weight parameter position, weight's n axis) or None."""
+        sch = kernel.sch
+        candidates = [ins for ins in (dot_instruction(kernel.target, "int8"), dot_instruction(kernel.target, "bf16"))
+                      if ins is not None]
+        for block in kernel.blocks:
+            stmt = sch.get(block)
+            types = iter_types(sch, block)
+            if types.count("2") != 1 or types[-1] != "2" or len(types) < 3 or len(stmt.reads) != 2:
+                continue
+            dtypes = sorted(str(r.source.dtype) for r in stmt.reads)
+            stored = str(_stored_buffer(stmt).dtype)
+            ins = next((c for c in candidates if dtypes == sorted([c.activation_dtype, c.weight_dtype])
+                        and stored == c.accumulator), None)
+            if ins is None:
+                continue
+            *_, j_loop, k_loop = sch.get_loops(block)
+            n, k = loop_extent(sch, j_loop), loop_extent(sch, k_loop)
+            if not n or not k or n % ins.lanes or k % ins.group:
+                return None
+            found = self._constant_weight(sch, block, kernel.constant_inputs, ins.weight_dtype)
+            return None if found is None else (ins, block, *found)
+        return None
+
+    @staticmethod
+    def _constant_weight(sch, block, constant_inputs, dtype: str):
+        params = list(sch.mod["main"].params)
+        stmt = sch.get(block)
+        j_var, k_var = stmt.iter_vars[-2].var, stmt.iter_vars[-1].var
+        for region in stmt.reads:
+            if str(region.source.dtype) != dtype or len(region.region) != 2:
+                continue
+            position = next((p for p, param in enumerate(params) if param.same_as(region.source)), None)
+            if position is None or position not in constant_inputs:
+                continue
+            first, second = (r.min for r in region.region)
+            if first.same_as(k_var) and second.same_as(j_var):
+                return position, 1
+            if first.same_as(j_var) and second.same_as(k_var):
+                return position, 0
+        return None
+
+    @staticmethod
+    def _weight_read(sch, block, position) -> int:
+        param = list(sch.mod["main"].params)[position]
+        return next(i for i, r in enumerate(sch.get(block).reads) if r.source.same_as(param))
+
+
+def _stored_buffer(stmt):
+    return stmt.writes[0].source
+
+
+def _dot_layout(n_axis: int, tile: int, group: int):
+    """Index map of a 2-D weight (n on `n_axis`) to [N / tile, K / group, tile, group]."""
+    if n_axis == 1:
+        return lambda k, n: (n // tile, k // group, n % tile, k % group)
+    return lambda n, k: (n // tile, k // group, n % tile, k % group)

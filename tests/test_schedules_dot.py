@@ -1,0 +1,161 @@
+"""The dot-product matmul rule (edgecc/schedules/matmul_dot.py) and the row-quantize kernels: exact
+int32 results against NumPy, and the instruction in the built code (disassembly)."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tvm
+from tvm import te
+
+from edgecc.schedules import schedule_kernel, vector_lanes
+from edgecc.schedules.common import schedule_source
+from edgecc.schedules.matmul_dot import INSTRUCTIONS, DotMatmulRule, dot_instruction, target_features
+from edgecc.schedules.quantize_rows import quantize_rows_kernel
+from edgecc.schedules.weight_packing import PACKED_ATTR, pack_array
+from edgecc.targets import load_target
+
+HOST = load_target("host")
+PI5 = load_target("raspberry-pi-5")
+
+
+def _dense_int8_kernel(m, k, n, a_dtype):
+    """acc = A @ W (int32) then the dequantize epilogue the INT8 pass emits: (acc - zp * colsum) * s * w."""
+    a = te.placeholder((m, k), a_dtype, name="a")
+    w = te.placeholder((k, n), "int8", name="w")
+    colsum = te.placeholder((n,), "int32", name="colsum")
+    zp = te.placeholder((m, 1), "int32", name="zp")
+    scale = te.placeholder((m, 1), "float32", name="scale")
+    r = te.reduce_axis((0, k), name="r")
+    acc = te.compute((m, n), lambda i, j: te.sum(a[i, r].astype("int32") * w[r, j].astype("int32"), axis=r),
+                     name="matmul")
+    out = te.compute((m, n), lambda i, j: (acc[i, j] - zp[i, 0] * colsum[j]).astype("float32") * scale[i, 0],
+                     name="dequantize")
+    return te.create_prim_func([a, w, colsum, zp, scale, out])
+
+
+def schedule_dot_kernel(func, target, lanes, constant_inputs):
+    """`func` scheduled by the dot-product rule alone, or None when it does not take it."""
+    scheduled = schedule_kernel(func, "main", lanes, target, frozenset(constant_inputs), rules=(DotMatmulRule(),),
+                                packed_attr=PACKED_ATTR)
+    return scheduled if schedule_source(scheduled) == f"rule:{DotMatmulRule.name}" else None
+
+
+def _build(target, m=24, k=72, n=96):
+    ins = dot_instruction(target)
+    func = _dense_int8_kernel(m, k, n, ins.activation_dtype)
+    scheduled = schedule_dot_kernel(func, target, vector_lanes(target), constant_inputs={1})
+    assert scheduled is not None, "the rule should match a u8/s8 x s8 -> s32 matmul with a constant weight"
+    return ins, scheduled, tvm.compile(tvm.IRModule({"main": scheduled}), target=target.tvm())
+
+
+def _host_instructions():
+    features = target_features(HOST)
+    return [ins for ins in INSTRUCTIONS if ins.feature in features and ins.feature != "dotprod"]
+
+
+def _host_like(mcpu):
+    """The host with an older CPU name, for the instructions this CPU also runs (VNNI -> AVX-512BW -> AVX2)."""
+    from dataclasses import replace
+
+    return replace(HOST, tvm_target={"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+
+
+# CPU names whose best instruction is each x86 variant
+X86_VARIANTS = {"vpdpbusd": None, "vpmaddubsw-16": "skylake-avx512", "vpmaddubsw-8": "haswell"}
+
+
+def _x86_targets():
+    features = target_features(HOST)
+    chosen = []
+    for label, mcpu in X86_VARIANTS.items():
+        target = HOST if mcpu is None else _host_like(mcpu)
+        ins = dot_instruction(target)
+        if ins is not None and ins.feature in features and (mcpu is not None or ins.name == "vpdpbusd"):
+            chosen.append(pytest.param(target, id=label))
+    return chosen or [pytest.param(None, marks=pytest.mark.skip(reason="this CPU has no x86 INT8 dot instruction"))]
+
+
+@pytest.mark.parametrize("target", _x86_targets())
+def test_int8_matmul_rule_is_exact_against_numpy_int32(target, tmp_path):
+    ins, scheduled, lib = _build(target)
+    (position, n_axis, tile, group), = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    assert (position, n_axis, group) == (1, 1, 4) and tile % ins.lanes == 0
+    rng = np.random.default_rng(0)
+    low, high = ins.activation_range
+    a = rng.integers(low, high + 1, (24, 72)).astype(ins.activation_dtype)
+    w = rng.integers(-127, 128, (72, 96)).astype("int8")
+    colsum = w.astype(np.int32).sum(0).astype(np.int32)
+    zp = rng.integers(low, high + 1, (24, 1)).astype(np.int32)
+    scale = np.ones((24, 1), np.float32)
+    out = tvm.runtime.tensor(np.zeros((24, 96), np.float32))
+    if shutil.which("objdump"):
+        lib.export_library(str(tmp_path / "k.so"))
+        assert ins.name in _disassembly(tmp_path / "k.so", "objdump")
+    lib = lib.jit()
+    lib["main"](*[tvm.runtime.tensor(v) for v in (a, pack_array(w, n_axis, tile, group), colsum, zp, scale)], out)
+    expected = a.astype(np.int64) @ w.astype(np.int64) - zp * colsum  # exact: |values| < 2^24
+    np.testing.assert_array_equal(out.numpy(), expected.astype(np.float32))
+
+
+def test_rule_leaves_fp32_and_non_constant_kernels_alone():
+    func = _dense_int8_kernel(8, 16, 32, dot_instruction(HOST).activation_dtype)
+    assert schedule_dot_kernel(func, HOST, 16, constant_inputs=set()) is None  # weight not a constant
+    a, b = te.placeholder((8, 16), name="a"), te.placeholder((16, 32), name="b")
+    r = te.reduce_axis((0, 16))
+    fp32 = te.create_prim_func([a, b, te.compute((8, 32), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r),
+                                                 name="matmul")])
+    assert schedule_dot_kernel(fp32, HOST, 16, constant_inputs={1}) is None
+
+
+def _disassembly(library_path, tool):
+    return subprocess.run([tool, "-d", str(library_path)], capture_output=True, text=True, check=True).stdout
+
+
+def test_host_build_holds_the_dot_product_instruction(tmp_path):
+    if not _host_instructions():
+        pytest.skip("this CPU has none of AVX-512 VNNI, AVX-512BW, AVX2: no INT8 dot-product instruction")
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump (binutils) is not installed")
+    ins, _, lib = _build(HOST)
+    lib.export_library(str(tmp_path / "k.so"))
+    mnemonic = {"vpdpbusd": "vpdpbusd", "vpmaddubsw": "vpmaddubsw"}[ins.name]
+    assert mnemonic in _disassembly(tmp_path / "k.so", "objdump")
+    if "avx512vnni" in target_features(HOST):
+        assert ins.name == "vpdpbusd"
+
+
+def test_raspberry_pi_5_build_holds_sdot(tmp_path):
+    tool = shutil.which("aarch64-linux-gnu-objdump")
+    if tool is None or shutil.which(PI5.toolchain.compiler) is None:
+        pytest.skip("the aarch64 cross binutils/gcc (g++-aarch64-linux-gnu) are not installed")
+    ins, _, lib = _build(PI5)
+    assert ins.name == "sdot"
+    from tvm.support import cc
+
+    lib.export_library(str(tmp_path / "k.so"), fcompile=cc.cross_compiler(PI5.toolchain.require()))
+    assert "sdot\tv" in _disassembly(tmp_path / "k.so", tool)
+
+
+def test_targets_without_a_dot_instruction_get_none():
+    assert dot_instruction(load_target("raspberry-pi-4")) is None  # Cortex-A72: no +dotprod
+    assert dot_instruction(load_target("jetson-orin-nano")) is None  # a CUDA target
+
+
+@pytest.mark.parametrize("dtype,low,high", [("uint8", 0, 255), ("int8", -128, 127), ("uint8", 0, 127)])
+def test_quantize_rows_kernel_reconstructs_each_row_within_half_a_step(dtype, low, high):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 5, 48)).astype(np.float32)
+    x[0, 1] = np.abs(x[0, 1])  # one-sided row: the zero point moves to the end of the range
+    x[1, 2] = 0.0  # an all-zero row must not divide by zero
+    func = quantize_rows_kernel(x.shape, low, high, dtype, 16)
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST.tvm()).jit()
+    outs = [tvm.runtime.tensor(np.zeros(x.shape, dtype)), tvm.runtime.tensor(np.zeros((2, 5, 1), np.float32)),
+            tvm.runtime.tensor(np.zeros((2, 5, 1), np.int32))]
+    lib["main"](tvm.runtime.tensor(x), *outs)
+    q, scale, zp = (o.numpy() for o in outs)
+    assert q.min() >= low and q.max() <= high and zp.min() >= low and zp.max() <= high
+    error = np.abs(scale * (q.astype(np.float32) - zp) - x)
+    assert np.all(error <= scale * 0.5 + 1e-6)
+    assert zp[0, 1, 0] == low and np.all(x[1, 2] == 0) and np.all(q[1, 2] == zp[1, 2])
