@@ -21,7 +21,7 @@ def test_fusion_runs_by_default_and_is_off_with_no_fusion():
 def test_sparsity_before_fusion_and_precision_after():
     names = _names(CompileOptions(sparse_attention="window=16", precision="int8"))
     assert names[0].startswith("rewrite_attention_sparse") and names[1:6] == FUSION
-    assert names[6].startswith("quantize_dense_weights_int8")
+    assert names[6].startswith(("quantize_dense_layers_int8", "quantize_dense_weights_int8"))  # CPU-dependent
 
 
 def test_kernels_with_cpu_schedules_only_for_cpu_targets():

@@ -159,3 +159,31 @@ def test_quantize_rows_kernel_reconstructs_each_row_within_half_a_step(dtype, lo
     error = np.abs(scale * (q.astype(np.float32) - zp) - x)
     assert np.all(error <= scale * 0.5 + 1e-6)
     assert zp[0, 1, 0] == low and np.all(x[1, 2] == 0) and np.all(q[1, 2] == zp[1, 2])
+
+
+def test_bf16_matmul_rule_matches_numpy_on_bf16_rounded_operands(tmp_path):
+    import ml_dtypes
+
+    ins = dot_instruction(HOST, "bf16")
+    if ins is None:
+        pytest.skip("this CPU has no AVX512-BF16 (vdpbf16ps)")
+    a = te.placeholder((8, 64), "bfloat16", name="a")
+    w = te.placeholder((64, 48), "bfloat16", name="w")
+    r = te.reduce_axis((0, 64), name="r")
+    out = te.compute((8, 48), lambda i, j: te.sum(a[i, r].astype("float32") * w[r, j].astype("float32"), axis=r),
+                     name="matmul")
+    scheduled = schedule_dot_kernel(te.create_prim_func([a, w, out]), HOST, 16, constant_inputs={1})
+    assert scheduled is not None
+    (position, n_axis, tile, group), = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    assert group == 2
+    lib = tvm.compile(tvm.IRModule({"main": scheduled}), target=HOST.tvm())
+    if shutil.which("objdump"):
+        lib.export_library(str(tmp_path / "k.so"))
+        assert "vdpbf16ps" in _disassembly(tmp_path / "k.so", "objdump")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((8, 64)).astype(ml_dtypes.bfloat16)
+    weight = rng.standard_normal((64, 48)).astype(ml_dtypes.bfloat16)
+    result = tvm.runtime.tensor(np.zeros((8, 48), np.float32))
+    lib.jit()["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_array(weight, n_axis, tile, group)), result)
+    expected = x.astype(np.float64) @ weight.astype(np.float64)  # bf16 products are exact in float32
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-5, atol=1e-5)
