@@ -85,19 +85,3 @@ def quantize_rows_kernel(shape, qmin: int, qmax: int, dtype: str, lanes: int,
         sch.reorder(reduce, lane)
         sch.vectorize(lane)
     return mark_scheduled(sch.mod["main"], source).with_attr("op_pattern", OPAQUE_PATTERN)
-
-
-def round_to_bf16_kernel(shape, lanes: int, source: str = "pass:cast_dense_layers_bf16"):
-    """The pre-scheduled PrimFunc (x float32) -> bfloat16 (round to nearest even), a BF16 dense
-    layer's input: its own kernel so that the GEMM reads a bfloat16 parameter (the dot-product
-    rule needs one; fused as a prologue the rounding would be recomputed per weight panel)."""
-    from tvm import s_tir, te
-
-    x = te.placeholder(shape, "float32", name="x")
-    y = te.compute(x.shape, lambda *i: x[i].astype("bfloat16"), name="rounded")
-    sch = s_tir.Schedule(te.create_prim_func([x, y]).without_attr("global_symbol"))
-    *rows, column = sch.get_loops(sch.get_sblock("rounded"))
-    sch.parallel(sch.fuse(*rows) if len(rows) > 1 else rows[0])
-    if int(shape[-1]) % lanes == 0:
-        sch.vectorize(sch.split(column, [None, lanes])[1])
-    return mark_scheduled(sch.mod["main"], source).with_attr("op_pattern", OPAQUE_PATTERN)

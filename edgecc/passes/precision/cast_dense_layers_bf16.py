@@ -1,13 +1,14 @@
 """Every dense layer in BF16 arithmetic with FP32 accumulation (AVX512-BF16 `vdpbf16ps`).
 
 `matmul(x, W)` with W a float32 [K, N] constant becomes `matmul(bf16(x), bf16(W), out_dtype=f32)`
-(embedding tables: stored bfloat16, the gathered rows widened to float32):
-the weight is rounded (to nearest even) and stored as bfloat16 at compile time, packed for the
-instruction (edgecc.schedules_dot), the input is rounded at run time by one small kernel per
-distinct input (Q, K and V share one). Bias, GELU, residual add, softmax, LayerNorm and every
-reduction stay FP32. A layer the instruction cannot take (K odd, N not a multiple of 16) stays
-FP32 and is listed with the reason; on a target that runs here, each dense shape is timed BF16 vs
-FP32 and kept BF16 only where faster (edgecc.passes.low_precision_timing).
+(embedding tables: stored bfloat16, the gathered rows widened to float32). The weight is rounded
+(to nearest even) and stored as bfloat16 at compile time, packed for the instruction
+(edgecc.schedules.matmul_dot); the input is rounded at run time once per distinct input (Q, K and
+V share one), inside its producer's kernel where TVM's FuseOps can put it. Bias, GELU, residual
+add, softmax, LayerNorm and every reduction stay FP32. A layer the instruction cannot take (K odd,
+N not a multiple of 16) stays FP32 and is listed with the reason; on a target that runs here, each
+dense shape is timed BF16 vs FP32 and kept BF16 only where faster
+(edgecc.passes.precision.low_precision_timing).
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class _DenseBf16Rewriter(PyExprMutator):
         self.names = layer_names(mod)
         self.layers, self.fallbacks, self.embeddings = [], [], 0
         self.rounded: list = []  # (input var, bf16 var)
-        self.kernels: dict = {}
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -96,15 +96,13 @@ class _DenseBf16Rewriter(PyExprMutator):
         return relax.op.matmul(x, relax.const(to_bf16(weight)), out_dtype="float32")
 
     def _rounded(self, x):
+        """x as bfloat16, once per distinct input: a Relax cast, which TVM's FuseOps puts into the
+        producer's epilogue where it can (FFN1's GELU writes bf16 for FFN2) and into a small
+        elementwise kernel elsewhere (after LayerNorm, after attention)."""
         for var, rounded in self.rounded:
             if var.same_as(x):
                 return rounded
-        shape = tuple(int(d) for d in x.ty.shape)
-        if shape not in self.kernels:
-            from edgecc.schedules.quantize_rows import round_to_bf16_kernel
-
-            self.kernels[shape] = self.builder_.add_func(round_to_bf16_kernel(shape, self.lanes), "round_to_bf16")
-        rounded = self.builder_.emit(relax.call_tir(self.kernels[shape], [x], relax.TensorType(shape, "bfloat16")))
+        rounded = self.builder_.emit(relax.op.astype(x, "bfloat16"))
         self.rounded.append((x, rounded))
         return rounded
 
