@@ -111,12 +111,15 @@ def render(rows, seq_len: int, threads: int) -> str:
                 if line.startswith("model name")), "unknown CPU")
     from tvm.target import codegen
 
+    load = os.getloadavg()[0]
     lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu} (LLVM: "
-             f"{codegen.llvm_get_system_cpu()}), {threads} threads, batch 1, seq {seq_len}. Interleaved rounds; "
-             "ratios of medians. Accuracy: minilm-l6 mean embedding cosine vs PyTorch FP32 on held-out sentences; "
-             "others output cosine vs ONNX Runtime FP32.", "",
-             "| model | runtime | median ms | p10-p90 ms | runs | vs edgecc fp32 | vs ORT INT8 | accuracy | size MB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{codegen.llvm_get_system_cpu()}), {threads} threads, batch 1, seq {seq_len}, 1-min load {load:.1f} "
+             f"on {os.cpu_count()} CPUs at the end. Interleaved rounds; ratios of medians; min: the fastest run. "
+             "Accuracy: minilm-l6 mean embedding cosine vs PyTorch FP32 on held-out sentences; others output "
+             "cosine vs ONNX Runtime FP32.", "",
+             "| model | runtime | median ms | p10-p90 ms | min ms | runs | vs edgecc fp32 | vs ORT INT8 | accuracy "
+             "| size MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for model in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == model]
         median = {name: float(np.median(v)) for _, name, v, _, _ in mine}
@@ -127,7 +130,8 @@ def render(rows, seq_len: int, threads: int) -> str:
                 return f"{mine / ref:.2f}x" if ref else "-"
 
             lines.append(f"| {model} | {name} | {median[name]:.2f} | {np.percentile(values, 10):.2f}-"
-                         f"{np.percentile(values, 90):.2f} | {values.size} | {ratio(fp32)} | {ratio(ort_int8)} | "
+                         f"{np.percentile(values, 90):.2f} | {values.min():.2f} | {values.size} | {ratio(fp32)} | "
+                         f"{ratio(ort_int8)} | "
                          f"{accuracy:.4f} | {size / 1e6 if size else float('nan'):.1f} |")
     return "\n".join(lines) + "\n"
 
