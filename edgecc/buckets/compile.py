@@ -4,7 +4,7 @@ one dispatching `main` (see edgecc/buckets/__init__.py for the design)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgecc.buckets.plan import Bucket, BucketPlan, bucket_plan
@@ -18,12 +18,15 @@ class CompiledBucket:
     outputs: list
     schedules: object  # edgecc.schedules.common.ScheduleSummary of its kernels
     seconds: float  # compile time of its import .. schedule
+    passes: dict = field(default_factory=dict)  # graph pass name -> its stats, at this bucket's shape
+    tuning: dict = field(default_factory=dict)  # records applied to this bucket's kernels
     latency: dict = field(default_factory=dict)  # {"edgecc": stats, "onnxruntime": stats} at its full shape
 
     def to_dict(self) -> dict:
         entry = {"batch": self.bucket.batch, "seq_len": self.bucket.seq_len, "function": self.function,
                  "inputs": [s.to_dict() for s in self.inputs], "kernels": self.schedules.kernels,
-                 "schedules": dict(sorted(self.schedules.by_source.items())), "compile_seconds": self.seconds}
+                 "schedules": dict(sorted(self.schedules.by_source.items())), "compile_seconds": self.seconds,
+                 "passes": {name: asdict(stats) for name, stats in self.passes.items()}, "tuning": self.tuning}
         if self.latency:
             entry["latency"] = self.latency
         return entry
@@ -93,8 +96,8 @@ def compile_buckets(ctx, steps) -> BucketedModel | None:
     model.inputs = with_dynamic_axes(ctx.imported.inputs, model.input_axes)
     model.outputs = with_dynamic_axes(ctx.imported.outputs, output_axes)
     order = model.plan.buckets
-    model.compiled = [CompiledBucket(b, f"main_{b.tag}", compiled[b][0].imported.inputs, compiled[b][0].imported.outputs,
-                                     compiled[b][0].schedules, compiled[b][1]) for b in order]
+    model.compiled = [_compiled_bucket(b, *compiled[b]) for b in order]
+    _check_bucket_shapes(model)
     modules = [compiled[b][0].scheduled for b in order]
     model.constant_bytes, model.stored_constant_bytes = constant_bytes(modules)
     merged = merged_module({f"_{b.tag}": compiled[b][0].scheduled for b in order})
@@ -107,6 +110,25 @@ def compile_buckets(ctx, steps) -> BucketedModel | None:
             f"{model.constant_bytes / 1e6:.1f} MB over all buckets, {model.stored_constant_bytes / 1e6:.1f} MB "
             f"stored once shared; schedules: {ctx.schedules.line()}")
     return model
+
+
+def _check_bucket_shapes(model: BucketedModel) -> None:
+    """Each bucket's static inputs are the dynamic ones at its size (so padding to it is right)."""
+    from edgecc.buckets.kernels import BATCH, SEQUENCE
+    from edgecc.buckets.shapes import at_size
+    from edgecc.errors import ModelError
+
+    for compiled in model.compiled:
+        size = {BATCH: compiled.bucket.batch, SEQUENCE: compiled.bucket.seq_len}
+        for dynamic, static in zip(model.inputs, compiled.inputs):
+            if at_size(dynamic, size) != tuple(static.shape):
+                raise ModelError(f"bucket {compiled.bucket}: input '{static.name}' was imported as "
+                                 f"{'x'.join(map(str, static.shape))}, not {'x'.join(map(str, at_size(dynamic, size)))}")
+
+
+def _compiled_bucket(bucket: Bucket, ctx, seconds: float) -> CompiledBucket:
+    return CompiledBucket(bucket, f"main_{bucket.tag}", ctx.imported.inputs, ctx.imported.outputs, ctx.schedules,
+                          seconds, dict(ctx.pass_stats), dict(ctx.tuning))
 
 
 def _bucket_context(ctx, bucket: Bucket):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecc.buckets.report import bucket_lines
+
 
 def _ms(stats: dict | None, key: str = "median_ms") -> str:
     return "-" if not stats else f"{stats[key]:.3f}"
@@ -52,6 +54,7 @@ def render_markdown(report: dict) -> str:
         for warning in latency.get("warnings", []):
             lines.append(f"\nWarning: {warning}")
         lines.append("")
+    lines += bucket_lines(report.get("buckets"))
     lines += _schedule_lines(report.get("schedules"))
     lines += _energy_lines(report.get("energy"))
     lines += _profile_lines(report.get("profile"))
