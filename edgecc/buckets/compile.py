@@ -74,6 +74,7 @@ def compile_buckets(ctx, steps) -> BucketedModel | None:
     """steps: the pipeline's import, graph passes, lower and schedule, run for each bucket but the
     largest (which the pipeline itself just compiled into ctx)."""
     from edgecc.buckets.dispatch import add_dispatch_main
+    from edgecc.buckets.kernels import guard_sizes
     from edgecc.buckets.merge import constant_bytes, merged_module
     from edgecc.buckets.shapes import output_dynamic_axes, with_dynamic_axes
     from edgecc.schedules.common import schedule_summary
@@ -103,7 +104,7 @@ def compile_buckets(ctx, steps) -> BucketedModel | None:
     merged = merged_module({f"_{b.tag}": compiled[b][0].scheduled for b in order})
     model.profiled = merged_module({f"_{largest.tag}": ctx.scheduled})
     merged = add_dispatch_main(merged, [(b, b.tag) for b in order], model.inputs, model.outputs)
-    ctx.scheduled = ctx.backend.default_schedule(merged, ctx.target)  # the pad and cut kernels
+    ctx.scheduled = guard_sizes(ctx.backend.default_schedule(merged, ctx.target))  # the pad and cut kernels
     ctx.schedules = schedule_summary(ctx.scheduled)
     ctx.imported.inputs, ctx.imported.outputs = model.inputs, model.outputs  # what the artifact takes
     ctx.log(f"      {len(order)} buckets ({', '.join(str(b) for b in order)}); constants "

@@ -8,14 +8,14 @@ outputs back.
         elif s <= 32: ...
         else:        return cut(main_s256(...))
 
-A size outside 1..maximum fails the assert inside the library (one line from the VM), so a caller
-that bypasses edgecc's own input checks (the deploy C API checks too) gets an error, never a read
-past its buffers.
+A size outside 1..maximum fails an assert inside the library (kernels.guard_sizes), so a caller that
+bypasses edgecc's own input checks (the deploy C API checks too) gets an error, never a read past
+its buffers.
 """
 
 from __future__ import annotations
 
-from edgecc.buckets.kernels import BATCH, SEQUENCE, cut_kernel, pad_kernel
+from edgecc.buckets.kernels import BATCH, SEQUENCE, cut_kernel, pad_kernel, with_size_limits
 
 
 def add_dispatch_main(mod, buckets, inputs, outputs):
@@ -26,7 +26,6 @@ def add_dispatch_main(mod, buckets, inputs, outputs):
     import tvm
     from tvm import relax, tirx
     from tvm.relax.expr import _update_type
-    from tvm.relax.utils import convert_to_expr
 
     sizes = {BATCH: tirx.Var("batch", "int64"), SEQUENCE: tirx.Var("seq", "int64")}
     largest = buckets[-1][0]
@@ -57,7 +56,8 @@ def add_dispatch_main(mod, buckets, inputs, outputs):
                 args.append(param)
                 continue
             shape = at_bucket(spec, bucket)
-            pad = kernel(f"pad_{_safe(spec.name)}_{tag}", pad_kernel(spec.dtype, shape, spec.dynamic_axes))
+            func = with_size_limits(pad_kernel(spec.dtype, shape, spec.dynamic_axes), spec.dynamic_axes, shape, limits)
+            pad = kernel(f"pad_{_safe(spec.name)}_{tag}", func)
             padded = relax.Var(f"{_safe(spec.name)}_{tag}", relax.TensorType(shape, spec.dtype))
             bindings.append(relax.VarBinding(padded, relax.call_tir(pad, [param], padded.ty)))
             args.append(padded)
@@ -89,19 +89,9 @@ def add_dispatch_main(mod, buckets, inputs, outputs):
             return branch(bucket, tag)
         return relax.SeqExpr([], relax.If(fits(bucket), branch(bucket, tag), chain(index + 1)))
 
-    used = {name for spec in inputs for _, name in spec.dynamic_axes}
-    in_range = [tirx.all(1 <= sizes[name], sizes[name] <= limits[name]) for name in (BATCH, SEQUENCE) if name in used]
-    check = relax.Var("sizes_checked", relax.TupleType([]))
-    message = "edgecc: input " + " and ".join(
-        f"{name} size must be 1..{limits[name]}" for name in (BATCH, SEQUENCE) if name in used)
-    # What LegalizeOps makes of R.assert_op; built directly, since legalizing the module again would turn
-    # the buckets' reshape views back into copy kernels.
-    assertion = relax.Call(relax.ExternFunc("relax.run.assert_op"), [tirx.all(*in_range), convert_to_expr(message)],
-                           ty_args=[relax.TupleType([])])
-    guarded = relax.SeqExpr([relax.BindingBlock([relax.VarBinding(check, assertion)])], chain(0))
     returned = [symbolic(spec) for spec in outputs]
     ret_ty = returned[0] if len(returned) == 1 else relax.TupleType(returned)
-    main = relax.Function(params, guarded, ret_ty).with_attrs({"global_symbol": "main", "num_input": len(params)})
+    main = relax.Function(params, chain(0), ret_ty).with_attrs({"global_symbol": "main", "num_input": len(params)})
     mod["main"] = main
     return relax.transform.Normalize()(mod)
 

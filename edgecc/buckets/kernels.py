@@ -7,12 +7,16 @@ padded run equal the unpadded one, attention mask 0, so no real token attends to
 Padding along the batch axis repeats the caller's last row: the model runs on real-looking rows
 (no row of all-masked keys) whose results are then dropped.
 Both are left unscheduled here: the backend's default schedules take them like any other kernel
-(on CPUs the elementwise rule: parallel rows, vectorised last axis; dlight on GPUs).
+(on CPUs the elementwise rule: parallel rows, vectorised last axis; dlight on GPUs). After that,
+`guard_sizes` puts an assert at the top of every pad kernel: a size of 0, or past the largest
+bucket, stops the run with one line from the library itself (a TIR assert needs only the TVM
+runtime) before anything reads outside a buffer.
 """
 
 from __future__ import annotations
 
 BATCH, SEQUENCE = "batch", "sequence"
+SIZE_LIMITS = "edgecc.size_limits"  # pad kernel attr: [(axis, bucket size, largest size, dim name)]
 
 
 def _symbolic_shape(shape, dynamic_axes, sizes) -> list:
@@ -37,6 +41,35 @@ def pad_kernel(dtype: str, bucket_shape, dynamic_axes):
 
     y = te.compute(list(bucket_shape), value, name="pad")
     return te.create_prim_func([x, y])
+
+
+def with_size_limits(func, dynamic_axes, bucket_shape, largest: dict):
+    """`func` (a pad kernel) noting which sizes `guard_sizes` must check."""
+    return func.with_attr(SIZE_LIMITS, [[axis, int(bucket_shape[axis]), int(largest[dim]), dim]
+                                        for axis, dim in dynamic_axes])
+
+
+def guard_sizes(mod):
+    """Every pad kernel starts with `assert 1 <= size <= bucket` for its dynamic axes (run after
+    scheduling: TVM's schedule primitives want the root block to be the whole body)."""
+    import tvm
+    from tvm import tirx
+
+    updates = {}
+    for gvar, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc) or not func.attrs or SIZE_LIMITS not in func.attrs:
+            continue
+        checks, body = [], func.body
+        for axis, bucket, largest, dim in func.attrs[SIZE_LIMITS]:
+            size = func.params[0].shape[int(axis)]  # TVM 0.27: a buffer parameter is the buffer itself
+            message = tvm.ir.expr.StringImm(f"edgecc: input {dim} size must be 1..{int(largest)}")
+            # The Python wrapper hands its first two arguments to the constructor in the other order.
+            checks.append(tirx.AssertStmt(tirx.all(1 <= size, size <= int(bucket)), tvm.ir.expr.StringImm("ValueError"),
+                                          [message]))
+        updates[gvar] = func.with_body(tirx.SeqStmt([*checks, body])).without_attr(SIZE_LIMITS)
+    for gvar, func in updates.items():
+        mod[gvar] = func
+    return mod
 
 
 def cut_kernel(dtype: str, bucket_shape, dynamic_axes):
