@@ -293,6 +293,10 @@ def pipeline_plan(options: CompileOptions) -> list[str]:
         lines.append(f"{index:2d}. {name}")
         if name == "graph passes":
             lines += [f"      - {pass_description(p)}" for p in graph_passes(options, target)]
+        if name == "buckets" and options.dynamic_shapes:
+            from edgecc.buckets.plan import bucket_plan
+
+            lines.append("      - " + ", ".join(str(b) for b in bucket_plan(options).buckets))
     return lines
 
 

@@ -184,3 +184,15 @@ def test_a_vision_model_gets_one_artifact_for_every_batch(batch_cnn_onnx, tmp_pa
         assert got.shape == (batch, 10) and relative_error(got, want) < 1e-4
     with pytest.raises(InputSpecError, match="batch size 5"):
         edgecc.run(tmp_path / "cnn", {"pixel_values": np.zeros((5, 3, 16, 16), np.float32)})
+
+
+@pytest.mark.slow
+def test_minilm_one_artifact_up_to_256_tokens_is_at_most_1_3x_one_static_library(tmp_path):
+    """The issue's case: all-MiniLM-L6-v2, buckets 16..256, against a static build at 256 (bench/dynamic.py times them)."""
+    dynamic = edgecc.compile("minilm-l6", "host", tmp_path / "dynamic", max_seq_len=256, min_seconds=0.2, log=quiet)
+    static = edgecc.compile("minilm-l6", "host", tmp_path / "static", seq_len=256, measure=False, log=quiet)
+    buckets = dynamic.report["buckets"]
+    assert buckets["sequence"] == [16, 32, 64, 128, 256]
+    assert all(row["status"] == "passed" for row in buckets["verification"])
+    assert dynamic.report["artifact"]["library_bytes"] <= 1.3 * static.report["artifact"]["library_bytes"]
+    assert buckets["stored_constant_bytes"] < 0.25 * buckets["constant_bytes"]  # five buckets, one copy
