@@ -9,9 +9,11 @@ L tokens of real text (evaluation sentences, all-MiniLM-L6-v2's tokenizer, mask 
   - edgecc static    the build at the bucket's length B, called with the text padded to B by the
                      caller (ids 0, mask 0): what a user of a one-shape artifact does today
   - ONNX Runtime     the same dynamic-axes ONNX model (the artifact's reference.onnx), called with L
-All are timed in interleaved rounds (each runtime `--seconds` per round, every length, every
-round) in one process with the same threads; the dynamic artifact's output is compared with ONNX
-Runtime's at the true length. Writes bench/DYNAMIC.md.
+All run in one process with the same threads, interleaved call by call (a turn calls each runtime
+once, the turns cycling through every order of the three) for `--seconds` per length per round,
+every length in every round; "dynamic / static" is the median over turns of the two calls' ratio
+within a turn, so a machine whose speed drifts (shared, busy) moves both alike. The dynamic
+artifact's output is compared with ONNX Runtime's at the true length. Writes bench/DYNAMIC.md.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compare import _stats, _timer  # noqa: E402  (same folder, shared timing)
+from compare import _stats  # noqa: E402  (same folder, shared statistics)
 
 
 def text_tokens(length: int) -> dict:
@@ -60,6 +62,33 @@ def compile_once(folder: Path, model: str, **options):
     from edgecc.artifact.loader import load_artifact
 
     return load_artifact(folder)
+
+
+def interleaved(runners: dict, seconds: float, samples: dict) -> None:
+    """Turns of one call per runtime until `seconds` have passed, the turns' orders cycling through
+    every permutation, so each runtime follows each other one equally often (ONNX Runtime's threads
+    spin after a call and slow whatever runs next); samples[name] gets each call's seconds (index i
+    of every list: the same turn)."""
+    import itertools
+    import time
+
+    orders = list(itertools.permutations(runners))
+    turn, deadline = 0, time.perf_counter() + seconds
+    while turn % len(orders) or time.perf_counter() < deadline:  # whole cycles of orders
+        times = {}
+        for name in orders[turn % len(orders)]:
+            start = time.perf_counter()
+            runners[name]()
+            times[name] = time.perf_counter() - start
+        for name in runners:
+            samples[name].append(times[name])
+        turn += 1
+
+
+def paired_ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Median, p25 and p75 of a[i] / b[i] over turns."""
+    ratios = np.asarray(a) / np.asarray(b)
+    return float(np.median(ratios)), float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))
 
 
 def bucket_of(length: int, buckets: list[int]) -> int:
@@ -100,8 +129,8 @@ def main():
         got = dynamic.run(inputs)[output]
         static_got = statics[bucket].run(padded(inputs, bucket))[output][:, :length]
         scale = float(np.abs(reference).max())
-        errors[length] = (float(np.abs(got - reference).max()) / scale, float(np.abs(static_got - reference).max()) / scale,
-                          got.shape)
+        errors[length] = (float(np.abs(got - reference).max()) / scale,
+                          float(np.abs(static_got - reference).max()) / scale, got.shape)
         runners[length] = {"edgecc dynamic": lambda i=inputs: dynamic.run(i),
                            "edgecc static": lambda i=padded(inputs, bucket), s=statics[bucket]: s.run(i),
                            "ONNX Runtime": lambda i=inputs: session.run(None, i)}
@@ -112,8 +141,7 @@ def main():
     samples = {(length, name): [] for length, by_runtime in runners.items() for name in by_runtime}
     for _ in range(args.rounds):
         for length, by_runtime in runners.items():
-            for name, run in by_runtime.items():
-                samples[(length, name)] += _timer(run, args.seconds)
+            interleaved(by_runtime, args.seconds, {name: samples[(length, name)] for name in by_runtime})
     sizes = {"dynamic": (args.work / tag / "model.so").stat().st_size,
              "static": (args.work / f"{args.model}-static{buckets[-1]}" / "model.so").stat().st_size
              if buckets[-1] in statics else None}
@@ -128,18 +156,23 @@ def render(args, buckets, samples, errors, sizes) -> str:
     lines = [f"# {args.model}: one artifact for lengths 1..{args.max_seq_len} (buckets {', '.join(map(str, buckets))})",
              "",
              f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu}, {args.threads} threads, batch 1, FP32, "
-             f"default schedules (no tuning records), {args.rounds} interleaved rounds of {args.seconds:g} s per "
-             "runtime per length; the machine is shared, so compare ratios. Input: L tokens of real text.",
-             "", "| length L | bucket | edgecc dynamic ms | edgecc static (at bucket) ms | ONNX Runtime (dynamic axes) ms |"
-             " dynamic / static | dynamic / ORT | dynamic vs ORT rel. error | output shape |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"default schedules (no tuning records), {args.rounds} rounds of {args.seconds:g} s per length, the three "
+             "runtimes interleaved call by call; the machine is shared (load average "
+             f"{os.getloadavg()[0]:.1f} at the end), so read the paired ratios. Input: L tokens of real text.",
+             "", "| length L | bucket | edgecc dynamic ms | edgecc static (at bucket) ms | ONNX Runtime (dynamic axes) "
+             "ms | dynamic / static: paired (p25-p75), p10s | dynamic / ORT (paired) | dynamic vs ORT rel. error | "
+             "output shape |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for length in args.lengths:
-        d, s, o = (_stats(samples[(length, name)]) for name in ("edgecc dynamic", "edgecc static", "ONNX Runtime"))
+        raw = [samples[(length, name)] for name in ("edgecc dynamic", "edgecc static", "ONNX Runtime")]
+        d, s, o = (_stats(values) for values in raw)
+        vs_static, vs_ort = paired_ratio(raw[0], raw[1]), paired_ratio(raw[0], raw[2])
         rel, _, shape = errors[length]
-        lines.append(f"| {length} | {bucket_of(length, buckets)} | {d['median']:.2f} ({d['p10']:.2f}-{d['p90']:.2f}) | "
-                     f"{s['median']:.2f} ({s['p10']:.2f}-{s['p90']:.2f}) | {o['median']:.2f} ({o['p10']:.2f}-{o['p90']:.2f}) | "
-                     f"{d['median'] / s['median']:.3f} | {d['median'] / o['median']:.2f} | {rel:.2g} | {list(shape)} |")
-    lines += ["", "Medians with p10-p90 in brackets. Static build's output cut to L and compared with ONNX Runtime: "
+        cells = [f"{x['median']:.2f} ({x['p10']:.2f}-{x['p90']:.2f})" for x in (d, s, o)]
+        lines.append(f"| {length} | {bucket_of(length, buckets)} | {' | '.join(cells)} | {vs_static[0]:.3f} "
+                     f"({vs_static[1]:.2f}-{vs_static[2]:.2f}), {d['p10'] / s['p10']:.3f} | {vs_ort[0]:.2f} | "
+                     f"{rel:.2g} | {list(shape)} |")
+    lines += ["", f"Runs per runtime per length: {d['runs']}. Medians with p10-p90 in brackets. Static build's output "
+              "cut to L and compared with ONNX Runtime: "
               + ", ".join(f"L={length} {errors[length][1]:.2g}" for length in args.lengths) + "."]
     if sizes["static"]:
         lines += ["", f"Library: dynamic {sizes['dynamic'] / 1e6:.1f} MB ({len(buckets)} buckets), static at "

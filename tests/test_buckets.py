@@ -164,7 +164,8 @@ def test_bucket_options_that_do_not_fit_are_one_line(tmp_path):
     cases = [(dict(max_seq_len=0), "--max-seq-len must be a whole number >= 1"),
              (dict(seq_buckets="16,x"), "bad --seq-buckets"),
              (dict(seq_buckets=(16, 32), max_seq_len=64), r"largest of --seq-buckets \(32\) must equal --max-seq-len \(64\)"),
-             (dict(max_seq_len=32, input_specs=("input_ids:1x8:int64",)), "--input fixes one shape")]
+             (dict(max_seq_len=32, input_specs=("input_ids:1x8:int64",)), "--input fixes one shape"),
+             (dict(max_seq_len=32, precision="int8", calibration=tmp_path / "c.npz"), "--calibration FILE holds inputs of one shape")]
     for options, message in cases:
         with pytest.raises(EdgeccError, match=message):
             edgecc.compile("bert-tiny-test", "host", tmp_path / "x", log=quiet, **options)

@@ -82,28 +82,26 @@ def compile_buckets(ctx, steps) -> BucketedModel | None:
     if ctx.buckets is None:
         return None
     model, largest = ctx.buckets, ctx.buckets.plan.largest
-    compiled = {}
+    built = {}  # bucket -> (CompiledBucket, its scheduled module); the rest of a child context is let go
     for bucket in model.plan.buckets[:-1]:
         started = time.perf_counter()
         ctx.log(f"      bucket {bucket}: import, graph passes, lower, schedule")
         child = _bucket_context(ctx, bucket)
         for step in steps:
             step(child)
-        compiled[bucket] = (child, time.perf_counter() - started)
-    compiled[largest] = (ctx, sum(seconds for name, seconds in ctx.step_seconds
-                                  if name in ("import", "graph passes", "lower", "schedule")))
-    shapes = [(bucket, child.imported.outputs) for bucket, (child, _) in compiled.items()]
-    output_axes = output_dynamic_axes(shapes + _probes(ctx, model.plan))
-    model.inputs = with_dynamic_axes(ctx.imported.inputs, model.input_axes)
-    model.outputs = with_dynamic_axes(ctx.imported.outputs, output_axes)
+        built[bucket] = (_compiled_bucket(bucket, child, time.perf_counter() - started), child.scheduled)
+    seconds = sum(s for name, s in ctx.step_seconds if name in ("import", "graph passes", "lower", "schedule"))
+    built[largest] = (_compiled_bucket(largest, ctx, seconds), ctx.scheduled)
     order = model.plan.buckets
-    model.compiled = [_compiled_bucket(b, *compiled[b]) for b in order]
+    model.compiled = [built[b][0] for b in order]
+    shapes = [(c.bucket, c.outputs) for c in model.compiled]
+    model.inputs = with_dynamic_axes(ctx.imported.inputs, model.input_axes)
+    model.outputs = with_dynamic_axes(ctx.imported.outputs, output_dynamic_axes(shapes + _probes(ctx, model.plan)))
     _check_bucket_shapes(model)
-    modules = [compiled[b][0].scheduled for b in order]
-    model.constant_bytes, model.stored_constant_bytes = constant_bytes(modules)
-    merged = merged_module({f"_{b.tag}": compiled[b][0].scheduled for b in order})
+    modules = {f"_{b.tag}": built[b][1] for b in order}
+    model.constant_bytes, model.stored_constant_bytes = constant_bytes(modules.values())
     model.profiled = merged_module({f"_{largest.tag}": ctx.scheduled})
-    merged = add_dispatch_main(merged, [(b, b.tag) for b in order], model.inputs, model.outputs)
+    merged = add_dispatch_main(merged_module(modules), [(b, b.tag) for b in order], model.inputs, model.outputs)
     ctx.scheduled = guard_sizes(ctx.backend.default_schedule(merged, ctx.target))  # the pad and cut kernels
     ctx.schedules = schedule_summary(ctx.scheduled)
     ctx.imported.inputs, ctx.imported.outputs = model.inputs, model.outputs  # what the artifact takes

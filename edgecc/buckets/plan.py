@@ -92,6 +92,9 @@ def bucket_plan(options) -> BucketPlan | None:
     if options.input_specs:
         raise EdgeccError("--input fixes one shape; with --max-seq-len/--seq-buckets/--max-batch the shapes come "
                           "from the buckets (give the model's other fixed dimensions in the ONNX file)")
+    if options.calibration is not None:  # its arrays have one shape; each bucket calibrates at its own
+        raise EdgeccError("--calibration FILE holds inputs of one shape, and buckets compile several; leave it out "
+                          "(each bucket calibrates on built-in samples of its shape) or compile one length")
     seq_lens = None
     if seq_buckets:
         seq_lens = parse_seq_buckets(seq_buckets)
