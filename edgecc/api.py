@@ -46,12 +46,15 @@ def run(artifact_dir, inputs: dict | None = None, *, rpc=None, tracker=None, key
 
 
 def bench(artifact_dir, *, inputs: dict | None = None, min_seconds: float = 2.0, rpc=None, tracker=None,
-          key=None, timeout: float = 120.0, compare_onnxruntime: bool = True) -> dict:
-    """Re-measure an artifact's latency; ONNX Runtime on the same inputs beside it when run locally."""
+          key=None, timeout: float = 120.0, compare_onnxruntime: bool = True, seq_len: int | None = None,
+          batch: int | None = None) -> dict:
+    """Re-measure an artifact's latency; ONNX Runtime on the same inputs beside it when run locally.
+    Without `inputs`: random inputs at the artifact's shape, or at `seq_len` / `batch` (any size up to
+    the maximum of an artifact compiled with --max-seq-len / --max-batch)."""
     from edgecc.measure.bench import bench_artifact
 
     return bench_artifact(artifact_dir, inputs=inputs, min_seconds=min_seconds, rpc=rpc, tracker=tracker, key=key,
-                          timeout=timeout, compare_onnxruntime=compare_onnxruntime)
+                          timeout=timeout, compare_onnxruntime=compare_onnxruntime, seq_len=seq_len, batch=batch)
 
 
 def compare(artifact_a, artifact_b):

@@ -49,6 +49,20 @@ class CompileContext:
     weights_bytes: int = 0  # the model's weights as the ONNX model stores them
     step_seconds: list = field(default_factory=list)
     report: dict = field(default_factory=dict)
+    # Dynamic shapes (edgecc/buckets/): the bucket this context compiles (None: the options' shape,
+    # or the largest bucket's), and what the buckets step made (edgecc.buckets.compile.BucketedModel).
+    bucket: object = None
+    buckets: object = None
+
+    def input_shape(self) -> tuple[int, int]:
+        """(batch, seq_len) the import fixes the model's symbolic dimensions to."""
+        from edgecc.buckets.plan import bucket_plan
+
+        plan = bucket_plan(self.options)
+        bucket = self.bucket or (plan.largest if plan is not None else None)
+        batch = bucket.batch if bucket is not None and bucket.batch is not None else self.options.batch
+        seq_len = bucket.seq_len if bucket is not None and bucket.seq_len is not None else self.options.seq_len
+        return batch, seq_len
 
 
 @dataclass

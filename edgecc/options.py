@@ -23,6 +23,11 @@ class CompileOptions:
     batch: int = 1
     seq_len: int = 128
     input_specs: tuple[str, ...] = ()  # "name:1x128:int64" overrides
+    # Dynamic shapes (edgecc/buckets/): one artifact for every length up to max_seq_len (buckets:
+    # seq_buckets, default powers of two from 16) and every batch up to max_batch.
+    max_seq_len: int | None = None
+    seq_buckets: tuple[int, ...] = ()
+    max_batch: int | None = None
     sample_inputs: Path | None = None  # .npz used for verification and timing
     precision: str = "fp32"
     calibration: Path | None = None
@@ -47,6 +52,10 @@ class CompileOptions:
     quiet: bool = False
 
     def __post_init__(self):
+        if self.seq_buckets:  # "16,32,64" from the command line, or any sequence of lengths
+            from edgecc.buckets.plan import parse_seq_buckets
+
+            object.__setattr__(self, "seq_buckets", parse_seq_buckets(self.seq_buckets))
         _validate(self)
 
     def resolved_tolerance(self) -> float | None:
@@ -55,6 +64,11 @@ class CompileOptions:
         if self.tolerance is not None:
             return self.tolerance
         return None if self.sparse_attention else DEFAULT_TOLERANCE.get(self.precision)
+
+    @property
+    def dynamic_shapes(self) -> bool:
+        """True when the artifact takes several shapes (--max-seq-len, --seq-buckets, --max-batch)."""
+        return self.max_seq_len is not None or bool(self.seq_buckets) or self.max_batch is not None
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -80,6 +94,9 @@ def _validate(opts: CompileOptions) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < lowest:
             flag = "--budget" if name == "budget_seconds" else f"--{name.replace('_', '-')}"
             raise EdgeccError(f"{flag} must be a finite number >= {lowest:g}, not {value!r}")
+    from edgecc.buckets.plan import bucket_plan
+
+    bucket_plan(opts)  # raises for bucket options that do not fit together
     if opts.sparse_attention:
         from edgecc.passes.attention.sparse_pattern import parse_sparse_attention
 

@@ -39,14 +39,14 @@ def load_model(ctx: CompileContext):
     from edgecc.frontend import export_builtin, export_hf_folder
 
     text, opts = ctx.model, ctx.options
-    path = Path(text)
+    path, (batch, seq_len), dynamic = Path(text), ctx.input_shape(), opts.dynamic_shapes
     if path.is_dir():
-        exported = export_hf_folder(path, opts.batch, opts.seq_len, progress=ctx.log)
+        exported = export_hf_folder(path, batch, seq_len, progress=ctx.log, dynamic=dynamic)
         ctx.source = ModelSource(text, exported.onnx_path, exported.weights, exported.parameters, "hf-folder")
     elif path.suffix.lower() == ".onnx" or path.exists() or "/" in text:
         ctx.source = ModelSource(text, path, "from the ONNX file", None, "onnx")
     else:
-        exported = export_builtin(text, opts.batch, opts.seq_len, progress=ctx.log)
+        exported = export_builtin(text, batch, seq_len, progress=ctx.log, dynamic=dynamic)
         ctx.source = ModelSource(exported.name, exported.onnx_path, exported.weights, exported.parameters, "builtin")
     return ctx.source
 
@@ -56,7 +56,11 @@ def import_model(ctx: CompileContext):
     from edgecc.frontend.onnx_import import import_onnx, initializer_bytes, initializer_elements
 
     overrides = [parse_input_spec(text) for text in ctx.options.input_specs]
-    ctx.imported = import_onnx(ctx.source.onnx_path, overrides, ctx.options.batch, ctx.options.seq_len)
+    if ctx.options.dynamic_shapes and ctx.bucket is None:  # fail before compiling a bucket the model cannot have
+        from edgecc.buckets.compile import check_bucketable
+
+        check_bucketable(ctx)
+    ctx.imported = import_onnx(ctx.source.onnx_path, overrides, *ctx.input_shape())
     if ctx.source.parameters is None:
         ctx.source.parameters = initializer_elements(ctx.imported.onnx_model)
     ctx.weights_bytes = initializer_bytes(ctx.imported.onnx_model)
@@ -120,6 +124,15 @@ def schedule(ctx: CompileContext):
     return mod
 
 
+def compile_buckets(ctx: CompileContext):
+    """--max-seq-len / --seq-buckets / --max-batch: the four steps above once more for every smaller
+    bucket, then all of them in one module under a `main` that pads each input to the smallest bucket
+    that holds it and cuts the outputs back (edgecc/buckets/). Nothing to do for one shape."""
+    from edgecc.buckets.compile import compile_buckets as merge_buckets
+
+    return merge_buckets(ctx, [import_model, run_graph_passes, lower, schedule])
+
+
 def build(ctx: CompileContext):
     ctx.built = ctx.backend.build(ctx.scheduled, ctx.target)
     return ctx.built
@@ -133,7 +146,8 @@ def package(ctx: CompileContext):
     ctx.manifest = write_manifest(ctx.stage_dir, model_name=ctx.source.name, target=ctx.target,
                                   packaged=ctx.packaged, inputs=ctx.imported.inputs,
                                   outputs=ctx.imported.outputs, backend=ctx.backend,
-                                  precision=ctx.options.precision, index_bounds=ctx.imported.index_bounds)
+                                  precision=ctx.options.precision, index_bounds=ctx.imported.index_bounds,
+                                  buckets=ctx.buckets.manifest_entry() if ctx.buckets is not None else None)
     return ctx.packaged
 
 
@@ -196,10 +210,19 @@ def measure(ctx: CompileContext):
     ctx.energy = measure_energy(artifact, ctx.sample_inputs, ctx.target, ctx.latency["edgecc"]["median_ms"] / 1e3,
                                 ctx.log)
     precision = opts.precision if opts.precision in ctx.target.board.peak_gflops else "fp32"
-    ctx.profile = profile_artifact(ctx.scheduled, artifact, ctx.stage_dir / ctx.manifest["library"],
+    profiled = ctx.buckets.profiled if ctx.buckets is not None else ctx.scheduled  # the largest bucket's kernels
+    ctx.profile = profile_artifact(profiled, artifact, ctx.stage_dir / ctx.manifest["library"],
                                    ctx.target.peak_gflops(precision), ctx.target.board.memory_bandwidth_gbs,
                                    ctx.sample_inputs, progress=None if opts.quiet else ctx.log)
     return ctx.latency
+
+
+def check_buckets(ctx: CompileContext):
+    """With buckets: verify at sizes inside every bucket against ONNX Runtime at the true size, and
+    time each bucket (edgecc/buckets/check.py). Nothing to do for one shape."""
+    from edgecc.buckets.check import check_buckets as check
+
+    return check(ctx)
 
 
 def evaluate_accuracy(ctx: CompileContext):
@@ -233,10 +256,12 @@ STEPS = [
     ("graph passes", run_graph_passes),
     ("lower", lower),
     ("schedule", schedule),
+    ("buckets", compile_buckets),
     ("build", build),
     ("package", package),
     ("verify", verify),
     ("measure", measure),
+    ("bucket checks", check_buckets),
     ("accuracy", evaluate_accuracy),
     ("report", report),
 ]
@@ -257,6 +282,10 @@ def pipeline_plan(options: CompileOptions) -> list[str]:
         lines.append(f"{index:2d}. {name}")
         if name == "graph passes":
             lines += [f"      - {pass_description(p)}" for p in graph_passes(options, target)]
+        if name == "buckets" and options.dynamic_shapes:
+            from edgecc.buckets.plan import bucket_plan
+
+            lines.append("      - " + ", ".join(str(b) for b in bucket_plan(options).buckets))
     return lines
 
 

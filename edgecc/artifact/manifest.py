@@ -72,7 +72,7 @@ def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple
 
 
 def write_manifest(folder: Path, *, model_name: str, target, packaged, inputs, outputs, backend,
-                   precision: str, index_bounds: dict[str, int] | None = None) -> dict:
+                   precision: str, index_bounds: dict[str, int] | None = None, buckets: dict | None = None) -> dict:
     manifest = {
         "format": ARTIFACT_FORMAT,
         "model": model_name,
@@ -88,6 +88,7 @@ def write_manifest(folder: Path, *, model_name: str, target, packaged, inputs, o
         "outputs": [spec.to_dict() for spec in outputs],
         "reference_model": REFERENCE_MODEL,
         "target": target.to_dict(),
+        **({"buckets": buckets} if buckets else {}),  # dynamic shapes: edgecc/buckets/compile.py
         "versions": versions(),
         "files": file_table(folder),
     }

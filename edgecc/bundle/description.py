@@ -13,6 +13,8 @@
 }
 
 "valid_range" is the manifest's field (see edgecc/artifact.py): half-open, min <= id < max.
+"dynamic_axes" (a model compiled with --max-seq-len / --max-batch): {"1": "sequence"}; that axis
+takes any size 1..shape[axis], the same for every input, and the outputs' axes follow it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ MODEL_JSON = "model.json"
 
 
 def tensor_entries(entries: list[dict]) -> list[dict]:
-    keep = ("name", "shape", "dtype", "valid_range")
+    keep = ("name", "shape", "dtype", "valid_range", "dynamic_axes")
     return [{k: entry[k] for k in keep if k in entry} for entry in entries]
 
 

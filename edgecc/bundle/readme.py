@@ -13,7 +13,9 @@ def _size(n: int) -> str:
 
 
 def _shape(entry: dict) -> str:
-    text = f"`{entry['name']}` {entry['dtype']} [{', '.join(str(d) for d in entry['shape'])}]"
+    dynamic = entry.get("dynamic_axes") or {}  # {"1": "sequence"}: any size 1..shape[1]
+    dims = [f"1..{d} ({dynamic[str(a)]})" if str(a) in dynamic else str(d) for a, d in enumerate(entry["shape"])]
+    text = f"`{entry['name']}` {entry['dtype']} [{', '.join(dims)}]"
     if entry.get("valid_range"):
         lo, hi = entry["valid_range"]
         text += f", values {lo} <= v < {hi}"

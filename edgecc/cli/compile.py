@@ -14,6 +14,11 @@ def _model_options(function):
     for option in reversed([
         click.option("--batch", type=int, default=None, help="Batch size (default 1)."),
         click.option("--seq-len", type=int, default=None, help="Sequence length for text models (default 128)."),
+        click.option("--max-seq-len", type=int, default=None,
+                     help="One artifact for every length 1..N (static kernels per bucket, padded inside)."),
+        click.option("--seq-buckets", default=None, metavar="LIST",
+                     help="The buckets' lengths, e.g. 16,32,64,128 (default: powers of two from 16 to --max-seq-len)."),
+        click.option("--max-batch", type=int, default=None, help="One artifact for every batch 1..B."),
         click.option("--input", "input_specs", multiple=True, metavar="NAME:SHAPE:DTYPE",
                      help="Fix an input's shape, e.g. input_ids:1x128:int64 (repeatable)."),
     ]):

@@ -45,15 +45,19 @@ def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--min-seconds", type=click.FloatRange(min=0.0), default=2.0, show_default=True)
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path))
+@click.option("--seq-len", type=int, default=None,
+              help="Time random inputs of this length (an artifact compiled with --max-seq-len takes any up to it).")
+@click.option("--batch", type=int, default=None, help="Time random inputs of this batch (up to --max-batch).")
 @remote_options
-def bench(artifact, min_seconds, inputs_file, rpc, tracker, key, rpc_timeout):
+def bench(artifact, min_seconds, inputs_file, seq_len, batch, rpc, tracker, key, rpc_timeout):
     """Re-measure an artifact's latency (with ONNX Runtime beside it when run here)."""
     import edgecc
 
     result = edgecc.bench(artifact, inputs=_inputs_for(artifact, inputs_file), min_seconds=min_seconds, rpc=rpc,
-                          tracker=tracker, key=key, timeout=rpc_timeout)
+                          tracker=tracker, key=key, timeout=rpc_timeout, seq_len=seq_len, batch=batch)
     if result["emulated"]:
         click.echo("EMULATED board: these timings say nothing about the real board's speed.")
+    click.echo("inputs: " + ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in result["input_shapes"].items()))
     click.echo(f"{'runtime':12s} {'median ms':>10s} {'min ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'CV':>6s} {'runs':>6s}")
     for name in ("edgecc", "onnxruntime"):
         s = result.get(name)

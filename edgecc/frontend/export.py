@@ -12,7 +12,7 @@ from edgecc.errors import ModelError
 from edgecc.frontend.builtin import BuiltinModel, builtin_model
 
 OPSET = 17
-EXPORT_VERSION = 4  # bump when built-in weights or wrappers change, so cached exports are redone (4: seeded weights)
+EXPORT_VERSION = 5  # bump when built-in weights or wrappers change, so cached exports are redone (5: seeded weights, longest sequence in the meta file)
 
 
 def cache_dir() -> Path:
@@ -68,28 +68,49 @@ def _image_wrapper(model):
     return ImageClassifier(model).eval()
 
 
-def _export(module, modality: str, batch: int, seq_len: int, image_size: int, path: Path, vocab: int) -> None:
+# Dynamic-shape exports (--max-seq-len, --max-batch) are traced at this small shape; batch 2, so
+# the tracer cannot specialise anything to a batch of one.
+_TRACE_BATCH, _TRACE_SEQ_LEN = 2, 16
+
+
+def _export(module, modality: str, batch: int, seq_len: int, image_size: int, path: Path, vocab: int,
+            dynamic: bool = False) -> None:
+    """ONNX at batch x seq_len; with `dynamic`, batch and sequence (text) or batch (image) are symbolic
+    and seq_len is only the longest length asked for (checked against the model's positions)."""
     import torch
 
     torch.manual_seed(0)
-    longest = getattr(getattr(module, "config", None), "max_position_embeddings", None)
-    if modality == "text" and isinstance(longest, int) and seq_len > longest:
-        raise ModelError(f"this model reads at most {longest} tokens (max_position_embeddings); "
-                         f"--seq-len {seq_len} is longer")
+    check_length(_longest(module) if modality == "text" else None, seq_len, dynamic)
+    if dynamic:
+        batch, seq_len = _TRACE_BATCH, _TRACE_SEQ_LEN
     if modality == "text":
         wrapper = _text_wrapper(module)
         args = (torch.randint(0, vocab, (batch, seq_len)), torch.ones(batch, seq_len, dtype=torch.int64))
         names, outputs = ["input_ids", "attention_mask"], ["last_hidden_state"]
+        axes = {0: "batch", 1: "sequence"}
     else:
         wrapper = _image_wrapper(module)
         args = (torch.randn(batch, 3, image_size, image_size),)
         names, outputs = ["pixel_values"], ["logits"]
+        axes = {0: "batch"}
+    dynamic_axes = {name: axes for name in names + outputs} if dynamic else None
     with atomic_output_file(path) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, args, str(tmp), input_names=names, output_names=outputs,
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True, dynamic_axes=dynamic_axes)
     # torch.onnx.export leaves the wrapper in training mode; references must use eval mode.
     wrapper.eval()
+
+
+def _longest(module) -> int | None:
+    longest = getattr(getattr(module, "config", None), "max_position_embeddings", None)
+    return longest if isinstance(longest, int) else None
+
+
+def check_length(longest: int | None, seq_len: int, dynamic: bool) -> None:
+    if longest is not None and seq_len > longest:
+        raise ModelError(f"this model reads at most {longest} tokens (max_position_embeddings); "
+                         f"{'--max-seq-len' if dynamic else '--seq-len'} {seq_len} is longer")
 
 
 def _parameters(module) -> int:
@@ -100,24 +121,30 @@ def _vocab(module) -> int:
     return int(getattr(getattr(module, "config", None), "vocab_size", 1000) or 1000)
 
 
-def export_builtin(name: str, batch: int, seq_len: int, progress=print) -> ExportedModel:
+def export_builtin(name: str, batch: int, seq_len: int, progress=print, dynamic: bool = False) -> ExportedModel:
+    """The built-in exported at batch x seq_len, or with `dynamic` once for every shape (symbolic batch
+    and sequence; seq_len is then only checked against the model's longest)."""
     spec: BuiltinModel = builtin_model(name)
     shape_tag = f"b{batch}-s{seq_len}" if spec.modality == "text" else f"b{batch}-{spec.image_size}"
+    if dynamic:
+        shape_tag = "dynamic" if spec.modality == "text" else f"dynamic-{spec.image_size}"
     path = cache_dir() / f"{spec.name}-{shape_tag}-v{EXPORT_VERSION}.onnx"
     meta = path.with_suffix(".meta")
     if path.exists() and meta.exists():
-        weights, parameters = meta.read_text().split("\n")[:2]
+        weights, parameters, *rest = meta.read_text().split("\n")
+        if dynamic and rest and rest[0].isdigit():  # a dynamic export serves every length: check this one
+            check_length(int(rest[0]), seq_len, dynamic)
         return ExportedModel(path, spec.name, weights, int(parameters), spec.modality)
     require_exporter("built-in models")
     progress(f"exporting built-in '{spec.name}' to ONNX ({shape_tag}) ...")
     module, weights = spec.module()
-    _export(module, spec.modality, batch, seq_len, spec.image_size, path, _vocab(module))
+    _export(module, spec.modality, batch, seq_len, spec.image_size, path, _vocab(module), dynamic)
     parameters = _parameters(module)
-    write_text_atomic(meta, f"{weights}\n{parameters}\n")
+    write_text_atomic(meta, f"{weights}\n{parameters}\n{_longest(module) or ''}\n")
     return ExportedModel(path, spec.name, weights, parameters, spec.modality)
 
 
-def export_hf_folder(folder: Path, batch: int, seq_len: int, progress=print) -> ExportedModel:
+def export_hf_folder(folder: Path, batch: int, seq_len: int, progress=print, dynamic: bool = False) -> ExportedModel:
     """A Hugging Face model folder on disk (config.json + weights); nothing is downloaded."""
     folder = Path(folder)
     if not (folder / "config.json").exists():
@@ -136,8 +163,11 @@ def export_hf_folder(folder: Path, batch: int, seq_len: int, progress=print) -> 
     modality = "image" if image else "text"
     image_size = int(getattr(config, "image_size", 224) or 224)
     tag = f"b{batch}-s{seq_len}" if modality == "text" else f"b{batch}-{image_size}"
+    tag = "dynamic" if dynamic else tag
+    if modality == "text":
+        check_length(_longest(module), seq_len, dynamic)  # also when the export below is cached
     path = cache_dir() / "hf" / f"{folder.resolve().as_posix().strip('/').replace('/', '_')}-{tag}.onnx"
     if not path.exists():
         progress(f"exporting {folder} to ONNX ({tag}) ...")
-        _export(module, modality, batch, seq_len, image_size, path, _vocab(module))
+        _export(module, modality, batch, seq_len, image_size, path, _vocab(module), dynamic)
     return ExportedModel(path, folder.name, "pretrained (from folder)", _parameters(module), modality)

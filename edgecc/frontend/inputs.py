@@ -16,15 +16,21 @@ ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # the largest shape, when some axes are dynamic
     dtype: str
+    # ((axis, "batch" | "sequence"), ...): any size 1..shape[axis] (edgecc/buckets/shapes.py)
+    dynamic_axes: tuple[tuple[int, str], ...] = ()
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        entry = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.dynamic_axes:
+            entry["dynamic_axes"] = {str(axis): dim for axis, dim in self.dynamic_axes}
+        return entry
 
     @staticmethod
     def from_dict(data: dict) -> TensorSpec:
-        return TensorSpec(data["name"], tuple(data["shape"]), data["dtype"])
+        axes = tuple((int(axis), str(dim)) for axis, dim in (data.get("dynamic_axes") or {}).items())
+        return TensorSpec(data["name"], tuple(data["shape"]), data["dtype"], axes)
 
 
 def parse_input_spec(text: str) -> TensorSpec:
@@ -124,9 +130,13 @@ def check_inputs(arrays: dict, specs: list[TensorSpec], where: str) -> None:
     if missing or extra:
         raise InputSpecError(f"{where}: expected inputs {', '.join(sorted(names))}; "
                              f"missing {missing or 'none'}, unexpected {extra or 'none'}")
+    if any(spec.dynamic_axes for spec in specs):
+        from edgecc.buckets.shapes import check_dynamic_shapes
+
+        check_dynamic_shapes(arrays, specs, where)
     for spec in specs:
         array = arrays[spec.name]
-        if tuple(array.shape) != tuple(spec.shape):
+        if not spec.dynamic_axes and tuple(array.shape) != tuple(spec.shape):
             raise InputSpecError(f"{where}: input '{spec.name}' has shape {_fmt(array.shape)}, "
                                  f"the artifact was compiled for {_fmt(spec.shape)}")
         if str(array.dtype) != spec.dtype:

@@ -10,22 +10,29 @@ from edgecc.measure.latency import onnxruntime_session, time_artifact, time_onnx
 from edgecc.threads import host_threads
 
 
-def artifact_sample_inputs(artifact, seed: int = 0) -> dict:
-    """Inputs in valid ranges, with embedding bounds read from the artifact's reference model."""
+def artifact_sample_inputs(artifact, seed: int = 0, seq_len: int | None = None, batch: int | None = None) -> dict:
+    """Inputs in valid ranges, with embedding bounds read from the artifact's reference model; at the
+    artifact's (largest) shape, or at seq_len / batch for an artifact with dynamic axes."""
     import onnx
 
     from edgecc.frontend.onnx_import import _index_bounds
 
+    specs = artifact.inputs
+    if seq_len is not None or batch is not None:
+        from edgecc.buckets.shapes import specs_at
+
+        specs = specs_at(specs, batch=batch, seq_len=seq_len)
     reference = Path(artifact.folder) / artifact.manifest.get("reference_model", "reference.onnx")
-    bounds = _index_bounds(onnx.load(str(reference)), artifact.inputs) if reference.exists() else {}
-    return sample_inputs(artifact.inputs, bounds, seed)
+    bounds = _index_bounds(onnx.load(str(reference)), specs) if reference.exists() else {}
+    return sample_inputs(specs, bounds, seed)
 
 
 def bench_artifact(folder, *, inputs=None, min_seconds=2.0, rpc=None, tracker=None, key=None, timeout=120.0,
-                   compare_onnxruntime=True) -> dict:
+                   compare_onnxruntime=True, seq_len=None, batch=None) -> dict:
     artifact = load_artifact(folder, rpc=rpc, tracker=tracker, key=key, timeout=timeout)
-    inputs = inputs if inputs is not None else artifact_sample_inputs(artifact)
+    inputs = inputs if inputs is not None else artifact_sample_inputs(artifact, seq_len=seq_len, batch=batch)
     result = {"where": artifact.where, "emulated": artifact.emulated,
+              "input_shapes": {name: list(value.shape) for name, value in inputs.items()},
               "edgecc": time_artifact(artifact, inputs, min_seconds)}
     reference = Path(folder) / artifact.manifest.get("reference_model", "reference.onnx")
     if compare_onnxruntime and artifact.session is None and reference.exists():

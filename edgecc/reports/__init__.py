@@ -37,6 +37,7 @@ def report_data(ctx) -> dict:
         "environment": ctx.environment,
         "energy": ctx.energy,
         "profile": ctx.profile,
+        **({"buckets": ctx.buckets.to_dict()} if ctx.buckets is not None else {}),
     }
 
 

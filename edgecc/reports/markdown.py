@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgecc.buckets.report import bucket_lines
 from edgecc.reports.precision import precision_lines
 
 
@@ -54,6 +55,7 @@ def render_markdown(report: dict) -> str:
         for warning in latency.get("warnings", []):
             lines.append(f"\nWarning: {warning}")
         lines.append("")
+    lines += bucket_lines(report.get("buckets"))
     lines += _schedule_lines(report.get("schedules"))
     lines += _energy_lines(report.get("energy"))
     lines += _profile_lines(report.get("profile"))

@@ -30,6 +30,7 @@ SCHEMA = {
     "accuracy": (dict, False),
     "passes": (dict, False),         # {graph pass name: its statistics}
     "schedules": (dict, False),      # {kernels, by_source: {tuned|rule:<name>|pass:<name>|dlight: n}, unscheduled, ...}
+    "buckets": (dict, False),        # dynamic shapes: {batch, sequence, buckets: [...], verification: [...]}
 }
 
 LATENCY_STATS = ("runs", "min_ms", "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "cv")

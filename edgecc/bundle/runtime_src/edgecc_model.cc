@@ -17,6 +17,7 @@
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -44,12 +45,21 @@ struct Failure : std::runtime_error {
 
 struct TensorSpec {
   std::string name, dtype;
-  std::vector<int64_t> shape;
-  size_t nbytes = 0;
+  std::vector<int64_t> shape;  // the largest, on dynamic axes
+  std::vector<int> axes;       // per axis: an edgecc_axis (model.json "dynamic_axes": {"1": "sequence"})
+  size_t nbytes = 0;           // at `shape`
+  size_t element_bytes = 0;
   DLDataType dl_dtype{};
   bool has_range = false;
   int64_t range_min = 0, range_max = 0;
 };
+
+// The size given for each edgecc_axis kind in one run (0: not seen yet).
+struct Sizes {
+  int64_t of[3] = {0, 0, 0};
+};
+
+const char* axis_name(int kind) { return kind == EDGECC_AXIS_BATCH ? "batch" : "sequence"; }
 
 struct CudaNeeds {
   bool needed = false;
@@ -113,7 +123,25 @@ TensorSpec parse_tensor(const ffi::Any& value, const std::string& where) {
     spec.shape.push_back(size);
     count *= static_cast<size_t>(size);
   }
-  spec.nbytes = count * ((spec.dl_dtype.bits * spec.dl_dtype.lanes + 7) / 8);
+  spec.element_bytes = (spec.dl_dtype.bits * spec.dl_dtype.lanes + 7) / 8;
+  spec.nbytes = count * spec.element_bytes;
+  spec.axes.assign(spec.shape.size(), EDGECC_AXIS_FIXED);
+  auto dynamic = obj.find(ffi::String("dynamic_axes"));
+  if (dynamic != obj.end() && (*dynamic).second != nullptr) {
+    for (const auto& entry : as_object((*dynamic).second, where + ".dynamic_axes")) {
+      std::string axis_text = as_string(entry.first, where + ".dynamic_axes key");
+      std::string kind = as_string(entry.second, where + ".dynamic_axes[" + axis_text + "]");
+      char* end = nullptr;
+      long axis = std::strtol(axis_text.c_str(), &end, 10);
+      if (axis_text.empty() || *end || axis < 0 || axis >= static_cast<long>(spec.shape.size())) {
+        fail(EDGECC_ERROR_BUNDLE, where + ".dynamic_axes has no axis '" + axis_text + "'");
+      }
+      if (kind != "batch" && kind != "sequence") {
+        fail(EDGECC_ERROR_BUNDLE, where + ".dynamic_axes[" + axis_text + "] must be \"batch\" or \"sequence\"");
+      }
+      spec.axes[axis] = kind == "batch" ? EDGECC_AXIS_BATCH : EDGECC_AXIS_SEQUENCE;
+    }
+  }
   auto range = obj.find(ffi::String("valid_range"));
   if (range != obj.end() && (*range).second != nullptr) {
     auto bounds = as_list((*range).second, where + ".valid_range");
@@ -192,6 +220,30 @@ std::string shape_text(const int64_t* shape, int ndim) {
   return ndim == 0 ? "scalar" : text;
 }
 
+// The shapes a spec accepts: 1x1..256 for a dynamic sequence of up to 256.
+std::string accepted_text(const TensorSpec& spec) {
+  std::string text;
+  for (size_t i = 0; i < spec.shape.size(); ++i) {
+    text += (i ? "x" : "") + std::string(spec.axes[i] ? "1.." : "") + std::to_string(spec.shape[i]);
+  }
+  return spec.shape.empty() ? "scalar" : text;
+}
+
+// The spec's shape with each dynamic axis at the size given for its kind.
+std::vector<int64_t> shape_at(const TensorSpec& spec, const Sizes& sizes) {
+  std::vector<int64_t> shape = spec.shape;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (spec.axes[i] && sizes.of[spec.axes[i]] > 0) shape[i] = sizes.of[spec.axes[i]];
+  }
+  return shape;
+}
+
+size_t bytes_of(const TensorSpec& spec, const std::vector<int64_t>& shape) {
+  size_t count = 1;
+  for (int64_t d : shape) count *= static_cast<size_t>(d);
+  return count * spec.element_bytes;
+}
+
 // The first value outside [min, max) of an integer input, if any.
 template <typename T>
 bool find_out_of_range(const void* data, size_t count, int64_t lo, int64_t hi, size_t* at, int64_t* value) {
@@ -207,8 +259,8 @@ bool find_out_of_range(const void* data, size_t count, int64_t lo, int64_t hi, s
   return false;
 }
 
-bool out_of_range(const TensorSpec& spec, const void* data, size_t* at, int64_t* value) {
-  size_t count = spec.nbytes / ((spec.dl_dtype.bits + 7) / 8);
+bool out_of_range(const TensorSpec& spec, const void* data, size_t nbytes, size_t* at, int64_t* value) {
+  size_t count = nbytes / ((spec.dl_dtype.bits + 7) / 8);
   int64_t lo = spec.range_min, hi = spec.range_max;
   bool is_signed = spec.dl_dtype.code == kDLInt;
   if (spec.dl_dtype.code != kDLInt && spec.dl_dtype.code != kDLUInt) return false;
@@ -233,7 +285,7 @@ struct edgecc_model {
   int threads = 1;
   DLDevice dl_device{kDLCPU, 0};
   std::optional<ffi::Module> library, vm;  // Module has no empty state
-  ffi::Function main, copy_from_bytes, copy_to_bytes;
+  ffi::Function main, copy_from_bytes, copy_to_bytes, alloc_tensor;
   std::vector<ffi::Tensor> input_tensors;
 
   void load_description() {
@@ -306,9 +358,9 @@ struct edgecc_model {
       main = *entry;
       copy_from_bytes = ffi::Function::GetGlobalRequired("runtime.TVMTensorCopyFromBytes");
       copy_to_bytes = ffi::Function::GetGlobalRequired("runtime.TVMTensorCopyToBytes");
-      auto alloc = ffi::Function::GetGlobalRequired("runtime.TVMTensorAllocWithScope");
+      alloc_tensor = ffi::Function::GetGlobalRequired("runtime.TVMTensorAllocWithScope");
       for (const TensorSpec& spec : inputs) {
-        input_tensors.push_back(alloc(ffi::Shape(spec.shape), spec.dl_dtype, dl_device, nullptr).cast<ffi::Tensor>());
+        input_tensors.push_back(alloc_tensor(ffi::Shape(spec.shape), spec.dl_dtype, dl_device, nullptr).cast<ffi::Tensor>());
       }
     } catch (const Failure&) {
       throw;
@@ -338,32 +390,80 @@ struct edgecc_model {
     return specs[found];
   }
 
-  void check(const TensorSpec& spec, const edgecc_tensor& given, const char* kind, bool strict) const {
+  // An input (strict: dtype and shape must be given) or an output buffer against its spec. An input's
+  // dynamic axes record their sizes in `sizes` (all inputs must agree); an output must have the
+  // shape those sizes give it.
+  void check(const TensorSpec& spec, const edgecc_tensor& given, const char* kind, bool strict, Sizes& sizes) const {
     const std::string who = std::string(kind) + " '" + spec.name + "'";
-    if (!given.data && spec.nbytes > 0) fail(EDGECC_ERROR_ARGUMENT, who + ": data is NULL");
     if ((strict || given.dtype) && (!given.dtype || spec.dtype != given.dtype)) {
       fail(EDGECC_ERROR_INPUT, who + " has dtype " + (given.dtype ? given.dtype : "(none)") + ", the model expects " +
            spec.dtype);
     }
+    std::vector<int64_t> expected = shape_at(spec, sizes);
     if (strict || given.ndim >= 0) {
+      const std::string given_text = given.shape || given.ndim == 0 ? shape_text(given.shape, given.ndim) : "(none)";
       bool same = given.ndim == static_cast<int>(spec.shape.size()) && (given.ndim == 0 || given.shape);
-      for (int i = 0; same && i < given.ndim; ++i) same = given.shape[i] == spec.shape[i];
+      for (int i = 0; same && i < given.ndim; ++i) {
+        int axis = spec.axes[i];
+        if (!strict || !axis) {
+          same = given.shape[i] == expected[i];
+          continue;
+        }
+        if (given.shape[i] < 1 || given.shape[i] > spec.shape[i]) {
+          fail(EDGECC_ERROR_INPUT, who + " has " + axis_name(axis) + " size " + std::to_string(given.shape[i]) +
+               " (shape " + given_text + "); the model accepts " + axis_name(axis) + " sizes 1.." +
+               std::to_string(spec.shape[i]));
+        }
+        if (sizes.of[axis] > 0 && sizes.of[axis] != given.shape[i]) {
+          fail(EDGECC_ERROR_INPUT, who + " has " + axis_name(axis) + " size " + std::to_string(given.shape[i]) +
+               ", another input has " + std::to_string(sizes.of[axis]) + "; every input must have the same");
+        }
+        sizes.of[axis] = expected[i] = given.shape[i];
+      }
       if (!same) {
-        fail(EDGECC_ERROR_INPUT, who + " has shape " + (given.shape || given.ndim == 0 ? shape_text(given.shape, given.ndim) : "(none)") +
-             ", the model was compiled for " + shape_text(spec.shape.data(), static_cast<int>(spec.shape.size())));
+        fail(EDGECC_ERROR_INPUT, who + " has shape " + given_text + (strict ? ", the model was compiled for " +
+             accepted_text(spec) : ", the model returns " + shape_text(expected.data(), static_cast<int>(expected.size()))));
       }
     }
-    if (given.nbytes != spec.nbytes) {
+    size_t nbytes = bytes_of(spec, expected);
+    if (!given.data && nbytes > 0) fail(EDGECC_ERROR_ARGUMENT, who + ": data is NULL");
+    if (given.nbytes != nbytes) {
       fail(EDGECC_ERROR_INPUT, who + " has " + std::to_string(given.nbytes) + " bytes, the model expects " +
-           std::to_string(spec.nbytes));
+           std::to_string(nbytes));
     }
     size_t at = 0;
     int64_t value = 0;
-    if (strict && spec.has_range && out_of_range(spec, given.data, &at, &value)) {
+    if (strict && spec.has_range && out_of_range(spec, given.data, given.nbytes, &at, &value)) {
       fail(EDGECC_ERROR_INPUT, who + " holds " + std::to_string(value) + " at flat index " + std::to_string(at) +
            "; valid values are " + std::to_string(spec.range_min) + " <= v < " + std::to_string(spec.range_max) +
            " (rows of the table it indexes)");
     }
+  }
+
+  // Every input checked (see check); their sizes on the dynamic axes; slot[model input] = given index.
+  Sizes check_inputs(const edgecc_tensor* given_inputs, int num_inputs, std::vector<int>* slot) const {
+    if (num_inputs != static_cast<int>(inputs.size())) {
+      fail(EDGECC_ERROR_INPUT, "the model takes " + std::to_string(inputs.size()) + " inputs, " +
+           std::to_string(num_inputs) + " were given");
+    }
+    if (num_inputs && !given_inputs) fail(EDGECC_ERROR_ARGUMENT, "inputs is NULL");
+    std::vector<bool> seen(inputs.size());
+    Sizes sizes;
+    for (int i = 0; i < num_inputs; ++i) {
+      int index = 0;
+      check(match(inputs, given_inputs[i], i, "input", seen, &index), given_inputs[i], "input", true, sizes);
+      if (slot) (*slot)[index] = i;
+    }
+    return sizes;
+  }
+
+  static bool same_shape(const ffi::Tensor& tensor, const std::vector<int64_t>& shape) {
+    const DLTensor* t = tensor.GetDLTensorPtr();
+    if (t->ndim != static_cast<int>(shape.size())) return false;
+    for (int i = 0; i < t->ndim; ++i) {
+      if (t->shape[i] != shape[i]) return false;
+    }
+    return true;
   }
 
   void run(const edgecc_tensor* given_inputs, int num_inputs, edgecc_tensor* given_outputs, int num_outputs) {
@@ -376,22 +476,22 @@ struct edgecc_model {
            std::to_string(num_outputs) + " buffers were given");
     }
     if ((num_inputs && !given_inputs) || (num_outputs && !given_outputs)) fail(EDGECC_ERROR_ARGUMENT, "inputs or outputs is NULL");
-    std::vector<bool> seen_in(inputs.size()), seen_out(outputs.size());
+    std::vector<bool> seen_out(outputs.size());
     std::vector<int> input_slot(inputs.size()), output_slot(outputs.size());
-    for (int i = 0; i < num_inputs; ++i) {
-      int index = 0;
-      check(match(inputs, given_inputs[i], i, "input", seen_in, &index), given_inputs[i], "input", true);
-      input_slot[index] = i;
-    }
+    Sizes sizes = check_inputs(given_inputs, num_inputs, &input_slot);
     for (int i = 0; i < num_outputs; ++i) {
       int index = 0;
-      check(match(outputs, given_outputs[i], i, "output", seen_out, &index), given_outputs[i], "output", false);
+      check(match(outputs, given_outputs[i], i, "output", seen_out, &index), given_outputs[i], "output", false, sizes);
       output_slot[index] = i;
     }
     try {
       std::vector<ffi::AnyView> args;
       for (size_t i = 0; i < inputs.size(); ++i) {
         const edgecc_tensor& t = given_inputs[input_slot[i]];
+        std::vector<int64_t> shape = shape_at(inputs[i], sizes);
+        if (!same_shape(input_tensors[i], shape)) {  // a new length: a buffer of its size, kept for the next run
+          input_tensors[i] = alloc_tensor(ffi::Shape(shape), inputs[i].dl_dtype, dl_device, nullptr).cast<ffi::Tensor>();
+        }
         copy_from_bytes(input_tensors[i], t.data, static_cast<int64_t>(t.nbytes));
         args.emplace_back(input_tensors[i]);
       }
@@ -412,9 +512,10 @@ struct edgecc_model {
       }
       for (size_t i = 0; i < outputs.size(); ++i) {
         size_t produced = ffi::GetDataSize(*values[i].GetDLTensorPtr());
-        if (produced != outputs[i].nbytes) {
+        size_t expected = bytes_of(outputs[i], shape_at(outputs[i], sizes));
+        if (produced != expected) {
           fail(EDGECC_ERROR_RUNTIME, "output '" + outputs[i].name + "' has " + std::to_string(produced) +
-               " bytes, model.json says " + std::to_string(outputs[i].nbytes));
+               " bytes, model.json says " + std::to_string(expected));
         }
         edgecc_tensor& out = given_outputs[output_slot[i]];
         copy_to_bytes(values[i], out.data, static_cast<int64_t>(out.nbytes));
@@ -455,7 +556,8 @@ edgecc_status info_of(const std::vector<TensorSpec>& specs, int index, edgecc_te
   }
   const TensorSpec& spec = specs[index];
   *info = edgecc_tensor_info{spec.name.c_str(), spec.dtype.c_str(), static_cast<int>(spec.shape.size()),
-                             spec.shape.data(), spec.nbytes, spec.has_range ? 1 : 0, spec.range_min, spec.range_max};
+                             spec.shape.data(), spec.nbytes, spec.has_range ? 1 : 0, spec.range_min, spec.range_max,
+                             spec.axes.data()};
   return EDGECC_OK;
 }
 
@@ -511,6 +613,21 @@ edgecc_status edgecc_model_run(edgecc_model* model, const edgecc_tensor* inputs,
   return guarded([&] {
     if (!model) fail(EDGECC_ERROR_ARGUMENT, "model is NULL");
     model->run(inputs, num_inputs, outputs, num_outputs);
+  });
+}
+
+edgecc_status edgecc_model_output_shape(const edgecc_model* model, int index, const edgecc_tensor* inputs,
+                                        int num_inputs, int64_t* shape, size_t* nbytes) {
+  return guarded([&] {
+    if (!model) fail(EDGECC_ERROR_ARGUMENT, "model is NULL");
+    if (index < 0 || index >= static_cast<int>(model->outputs.size())) {
+      fail(EDGECC_ERROR_ARGUMENT, "output index " + std::to_string(index) + " out of range");
+    }
+    Sizes sizes = model->check_inputs(inputs, num_inputs, nullptr);
+    const TensorSpec& spec = model->outputs[index];
+    std::vector<int64_t> at = shape_at(spec, sizes);
+    if (shape) std::copy(at.begin(), at.end(), shape);
+    if (nbytes) *nbytes = bytes_of(spec, at);
   });
 }
 

@@ -28,7 +28,7 @@ extern "C" {
 #define EDGECC_API __attribute__((visibility("default")))
 #endif
 
-#define EDGECC_API_VERSION 1
+#define EDGECC_API_VERSION 2 /* 2: edgecc_tensor_info.axes (dynamic batch / sequence axes) */
 
 typedef enum edgecc_status {
   EDGECC_OK = 0,
@@ -58,7 +58,17 @@ typedef struct edgecc_tensor {
   size_t nbytes;        /* size of data in bytes; must equal the tensor's size */
 } edgecc_tensor;
 
-/* What the model expects or returns, from model.json. Pointers live as long as the model. */
+/* What an axis of a tensor is. A model compiled with --max-seq-len / --max-batch takes any size
+ * 1..shape[axis] on its dynamic axes (one size per kind across all inputs); its outputs' dynamic
+ * axes then have the inputs' size of that kind. */
+typedef enum edgecc_axis {
+  EDGECC_AXIS_FIXED = 0,    /* exactly shape[axis] */
+  EDGECC_AXIS_BATCH = 1,    /* 1..shape[axis]: the batch */
+  EDGECC_AXIS_SEQUENCE = 2  /* 1..shape[axis]: the sequence length */
+} edgecc_axis;
+
+/* What the model expects or returns, from model.json. Pointers live as long as the model.
+ * For a tensor with dynamic axes, shape and nbytes are the largest the model accepts or returns. */
 typedef struct edgecc_tensor_info {
   const char *name;
   const char *dtype;
@@ -68,6 +78,7 @@ typedef struct edgecc_tensor_info {
   int has_valid_range;  /* integer ids indexing a table: valid values are min <= v < max */
   int64_t valid_min;
   int64_t valid_max;
+  const int *axes;  /* ndim entries, each an edgecc_axis */
 } edgecc_tensor_info;
 
 /* Open the bundle folder (the one holding model.json). NULL on failure: see edgecc_last_error(). */
@@ -84,10 +95,16 @@ EDGECC_API int edgecc_model_num_threads(const edgecc_model *model);  /* what the
 EDGECC_API const char *edgecc_model_device(const edgecc_model *model);  /* "cpu", "cuda", "metal" */
 
 /* Run once. Inputs are matched by name (or position when name is NULL) and checked against the
- * model: count, shape, dtype, byte size and valid id ranges. Outputs (by name or position) receive
- * copies of the results. */
+ * model: count, shape (dynamic axes: 1..maximum, the same size for every input), dtype, byte size
+ * and valid id ranges. Outputs (by name or position) receive copies of the results; an output's
+ * buffer must hold exactly its shape at the inputs' sizes (edgecc_model_output_shape). */
 EDGECC_API edgecc_status edgecc_model_run(edgecc_model *model, const edgecc_tensor *inputs, int num_inputs,
                                           edgecc_tensor *outputs, int num_outputs);
+
+/* The shape output `index` has when the model runs on `inputs` (the inputs' sizes on its dynamic
+ * axes): writes ndim entries to shape and the byte size to nbytes (either may be NULL). */
+EDGECC_API edgecc_status edgecc_model_output_shape(const edgecc_model *model, int index, const edgecc_tensor *inputs,
+                                                   int num_inputs, int64_t *shape, size_t *nbytes);
 
 /* The last failure on this thread, one line; "" when none. Valid until the next call on this thread. */
 EDGECC_API const char *edgecc_last_error(void);

@@ -77,7 +77,9 @@ static void print_info(const edgecc_model *model) {
     for (int i = 0; i < count; ++i) {
       if (kind) edgecc_model_output_info(model, i, &info); else edgecc_model_input_info(model, i, &info);
       printf("%s %s %s [", kind ? "output" : "input ", info.name, info.dtype);
-      for (int d = 0; d < info.ndim; ++d) printf("%s%lld", d ? ", " : "", (long long)info.shape[d]);
+      for (int d = 0; d < info.ndim; ++d) {  /* a dynamic axis prints as 1..max */
+        printf("%s%s%lld", d ? ", " : "", info.axes[d] ? "1.." : "", (long long)info.shape[d]);
+      }
       printf("]");
       if (info.has_valid_range) printf(" valid %lld <= v < %lld", (long long)info.valid_min, (long long)info.valid_max);
       printf("\n");
@@ -169,12 +171,24 @@ int main(int argc, char **argv) {
     inputs[k] = (edgecc_tensor){names[k], arrays[k].dtype, arrays[k].ndim, arrays[k].shape, arrays[k].data,
                                 arrays[k].nbytes};
   }
+  int64_t *output_shapes = calloc((size_t)num_outputs * 16 + 1, sizeof *output_shapes);
   for (int i = 0; i < num_outputs && code == 0; ++i) {
     edgecc_tensor_info info;
+    size_t nbytes = 0;
     edgecc_model_output_info(model, i, &info);
-    void *data = malloc(info.nbytes ? info.nbytes : 1);
+    int64_t *shape = output_shapes + 16 * i;  /* at the inputs' sizes, for a model with dynamic axes */
+    if (info.ndim > 16) {
+      code = fail(1, "output '%s' has more than 16 dimensions", info.name);
+      break;
+    }
+    edgecc_status status = edgecc_model_output_shape(model, i, inputs, num_given, shape, &nbytes);
+    if (status != EDGECC_OK) {
+      code = fail(status == EDGECC_ERROR_INPUT || status == EDGECC_ERROR_ARGUMENT ? 2 : 1, "%s", edgecc_last_error());
+      break;
+    }
+    void *data = malloc(nbytes ? nbytes : 1);
     if (!data) code = fail(1, "%s", "out of memory for the outputs");
-    outputs[i] = (edgecc_tensor){info.name, info.dtype, info.ndim, info.shape, data, info.nbytes};
+    outputs[i] = (edgecc_tensor){info.name, info.dtype, info.ndim, shape, data, nbytes};
   }
   double *times = code == 0 ? calloc((size_t)repeat, sizeof *times) : NULL;
   for (int r = 0; r < repeat && code == 0; ++r) {
@@ -206,6 +220,7 @@ int main(int argc, char **argv) {
   free(times);
   for (int i = 0; i < num_outputs; ++i) free(outputs[i].data);
   free(outputs);
+  free(output_shapes);
   for (int k = 0; k < loaded; ++k) npy_free(&arrays[k]);
   edgecc_model_close(model);
   return code;
