@@ -308,7 +308,7 @@ def run_pipeline(model: str, options: CompileOptions, log=print) -> CompileResul
 
     ctx = CompileContext(model=model, options=options, log=log)
     output = Path(options.output) if options.output is not None else default_output(model, options.target)
-    check_output_folder(output)
+    check_output_folder(output, model)
     try:
         with staged_directory(output) as stage:
             ctx.stage_dir = stage

@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from edgecc.errors import EdgeccError
-from edgecc.tuning.records import best_records, drop_bad_lines, log_files, read_logs, write_merged
 
 
 def _require_logs(paths) -> None:
+    from edgecc.tuning.records import log_files
+
     missing = [str(p) for p in paths if not log_files(Path(p))]
     if missing:
         raise EdgeccError(f"no tuning logs (*.jsonl) found in: {', '.join(missing)}")
@@ -32,6 +33,8 @@ def logs():
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def show(paths):
     """Records per board and target, with the best latency per kernel."""
+    from edgecc.tuning.records import best_records, read_logs
+
     _require_logs(paths)
     readout = read_logs(paths)
     _report_bad_lines(readout)
