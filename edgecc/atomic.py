@@ -62,7 +62,7 @@ def staged_directory(final: Path):
     The sibling is `.NAME.staging-PID-XXXX` (and the replaced folder `.NAME.old-PID` for a moment),
     so leftovers of a killed run (kill -9, power loss) name a process that no longer runs: the next
     compile into the same place removes them first. Signals are turned into exceptions by the CLI
-    (edgecc/console.py), so SIGINT/SIGTERM/SIGHUP take the failure path below as well."""
+    (edgecc/interrupts.py), so SIGINT/SIGTERM/SIGHUP take the failure path below as well."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_siblings(final)

@@ -29,7 +29,7 @@ class EdgeccGroup(click.Group):
     """Turns every EdgeccError into one line on stderr and a non-zero exit; never a traceback."""
 
     def invoke(self, ctx):
-        from edgecc.console import received, stop_message
+        from edgecc.interrupts import received, stop_message
 
         try:
             return super().invoke(ctx)
@@ -38,7 +38,7 @@ class EdgeccGroup(click.Group):
         except BaseException as exc:  # noqa: BLE001 - every failure ends as one line; see _one_line
             stopped = received()
             if stopped is not None or isinstance(exc, KeyboardInterrupt):
-                _fail(*stop_message(stopped or exc))  # Ctrl-C, or SIGTERM/SIGHUP (edgecc/console.py)
+                _fail(*stop_message(stopped or exc))  # Ctrl-C, or SIGTERM/SIGHUP (edgecc/interrupts.py)
             _one_line(exc)
 
 
@@ -77,9 +77,3 @@ def main():
 
 for _command in COMMANDS:
     main.add_command(_command)
-
-
-if __name__ == "__main__":
-    from edgecc.console import main as _console_main
-
-    _console_main()
