@@ -15,10 +15,10 @@ import json
 import os
 from pathlib import Path
 
+from edgecc.artifact.manifest import ARTIFACT_FORMAT, MANIFEST
 from edgecc.errors import EdgeccError
 
-ARTIFACT_FORMAT_PREFIX = "edgecc-artifact/"
-MANIFEST = "manifest.json"
+ARTIFACT_FORMAT_PREFIX = ARTIFACT_FORMAT.split("/")[0] + "/"
 # Files a compile writes after the manifest's file table is made (so the table does not list them).
 WRITTEN_AFTER_MANIFEST = ("report.json", "report.md", "report.html")
 

@@ -13,10 +13,14 @@ def _inputs_for(artifact: Path, inputs_file: Path | None) -> dict | None:
     if not inputs_file:
         return None
     from edgecc.artifact.loader import read_manifest
-    from edgecc.frontend.inputs import TensorSpec, load_inputs_file
+    from edgecc.artifact.manifest import input_valid_ranges
+    from edgecc.frontend.inputs import TensorSpec, check_value_ranges, load_inputs_file
 
-    specs = [TensorSpec.from_dict(d) for d in read_manifest(artifact)["inputs"]]
-    return load_inputs_file(inputs_file, specs)
+    manifest = read_manifest(artifact)
+    specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
+    arrays = load_inputs_file(inputs_file, specs)
+    check_value_ranges(arrays, input_valid_ranges(manifest), f"inputs file {inputs_file}")
+    return arrays
 
 
 @click.command()
