@@ -156,9 +156,9 @@ def load_artifact(folder: Path, rpc: str | None = None, tracker: str | None = No
             lib = session.load_module(library.name)
             device = session.device(manifest.get("device", "cpu"), 0)
         except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-            text = str(exc).strip()
-            raise RemoteError(f"board {where} failed while loading {library.name}: "
-                              f"{text.splitlines()[0] if text else type(exc).__name__}") from None
+            from edgecc.remote.session import remote_reason
+
+            raise RemoteError(f"board {where} failed while loading {library.name}: {remote_reason(exc)}") from None
         from edgecc.remote.session import is_emulated
 
         return LoadedArtifact(folder, manifest, relax.VirtualMachine(lib, device), device, session, where,
