@@ -13,10 +13,14 @@ from edgecc.interrupts import install, stop_message
 
 def main() -> None:
     install()
+    if not sys.warnoptions:  # library UserWarnings (TVM's importer, torch's exporter) are not the user's to act on
+        import warnings
+
+        warnings.simplefilter("ignore")
     try:
         from edgecc.cli import main as command
     except KeyboardInterrupt as exc:
         message, code = stop_message(exc)
         sys.stderr.write(f"edgecc: error: {message}\n")
         sys.exit(code)
-    command()
+    command(prog_name="edgecc")

@@ -26,7 +26,22 @@ def _fail(message: str, code: int = 2):
 
 
 class EdgeccGroup(click.Group):
-    """Turns every EdgeccError into one line on stderr and a non-zero exit; never a traceback."""
+    """Turns every EdgeccError into one line on stderr and a non-zero exit; never a traceback.
+    Click's own usage errors (a bad option value, a missing argument) become the same one line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "edgecc"
+            _fail(f"{exc.format_message()} (see {command} --help)", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.exceptions.Abort:  # Ctrl-C while click itself was parsing
+            _fail("interrupted", 130)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         from edgecc.interrupts import received, stop_message

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgecc.cli._shared import remote_options
+from edgecc.cli._shared import FiniteFloat, remote_options
 
 
 def _inputs_for(artifact: Path, inputs_file: Path | None) -> dict | None:
@@ -47,7 +47,7 @@ def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
 
 @click.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--min-seconds", type=click.FloatRange(min=0.0), default=2.0, show_default=True)
+@click.option("--min-seconds", type=FiniteFloat(0.0), default=2.0, show_default=True)
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path))
 @click.option("--seq-len", type=int, default=None,
               help="Time random inputs of this length (an artifact compiled with --max-seq-len takes any up to it).")

@@ -27,7 +27,7 @@ from tvm.ir.expr import Constant
 
 from edgecc.errors import ModelError
 from edgecc.passes._bindings import binding_map, replace_bindings
-from edgecc.passes._layout_chains import is_op
+from edgecc.passes._layout_chains import is_op, static_shape
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,11 @@ class ClampGatherIndicesStats:
 
 
 def _rows(call) -> int | None:
-    shape = call.args[0].struct_info.shape
-    axis = int(call.attrs.axis) if call.attrs.axis is not None else 0
-    if shape is None or not hasattr(shape, "values"):
+    shape = static_shape(call.args[0])
+    if not shape:
         return None
-    extent = shape.values[axis % len(shape.values)]
-    return int(extent) if isinstance(extent, tvm.tirx.IntImm) else None
+    axis = int(call.attrs.axis) if call.attrs.axis is not None else 0
+    return shape[axis % len(shape)]
 
 
 def _check_constant(call) -> None:
