@@ -114,8 +114,21 @@ def test_bench_checks_the_reference_model_it_loads(artifact):
 
 def test_not_an_artifact_at_all(tmp_path):
     (tmp_path / "file").write_text("x")
-    for target, fragment in ((tmp_path / "nowhere", "artifact folder not found"),
+    for target, fragment in ((tmp_path / "nowhere", "is not an edgecc artifact: no such folder"),
                              (tmp_path / "file", "is a file, not an artifact folder"),
                              (tmp_path, "is not an edgecc artifact")):
         result = invoke("run", target)
         assert_refused(result.exit_code, result.stderr, fragment, code=2)
+
+
+def test_run_outputs_never_overwrite_the_artifact_or_land_on_a_folder(artifact, tmp_path):
+    from fixtures_hostile import snapshot
+
+    before = snapshot(artifact)
+    for target, fragment in ((artifact / "model.so", "would overwrite a file of the artifact"),
+                             (artifact / "manifest.json", "would overwrite a file of the artifact"),
+                             (tmp_path, "is a folder")):
+        result = invoke("run", artifact, "--outputs", target)
+        assert_refused(result.exit_code, result.stderr, fragment, code=2)
+    assert snapshot(artifact) == before
+    assert invoke("run", artifact, "--outputs", tmp_path / "out.npz").exit_code == 0

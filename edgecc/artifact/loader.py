@@ -18,7 +18,7 @@ def read_manifest(folder: Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.exists():
-        raise ArtifactError(f"artifact folder not found: {folder}")
+        raise ArtifactError(f"{folder} is not an edgecc artifact: no such folder")
     if not folder.is_dir():
         raise ArtifactError(f"{folder} is a file, not an artifact folder; pass the folder a compile wrote")
     if not path.exists():

@@ -23,6 +23,20 @@ def _inputs_for(artifact: Path, inputs_file: Path | None) -> dict | None:
     return arrays
 
 
+def _check_outputs_file(path: Path, artifact: Path) -> None:
+    """--outputs may not land on a folder or on one of the artifact's own files (it would break it)."""
+    from edgecc.artifact.loader import read_manifest
+    from edgecc.artifact.output import WRITTEN_AFTER_MANIFEST
+    from edgecc.errors import EdgeccError
+
+    if path.is_dir():
+        raise EdgeccError(f"--outputs {path} is a folder; give a file name, e.g. {path / 'outputs.npz'}")
+    own = {*read_manifest(artifact).get("files", {}), "manifest.json", *WRITTEN_AFTER_MANIFEST}
+    if path.resolve().parent == Path(artifact).resolve() and path.name in own:
+        raise EdgeccError(f"--outputs {path} would overwrite a file of the artifact {artifact}; write the outputs "
+                          "somewhere else")
+
+
 @click.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help=".npz keyed by input name.")
@@ -36,6 +50,8 @@ def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
     import edgecc
     from edgecc.atomic import write_npz_atomic
 
+    if outputs_file:
+        _check_outputs_file(Path(outputs_file), artifact)
     outputs = edgecc.run(artifact, _inputs_for(artifact, inputs_file), rpc=rpc, tracker=tracker, key=key,
                          timeout=rpc_timeout)
     if outputs_file:
