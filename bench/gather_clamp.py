@@ -5,7 +5,7 @@
 Builds the model twice in this process, with every caller-indexed take in mode="clip" (what edgecc
 ships) and in TVM's unchecked mode="fast" (the pass replaced by a no-op), then times both artifacts
 in interleaved rounds (A, B, A, B, ...), and the embedding gather alone the same way. Medians, the
-p10-p90 spread and the clip/fast ratio are printed and appended to bench/RESULTS.md.
+p10-p90 spread and the clip/fast ratio are printed and appended to bench/GATHER_CLAMP.md.
 """
 
 from __future__ import annotations
@@ -119,13 +119,14 @@ def main() -> None:
     gather_timers = {n: kernels[n].time_evaluator("main", dev, number=2000, repeat=1) for n in kernels}
     gather = _stats_pair(_rounds({n: (lambda t=gather_timers[n]: t(ids).mean) for n in kernels}, args.rounds))
     cpu = _cpu()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [f"## Clamped token-id gathers ({datetime.now(UTC).date()}, {cpu}, TVM_NUM_THREADS="
-             f"{os.environ.get('TVM_NUM_THREADS')}, {args.rounds} interleaved rounds)", "",
+             f"{os.environ.get('TVM_NUM_THREADS')}, {args.rounds} interleaved rounds, load average {load:.1f})", "",
              "| what (median over rounds of TVM's time_evaluator means) | clip ms (p10-p90) | fast ms (p10-p90) | clip / fast |", "|---|---:|---:|---:|",
              _row(f"{args.model} seq {args.seq_len}, whole model", model),
              _row(f"embedding gather alone ({vocab}x{width} table, {args.seq_len} ids)", gather), ""]
     print("\n".join(lines))
-    with open(HERE / "RESULTS.md", "a") as handle:
+    with open(HERE / "GATHER_CLAMP.md", "a") as handle:
         handle.write("\n" + "\n".join(lines) + "\n")
 
 
