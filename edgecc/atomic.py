@@ -3,10 +3,14 @@ write leaves nothing behind."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,20 +57,69 @@ def write_npz_atomic(path: Path, arrays: dict) -> None:
 
 @contextmanager
 def staged_directory(final: Path):
-    """Yield a fresh sibling folder; on success it replaces `final`, on failure it vanishes."""
+    """Yield a fresh sibling folder; on success it replaces `final`, on failure it vanishes.
+
+    The sibling is `.NAME.staging-PID-XXXX` (and the replaced folder `.NAME.old-PID` for a moment),
+    so leftovers of a killed run (kill -9, power loss) name a process that no longer runs: the next
+    compile into the same place removes them first. Signals are turned into exceptions by the CLI
+    (edgecc/interrupts.py), so SIGINT/SIGTERM/SIGHUP take the failure path below as well."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
-    os.chmod(stage, 0o755)
+    remove_stale_siblings(final)
+    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-{os.getpid()}-", dir=final.parent))
+    old = None
     try:
+        os.chmod(stage, 0o755)
         yield stage
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            os.replace(final, old)
+        os.replace(stage, final)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        if old is not None and old.exists() and not final.exists():
+            os.replace(old, final)  # the swap failed half way: put the earlier folder back
         raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(stage, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?:staging|old)-(?:(?P<pid>\d+)-)?(?P<tag>[^-]*)")
+LEGACY_STALE_S = 3600  # leftovers of edgecc versions that did not put the pid in the name
+
+
+def remove_stale_siblings(final: Path) -> list[Path]:
+    """Remove `.NAME.staging-PID-*` / `.NAME.old-PID` folders beside `final` whose process is gone."""
+    final = Path(final)
+    removed = []
+    try:
+        siblings = list(final.parent.glob(f".{glob.escape(final.name)}.*-*"))
+    except OSError:
+        return removed
+    for path in siblings:
+        match = _LEFTOVER.fullmatch(path.name)
+        if not match or match["name"] != final.name or not path.is_dir() or path.is_symlink():
+            continue
+        if match["pid"] is None and match["tag"].isdigit():
+            alive = _process_alive(int(match["tag"]))  # `.NAME.old-PID` of earlier versions
+        elif match["pid"] is None:
+            alive = time.time() - path.stat().st_mtime < LEGACY_STALE_S
+        else:
+            alive = _process_alive(int(match["pid"]))
+        if alive:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True

@@ -19,6 +19,10 @@ class TargetError(EdgeccError):
     """Unknown target, or a target file that does not validate."""
 
 
+class ArtifactError(EdgeccError):
+    """An artifact folder that is incomplete, changed after its compile, or names files outside itself."""
+
+
 class ToolchainError(EdgeccError):
     """A compiler or tool the target needs is not installed."""
 

@@ -14,6 +14,13 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed")
 ARITHMETIC_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Relative error (max |edgecc - reference| / max |reference|) tolerated before a compile fails.
 DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2, "int8": None, "mixed": None}
+# A model stored in another float type is verified against what that type can hold: an FP16 model
+# differs from ONNX Runtime's FP16 arithmetic by ~1e-3 relative (rounding of every intermediate),
+# which FP32's 1e-4 would call a failure; an FP64 model is held to far less than FP32.
+MODEL_DTYPE_TOLERANCE = {"float16": 2e-2, "bfloat16": 5e-2, "float64": 1e-8}
+
+
+MAX_ELEMENTS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -58,12 +65,18 @@ class CompileOptions:
             object.__setattr__(self, "seq_buckets", parse_seq_buckets(self.seq_buckets))
         _validate(self)
 
-    def resolved_tolerance(self) -> float | None:
+    def resolved_tolerance(self, model_dtype: str = "float32") -> float | None:
         """Sparse attention changes what the model computes on purpose: its cost is judged by the
-        accuracy step (--max-accuracy-drop), not by the FP32 tolerance, unless one is given."""
+        accuracy step (--max-accuracy-drop), not by the FP32 tolerance, unless one is given.
+        `model_dtype` is the float type the model computes in (its outputs'): with the default
+        precision (fp32: no precision pass) an FP16 or FP64 model gets the tolerance of its type."""
         if self.tolerance is not None:
             return self.tolerance
-        return None if self.sparse_attention else DEFAULT_TOLERANCE.get(self.precision)
+        if self.sparse_attention:
+            return None
+        if self.precision == "fp32" and model_dtype in MODEL_DTYPE_TOLERANCE:
+            return MODEL_DTYPE_TOLERANCE[model_dtype]
+        return DEFAULT_TOLERANCE.get(self.precision)
 
     @property
     def dynamic_shapes(self) -> bool:
@@ -85,6 +98,11 @@ def _validate(opts: CompileOptions) -> None:
         value = getattr(opts, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise EdgeccError(f"--{name.replace('_', '-')} must be a whole number >= 1, not {value!r}")
+    if opts.batch * opts.seq_len > MAX_ELEMENTS:  # TVM indexes tensors with 32-bit integers by default
+        raise EdgeccError(f"--batch {opts.batch} x --seq-len {opts.seq_len} is too large "
+                          f"(at most {MAX_ELEMENTS} tokens per call)")
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed < 2**63:
+        raise EdgeccError(f"--seed must be a whole number >= 0, not {opts.seed!r}")
     for name, lowest, optional in (("tolerance", 0.0, True), ("max_accuracy_drop", 0.0, True),
                                    ("min_seconds", 0.0, False), ("rpc_timeout", 1e-3, False),
                                    ("budget_seconds", 1e-3, True)):

@@ -65,6 +65,9 @@ def import_model(ctx: CompileContext):
         ctx.source.parameters = initializer_elements(ctx.imported.onnx_model)
     ctx.weights_bytes = initializer_bytes(ctx.imported.onnx_model)
     ctx.relax_module = ctx.imported.relax_module
+    if not ctx.imported.simplified:
+        ctx.log(f"      graph simplification (onnxslim) failed ({ctx.imported.simplify_error}); "
+                "imported the unsimplified graph")
     return ctx.imported
 
 
@@ -91,6 +94,8 @@ def run_graph_passes(ctx: CompileContext):
                 ctx.pass_stats[pass_name(graph_pass)] = stats
                 if hasattr(stats, "summary"):  # e.g. the layers a precision pass kept FP32, and why
                     ctx.log(f"      {stats.summary()}")
+                if hasattr(stats, "explain"):  # a pass whose fast path did not (fully) apply says so, or refuses
+                    stats.explain(ctx.log)
     ctx.relax_module = mod
     return mod
 
@@ -162,7 +167,7 @@ def verify(ctx: CompileContext):
     from edgecc.artifact.loader import load_artifact
     from edgecc.frontend.inputs import load_inputs_file, sample_inputs
     from edgecc.measure.latency import onnxruntime_session
-    from edgecc.measure.verification import output_errors, verdict
+    from edgecc.measure.verification import model_float_dtype, output_errors, verdict
 
     opts = ctx.options
     specs = ctx.imported.inputs
@@ -180,13 +185,20 @@ def verify(ctx: CompileContext):
         ctx.verification = {"status": "skipped", "reason": "disabled with --no-verify"}
         return ctx.verification
     actual = ctx.artifact.run(ctx.sample_inputs)
-    session = onnxruntime_session(ctx.source.onnx_path, threads=host_threads())
     names = [spec.name for spec in ctx.imported.outputs]
-    ctx.reference_outputs = dict(zip(names, session.run(names, ctx.sample_inputs)))
+    try:
+        session = onnxruntime_session(ctx.source.onnx_path, threads=host_threads())
+        ctx.reference_outputs = dict(zip(names, session.run(names, ctx.sample_inputs)))
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types; the reference failing is one line
+        text = str(exc).strip().splitlines()
+        raise VerificationError(f"ONNX Runtime (the reference) cannot run {ctx.source.onnx_path}, so the artifact "
+                                f"cannot be verified: {(text[0] if text else type(exc).__name__)[:300]} "
+                                "(--no-verify compiles without the check)") from None
     rows = output_errors(actual, ctx.reference_outputs)
-    status, reason = verdict(rows, opts.resolved_tolerance())
+    tolerance = opts.resolved_tolerance(model_float_dtype(ctx.imported.outputs))
+    status, reason = verdict(rows, tolerance)
     ctx.verification = {"status": status, "reason": reason, "reference": f"onnxruntime {onnxruntime.__version__}",
-                        "tolerance": opts.resolved_tolerance(), "where": ctx.artifact.where,
+                        "tolerance": tolerance, "where": ctx.artifact.where,
                         "inputs": "from " + str(opts.sample_inputs) if opts.sample_inputs else
                         f"random in valid ranges (seed {opts.seed})", "outputs": rows}
     if status == "failed":
@@ -308,7 +320,7 @@ def run_pipeline(model: str, options: CompileOptions, log=print) -> CompileResul
 
     ctx = CompileContext(model=model, options=options, log=log)
     output = Path(options.output) if options.output is not None else default_output(model, options.target)
-    check_output_folder(output)
+    check_output_folder(output, model)
     try:
         with staged_directory(output) as stage:
             ctx.stage_dir = stage
@@ -333,7 +345,13 @@ def run_pipeline(model: str, options: CompileOptions, log=print) -> CompileResul
 
 def _unexpected(step: str, ctx: CompileContext, exc: Exception) -> EdgeccError:
     text = str(exc).strip().splitlines()
-    detail = text[-1] if text else type(exc).__name__
+    detail = text[-1] if text else ""
+    if not detail or detail == type(exc).__name__:  # a bare `assert` inside TVM: say where it fired
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        detail = (f"assertion in {'/'.join(Path(frames[-1].filename).parts[-3:])}:{frames[-1].lineno} "
+                  f"({frames[-1].name})" if frames else type(exc).__name__)
     cls = ModelError if step in ("import", "graph passes", "lower") else EdgeccError
     return cls(f"{step} failed for '{ctx.model}' on target '{ctx.options.target}': {type(exc).__name__}: "
                f"{detail[:400]}")

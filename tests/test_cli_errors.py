@@ -72,7 +72,7 @@ def test_run_rejects_inputs_of_the_wrong_shape(tmp_path):
     assert_error(invoke("run", out, "--inputs", tmp_path / "bad.npz"), "shape 1x9", "1x8")
     np.savez(tmp_path / "missing.npz", input_ids=np.zeros((1, 8), np.int64))
     assert_error(invoke("run", out, "--inputs", tmp_path / "missing.npz"), "missing ['attention_mask']")
-    assert_error(invoke("run", tmp_path / "not-an-artifact"), "not an edgecc artifact")
+    assert_error(invoke("run", tmp_path / "not-an-artifact"), "is not an edgecc artifact: no such folder")
 
 
 def test_unknown_builtin_and_target_list_the_known_ones(tmp_path):

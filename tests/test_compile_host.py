@@ -84,7 +84,7 @@ def test_dump_ir_writes_the_module_after_every_graph_pass_and_stage(tmp_path):
                    log=lambda *_: None)
     names = sorted(p.name for p in dump.iterdir())
     assert names == ["01-fuse_layer_norm.py", "02-fuse_bias_gelu_epilogue.py", "03-fuse_attention.py",
-                     "04-fold_transposes_into_matmuls.py", "05-sink_reshapes_below_elementwise.py", "lowered.py",
-                     "scheduled.py"]
+                     "04-fold_transposes_into_matmuls.py", "05-sink_reshapes_below_elementwise.py",
+                     "06-clamp_gather_indices.py", "lowered.py", "scheduled.py"]
     assert "R.nn.layer_norm" in (dump / "01-fuse_layer_norm.py").read_text()
     assert "fused_attention" in (dump / "03-fuse_attention.py").read_text()

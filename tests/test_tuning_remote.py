@@ -8,6 +8,7 @@ from edgecc.errors import EdgeccError
 from edgecc.targets import load_target
 from edgecc.tuning import tune
 from edgecc.tuning.records import read_logs
+from edgecc.tuning.tune import TuningError
 
 
 def test_tuning_through_a_tracker_measures_on_the_board(lowered_matmul, rpc_tracker_with_board, tmp_path):
@@ -27,15 +28,18 @@ def test_tuning_direct_rpc_measures_on_the_board(lowered_matmul, rpc_board, tmp_
     assert len(read_logs([tmp_path]).records) == 4
 
 
-def test_an_unreachable_board_fails_its_trials_not_the_run(lowered_matmul, tmp_path):
+def test_an_unreachable_board_fails_its_trials_and_then_the_run_with_one_line(lowered_matmul, tmp_path):
+    """Each trial fails (the search goes on through all of them); a run that measured nothing then
+    fails with the first error, instead of exiting 0 with an empty log."""
     import socket
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     session = {"rpc": f"127.0.0.1:{port}", "timeout": 5, "attempts": 2, "retry_pause_s": 0.1}
-    result = tune(lowered_matmul, load_target("host"), tmp_path, trials=4, session=session, progress=False)
-    assert result.trials_run == 4 and result.run_failures == 4 and result.build_failures == 0
+    with pytest.raises(TuningError, match=r"measured nothing: all 4 trials failed \(0 to build, 4 to run\); "
+                                          r"first error: run: .*board unreachable"):
+        tune(lowered_matmul, load_target("host"), tmp_path, trials=4, session=session, progress=False)
     assert read_logs([tmp_path]).records == []
 
 

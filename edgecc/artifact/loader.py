@@ -8,21 +8,53 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecc.errors import EdgeccError, RemoteError
-from edgecc.frontend.inputs import TensorSpec, check_inputs
-
-MANIFEST = "manifest.json"
+from edgecc.artifact.integrity import artifact_file, check_recorded_file, check_whole_elf
+from edgecc.artifact.manifest import MANIFEST, input_valid_ranges, valid_ranges_from_reference
+from edgecc.errors import ArtifactError, EdgeccError, RemoteError
+from edgecc.frontend.inputs import TensorSpec, check_inputs, check_value_ranges
 
 
 def read_manifest(folder: Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
+    if not folder.exists():
+        raise ArtifactError(f"{folder} is not an edgecc artifact: no such folder")
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder} is a file, not an artifact folder; pass the folder a compile wrote")
     if not path.exists():
-        raise EdgeccError(f"{folder} is not an edgecc artifact (no {MANIFEST}); compile a model into it first")
+        raise ArtifactError(f"{folder} is not an edgecc artifact (no {MANIFEST}); compile a model into it first")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgeccError(f"{path} is corrupt: {exc}") from None
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is corrupt: {exc}") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+    _check_manifest(manifest, path)
+    return manifest
+
+
+def _check_manifest(manifest, path: Path) -> None:
+    if not isinstance(manifest, dict) or not str(manifest.get("format", "")).startswith("edgecc-artifact/"):
+        raise ArtifactError(f"{path} is not an edgecc artifact manifest (no edgecc 'format' field)")
+    for key, kind in (("library", str), ("inputs", list), ("outputs", list)):
+        if not isinstance(manifest.get(key), kind):
+            raise ArtifactError(f"{path}: field '{key}' is missing or not a {kind.__name__}")
+    for entry in manifest["inputs"] + manifest["outputs"]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("dtype"), str)
+                and isinstance(entry.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in entry["shape"])):
+            raise ArtifactError(f"{path}: an input or output entry is not {{name, shape, dtype}}: {str(entry)[:120]}")
+        valid = entry.get("valid_range")
+        if valid is not None and not (isinstance(valid, list) and len(valid) == 2
+                                      and all(isinstance(v, int) for v in valid) and valid[0] < valid[1]):
+            raise ArtifactError(f"{path}: input '{entry['name']}' has a bad valid_range {valid!r} (want [low, high))")
+
+
+def checked_file(folder: Path, manifest: dict, name, what: str) -> Path:
+    """An artifact file about to be loaded: inside the folder, and the very file the compile wrote."""
+    manifest_path = Path(folder) / MANIFEST
+    path = artifact_file(folder, name, manifest_path, what)
+    check_recorded_file(path, manifest, manifest_path)
+    return path
 
 
 @dataclass
@@ -34,6 +66,7 @@ class LoadedArtifact:
     session: object = None  # the RPC session when the artifact runs on a board
     where: str = "host"
     emulated: bool = False
+    _valid_ranges: dict | None = None
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -43,11 +76,24 @@ class LoadedArtifact:
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec.from_dict(d) for d in self.manifest["outputs"]]
 
+    @property
+    def valid_ranges(self) -> dict[str, tuple[int, int]]:
+        """Input name -> [low, high) of the integer inputs that index a table (token ids)."""
+        if self._valid_ranges is None:
+            ranges = input_valid_ranges(self.manifest)
+            if not ranges and any(s.dtype.startswith(("int", "uint")) for s in self.inputs):
+                ranges = valid_ranges_from_reference(self.folder, self.manifest)  # compiled before valid_range
+            self._valid_ranges = ranges
+        return self._valid_ranges
+
     def arguments(self, inputs: dict):
-        """The inputs as TVM tensors on the artifact's device, in `main`'s order, after checking them."""
+        """The inputs as TVM tensors on the artifact's device, in `main`'s order, after checking them
+        (names, shapes, dtypes, and token ids against their tables) here, before anything reaches a
+        kernel or a board."""
         import tvm
 
         check_inputs(inputs, self.inputs, "inputs")
+        check_value_ranges(inputs, self.valid_ranges, "inputs")
         return [tvm.runtime.tensor(np.ascontiguousarray(inputs[s.name]), self.device) for s in self.inputs]
 
     def run(self, inputs: dict) -> dict[str, np.ndarray]:
@@ -92,9 +138,14 @@ def load_artifact(folder: Path, rpc: str | None = None, tracker: str | None = No
 
     folder = Path(folder)
     manifest = read_manifest(folder)
-    library = folder / manifest["library"]
     if not manifest.get("loadable", True):
-        raise EdgeccError(f"{library} cannot be loaded as is: {'; '.join(manifest.get('missing', []))}")
+        raise EdgeccError(f"{folder / str(manifest['library'])} cannot be loaded as is: "
+                          f"{'; '.join(manifest.get('missing', []))}")
+    if not (rpc or tracker) and not manifest.get("runs_on_host", True):
+        raise EdgeccError(f"{folder} was compiled for '{manifest['target']['name']}', which cannot run on this "
+                          "machine; pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY to run it on the board")
+    library = checked_file(folder, manifest, manifest["library"], "library")
+    check_whole_elf(library)
     if rpc or tracker:
         from edgecc.remote.session import open_session
 
@@ -105,15 +156,19 @@ def load_artifact(folder: Path, rpc: str | None = None, tracker: str | None = No
             lib = session.load_module(library.name)
             device = session.device(manifest.get("device", "cpu"), 0)
         except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-            raise RemoteError(f"board {where} failed while loading {library.name}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+            from edgecc.remote.session import remote_reason
+
+            raise RemoteError(f"board {where} failed while loading {library.name}: {remote_reason(exc)}") from None
         from edgecc.remote.session import is_emulated
 
         return LoadedArtifact(folder, manifest, relax.VirtualMachine(lib, device), device, session, where,
                               is_emulated(session))
-    if not manifest.get("runs_on_host", True):
-        raise EdgeccError(f"{folder} was compiled for '{manifest['target']['name']}', which cannot run on this "
-                          "machine; pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY to run it on the board")
-    device = tvm.device(manifest.get("device", "cpu"), 0)
-    lib = tvm.runtime.load_module(str(library))
-    return LoadedArtifact(folder, manifest, relax.VirtualMachine(lib, device), device)
+    try:
+        device = tvm.device(manifest.get("device", "cpu"), 0)
+        lib = tvm.runtime.load_module(str(library))
+        vm = relax.VirtualMachine(lib, device)
+    except Exception as exc:  # noqa: BLE001 - TVM raises several types for a library it cannot load
+        text = str(exc).strip()
+        raise ArtifactError(f"{library} cannot be loaded here: "
+                            f"{text.splitlines()[-1][:300] if text else type(exc).__name__}") from None
+    return LoadedArtifact(folder, manifest, vm, device)

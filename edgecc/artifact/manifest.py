@@ -2,28 +2,24 @@
 
 Manifest input entries are {"name", "shape", "dtype"} and, for an integer input that indexes an
 embedding table (token ids, token types, positions), "valid_range": [min, max], half-open:
-every value v must satisfy min <= v < max (max is the table's row count). TVM's gather reads
-out of bounds on other values, so runtimes must reject them (the deploy C API does).
+every value v must satisfy min <= v < max (max is the table's row count). Negative ids are refused,
+although ONNX's Gather would read row rows + id for -rows <= id < 0: a negative token id is a bug in
+the caller (an ignore-index label, an unset slot), and refusing it keeps `edgecc run`, the Python
+API and a deployed bundle's C API in agreement. The library itself clamps ids into the table
+(passes/clamp_gather_indices.py), so a caller that skips the check reads a wrong row, never memory
+past the table.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from edgecc.artifact.loader import MANIFEST
+from edgecc.artifact.integrity import sha256
 from edgecc.atomic import write_json_atomic
 
+MANIFEST = "manifest.json"
 ARTIFACT_FORMAT = "edgecc-artifact/1"
 REFERENCE_MODEL = "reference.onnx"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions() -> dict:
@@ -61,12 +57,15 @@ def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple
     """The valid ranges computed from the artifact's reference.onnx (artifacts compiled before the field)."""
     import onnx
 
+    from edgecc.artifact.integrity import artifact_file, check_recorded_file
     from edgecc.frontend.inputs import TensorSpec
     from edgecc.frontend.onnx_import import _index_bounds
 
-    path = Path(folder) / manifest.get("reference_model", REFERENCE_MODEL)
-    if not path.is_file():
+    name = manifest.get("reference_model", REFERENCE_MODEL)
+    if not (Path(folder) / str(name)).is_file():
         return {}
+    path = artifact_file(folder, name, Path(folder) / MANIFEST, "reference model")
+    check_recorded_file(path, manifest, Path(folder) / MANIFEST)
     specs = [TensorSpec.from_dict(e) for e in manifest["inputs"]]
     return {name: (0, int(rows)) for name, rows in _index_bounds(onnx.load(str(path)), specs).items()}
 

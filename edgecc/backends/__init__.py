@@ -83,9 +83,12 @@ def lowering_pipeline(fast_math: bool = True):
     import tvm
     from tvm import relax
 
+    from edgecc.passes.fast_math import FastMath
+
     # Fast math before legalization: exp/erf/tanh become vectorisable polynomials (topi fast_*),
-    # within ~1e-7 relative of libm but without a scalar libm call per element.
-    fast = [relax.transform.FastMathTransform()] if fast_math else []
+    # within ~1e-7 relative of libm but without a scalar libm call per element. (edgecc's FastMath:
+    # TVM's FastMathTransform crashes on calls of external functions.)
+    fast = [FastMath()] if fast_math else []
     return tvm.transform.Sequential([
         *fast,
         relax.backend.DispatchSampling(),

@@ -1,5 +1,5 @@
 """`python -m edgecc.cli` runs the edgecc command."""
 
-from edgecc.cli import main
+from edgecc.console import main
 
 main()

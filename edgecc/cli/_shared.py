@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import click
@@ -22,12 +23,35 @@ def parse_duration(text: str | None) -> float | None:
     return seconds
 
 
+class FiniteFloat(click.ParamType):
+    """A finite number (no nan or inf) above `low` (or at least `low`, with `inclusive`)."""
+
+    name = "number"
+
+    def __init__(self, low: float = 0.0, inclusive: bool = True):
+        self.low, self.inclusive = low, inclusive
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.low or (number == self.low and not self.inclusive):
+            self.fail(f"{value!r} must be {'>=' if self.inclusive else '>'} {self.low:g}", param, ctx)
+        return number
+
+
 def remote_options(function):
     for option in reversed([
         click.option("--rpc", metavar="HOST:PORT", help="Run on a board's TVM RPC server."),
         click.option("--tracker", metavar="HOST:PORT", help="Ask a TVM RPC tracker for a board."),
         click.option("--key", help="Device key to request from the tracker."),
-        click.option("--rpc-timeout", type=float, default=120.0, show_default=True,
+        click.option("--rpc-timeout", type=FiniteFloat(0.0, inclusive=False), default=120.0, show_default=True,
                      help="Seconds to wait for a board session."),
     ]):
         function = option(function)

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
-import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 
 from edgecc.errors import EdgeccError
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    import socket
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def _require_loopback_or_consent(host: str, allow_remote: bool, what: str) -> None:
+    """TVM RPC has no authentication: whoever reaches the port runs any code they upload on this machine."""
+    if _is_loopback(host):
+        return
+    if not allow_remote:
+        raise EdgeccError(f"--host {host} would let any machine that reaches it run arbitrary code here (TVM RPC "
+                          f"has no authentication); {what} serves on 127.0.0.1 by default: pass --allow-remote to "
+                          "serve on a network address anyway, on a network you trust")
+    click.echo(f"WARNING: {what} serves on {host} without authentication: anyone who reaches it can run any code "
+               "on this machine. Only do this on a network you trust.", err=True)
 
 
 @click.group()
@@ -26,26 +51,45 @@ def setup_command(arch, force):
     click.echo(f"board ready: {paths.base}")
 
 
-def _wait_forever(processes_and_names) -> None:
-    """Foreground until Ctrl-C or until a child exits; then stop everything started here."""
-    stopping = {"flag": False}
+RESTARTS = 3  # a board that keeps dying is reported dead after this many restarts
 
-    def handler(signum, frame):
-        stopping["flag"] = True
 
-    old = signal.signal(signal.SIGTERM, handler)
+@dataclass
+class Watched:
+    thing: object  # an EmulatedBoard or a Tracker: .process, .address, .stop()
+    name: str
+    restart: Callable[[], object] | None = None  # starts a replacement; None: a death ends the command
+    restarts: int = 0
+
+
+def _wait_forever(watched: list[Watched]) -> None:
+    """Foreground until Ctrl-C / SIGTERM or until a child dies for good; then stop everything started here.
+
+    A board whose process exits is restarted (up to RESTARTS times); sessions a board survived (their
+    worker died: a library that crashed on the board) are printed as they happen."""
     try:
-        while not stopping["flag"]:
-            for thing, name in processes_and_names:
-                if thing.process.poll() is not None:
-                    raise EdgeccError(f"{name} on {thing.address} stopped (exit code {thing.process.returncode})")
+        while True:
+            for w in watched:
+                while getattr(w.thing, "events", None):
+                    click.echo(f"{w.name} on {w.thing.address}: {w.thing.events.popleft()}", err=True)
+                if w.thing.process.poll() is None:
+                    continue
+                code = w.thing.process.returncode
+                if w.restart is None:
+                    raise EdgeccError(f"{w.name} on {w.thing.address} stopped (exit code {code})")
+                if w.restarts >= RESTARTS:
+                    raise EdgeccError(f"{w.name} on {w.thing.address} stopped (exit code {code}) after {RESTARTS} "
+                                      "restarts; giving up")
+                click.echo(f"{w.name} on {w.thing.address} stopped (exit code {code}); restarting it", err=True)
+                w.thing.stop()
+                w.thing, w.restarts = w.restart(), w.restarts + 1
+                click.echo(f"{w.name} ready again on {w.thing.address}", err=True)
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (edgecc/interrupts.py, when run as the program)
         pass
     finally:
-        signal.signal(signal.SIGTERM, old)
-        for thing, _ in reversed(processes_and_names):
-            thing.stop()
+        for w in reversed(watched):
+            w.thing.stop()
         click.echo("stopped")
 
 
@@ -55,7 +99,8 @@ def _wait_forever(processes_and_names) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=9090, show_default=True)
 @click.option("--tracker", metavar="HOST:PORT", help="Register with this TVM RPC tracker.")
 @click.option("--key", help="Device key to register under (with --tracker), e.g. raspberry-pi-5.")
-def emulate_command(arch, host, port, tracker, key):
+@click.option("--allow-remote", is_flag=True, help="Serve on an address other machines can reach (see the warning).")
+def emulate_command(arch, host, port, tracker, key, allow_remote):
     """Serve TVM RPC from an emulated aarch64 board in the foreground until Ctrl-C.
 
     Correctness only: timings taken on it are emulated and say nothing about a real board's speed.
@@ -63,23 +108,29 @@ def emulate_command(arch, host, port, tracker, key):
     from edgecc.remote.board import start_board
     from edgecc.remote.tracker import port_is_free
 
+    _require_loopback_or_consent(host, allow_remote, "the emulated board")
     if not port_is_free(host, port):
         raise EdgeccError(f"cannot serve on {host}:{port}: the port is in use")
-    running = start_board(port=port, host=host, tracker=tracker, key=key, arch=arch, progress=click.echo)
+    def start():
+        return start_board(port=port, host=host, tracker=tracker, key=key, arch=arch, progress=click.echo)
+
+    running = start()
     click.echo(f"use: --rpc {running.address}" + (f"  or  --tracker {tracker} --key {key}" if tracker else ""))
     click.echo("timings on this board are emulated (QEMU), not board speed; Ctrl-C stops it")
-    _wait_forever([(running, "emulated board")])
+    _wait_forever([Watched(running, "emulated board", start)])
 
 
 @click.command("tracker")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=9190, show_default=True)
-def tracker_command(host, port):
+@click.option("--allow-remote", is_flag=True, help="Serve on an address other machines can reach (see the warning).")
+def tracker_command(host, port, allow_remote):
     """Run a TVM RPC tracker (tvm.exec.rpc_tracker) in the foreground until Ctrl-C."""
     from edgecc.remote.tracker import start_tracker
 
+    _require_loopback_or_consent(host, allow_remote, "the tracker")
     running = start_tracker(port=port, host=host)
     click.echo(f"tracker ready on {running.address}; boards register with --tracker {running.address} --key KEY")
-    _wait_forever([(running, "tracker")])
+    _wait_forever([Watched(running, "tracker")])
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from edgecc.errors import EdgeccError
-from edgecc.tuning.records import best_records, drop_bad_lines, log_files, read_logs, write_merged
 
 
 def _require_logs(paths) -> None:
+    from edgecc.tuning.records import log_files
+
     missing = [str(p) for p in paths if not log_files(Path(p))]
     if missing:
         raise EdgeccError(f"no tuning logs (*.jsonl) found in: {', '.join(missing)}")
@@ -32,6 +33,8 @@ def logs():
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def show(paths):
     """Records per board and target, with the best latency per kernel."""
+    from edgecc.tuning.records import best_records, read_logs
+
     _require_logs(paths)
     readout = read_logs(paths)
     _report_bad_lines(readout)
@@ -55,13 +58,17 @@ def show(paths):
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
               help="The merged log file (ends in .jsonl), or a folder to write records.jsonl into.")
 def merge(sources, output):
-    """Keep the best record per kernel and target from SOURCES; drop duplicates; say what came from where."""
+    """Keep the best record per kernel and target from SOURCES; drop duplicates; say what came from where.
+
+    Reading and writing happen under the output log's lock, so OUTPUT may be one of SOURCES while a
+    tuner appends to it: nothing it appends is lost."""
+    from edgecc.tuning.records import merge_logs
+
     _require_logs(sources)
-    readout = read_logs(sources)
-    _report_bad_lines(readout)
-    best = best_records(readout.records)
     destination = output if output.suffix == ".jsonl" else output / "records.jsonl"
-    write_merged(destination, list(best.values()))
+    merged = merge_logs(sources, destination)
+    readout, best = merged.readout, merged.best
+    _report_bad_lines(readout)
     origin = Counter(record.source.rsplit(":", 1)[0] for record in best.values())
     for file in readout.files:
         click.echo(f"  {file}: {origin.get(str(file), 0)} best record(s) kept")
@@ -74,7 +81,10 @@ def merge(sources, output):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--fix", is_flag=True, help="Rewrite each damaged file without its bad lines (good lines kept as is).")
 def check(paths, fix):
-    """Find corrupt or truncated lines (file:line and why); good records are kept and counted."""
+    """Find unusable lines (file:line and why): torn or corrupt lines, wrong types, latencies that are not
+    a finite number > 0, targets, workloads or traces TVM cannot read. Exits 1 when there are any."""
+    from edgecc.tuning.records import drop_bad_lines, read_logs
+
     _require_logs(paths)
     readout = read_logs(paths)
     for file, number, why in readout.bad_lines:
@@ -86,5 +96,3 @@ def check(paths, fix):
             click.echo(f"fixed {file}: dropped {drop_bad_lines(Path(file))} bad line(s)")
     elif readout.bad_lines:
         raise SystemExit(1)
-
-

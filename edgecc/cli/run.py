@@ -6,17 +6,35 @@ from pathlib import Path
 
 import click
 
-from edgecc.cli._shared import remote_options
+from edgecc.cli._shared import FiniteFloat, remote_options
 
 
 def _inputs_for(artifact: Path, inputs_file: Path | None) -> dict | None:
     if not inputs_file:
         return None
     from edgecc.artifact.loader import read_manifest
-    from edgecc.frontend.inputs import TensorSpec, load_inputs_file
+    from edgecc.artifact.manifest import input_valid_ranges
+    from edgecc.frontend.inputs import TensorSpec, check_value_ranges, load_inputs_file
 
-    specs = [TensorSpec.from_dict(d) for d in read_manifest(artifact)["inputs"]]
-    return load_inputs_file(inputs_file, specs)
+    manifest = read_manifest(artifact)
+    specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
+    arrays = load_inputs_file(inputs_file, specs)
+    check_value_ranges(arrays, input_valid_ranges(manifest), f"inputs file {inputs_file}")
+    return arrays
+
+
+def _check_outputs_file(path: Path, artifact: Path) -> None:
+    """--outputs may not land on a folder or on one of the artifact's own files (it would break it)."""
+    from edgecc.artifact.loader import read_manifest
+    from edgecc.artifact.output import WRITTEN_AFTER_MANIFEST
+    from edgecc.errors import EdgeccError
+
+    if path.is_dir():
+        raise EdgeccError(f"--outputs {path} is a folder; give a file name, e.g. {path / 'outputs.npz'}")
+    own = {*read_manifest(artifact).get("files", {}), "manifest.json", *WRITTEN_AFTER_MANIFEST}
+    if path.resolve().parent == Path(artifact).resolve() and path.name in own:
+        raise EdgeccError(f"--outputs {path} would overwrite a file of the artifact {artifact}; write the outputs "
+                          "somewhere else")
 
 
 @click.command()
@@ -32,6 +50,8 @@ def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
     import edgecc
     from edgecc.atomic import write_npz_atomic
 
+    if outputs_file:
+        _check_outputs_file(Path(outputs_file), artifact)
     outputs = edgecc.run(artifact, _inputs_for(artifact, inputs_file), rpc=rpc, tracker=tracker, key=key,
                          timeout=rpc_timeout)
     if outputs_file:
@@ -43,7 +63,7 @@ def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
 
 @click.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--min-seconds", type=click.FloatRange(min=0.0), default=2.0, show_default=True)
+@click.option("--min-seconds", type=FiniteFloat(0.0), default=2.0, show_default=True)
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path))
 @click.option("--seq-len", type=int, default=None,
               help="Time random inputs of this length (an artifact compiled with --max-seq-len takes any up to it).")

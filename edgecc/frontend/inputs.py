@@ -141,3 +141,21 @@ def check_inputs(arrays: dict, specs: list[TensorSpec], where: str) -> None:
                                  f"the artifact was compiled for {_fmt(spec.shape)}")
         if str(array.dtype) != spec.dtype:
             raise InputSpecError(f"{where}: input '{spec.name}' has dtype {array.dtype}, expected {spec.dtype}")
+
+
+def check_value_ranges(arrays: dict, ranges: dict[str, tuple[int, int]], where: str) -> None:
+    """Integer inputs that index a table (token ids) must lie in [low, high): outside it, ONNX Runtime
+    refuses them and the library would read a wrong row. Negative ids are refused too (see
+    edgecc/artifact/manifest.py for why)."""
+    for name, (low, high) in ranges.items():
+        array = arrays.get(name)
+        if array is None or np.size(array) == 0:
+            continue
+        array = np.asarray(array)
+        bad = (array < low) | (array >= high)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputSpecError(
+                f"{where}: input '{name}' holds {int(array[first])} at {list(first)} ({int(bad.sum())} value(s) "
+                f"outside {low} <= v < {high}); it indexes a table of {high} rows (e.g. the vocabulary), so "
+                f"every value must be in that range")

@@ -22,6 +22,16 @@ class ImportedModel:
     outputs: list[TensorSpec]
     index_bounds: dict[str, int] = field(default_factory=dict)  # int input -> exclusive upper bound
     op_counts: dict[str, int] = field(default_factory=dict)
+    simplified: bool = True  # onnxslim simplified the graph (False: it failed; the graph as given was imported)
+    simplify_error: str | None = None  # why onnxslim failed
+
+    def import_notes(self) -> dict:
+        """report.json["model"]["import"]: whether the graph was simplified, and why not."""
+        import onnxslim
+
+        return {"simplifier": f"onnxslim {getattr(onnxslim, '__version__', '?')}", "simplified": self.simplified,
+                "fallback": None if self.simplified else f"imported the unsimplified graph: onnxslim failed: "
+                                                          f"{self.simplify_error}"}
 
 
 def load_onnx(path: Path):
@@ -104,11 +114,39 @@ def _index_bounds(model, specs: list[TensorSpec]) -> dict[str, int]:
     return bounds
 
 
+def check_opset(model, path: Path) -> None:
+    """An opset newer than the onnx package (and ONNX Runtime, the reference) know is one line, not
+    an ONNX Runtime stack of text at verification."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx") and entry.version > newest:
+            raise ModelError(f"{path}: the model uses ONNX opset {entry.version}, newer than this installation knows "
+                             f"(onnx {onnx.__version__}, the reference ONNX Runtime is checked against, knows opsets up to {newest}); "
+                             f"export it with opset {newest} or lower")
+
+
+def _type_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return onnx.helper.tensor_dtype_to_string(elem_type).removeprefix("TensorProto.")
+    except Exception:  # noqa: BLE001 - an unknown number: show the number
+        return f"onnx type {elem_type}"
+
+
+def _unsupported_type(path: Path, kind: str, name: str, dtype: str) -> ModelError:
+    number = int(dtype.removeprefix("onnx-type-"))
+    return ModelError(f"{path}: {kind} '{name}' has element type {_type_name(number)}, which edgecc does not "
+                      f"support (supported: {', '.join(sorted(set(ONNX_DTYPES.values())))})")
+
+
 def import_onnx(path: Path, input_overrides: list[TensorSpec], batch: int, seq_len: int) -> ImportedModel:
     import onnx
-    import onnxslim
 
     model = load_onnx(path)
+    check_opset(model, path)
     missing = unsupported_ops(model)
     if missing:
         listed = ", ".join(f"{op} (node '{node}')" for op, node in missing.items())
@@ -116,25 +154,41 @@ def import_onnx(path: Path, input_overrides: list[TensorSpec], batch: int, seq_l
     specs = resolve_input_specs(graph_inputs(model), input_overrides, batch, seq_len)
     bad = [s for s in specs if s.dtype.startswith("onnx-type")]
     if bad:
-        raise ModelError(f"{path}: input '{bad[0].name}' has an element type edgecc does not support ({bad[0].dtype})")
+        raise _unsupported_type(path, "input", bad[0].name, bad[0].dtype)
     model = _fix_input_shapes(model, specs)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
         raise ModelError(f"{path}: shape inference failed with inputs "
                          f"{', '.join(f'{s.name}:{s.shape}' for s in specs)}: {_first_line(exc)}") from None
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            model = onnxslim.slim(model)
-        except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-            raise ModelError(f"{path}: graph simplification (onnxslim) failed: {_first_line(exc)}") from None
+    simplified, simplify_error = _simplify(model)
+    if simplified is not None:
+        model = simplified
     outputs = [TensorSpec(v.name, tuple(d.dim_value for d in v.type.tensor_type.shape.dim),
-                          ONNX_DTYPES.get(v.type.tensor_type.elem_type, "float32")) for v in model.graph.output]
+                          ONNX_DTYPES.get(v.type.tensor_type.elem_type, f"onnx-type-{v.type.tensor_type.elem_type}"))
+               for v in model.graph.output]
+    bad = [s for s in outputs if s.dtype.startswith("onnx-type")]
+    if bad:
+        raise _unsupported_type(path, "output", bad[0].name, bad[0].dtype)
     relax_module = to_relax(model, specs, path)
     counts: dict[str, int] = {}
     for node in model.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return ImportedModel(Path(path), model, relax_module, specs, outputs, _index_bounds(model, specs), counts)
+    return ImportedModel(Path(path), model, relax_module, specs, outputs, _index_bounds(model, specs), counts,
+                         simplified is not None, simplify_error)
+
+
+def _simplify(model):
+    """(onnxslim's simplified model, None), or (None, why) when onnxslim fails: the graph as given is
+    then imported, since the Relax frontend reads most graphs onnxslim cannot (old IR versions that
+    list initializers as graph inputs, e.g. most of the onnx package's backend test models)."""
+    import onnxslim
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return onnxslim.slim(model), None
+        except Exception as exc:  # noqa: BLE001 - any failure: fall back to the graph as given, and say why
+            return None, _first_line(exc)
 
 
 def to_relax(model, specs: list[TensorSpec], path: Path):

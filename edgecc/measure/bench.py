@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecc.artifact.loader import load_artifact
+from edgecc.artifact.loader import checked_file, load_artifact
 from edgecc.frontend.inputs import sample_inputs
 from edgecc.measure.latency import onnxruntime_session, time_artifact, time_onnxruntime
 from edgecc.threads import host_threads
 
 
 def artifact_sample_inputs(artifact, seed: int = 0, seq_len: int | None = None, batch: int | None = None) -> dict:
-    """Inputs in valid ranges, with embedding bounds read from the artifact's reference model; at the
+    """Inputs in valid ranges (token ids below their table's size: the manifest's valid_range); at the
     artifact's (largest) shape, or at seq_len / batch for an artifact with dynamic axes."""
-    import onnx
-
-    from edgecc.frontend.onnx_import import _index_bounds
-
     specs = artifact.inputs
     if seq_len is not None or batch is not None:
         from edgecc.buckets.shapes import specs_at
 
         specs = specs_at(specs, batch=batch, seq_len=seq_len)
-    reference = Path(artifact.folder) / artifact.manifest.get("reference_model", "reference.onnx")
-    bounds = _index_bounds(onnx.load(str(reference)), specs) if reference.exists() else {}
+    bounds = {name: high for name, (_, high) in artifact.valid_ranges.items()}
     return sample_inputs(specs, bounds, seed)
 
 
@@ -34,8 +29,10 @@ def bench_artifact(folder, *, inputs=None, min_seconds=2.0, rpc=None, tracker=No
     result = {"where": artifact.where, "emulated": artifact.emulated,
               "input_shapes": {name: list(value.shape) for name, value in inputs.items()},
               "edgecc": time_artifact(artifact, inputs, min_seconds)}
-    reference = Path(folder) / artifact.manifest.get("reference_model", "reference.onnx")
+    name = artifact.manifest.get("reference_model", "reference.onnx")
+    reference = Path(folder) / str(name)
     if compare_onnxruntime and artifact.session is None and reference.exists():
+        reference = checked_file(folder, artifact.manifest, name, "reference model")
         threads = artifact.manifest["target"]["board"]["cores"] or host_threads()
         result["onnxruntime"] = time_onnxruntime(onnxruntime_session(reference, threads), inputs, min_seconds)
         result["ratio_vs_onnxruntime"] = result["edgecc"]["median_ms"] / result["onnxruntime"]["median_ms"]

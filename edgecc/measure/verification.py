@@ -35,6 +35,10 @@ def verdict(rows: list[dict], tolerance: float | None) -> tuple[str, str]:
     if rows and all(r.get("reference_max_abs", 1.0) < DEGENERATE_SCALE for r in rows):
         return "inconclusive", ("every reference output is ~0 (max |value| < 1e-12), so the comparison proves "
                                 "nothing; use real weights or --inputs that exercise the model")
+    wrong_shape = [r for r in rows if r.get("note", "").startswith("shape")]
+    if wrong_shape:
+        row = wrong_shape[0]
+        return "failed", f"output '{row['name']}' has the wrong shape: {row['note']} (edgecc != reference)"
     worst = max((r["max_rel_error"] for r in rows), default=0.0)
     if tolerance is None:
         return "reported", f"worst relative error {worst:.3g} (no tolerance set for this precision)"
@@ -42,3 +46,13 @@ def verdict(rows: list[dict], tolerance: float | None) -> tuple[str, str]:
         return "passed", f"worst relative error {worst:.3g} <= tolerance {tolerance:g}"
     name = max(rows, key=lambda r: r["max_rel_error"])["name"]
     return "failed", f"output '{name}' relative error {worst:.3g} exceeds tolerance {tolerance:g}"
+
+
+def model_float_dtype(outputs) -> str:
+    """The float type a model computes in, read from its outputs' types (TensorSpec): float16 or
+    bfloat16 when any output is, else float64 when any is, else float32."""
+    dtypes = {spec.dtype for spec in outputs}
+    for dtype in ("float16", "bfloat16", "float64"):
+        if dtype in dtypes:
+            return dtype
+    return "float32"

@@ -13,10 +13,13 @@
   sink_reshapes_below_elementwise   reshape -> GELU / residual add -> reshape becomes GELU / add ->
                                  reshape, so FuseOps puts them in the matmul's epilogue
   precision passes               --precision (passes/precision/__init__.py)
+  clamp_gather_indices           every take of caller-given indices clamps them into its table: the
+                                 library never reads out of bounds, whatever ids a caller passes
 
 Order matters: sparsity matches the dense attention that fusion would replace, and both match
 FP32 patterns that precision rewrites; fold_transposes runs after fuse_attention (folding first
-would hide the attention pattern); sink_reshapes last (the others look through reshapes).
+would hide the attention pattern); sink_reshapes last (the others look through reshapes);
+clamp_gather_indices after everything that emits a take (precision passes re-emit embedding takes).
 Bias + erf-GELU as the ONNX exporter writes it needs no pass: TVM's FuseOps already puts it in the
 matmul kernel (tests/test_pass_fuse_bias_gelu_epilogue.py checks that it stays so).
 """
@@ -29,6 +32,7 @@ def graph_passes(options, target) -> list:
     from edgecc.passes.attention.fuse_attention import FuseAttention
     from edgecc.passes.attention.rewrite_attention_sparse import RewriteAttentionSparse
     from edgecc.passes.attention.sparse_pattern import parse_sparse_attention
+    from edgecc.passes.clamp_gather_indices import ClampGatherIndices
     from edgecc.passes.fold_transposes_into_matmuls import FoldTransposesIntoMatmuls
     from edgecc.passes.fuse_bias_gelu_epilogue import FuseBiasGeluEpilogue
     from edgecc.passes.fuse_layer_norm import FuseLayerNorm
@@ -46,7 +50,7 @@ def graph_passes(options, target) -> list:
             lanes = vector_lanes(target)
             passes += [FuseAttention(lanes=lanes, fast_math=options.fast_math), FoldTransposesIntoMatmuls(lanes=lanes)]
         passes.append(SinkReshapesBelowElementwise())
-    return passes + precision_passes(options, target)
+    return passes + precision_passes(options, target) + [ClampGatherIndices()]
 
 
 def pass_name(graph_pass) -> str:

@@ -125,12 +125,38 @@ def open_session(rpc: str | None = None, tracker: str | None = None, key: str | 
         host, port = parse_address(rpc)
         _open_socket(rpc, timeout, "board").close()  # fail fast, with the address, if nothing listens
         match_key, where = "", f"board {rpc}"
+    return _connect_within(host, port, match_key, timeout, where)
+
+
+def _connect_within(host: str, port: int, match_key: str, timeout: float, where: str):
+    """tvm.rpc.connect, given at most `timeout` seconds.
+
+    TVM's handshake has no timeout of its own: a board whose server accepted the TCP connection but
+    stopped serving (its listening loop died with a crashed session, or it is wedged) kept the caller
+    waiting forever. The connect runs in a helper thread; when it is not done in time the caller gets
+    a RemoteError and the thread is left blocked on that socket (a daemon: it dies with the process)."""
+    import threading
+
     from tvm import rpc as tvm_rpc
 
-    try:
-        return tvm_rpc.connect(host, port, key=match_key, session_timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - TVM raises plain RuntimeError/TVMError for refused handshakes
-        raise RemoteError(f"{where} refused the RPC session: {_first_line(exc)}") from None
+    outcome: dict = {}
+
+    def connect():
+        try:
+            outcome["session"] = tvm_rpc.connect(host, port, key=match_key, session_timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=connect, name=f"edgecc-rpc-connect-{host}:{port}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise RemoteError(f"{where} accepted the connection but did not complete the RPC handshake within "
+                          f"{timeout:g} s: its server is busy with another session, wedged or dead "
+                          "(restart it; raise the wait with --rpc-timeout SECONDS)")
+    if "error" in outcome:
+        raise RemoteError(f"{where} refused the RPC session: {_first_line(outcome['error'])}")
+    return outcome["session"]
 
 
 def is_emulated(session) -> bool:
@@ -157,7 +183,7 @@ def load_remote_module(session, library: Path):
         session.upload(str(library))
         return session.load_module(library.name)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        raise RemoteError(f"the board failed to load {library.name}: {_first_line(exc)}") from None
+        raise RemoteError(f"the board failed to load {library.name}: {remote_reason(exc)}") from None
 
 
 @contextmanager
@@ -172,9 +198,15 @@ def board_failures(where: str, doing: str):
     except EdgeccError:
         raise
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        text = _first_line(exc)
-        if "session has expired" in text or "SessionTimeout" in text:
-            text = "the session timeout ran out (raise it with --rpc-timeout SECONDS)"
-        elif "kShutdown" in text or "connection" in text.lower() or "socket" in text.lower():
-            text = "the board closed the session (it stopped or crashed, or the session timeout ran out)"
-        raise RemoteError(f"board {where} failed while {doing}: {text}") from None
+        raise RemoteError(f"board {where} failed while {doing}: {remote_reason(exc)}") from None
+
+
+def remote_reason(exc: BaseException) -> str:
+    """What a failed remote call means, in words (TVM's own text is an RPC protocol check)."""
+    text = _first_line(exc)
+    if "session has expired" in text or "SessionTimeout" in text:
+        return "the session timeout ran out (raise it with --rpc-timeout SECONDS)"
+    if "kShutdown" in text or "connection" in text.lower() or "socket" in text.lower():
+        return ("the board closed the session: its worker stopped or crashed (a library that crashes on the "
+                "board ends the session; the board itself goes on serving), or the session timeout ran out")
+    return text

@@ -9,7 +9,8 @@ import sys
 import time
 
 from edgecc.errors import RemoteError
-from edgecc.remote.board.server import PARENT_WATCH, free_port
+from edgecc.remote.board.boot import PARENT_WATCH
+from edgecc.remote.board.server import free_port
 
 TRACKER_MAIN = """\
 import runpy, sys

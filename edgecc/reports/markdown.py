@@ -20,6 +20,9 @@ def render_markdown(report: dict) -> str:
               f"- Target: {target['description']}",
               f"- Precision: {report['options']['precision']}",
               f"- Compile time: {report['compile']['total_seconds']:.1f} s", ""]
+    fallback = (model.get("import") or {}).get("fallback")
+    if fallback:
+        lines[-1:-1] = [f"- Import: {fallback}"]
     artifact = report["artifact"]
     lines += ["## Artifact", "", "| file | bytes |", "|---|---:|"]
     lines += [f"| {name} | {info['bytes']:,} |" for name, info in artifact["files"].items()]

@@ -97,7 +97,8 @@ def pack_weight_arguments(mod):
             for position, n_axis, tile, *group in packing[name]:
                 arg = args[position]
                 if isinstance(arg, Constant) and len(arg.value.shape) == 2:
-                    args[position] = relax.const(pack_array(arg.value.numpy(), n_axis, tile, *group))
+                    args[position] = relax.const(pack_array(arg.value.numpy(), n_axis, tile, *group),
+                                                 str(arg.value.dtype))
             return relax.Call(call.op, [renamed[name], relax.Tuple(args), *call.args[2:]], call.attrs,
                               call.ty_args, call.span)
 

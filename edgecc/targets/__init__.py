@@ -8,6 +8,7 @@ Every difference between targets that the compiler acts on lives either in the t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tomllib
 from dataclasses import dataclass, field
@@ -173,9 +174,16 @@ def _check_table(table: dict, schema: dict, where: str, source: str) -> None:
         raise TargetError(f"{source}: unknown field(s) {', '.join(where + u for u in unknown)}")
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def parse_target(data: dict, source: str) -> Target:
     """Validate one target table and turn it into a Target; every problem names the file and field."""
     _check_table(data, _TOP_SCHEMA, "", source)
+    if not _NAME.fullmatch(data["name"]) or data["name"] in (".", ".."):
+        # the name becomes a folder (tuning_logs/<name>/): no separators, no "..", nothing hidden
+        raise TargetError(f"{source}: field 'name' must be letters, digits, '.', '_' or '-' (it names the "
+                          f"target's tuning-log folder), not {data['name']!r}")
     if data["kind"] not in KINDS:
         raise TargetError(f"{source}: kind '{data['kind']}' is not one of {', '.join(KINDS)}")
     tvm_table = data["tvm"]

@@ -21,6 +21,7 @@ class TuningSummary:
     records_for_target: int = 0
     records_other_targets: int = 0
     bad_lines: int = 0
+    skipped: list[str] = field(default_factory=list)  # "file:line: why" of each unusable line
     files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -53,7 +54,8 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
     key = target_key(tvm_target)
     matching = [r for r in readout.records if r.data["target"] == key]
     summary = TuningSummary(records_for_target=len(matching), records_other_targets=len(readout.records) - len(matching),
-                            bad_lines=len(readout.bad_lines))
+                            bad_lines=len(readout.bad_lines),
+                            skipped=[f"{file}:{number}: {why}" for file, number, why in readout.bad_lines])
     # Kernels a graph pass already scheduled (fused attention) are neither tuned nor default.
     kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc) and not is_scheduled(func)]
     summary.kernels = len(kernels)

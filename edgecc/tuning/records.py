@@ -9,14 +9,18 @@ sorted, de-duplicated file for the cases it is not.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from edgecc.errors import EdgeccError
 
 LOG_SUFFIX = ".jsonl"
 LOG_NAME = "records" + LOG_SUFFIX
@@ -93,8 +97,9 @@ def log_files(path: Path) -> list[Path]:
     return []
 
 
-def read_logs(paths) -> LogReadout:
-    """Every good record; every corrupt or truncated line reported with its file and line number."""
+def read_logs(paths, parse_schedules: bool = True) -> LogReadout:
+    """Every good record; every corrupt, truncated or unusable line reported with its file and line
+    number. With `parse_schedules` (the default) each workload and trace is also parsed by TVM."""
     readout = LogReadout()
     pending = []
     for root in paths:
@@ -121,10 +126,13 @@ def read_logs(paths) -> LogReadout:
             continue
         record.workload = readout.workloads[record.data["workload_key"]]
         readout.records.append(record)
+    if parse_schedules and readout.records:
+        _schedule_problems(readout)
     return readout
 
 
 def _problem(text: str, raw: bytes) -> str | None:
+    """Why a line cannot be used (None when it can): torn, not JSON, or JSON that is not a usable line."""
     if not raw.endswith(b"\n"):
         return "truncated (no end of line: an interrupted write)"
     try:
@@ -135,15 +143,80 @@ def _problem(text: str, raw: bytes) -> str | None:
         return "not a record object"
     if data.get("format") != FORMAT:
         return f"unknown format {data.get('format')!r}"
-    required = WORKLOAD_REQUIRED if data.get("kind") == "workload" else REQUIRED
+    if data.get("kind") not in ("workload", "record"):
+        return f"unknown line kind {data.get('kind')!r}"
+    required = WORKLOAD_REQUIRED if data["kind"] == "workload" else REQUIRED
     missing = [k for k in required if k not in data]
     if missing:
         return f"missing field(s) {', '.join(missing)}"
-    if data["kind"] == "workload" and data["workload_key"] != workload_key(data["workload"]):
-        return "workload does not match its key (edited or corrupted)"
-    if data["kind"] not in ("workload", "record"):
-        return f"unknown line kind {data['kind']!r}"
+    if not isinstance(data["workload_key"], str) or not data["workload_key"]:
+        return "workload_key must be a non-empty string"
+    if data["kind"] == "workload":
+        workload = data["workload"]
+        if not (isinstance(workload, list) and len(workload) == 2 and all(isinstance(p, str) for p in workload)):
+            return "workload must be TVM's [structural hash, module] pair of strings"
+        if data["workload_key"] != workload_key(workload):
+            return "workload does not match its key (edited or corrupted)"
+        return None
+    return _record_problem(data)
+
+
+def _record_problem(data: dict) -> str | None:
+    latency = data["latency_s"]
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)):
+        return f"latency_s must be a number of seconds, not {type(latency).__name__} {latency!r}"[:200]
+    if not math.isfinite(latency) or latency <= 0:
+        return f"latency_s must be a finite number of seconds > 0, not {latency!r}"
+    for name in ("board", "tvm", "edgecc", "time"):
+        if not isinstance(data[name], str):
+            return f"{name} must be a string, not {type(data[name]).__name__}"
+    if not isinstance(data["target"], str):
+        return f"target must be a JSON string, not {type(data['target']).__name__}"
+    try:
+        target = json.loads(data["target"])
+    except json.JSONDecodeError:
+        return "target is not JSON (a TVM target's JSON object)"
+    if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
+        return "target must be a TVM target's JSON object with a 'kind'"
+    trace = data["trace"]
+    if not (isinstance(trace, list) and len(trace) == 4 and isinstance(trace[0], list)):
+        return "trace must be TVM's tuning record [trace, run_secs, target, args_info]"
     return None
+
+
+def _schedule_problems(readout: LogReadout) -> None:
+    """Parse each workload and trace with TVM, as a compile would: a line TVM cannot read is a bad
+    line here (with file:line), not a failed compile later."""
+    from tvm.s_tir import meta_schedule as ms
+
+    workloads: dict[str, object] = {}
+    bad_workloads: dict[str, str] = {}
+    good = []
+    for record in readout.records:
+        key = record.data["workload_key"]
+        if key not in workloads and key not in bad_workloads:
+            try:
+                workloads[key] = ms.database.Workload.from_json(record.workload)
+            except Exception as exc:  # noqa: BLE001 - TVM raises several types for unreadable JSON
+                bad_workloads[key] = f"its workload line cannot be read by TVM ({_first_line(exc)})"
+        why = bad_workloads.get(key)
+        if why is None:
+            try:
+                ms.database.TuningRecord.from_json(record.data["trace"], workloads[key])
+            except Exception as exc:  # noqa: BLE001 - TVM raises several types for unreadable JSON
+                why = f"its schedule trace cannot be read by TVM ({_first_line(exc)})"
+        if why is None:
+            good.append(record)
+        else:
+            file, number = record.source.rsplit(":", 1)
+            readout.bad_lines.append((file, int(number), why))
+    readout.records = good
+    readout.bad_lines.sort(key=lambda bad: (bad[0], bad[1]))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[-1] if text else type(exc).__name__)[:160]
 
 
 @contextmanager
@@ -157,7 +230,10 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-_KNOWN_WORKLOADS: dict[Path, set] = {}
+# Workload keys already in a log, per file as this process last saw it (inode, size). A file another
+# process replaced (logs merge, check --fix: a new inode) or cut is read again; another tuner's
+# appends only add workloads, so the cached set stays true (at worst a workload line is repeated).
+_KNOWN_WORKLOADS: dict[Path, tuple[int, int, set]] = {}
 
 
 def _workload_keys_in(path: Path) -> set:
@@ -168,22 +244,40 @@ def _workload_keys_in(path: Path) -> set:
                 if raw.startswith(b'{') and b'"kind":"workload"' in raw:
                     try:
                         keys.add(json.loads(raw)["workload_key"])
-                    except (json.JSONDecodeError, KeyError):
+                    except (json.JSONDecodeError, KeyError, TypeError):
                         pass
     return keys
 
 
+def _known_workloads(path: Path) -> set:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        _KNOWN_WORKLOADS.pop(path, None)
+        return set()
+    cached = _KNOWN_WORKLOADS.get(path)
+    if cached is None or cached[0] != stat.st_ino or stat.st_size < cached[1]:
+        cached = (stat.st_ino, stat.st_size, _workload_keys_in(path))
+    _KNOWN_WORKLOADS[path] = cached
+    return cached[2]
+
+
+class LogWriteError(EdgeccError):
+    """A tuning log could not take the whole append (disk full, quota, file size limit)."""
+
+
 def append_records(path: Path, records: list[Record]) -> None:
     """Whole lines under an exclusive lock, O_APPEND and fsync: two tuners can share one log, and a
-    kill -9 can at worst leave one truncated last line, which readers skip and report. A record's
-    workload line is written first, once per file."""
+    kill -9 can at worst leave one truncated last line, which readers skip and report (and the next
+    append seals). A short write is continued until every byte is written; when the file system
+    refuses the rest (disk full, quota, file size limit), the file is cut back to where this append
+    started, so no partial line stays, and LogWriteError says so. A record's workload line is
+    written first, once per file."""
     if not records:
         return
     path = Path(path)
     with _locked(path):
-        known = _KNOWN_WORKLOADS.get(path)
-        if known is None or not path.exists():
-            known = _KNOWN_WORKLOADS[path] = _workload_keys_in(path)
+        known = set(_known_workloads(path))
         lines = []
         for record in records:
             key = record.data["workload_key"]
@@ -192,14 +286,42 @@ def append_records(path: Path, records: list[Record]) -> None:
                 known.add(key)
             lines.append(record.line() + "\n")
         needs_newline = path.exists() and path.stat().st_size > 0 and not _ends_with_newline(path)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        data = (b"\n" if needs_newline else b"") + "".join(lines).encode()  # seal a killed writer's torn line
         try:
-            if needs_newline:  # seal a line a killed writer left half-written
-                os.write(fd, b"\n")
-            os.write(fd, "".join(lines).encode())
-            os.fsync(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LogWriteError(f"cannot append to the tuning log {path}: {exc.strerror}") from None
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except OSError as exc:
+                _cut_back(fd, start)
+                raise LogWriteError(f"cannot append {len(records)} record(s) to the tuning log {path}: "
+                                    f"{exc.strerror or exc} (nothing of this append was kept)") from None
         finally:
             os.close(fd)
+        stat = path.stat()
+        _KNOWN_WORKLOADS[path] = (stat.st_ino, stat.st_size, known)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (a signal, a nearly full disk): write the rest, or raise."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "the file system accepted no more bytes")
+        view = view[written:]
+
+
+def _cut_back(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass  # the reader still skips (and reports) a torn last line, and the next append seals it
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -208,14 +330,30 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
+def valid_latency(record: Record) -> bool:
+    latency = record.data.get("latency_s")
+    return (isinstance(latency, (int, float)) and not isinstance(latency, bool) and math.isfinite(latency)
+            and latency > 0)
+
+
 def best_records(records: list[Record]) -> dict[tuple[str, str], Record]:
-    """The fastest record per (workload, target)."""
+    """The fastest record per (workload, target); a record without a finite latency > 0 is never chosen."""
     best: dict[tuple[str, str], Record] = {}
     for record in records:
+        if not valid_latency(record):
+            continue
         current = best.get(record.key)
         if current is None or record.latency < current.latency:
             best[record.key] = record
     return best
+
+
+def _merged_text(records: list[Record]) -> str:
+    best = best_records(records)
+    workloads = {r.data["workload_key"]: r.workload for r in best.values()}
+    lines = [workload_line(key, workloads[key]) + "\n" for key in sorted(workloads)]
+    lines += [best[k].line() + "\n" for k in sorted(best)]
+    return "".join(lines)
 
 
 def write_merged(path: Path, records: list[Record]) -> None:
@@ -223,35 +361,49 @@ def write_merged(path: Path, records: list[Record]) -> None:
     replaced atomically."""
     from edgecc.atomic import write_text_atomic
 
-    best = best_records(records)
-    workloads = {r.data["workload_key"]: r.workload for r in best.values()}
-    lines = [workload_line(key, workloads[key]) + "\n" for key in sorted(workloads)]
-    lines += [best[k].line() + "\n" for k in sorted(best)]
     path = Path(path)
     with _locked(path):
-        write_text_atomic(path, "".join(lines))
-        _KNOWN_WORKLOADS.pop(path, None)
+        write_text_atomic(path, _merged_text(records))
+
+
+@dataclass
+class MergeResult:
+    readout: LogReadout
+    best: dict
+
+
+def merge_logs(sources, destination: Path) -> MergeResult:
+    """Read SOURCES and write their best records to DESTINATION, all under DESTINATION's lock: a
+    tuner appending to DESTINATION (which takes the same lock) waits, and its records are either
+    read into the merge or appended after it; none is lost, also when DESTINATION is a source."""
+    from edgecc.atomic import write_text_atomic
+
+    destination = Path(destination)
+    with _locked(destination):
+        readout = read_logs(sources)
+        best = best_records(readout.records)
+        if not best and destination.exists() and destination.stat().st_size > 0:
+            raise EdgeccError(f"no good record in {', '.join(str(s) for s in sources)} "
+                              f"({len(readout.bad_lines)} bad line(s)); {destination} was left as it was")
+        write_text_atomic(destination, _merged_text(list(best.values())))
+    return MergeResult(readout, best)
 
 
 def drop_bad_lines(path: Path) -> int:
-    """Rewrite one log without its corrupt or truncated lines, good lines unchanged and in order;
-    under the log's lock and replaced atomically, so a concurrent tuner loses nothing. Returns
-    how many lines were dropped."""
+    """Rewrite one log without its unusable lines (torn, corrupt, or unreadable by TVM), good lines
+    unchanged and in order; under the log's lock and replaced atomically, so a concurrent tuner loses
+    nothing. Returns how many lines were dropped."""
     from edgecc.atomic import write_text_atomic
 
     path = Path(path)
     with _locked(path):
-        kept, dropped = [], 0
+        bad = {number for _, number, _ in read_logs([path]).bad_lines}
+        kept = []
         with open(path, "rb") as handle:
-            for raw in handle:
+            for number, raw in enumerate(handle, 1):
                 text = raw.decode("utf-8", errors="replace").strip()
-                if not text:
-                    continue
-                if _problem(text, raw):
-                    dropped += 1
-                else:
+                if text and number not in bad:
                     kept.append(text + "\n")
-        if dropped:
+        if bad:
             write_text_atomic(path, "".join(kept))
-            _KNOWN_WORKLOADS.pop(path, None)
-    return dropped
+    return len(bad)

@@ -44,6 +44,8 @@ def schedule_module(lowered, target, backend, options, log=print):
     if log_dirs:
         mod, summary = apply_tuning_records(mod, target, log_dirs)
         tuning["applied"] = summary.to_dict()
+        for line in summary.skipped:
+            log(f"      skipped tuning log line {line}")
         if summary.tuned and target.capabilities.runs_on_host and not remote_spec(options):
             mod, tuning["compared_with_default"] = _keep_faster_of_tuned_and_default(lowered, mod, target, backend, log)
     return backend.default_schedule(mod, target), tuning

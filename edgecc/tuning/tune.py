@@ -4,6 +4,7 @@ and every measured schedule appended to the shared log as it arrives."""
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
+from edgecc.errors import EdgeccError
 from edgecc.tuning.records import LOG_NAME, append_records, make_record, read_logs, target_key, workload_key
 
 
@@ -32,6 +34,10 @@ class TuneResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class TuningError(EdgeccError):
+    """A tuning run that could not measure anything."""
 
 
 class BudgetSpent(Exception):
@@ -94,6 +100,10 @@ class RecordAndReport(PyMeasureCallback):
                 continue
             seconds = [float(s) for s in ran.run_secs]
             latency = sum(seconds) / len(seconds)
+            if not math.isfinite(latency) or latency <= 0:  # never let a bogus timing become the best record
+                self.result.run_failures += 1
+                self._note_error("run", f"measured latency {latency!r} is not a finite time > 0")
+                continue
             tvm_record = ms.database.TuningRecord(candidate.sch.trace, workload, ran.run_secs, self.tvm_target,
                                                   candidate.args_info)
             records.append(make_record(workload.as_json(), tvm_record.as_json(), self.tvm_target, self.board,
@@ -187,7 +197,25 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     if progress:
         sys.stderr.write("\n")
     result.wall_seconds = time.monotonic() - started
+    _require_measurements(result, session)
     return result
+
+
+def _require_measurements(result: TuneResult, session: dict | None) -> None:
+    """A tuning run that measured nothing is a failure (a board that cannot time, a builder that
+    cannot build), not a run that found nothing faster: say so, with the first error."""
+    measured = result.trials_run - result.build_failures - result.run_failures
+    if result.trials_run and measured > 0:
+        return
+    where = f" on the board {session.get('rpc') or session.get('tracker')}" if session else ""
+    if not result.trials_run:
+        if result.stopped_by == "time budget":
+            raise TuningError(f"tuning{where} measured nothing before the time budget ran out; give it more "
+                              "time (--budget)")
+        raise TuningError(f"tuning{where} ran no trial ({result.tasks} kernel(s) to tune)")
+    first = result.first_errors[0] if result.first_errors else "no error message"
+    raise TuningError(f"tuning{where} measured nothing: all {result.trials_run} trials failed "
+                      f"({result.build_failures} to build, {result.run_failures} to run); first error: {first}")
 
 
 def _tune_tasks(ms, contexts, weights, work_dir, trials, max_trials_per_task, budget_s, target, session, runner,

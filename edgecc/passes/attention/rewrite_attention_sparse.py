@@ -35,6 +35,24 @@ class SparseAttentionStats:
     attentions_kept_dense: int = 0  # matched, but the pattern keeps every key or the form differs
     attention_flops_dense: int = 0
     attention_flops_sparse: int = 0
+    kept_dense_sequence_lengths: tuple = ()  # of those kept dense because the pattern reaches every key
+
+    def explain(self, log) -> None:
+        """Say what did not become sparse; refuse a sparse compile in which nothing did (it would be a
+        dense compile reported as sparse)."""
+        from edgecc.errors import EdgeccError
+
+        reach = self.kept_dense_sequence_lengths
+        why = (f"the pattern keeps {self.keys_per_query} keys per query, and the sequence is only "
+               f"{max(reach)} tokens long: every key is kept (use a smaller window, or no --sparse-attention)"
+               if reach else "its form is not a plain [batch, heads, seq, dim] self-attention")
+        if self.attentions_rewritten == 0:
+            if self.attentions_kept_dense == 0:
+                raise EdgeccError("--sparse-attention found no attention to rewrite in this model")
+            raise EdgeccError(f"--sparse-attention rewrote none of the model's {self.attentions_kept_dense} "
+                              f"attention(s): {why}")
+        if self.attentions_kept_dense:
+            log(f"      sparse attention: {self.attentions_kept_dense} attention(s) kept dense: {why}")
 
 
 @tvm.transform.module_pass(opt_level=0, name="rewrite_attention_sparse")
@@ -51,7 +69,7 @@ class RewriteAttentionSparse:
         return f"block={p.block}, neighbours={p.neighbours}, global={p.global_tokens}"
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        pattern, shared, flops, kept_dense = self.pattern, {}, [], [0]
+        pattern, shared, flops, kept_dense, short = self.pattern, {}, [], [0], []
 
         def make(plan: AttentionPlan):
             q, kt, v = plan.q_expr, plan.kt_expr, plan.v_expr
@@ -78,15 +96,27 @@ class RewriteAttentionSparse:
                     found[var] = make(plan)
                 else:
                     kept_dense[0] += 1
+                    seq = _sequence_if_only_too_short(plan, pattern)
+                    if seq is not None:
+                        short.append(seq)
             return found
 
         result = replace_bindings(mod, find)
         self.stats = SparseAttentionStats(
             pattern={"block": pattern.block, "neighbours": pattern.neighbours, "global_tokens": pattern.global_tokens},
             keys_per_query=pattern.keys_per_query, attentions_rewritten=len(flops),
-            attentions_kept_dense=kept_dense[0],
+            attentions_kept_dense=kept_dense[0], kept_dense_sequence_lengths=tuple(short),
             attention_flops_dense=sum(f["dense"] for f in flops), attention_flops_sparse=sum(f["sparse"] for f in flops))
         return result
+
+
+def _sequence_if_only_too_short(plan: AttentionPlan, pattern: SparsePattern) -> int | None:
+    """The sequence length of an attention that is rewritable in form but shorter than the pattern's reach."""
+    shape = static_shape(plan.q_expr)
+    if shape is None or len(shape) != 4 or pattern.keys_per_query < shape[2]:
+        return None
+    narrowest = SparsePattern(block=1, neighbours=0, global_tokens=0)  # keeps 1 key: rewritable whenever the form is
+    return shape[2] if _rewritable(plan, narrowest) else None
 
 
 def _rewritable(plan: AttentionPlan, pattern: SparsePattern) -> bool:

@@ -13,43 +13,8 @@ from pathlib import Path
 
 from edgecc.atomic import write_text_atomic
 from edgecc.errors import RemoteError, ToolchainError
+from edgecc.remote.board.boot import BOOT, EMULATED_ENV, SESSION_DIED, SITECUSTOMIZE
 from edgecc.remote.board.setup import QEMU, BoardPaths, ensure_board
-
-EMULATED_ENV = "EDGECC_EMULATED_BOARD"
-EMULATED_FUNC = "edgecc.board.emulated"
-
-# Runs inside every aarch64 interpreter of the board (server and its workers): it marks the board as
-# emulated through a remote global function, so hosts can label timings taken on it.
-SITECUSTOMIZE = f'''\
-import os
-if os.environ.get("{EMULATED_ENV}"):
-    try:
-        import tvm_ffi
-        tvm_ffi.register_global_func("{EMULATED_FUNC}", lambda: os.environ["{EMULATED_ENV}"], override=True)
-    except Exception:
-        pass
-'''
-
-# Without binfmt_misc, an aarch64 process cannot exec an aarch64 binary; the RPC server starts
-# helpers with sys.executable, so point it at an x86 script that goes through QEMU again.
-# If whatever started us dies without stopping us (a killed pytest, a closed terminal), end the whole
-# process group instead of lingering as an orphan that holds the port.
-PARENT_WATCH = """\
-import os, signal, threading, time
-def _edgecc_watch_parent(parent=os.getppid()):
-    while os.getppid() == parent:
-        time.sleep(1)
-    os.killpg(0, signal.SIGKILL)
-threading.Thread(target=_edgecc_watch_parent, daemon=True).start()
-"""
-
-BOOT = PARENT_WATCH + """\
-import multiprocessing, runpy, sys
-sys.executable = sys.argv[1]
-multiprocessing.set_executable(sys.argv[1])
-sys.argv = ["tvm.exec.rpc_server"] + sys.argv[2:]
-runpy.run_module("tvm.exec.rpc_server", run_name="__main__", alter_sys=True)
-"""
 
 
 def _write_launchers(paths: BoardPaths) -> Path:
@@ -78,6 +43,7 @@ class EmulatedBoard:
     def __init__(self, process: subprocess.Popen, host: str, port: int, tracker: str | None, key: str | None):
         self.process, self.host, self.port, self.tracker, self.key = process, host, port, tracker, key
         self.log: deque[str] = deque(maxlen=200)
+        self.events: deque[str] = deque(maxlen=50)  # sessions whose worker died (the board kept serving)
         self._bound = threading.Event()
         self._registered = threading.Event()
         self._reader = threading.Thread(target=self._read_output, daemon=True)
@@ -91,6 +57,8 @@ class EmulatedBoard:
         for line in self.process.stdout:
             line = line.rstrip()
             self.log.append(line)
+            if SESSION_DIED in line:
+                self.events.append(line[line.index(SESSION_DIED):])
             if f"bind to {self.host}:{self.port}" in line:
                 self._bound.set()
 

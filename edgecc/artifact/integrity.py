@@ -1,0 +1,87 @@
+"""Before an artifact's file is loaded: it is inside the artifact folder, it is the file the compile
+wrote (size and SHA-256 from the manifest), and a library is a whole ELF file.
+
+A truncated or corrupted model.so crashed the loader natively (a bus error when dlopen maps pages
+past the end of the file); a manifest naming `../x.so` or an absolute path loaded and ran whatever
+was there. Every problem here is one ArtifactError line naming the file.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path, PurePosixPath
+
+from edgecc.errors import ArtifactError
+
+_RECOMPILE = "compile the model again into a new folder"
+
+
+def artifact_file(folder: Path, name, manifest_path: Path, what: str) -> Path:
+    """`folder / name`, refusing names that leave the folder (absolute, `..`, a symlink out of it)."""
+    folder = Path(folder)
+    if not isinstance(name, str) or not name.strip():
+        raise ArtifactError(f"{manifest_path}: the {what} entry must be a file name, not {name!r}")
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or "\\" in name or name.startswith("~"):
+        raise ArtifactError(f"{manifest_path}: the {what} '{name}' is not a file inside the artifact folder; "
+                            "refusing to load it (an artifact only loads its own files)")
+    path = folder / relative
+    root = folder.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ArtifactError(f"{manifest_path}: the {what} '{name}' leads outside the artifact folder "
+                            f"(to {resolved}); refusing to load it")
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: the artifact is incomplete ({_RECOMPILE})")
+    return path
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_recorded_file(path: Path, manifest: dict, manifest_path: Path) -> None:
+    """The file's size and SHA-256 equal what the manifest recorded when the compile wrote it."""
+    entry = (manifest.get("files") or {}).get(path.name) if isinstance(manifest.get("files"), dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise ArtifactError(f"{manifest_path} records no SHA-256 for {path.name}, so {path} cannot be checked "
+                            f"before it is loaded ({_RECOMPILE})")
+    size = path.stat().st_size
+    if isinstance(entry.get("bytes"), int) and entry["bytes"] != size:
+        raise ArtifactError(f"{path} is {size} bytes, but the compile wrote {entry['bytes']}: it was truncated or "
+                            f"changed after the compile ({_RECOMPILE})")
+    if sha256(path) != entry["sha256"]:
+        raise ArtifactError(f"{path} does not match the SHA-256 in {manifest_path}: it was changed or damaged "
+                            f"after the compile ({_RECOMPILE})")
+
+
+def check_whole_elf(path: Path) -> None:
+    """An ELF library whose headers and loadable segments all lie inside the file (what dlopen maps).
+
+    The hash check already catches a damaged file; this guards the load itself, for a library whose
+    manifest was rewritten to match it."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+        size = path.stat().st_size
+        if head[:4] != b"\x7fELF":
+            return  # not ELF (Mach-O, a device file): the backend says whether it loads here
+        if len(head) < 64 or head[4] != 2 or head[5] not in (1, 2):
+            raise ArtifactError(f"{path} is not a whole 64-bit ELF library (header cut short or damaged)")
+        order = "<" if head[5] == 1 else ">"
+        phoff, shoff = struct.unpack_from(order + "QQ", head, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", head, 54)
+        if phoff + phnum * phentsize > size or shoff + shnum * shentsize > size:
+            raise ArtifactError(f"{path} is truncated: its ELF headers point past the end of the file ({size} bytes)")
+        handle.seek(phoff)
+        table = handle.read(phnum * phentsize)
+    for index in range(phnum):
+        kind, _, offset, _, _, filesz = struct.unpack_from(order + "IIQQQQ", table, index * phentsize)
+        if kind == 1 and offset + filesz > size:  # PT_LOAD
+            raise ArtifactError(f"{path} is truncated: a loadable segment ends at byte {offset + filesz}, past the "
+                                f"end of the file ({size} bytes)")

@@ -1,0 +1,148 @@
+"""The output folder: -o replaces only an earlier artifact or an empty folder, refuses everything else
+before any work, and no exit path (errors, SIGTERM, SIGHUP, SIGINT) leaves a staging folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures_hostile import assert_refused, edgecc_process, invoke, snapshot, staging_left
+
+
+@pytest.fixture
+def project(tmp_path, tiny_model) -> Path:
+    """A user's project folder: their model, their notes, a subfolder of their own."""
+    root = tmp_path / "project"
+    (root / "src").mkdir(parents=True)
+    shutil.copy(tiny_model, root / "m.onnx")
+    (root / "notes.txt").write_text("mine\n")
+    (root / "src" / "train.py").write_text("print('mine')\n")
+    return root
+
+
+@pytest.mark.parametrize("output, fragment", [
+    ("{project}", "is the current folder"),
+    (".", "is the current folder"),
+    ("", "is the current folder"),
+    ("..", "is a folder above the current one"),
+    ("src/..", "is the current folder"),
+    ("src", "is not an edgecc artifact"),
+    ("notes.txt", "a file of that name exists"),
+    ("m.onnx", "is the model being compiled"),
+    ("{home}", "your home folder"),
+    ("/", "the root folder"),
+])
+def test_output_folders_that_are_not_ours_are_refused_before_any_work(project, output, fragment):
+    before = snapshot(project.parent)
+    started = time.monotonic()
+    result = invoke("compile", "m.onnx", "-o", output.format(project=project, home=Path.home()), "-q", cwd=project)
+    assert_refused(result.exit_code, result.stderr, fragment, code=2)
+    assert time.monotonic() - started < 10  # refused up front: no export, import or build ran
+    assert snapshot(project.parent) == before and staging_left(project.parent) == []
+
+
+def test_a_folder_holding_the_model_is_refused_from_elsewhere(project, tmp_path):
+    before = snapshot(project)
+    result = invoke("compile", project / "m.onnx", "-o", project, "-q", cwd=tmp_path)
+    assert_refused(result.exit_code, result.stderr, "holds the model being compiled", code=2)
+    assert snapshot(project) == before
+
+
+def test_an_artifact_with_a_file_of_the_users_inside_is_not_replaced(project, tiny_artifact):
+    out = project / "out"
+    shutil.copytree(tiny_artifact, out)
+    (out / "my-results.csv").write_text("a,b\n")
+    before = snapshot(project)
+    result = invoke("compile", "m.onnx", "-o", "out", "-q", cwd=project)
+    assert_refused(result.exit_code, result.stderr, "also holds my-results.csv", code=2)
+    assert snapshot(project) == before
+
+
+def test_a_symlinked_output_folder_is_refused(project, tmp_path):
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    (project / "link").symlink_to(real)
+    result = invoke("compile", "m.onnx", "-o", "link", "-q", cwd=project)
+    assert_refused(result.exit_code, result.stderr, "is a symbolic link", code=2)
+
+
+def test_empty_folder_and_earlier_artifact_are_replaced(project, tiny_artifact):
+    (project / "empty").mkdir()
+    assert invoke("compile", "m.onnx", "-o", "empty", "--no-measure", "-q", cwd=project).exit_code == 0
+    assert json.loads((project / "empty" / "manifest.json").read_text())["format"].startswith("edgecc-artifact/")
+    shutil.copytree(tiny_artifact, project / "old")
+    stamp = (project / "old" / "manifest.json").stat().st_mtime_ns
+    assert invoke("compile", "m.onnx", "-o", "old", "--no-measure", "-q", cwd=project).exit_code == 0
+    assert (project / "old" / "manifest.json").stat().st_mtime_ns != stamp
+    assert (project / "notes.txt").read_text() == "mine\n" and staging_left(project) == []
+
+
+def test_leftovers_of_killed_runs_are_removed_by_the_next_compile_into_the_same_place(project):
+    dead = 2**22 + 12345  # above the default pid_max: no process has this id
+    for name in (f".out.staging-{dead}-abcd1234", f".out.old-{dead}-deadbeef", f".out.old-{dead}"):
+        (project / name).mkdir()
+        (project / name / "model.so").write_bytes(b"half")
+    alive = project / f".out.staging-{os.getpid()}-live0000"  # a compile still running (this process)
+    alive.mkdir()
+    other = project / f".other.staging-{dead}-abcd1234"  # another output's leftover: not ours to judge here
+    other.mkdir()
+    assert invoke("compile", "m.onnx", "-o", "out", "--no-measure", "-q", cwd=project).exit_code == 0
+    hidden = sorted(p.name for p in project.iterdir() if p.name.startswith("."))
+    assert hidden == sorted([alive.name, other.name])
+
+
+def _wait_for_staging(folder: Path, process, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if staging_left(folder):
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no staging folder appeared")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_mid_compile_is_a_clean_exit_that_leaves_nothing(project, signum):
+    """A real `edgecc compile` child process, signalled once its staging folder exists."""
+    before = snapshot(project)
+    process = edgecc_process("compile", "m.onnx", "-o", "out", "--no-measure", cwd=project)
+    _wait_for_staging(project, process)
+    time.sleep(1.0)  # into the steps
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    errors = [line for line in stderr.splitlines() if line.startswith("edgecc: error:")]
+    assert process.returncode == 128 + signum, stderr
+    assert errors == [f"edgecc: error: stopped by {signal.Signals(signum).name} (anything half-written was removed)"]
+    assert "Traceback" not in stderr
+    assert staging_left(project) == [] and not (project / "out").exists()
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize("delay", [0.8, 2.0])
+def test_ctrl_c_in_the_first_seconds_prints_no_traceback(project, delay):
+    """While the command's modules and TVM are still loading. (The interpreter's own start-up, the
+    first ~0.1 s before any edgecc code runs, is Python's and cannot be covered.)"""
+    process = edgecc_process("compile", "m.onnx", "-o", "out", "--no-measure", cwd=project)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    assert process.returncode == 130, stderr
+    assert staging_left(project) == [] and not (project / "out").exists()
+
+
+def test_a_reader_that_leaves_early_is_not_an_internal_error(tmp_path):
+    """`edgecc targets | head -1`: the pipe closes after one line."""
+    process = edgecc_process("targets", cwd=tmp_path)
+    first = process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read()
+    process.wait(timeout=60)
+    assert first.strip() and "internal error" not in stderr and "Traceback" not in stderr
+    assert process.returncode in (0, 141), stderr

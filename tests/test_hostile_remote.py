@@ -1,0 +1,198 @@
+"""Boards that stop answering, crash or cannot measure: every wait is bounded, one crash does not wedge
+the board, tuning on the board measures, and a tune that measured nothing fails.
+
+The fast tests run TVM's RPC server (and edgecc's board server code) on this x86 machine; the ones
+on the emulated aarch64 board are marked slow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgecc.cli import main
+from edgecc.errors import RemoteError
+from edgecc.remote.session import load_remote_module, open_session
+
+BOOM_C = "__attribute__((constructor)) static void boom(void) { *(volatile int *)0 = 0; }\nint boom_marker = 1;\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert process.poll() is None, f"server exited with {process.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def boom_library(tmp_path) -> Path:
+    """An x86 shared library that segfaults as soon as it is loaded (a board-side crash)."""
+    source = tmp_path / "boom.c"
+    source.write_text(BOOM_C)
+    library = tmp_path / "boom.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    return library
+
+
+def test_a_server_that_accepts_but_never_answers_times_out_with_one_line():
+    """TVM's handshake has no timeout: against a socket that accepts and stays silent it waited forever."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    import tvm.rpc  # noqa: F401 - imported first, so its start-up is not timed
+
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=f"board {address} accepted the connection but did not complete the RPC "
+                                          "handshake within 2 s"):
+        open_session(rpc=address, timeout=2)
+    assert time.monotonic() - started < 8
+    listener.close()
+
+
+def _run_session(address: str, library: Path) -> None:
+    session = open_session(rpc=address, timeout=30)
+    load_remote_module(session, library)
+
+
+def test_tvm_server_wedged_by_a_crash_is_a_bounded_wait_not_a_hang(boom_library, tmp_path):
+    """TVM's own server stops serving after a session's worker crashes, but keeps its socket open: the
+    next client's wait is now bounded by the RPC timeout instead of forever."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port",
+                               str(port), "--port-end", str(port + 1)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_listening(port, server)
+        with pytest.raises(RemoteError, match="failed to load boom.so: the board closed the session"):
+            _run_session(f"127.0.0.1:{port}", boom_library)
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match="did not complete the RPC handshake within 5 s"):
+            open_session(rpc=f"127.0.0.1:{port}", timeout=5)
+        assert time.monotonic() - started < 15
+    finally:
+        _stop(server)
+
+
+def _start_board_server_code_here(tmp_path: Path, port: int) -> subprocess.Popen:
+    """edgecc's board server (its sitecustomize and main, edgecc/remote/board/boot.py) with this machine's
+    Python instead of the emulated one: the same code, without QEMU's minute-long start."""
+    from edgecc.remote.board.boot import BOOT, EMULATED_ENV, SITECUSTOMIZE
+
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {**os.environ, "PYTHONPATH": f"{boot}:{os.environ.get('PYTHONPATH', '')}", EMULATED_ENV: "test-x86"}
+    return subprocess.Popen([sys.executable, "-c", BOOT, sys.executable, "--host", "127.0.0.1", "--port", str(port),
+                             "--port-end", str(port + 1)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_the_board_server_survives_a_crashed_session_and_says_so(boom_library, tmp_path):
+    from edgecc.remote.board.boot import SESSION_DIED
+
+    port = _free_port()
+    server = _start_board_server_code_here(tmp_path, port)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True).start()
+    try:
+        _wait_listening(port, server)
+        address = f"127.0.0.1:{port}"
+        for _ in range(2):  # crash it twice: it keeps serving
+            with pytest.raises(RemoteError, match="the board closed the session"):
+                _run_session(address, boom_library)
+        session = open_session(rpc=address, timeout=30)
+        assert session.get_function("edgecc.board.emulated")() == "test-x86"
+        deadline = time.time() + 10
+        while sum(SESSION_DIED in line for line in lines) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        died = [line for line in lines if SESSION_DIED in line]
+        assert len(died) == 2 and "error code -11" in died[0] and "still serving" in died[0]
+    finally:
+        _stop(server)
+
+
+@pytest.mark.parametrize("command", [["board", "emulate", "--host", "0.0.0.0"], ["tracker", "--host", "0.0.0.0"]])
+def test_serving_rpc_on_a_network_address_needs_consent(command):
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 2
+    assert "edgecc: error: --host 0.0.0.0 would let any machine that reaches it run arbitrary code here" in result.output
+    assert "--allow-remote" in result.output
+
+
+@pytest.mark.slow  # ~1 min: four trials, each retrying the dead board (tests/test_tuning_remote.py has the fast one)
+def test_a_tune_that_measures_nothing_exits_non_zero_with_one_line(dense_onnx, tmp_path):
+    dead = f"127.0.0.1:{_free_port()}"
+    result = CliRunner().invoke(main, ["tune", str(dense_onnx), "--trials", "4", "--rpc", dead, "--rpc-timeout",
+                                       "2", "--tuning-logs", str(tmp_path / "logs"), "-o", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("edgecc: error:")]
+    assert len(errors) == 1 and "measured nothing: all 4 trials failed" in errors[0]
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+# --- on the emulated aarch64 board (QEMU): slow -------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.toolchain("qemu-aarch64-static", "aarch64-linux-gnu-gcc")
+def test_emulated_board_survives_a_crashing_library_and_serves_the_next_client(emulated_board, tmp_path):
+    source = tmp_path / "boom.c"
+    source.write_text(BOOM_C)
+    library = tmp_path / "boom.so"
+    subprocess.run(["aarch64-linux-gnu-gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    with pytest.raises(RemoteError, match="the board closed the session"):
+        _run_session(emulated_board.address, library)
+    started = time.monotonic()
+    session = open_session(rpc=emulated_board.address, timeout=60)
+    assert session.get_function("edgecc.board.emulated")() == "qemu-aarch64"
+    assert time.monotonic() - started < 60
+    deadline = time.time() + 10
+    while not emulated_board.events and time.time() < deadline:
+        time.sleep(0.2)
+    assert emulated_board.events and "its worker died" in emulated_board.events[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.toolchain("qemu-aarch64-static", "aarch64-linux-gnu-gcc")
+def test_tuning_on_the_emulated_board_really_measures(lowered_matmul, emulated_board, tmp_path):
+    """MetaSchedule fills measurement arguments with tvm.contrib.random.random_fill_for_measure, which
+    the board's runtime-only TVM lacks; the board's sitecustomize provides it."""
+    from edgecc.targets import load_target
+    from edgecc.tuning import tune
+    from edgecc.tuning.records import read_logs
+
+    session = {"rpc": emulated_board.address, "timeout": 120}
+    result = tune(lowered_matmul, load_target("raspberry-pi-5"), tmp_path, trials=4, session=session, progress=False)
+    assert result.run_failures == 0 and result.build_failures == 0, result.first_errors
+    assert len(read_logs([tmp_path]).records) == 4
