@@ -72,16 +72,55 @@ def time_onnxruntime(session, inputs: dict, min_seconds: float, warmup: int = 3)
     return latency_stats(sample_seconds(lambda: session.run(None, inputs), min_seconds))
 
 
+def _ort_samples(session, inputs: dict, seconds: float, at_least: int = 2) -> list[float]:
+    samples = []
+    deadline = time.perf_counter() + seconds
+    while len(samples) < at_least or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        session.run(None, inputs)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+LATENCY_ROUNDS = 8
+
+
+def measure_side_by_side(artifact, session, inputs: dict, min_seconds: float, rounds: int = LATENCY_ROUNDS) -> dict:
+    """edgecc and ONNX Runtime timed in alternating rounds (edgecc, ORT, edgecc, ...) so both see the
+    same machine: on a shared machine the speed drifts between seconds, and two timings taken one after
+    the other differed by up to 2x. The ratio is the median of the rounds' ratios of medians."""
+    estimate = min(artifact.time(inputs, repeat=3, number=1))
+    for _ in range(3):
+        session.run(None, inputs)
+    number, _ = _plan(estimate, min_seconds)
+    share = min_seconds / rounds  # seconds per runtime per round
+    repeat = max(2, int(share / max(estimate * number, 1e-7)))
+    edgecc_samples, ort_samples, ratios = [], [], []
+    for _ in range(rounds):
+        ours = artifact.time(inputs, repeat=repeat, number=number)
+        theirs = _ort_samples(session, inputs, share)
+        edgecc_samples += ours
+        ort_samples += theirs
+        ratios.append(float(np.median(ours) / np.median(theirs)))
+    edgecc_stats = latency_stats(edgecc_samples)
+    edgecc_stats["runs_per_sample"] = number
+    return {"edgecc": edgecc_stats, "onnxruntime": latency_stats(ort_samples), "interleaved": True, "rounds": rounds,
+            "ratio_vs_onnxruntime": float(np.median(ratios)),
+            "ratio_spread": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))]}
+
+
 def measure_latency(artifact, onnx_path, inputs: dict, min_seconds: float, ort_threads: int, log=print) -> dict:
-    """report.json["latency"]: edgecc where the artifact runs, ONNX Runtime beside it when that is here."""
-    log(f"timing edgecc on {artifact.where} for at least {min_seconds:g} s ...")
-    edgecc_stats = time_artifact(artifact, inputs, min_seconds)
-    latency = {"edgecc": edgecc_stats, "where": artifact.where, "emulated": artifact.emulated, "warnings": []}
+    """report.json["latency"]: edgecc where the artifact runs; ONNX Runtime beside it, in interleaved
+    rounds, when the artifact runs here."""
+    latency = {"where": artifact.where, "emulated": artifact.emulated, "warnings": []}
     if artifact.session is None:
-        log(f"timing ONNX Runtime ({ort_threads} threads) on the same inputs ...")
-        ort_stats = time_onnxruntime(onnxruntime_session(onnx_path, ort_threads), inputs, min_seconds)
-        latency.update(onnxruntime=ort_stats, onnxruntime_threads=ort_threads,
-                       ratio_vs_onnxruntime=edgecc_stats["median_ms"] / ort_stats["median_ms"])
+        log(f"timing edgecc and ONNX Runtime ({ort_threads} threads) in alternating rounds for at least "
+            f"{2 * min_seconds:g} s ...")
+        latency.update(measure_side_by_side(artifact, onnxruntime_session(onnx_path, ort_threads), inputs,
+                                            min_seconds), onnxruntime_threads=ort_threads)
+    else:
+        log(f"timing edgecc on {artifact.where} for at least {min_seconds:g} s ...")
+        latency["edgecc"] = time_artifact(artifact, inputs, min_seconds)
     for name in ("edgecc", "onnxruntime"):
         if latency.get(name, {}).get("unstable"):
             latency["warnings"].append(f"{name} timings are unstable (CV {latency[name]['cv']:.2f}); is the machine busy?")

@@ -17,9 +17,9 @@ def load_report(folder) -> dict:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise EdgeccError(f"{path} is not valid JSON: {exc}") from None
-    from edgecc.reports.schema import validate_report
+    from edgecc.reports.schema import READABLE_VERSIONS, validate_report
 
-    return validate_report(data)
+    return validate_report(data, str(path), versions=READABLE_VERSIONS)
 
 
 def _get(report: dict, *keys):
