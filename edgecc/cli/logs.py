@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from edgecc.errors import EdgeccError
+from edgecc.tuning.describe import describe_workload
 from edgecc.tuning.records import best_records, drop_bad_lines, log_files, read_logs, write_merged
 
 
@@ -31,7 +32,8 @@ def logs():
 @logs.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def show(paths):
-    """Records per board and target, with the best latency per kernel."""
+    """Records per board and target, with the best latency per kernel (named by its computations,
+    buffer shapes and dtypes)."""
     _require_logs(paths)
     readout = read_logs(paths)
     _report_bad_lines(readout)
@@ -45,7 +47,8 @@ def show(paths):
         click.echo(f"  target {json.loads(target).get('kind')} {json.loads(target).get('mcpu', '')} "
                    f"{json.loads(target).get('mtriple', '')}".rstrip())
         for (workload, _), record in sorted(best.items(), key=lambda kv: kv[1].latency, reverse=True)[:10]:
-            click.echo(f"  {workload}  best {record.latency * 1e6:10.2f} us  ({record.data['time']})")
+            kernel = describe_workload(record.workload) if record.workload is not None else "(workload line missing)"
+            click.echo(f"  best {record.latency * 1e6:10.2f} us  {kernel}  [{workload[:8]}, {record.data['time']}]")
     click.echo(f"{len(readout.records)} good records in {len(readout.files)} file(s), "
                f"{len(readout.bad_lines)} bad line(s) skipped")
 

@@ -85,6 +85,32 @@ def _ort_samples(session, inputs: dict, seconds: float, at_least: int = 2) -> li
 LATENCY_ROUNDS = 8
 
 
+def ratio_summary(ratios: list[float]) -> dict:
+    """The median of per-round ratios and their interquartile range: a paired comparison, robust to
+    load that comes and goes between rounds."""
+    return {"ratio": float(np.median(ratios)),
+            "spread": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))]}
+
+
+def compare_artifacts_here(first, second, inputs: dict, min_seconds: float, rounds: int = LATENCY_ROUNDS) -> dict:
+    """Two loaded artifacts timed in alternating rounds (A, B, A, B, ...) on the same inputs, in this
+    process (so the same TVM thread pool): medians, spread and the ratio B/A per round."""
+    estimates = [min(a.time(inputs, repeat=3, number=1)) for a in (first, second)]
+    number, _ = _plan(min(estimates), min_seconds)
+    share = min_seconds / rounds
+    repeats = [max(2, int(share / max(e * number, 1e-7))) for e in estimates]
+    samples, ratios = ([], []), []
+    for _ in range(rounds):
+        medians = []
+        for index, artifact in enumerate((first, second)):
+            taken = artifact.time(inputs, repeat=repeats[index], number=number)
+            samples[index].extend(taken)
+            medians.append(float(np.median(taken)))
+        ratios.append(medians[1] / medians[0])
+    return {"a": latency_stats(samples[0]), "b": latency_stats(samples[1]), "rounds": rounds,
+            "runs_per_sample": number, **ratio_summary(ratios)}
+
+
 def measure_side_by_side(artifact, session, inputs: dict, min_seconds: float, rounds: int = LATENCY_ROUNDS) -> dict:
     """edgecc and ONNX Runtime timed in alternating rounds (edgecc, ORT, edgecc, ...) so both see the
     same machine: on a shared machine the speed drifts between seconds, and two timings taken one after
@@ -104,9 +130,9 @@ def measure_side_by_side(artifact, session, inputs: dict, min_seconds: float, ro
         ratios.append(float(np.median(ours) / np.median(theirs)))
     edgecc_stats = latency_stats(edgecc_samples)
     edgecc_stats["runs_per_sample"] = number
+    summary = ratio_summary(ratios)
     return {"edgecc": edgecc_stats, "onnxruntime": latency_stats(ort_samples), "interleaved": True, "rounds": rounds,
-            "ratio_vs_onnxruntime": float(np.median(ratios)),
-            "ratio_spread": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))]}
+            "ratio_vs_onnxruntime": summary["ratio"], "ratio_spread": summary["spread"]}
 
 
 def measure_latency(artifact, onnx_path, inputs: dict, min_seconds: float, ort_threads: int, log=print) -> dict:

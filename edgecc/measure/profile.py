@@ -115,48 +115,57 @@ def _plain_run(vm, arguments) -> float:
 
 def profile_in_model(mod, vm, arguments, peak_gflops=None, bandwidth_gbs=None, seconds: float = 1.0,
                      machine: Machine | None = None) -> dict:
-    """Every kernel timed inside real inferences: plain and instrumented runs alternate (P I P I ... P),
-    each instrumented run compared with the mean of the plain runs on either side of it, so a burst
-    of load from other work hits both sides of a comparison; medians over rounds.
+    """Every kernel timed inside real inferences: blocks of plain and instrumented runs alternate
+    (P I P I ... P), each instrumented block compared with the mean of the plain blocks on either
+    side of it, so a burst of load from other work hits both sides of a comparison; each block is
+    the median of a few runs (more for a small model, whose single runs a time slice can double).
 
     A call's bracket also holds the hook's own return and re-entry; that cost, measured as the
     median bracket of `vm.builtin.null_value` (a call that does nothing), is taken off every call."""
     machine = _as_machine(peak_gflops, bandwidth_gbs, machine)
     counts = call_counts(mod)
     _plain_run(vm, arguments)  # warm
-    estimate = _plain_run(vm, arguments)
-    rounds = int(min(_MAX_ROUNDS, max(_MIN_ROUNDS, seconds / max(2 * estimate, 1e-6))))
-    plain = [_plain_run(vm, arguments)]
-    runs = []
+    estimate = min(_plain_run(vm, arguments) for _ in range(3))
+    per_block = int(min(20, max(2, np.ceil(0.01 / max(estimate, 1e-6)))))
+    rounds = int(min(_MAX_ROUNDS, max(_MIN_ROUNDS, seconds / max(2 * per_block * estimate, 1e-6))))
+
+    def plain_block() -> float:
+        return float(np.median([_plain_run(vm, arguments) for _ in range(per_block)]))
+
+    plain = [plain_block()]
+    blocks = []
     for _ in range(rounds):
-        runs.append(_instrumented_run(vm, arguments))
-        plain.append(_plain_run(vm, arguments))
-    empty = [s for calls in runs for name, s in calls if name == "vm.builtin.null_value"]
+        blocks.append([_instrumented_run(vm, arguments) for _ in range(per_block)])
+        plain.append(plain_block())
+    empty = [s for block in blocks for calls in block for name, s in calls if name == "vm.builtin.null_value"]
     hook = float(np.median(empty)) if empty else 0.0
     per_kernel = {name: [] for name in counts}
-    kernel_sums, runtime_sums, ratios = [], [], []
-    for index, calls in enumerate(runs):
-        totals = dict.fromkeys(counts, 0.0)
-        runtime = []
-        for name, spent in calls:
-            if name in totals:
-                totals[name] += spent - hook
-            else:
-                runtime.append(spent - hook)
-        for name, spent in totals.items():
-            per_kernel[name].append(max(spent, 0.0))
-        kernel_sums.append(sum(totals.values()))
-        runtime_sums.append(sum(runtime))
-        ratios.append(kernel_sums[-1] / ((plain[index] + plain[index + 1]) / 2))
+    runtime_sums, ratios = [], []
+    for index, block in enumerate(blocks):
+        sums = []
+        for calls in block:
+            totals = dict.fromkeys(counts, 0.0)
+            runtime = 0.0
+            for name, spent in calls:
+                if name in totals:
+                    totals[name] += spent - hook
+                else:
+                    runtime += spent - hook
+            for name, spent in totals.items():
+                per_kernel[name].append(max(spent, 0.0))
+            sums.append(sum(totals.values()))
+            runtime_sums.append(runtime)
+        ratios.append(float(np.median(sums)) / ((plain[index] + plain[index + 1]) / 2))
     kernels = [kernel_entry(mod, name, counts[name], float(np.median(samples)) / counts[name], machine)
                for name, samples in per_kernel.items()]
     summary = _summary(kernels, [], machine, rounds,
                        "each kernel timed inside real inferences (the VM's instrument hook brackets every call), "
-                       "instrumented runs alternating with plain runs of the whole model; per-kernel medians over "
-                       f"rounds, the hook's own {hook * 1e6:.2f} us per call taken off")
+                       f"blocks of {per_block} instrumented runs alternating with blocks of plain runs of the whole model; "
+                       f"per-kernel medians over all runs, the hook's own {hook * 1e6:.2f} us per call taken off")
     summary["hook_us_per_call"] = hook * 1e6
-    summary["runtime_calls"] = {"calls_per_run": sum(1 for name, _ in runs[0] if name not in counts),
+    summary["runtime_calls"] = {"calls_per_run": sum(1 for name, _ in blocks[0][0] if name not in counts),
                                 "ms": float(np.median(runtime_sums)) * 1e3}
+    summary["runs_per_block"] = per_block
     summary = with_end_to_end(summary, float(np.median(plain)) * 1e3)
     # the ratio from paired rounds, robust to load that changes from one second to the next
     summary["sum_over_end_to_end"] = float(np.median(ratios))
