@@ -93,19 +93,19 @@ def tuning_line(report: dict) -> str:
 
 def kernel_reason(kernel: dict, profile: dict) -> str:
     """Why a kernel takes the time it does, against the roof: 'memory-bound at 80% of bandwidth'."""
-    if kernel.get("bound") is None:
+    bandwidth = profile.get("memory_bandwidth_gbs")
+    if kernel.get("bound") is None or not bandwidth:
         return f"{kernel.get('achieved_gflops', 0):.1f} GFLOP/s, {kernel.get('achieved_gbs', 0):.1f} GB/s (no roof known)"
+    of_bandwidth = kernel.get("pct_of_peak_bandwidth", 100 * kernel.get("achieved_gbs", 0) / bandwidth)
     if kernel.get("flops", 0) == 0:
-        text = (f"moves data only, at {kernel['pct_of_peak_bandwidth']:.0f}% of the "
-                f"{profile.get('memory_bandwidth_gbs'):g} GB/s bandwidth")
+        text = f"moves data only, at {of_bandwidth:.0f}% of the {bandwidth:g} GB/s bandwidth"
     elif kernel["bound"] == "memory":
-        text = (f"memory-bound at {kernel['pct_of_peak_bandwidth']:.0f}% of the {profile.get('memory_bandwidth_gbs'):g} "
-                f"GB/s bandwidth")
+        text = f"memory-bound at {of_bandwidth:.0f}% of the {bandwidth:g} GB/s bandwidth"
     else:
         precision = kernel.get("precision", "fp32")
-        peak = kernel["achieved_gflops"] / kernel["pct_of_peak_compute"] * 100 if kernel.get("pct_of_peak_compute") \
-            else profile.get("peak_gflops")
-        text = f"compute-bound at {kernel['pct_of_peak_compute']:.0f}% of the {peak:.0f} GFLOP/s {precision} peak"
+        peak = (profile.get("peaks_gflops") or {}).get(precision) or profile.get("peak_gflops")
+        of_peak = kernel.get("pct_of_peak_compute", 100 * kernel.get("achieved_gflops", 0) / peak if peak else 0)
+        text = f"compute-bound at {of_peak:.0f}% of the {peak or 0:.0f} GFLOP/s {precision} peak"
     if kernel.get("above_roof"):
         text += " (" + kernel["above_roof"][0].split(":")[0] + ")"
     return text
