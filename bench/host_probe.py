@@ -90,7 +90,8 @@ def copy_bandwidth_gbs(threads: int, megabytes: int = 128, rounds: int = 30) -> 
     for index in range(rounds):
         n = threads if index % 2 == 0 else 1
         step = len(source) // n
-        seconds = _threaded(lambda k: np.copyto(destination[k * step:(k + 1) * step], source[k * step:(k + 1) * step]), n)
+        seconds = _threaded(lambda k, step=step: np.copyto(destination[k * step:(k + 1) * step],
+                                                            source[k * step:(k + 1) * step]), n)
         best = max(best, 2 * step * n * 4 / seconds / 1e9)
     return best
 

@@ -89,7 +89,6 @@ def test_kernel_times_add_up_and_each_has_a_roofline_place(compiled):
 def _remeasured_ratio(ctx) -> float:
     from edgecc.artifact.loader import load_artifact
     from edgecc.measure.profile import profile_artifact
-
     from edgecc.measure.roofline import machine_from_board
 
     artifact = load_artifact(ctx.stage_dir)  # the compile closed its own when it finished
