@@ -81,7 +81,8 @@ class EmbeddingLookup:
 
 
 def test_bytes_are_footprints_a_gather_reads_its_rows_not_the_table():
-    from edgecc.measure.counting import count_ops, kernel_traffic
+    from edgecc.measure.counting import count_ops
+    from edgecc.measure.traffic import kernel_traffic
 
     mod = relax.transform.LegalizeOps()(EmbeddingLookup)
     take = next(f for gv, f in mod.functions.items() if gv.name_hint.startswith("take"))

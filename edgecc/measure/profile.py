@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecc.measure.counting import COUNTING_METHOD, count_flops, count_ops, dominant_precision, kernel_traffic
+from edgecc.measure.counting import COUNTING_METHOD, count_flops, count_ops, dominant_precision
 from edgecc.measure.kernel_timer import COLD_ARGUMENT_BYTES, SAMPLES_PER_ROUND, KernelTimer, kernel_args
 from edgecc.measure.roofline import Machine, roofline
+from edgecc.measure.traffic import kernel_traffic
 
 __all__ = ["KernelTimer", "call_counts", "count_flops", "kernel_args", "profile_artifact", "profile_in_model",
            "profile_kernels", "roofline"]
