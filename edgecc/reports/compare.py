@@ -135,8 +135,8 @@ class SideBySide:
         out = (f"Re-measured side by side on this machine ({self.machine}, {self.threads}): {r['rounds']} alternating "
                f"rounds (A, B, A, B, ...), the same inputs for both.\n")
         out += _table(rows, ("", "median ms", "min ms", "p90 ms", "CV", "samples"))
-        out += (f"\nB/A: {r['ratio']:.2f}x (median of the rounds' ratios; interquartile range {r['spread'][0]:.2f}-"
-                f"{r['spread'][1]:.2f}x): {self.verdict()}.")
+        out += (f"\nB/A: {r['ratio']:.2f}x (B's median over A's; the rounds' own ratios span {r['spread'][0]:.2f}-"
+                f"{r['spread'][1]:.2f}x, interquartile): {self.verdict()}.")
         return out
 
 
