@@ -94,6 +94,8 @@ def tuning_line(report: dict) -> str:
 def kernel_reason(kernel: dict, profile: dict) -> str:
     """Why a kernel takes the time it does, against the roof: 'memory-bound at 80% of bandwidth'."""
     bandwidth = profile.get("memory_bandwidth_gbs")
+    if profile.get("emulated"):
+        return "emulated board: timed, but not placed on the real board's roof"
     if kernel.get("bound") is None or not bandwidth:
         return f"{kernel.get('achieved_gflops', 0):.1f} GFLOP/s, {kernel.get('achieved_gbs', 0):.1f} GB/s (no roof known)"
     of_bandwidth = kernel.get("pct_of_peak_bandwidth", 100 * kernel.get("achieved_gbs", 0) / bandwidth)
