@@ -100,7 +100,7 @@ def test_the_summary_is_the_first_screen(page):
     text = page["summary_text"]
     for needle in ("Latency", "ONNX Runtime", "Correctness", "Size", "Energy", "Tuning", "Slowest kernels"):
         assert needle in text, needle
-    assert re.search(r"(compute|memory)-bound at \d+%|moves data only", text)
+    assert re.search(r"(compute|memory)-bound at [\d.]+%|moves data only", text)
 
 
 def test_plots_in_the_html_decode(report_html):

@@ -20,7 +20,8 @@ def report_data(ctx) -> dict:
     return {
         "model": {"name": ctx.source.name, "source": str(ctx.model), "kind": ctx.source.kind,
                   "weights": ctx.source.weights, "parameters": ctx.source.parameters,
-                  "weights_bytes": ctx.weights_bytes, "onnx_ops": ctx.imported.op_counts},
+                  "weights_bytes": ctx.weights_bytes, "onnx_ops": ctx.imported.op_counts,
+                  "inputs": [spec.to_dict() for spec in ctx.imported.inputs]},
         "target": ctx.target.to_dict(),
         "options": ctx.options.to_dict(),
         "versions": ctx.manifest["versions"],

@@ -15,10 +15,12 @@ def headline(report: dict) -> Paragraph:
     """What was compiled, for what, and where it was measured, in one line."""
     model, target, options = report["model"], report["target"], report.get("options") or {}
     board = target.get("board") or {}
-    shape = f"batch {options.get('batch')}" + (f", sequence {options['seq_len']}" if options.get("seq_len") else "")
-    specs = options.get("input_specs") or []
-    if specs:
-        shape += ", inputs " + ", ".join(specs)
+    inputs = model.get("inputs")
+    if inputs:  # the shapes compiled for, whatever kind of model
+        shape = "inputs " + ", ".join(f"`{i['name']}` {'x'.join(map(str, i['shape']))} {i['dtype']}" for i in inputs)
+    else:
+        shape = f"batch {options.get('batch')}" + (f", sequence {options['seq_len']}" if options.get("seq_len") else "")
+        shape += "".join(f", input {spec}" for spec in options.get("input_specs") or [])
     machine = board.get("soc") or target.get("description", "")
     mcpu = (target.get("tvm_target") or {}).get("mcpu")
     if mcpu:

@@ -46,16 +46,26 @@ def build_name(folder: Path, report: dict) -> str:
 
 
 def _workload(report: dict) -> dict:
+    """What must match for two builds' latencies to be compared: target and input shapes (the shapes
+    compiled for where the report lists them; older reports: batch, sequence length, input specs)."""
     options = report.get("options") or {}
+    inputs = (report.get("model") or {}).get("inputs")
+    shapes = tuple((i["name"], tuple(i["shape"]), i["dtype"]) for i in inputs) if inputs else None
     return {"target": (report.get("target") or {}).get("name"), "batch": options.get("batch"),
-            "seq_len": options.get("seq_len"), "inputs": tuple(options.get("input_specs") or ())}
+            "seq_len": options.get("seq_len"), "inputs": tuple(options.get("input_specs") or ()), "shapes": shapes}
 
 
 def _difference(mine: dict, theirs: dict) -> str:
     parts = []
-    for key, label in (("target", "target"), ("batch", "batch"), ("seq_len", "sequence length"), ("inputs", "inputs")):
+    keys = (("target", "target"), ("batch", "batch"), ("seq_len", "sequence length"), ("inputs", "inputs"))
+    if mine["shapes"] and theirs["shapes"]:  # both know their shapes: those decide, not the options
+        keys = (("target", "target"), ("shapes", "input shapes"))
+    for key, label in keys:
         if mine[key] != theirs[key]:
-            parts.append(f"{label} {theirs[key] if theirs[key] not in ((), None) else '-'}")
+            value = theirs[key]
+            if key == "shapes":
+                value = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s, _ in value)
+            parts.append(f"{label} {value if value not in ((), None) else '-'}")
     return ", ".join(parts)
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 from edgecc.reports.document import Bullets, Paragraph, Section, Table
 
 
+def pct(value: float) -> str:
+    return f"{value:.1f}%" if abs(value) < 10 else f"{value:.0f}%"
+
+
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
 
@@ -100,14 +104,14 @@ def kernel_reason(kernel: dict, profile: dict) -> str:
         return f"{kernel.get('achieved_gflops', 0):.1f} GFLOP/s, {kernel.get('achieved_gbs', 0):.1f} GB/s (no roof known)"
     of_bandwidth = kernel.get("pct_of_peak_bandwidth", 100 * kernel.get("achieved_gbs", 0) / bandwidth)
     if kernel.get("flops", 0) == 0:
-        text = f"moves data only, at {of_bandwidth:.0f}% of the {bandwidth:g} GB/s bandwidth"
+        text = f"moves data only, at {pct(of_bandwidth)} of the {bandwidth:g} GB/s bandwidth"
     elif kernel["bound"] == "memory":
-        text = f"memory-bound at {of_bandwidth:.0f}% of the {bandwidth:g} GB/s bandwidth"
+        text = f"memory-bound at {pct(of_bandwidth)} of the {bandwidth:g} GB/s bandwidth"
     else:
         precision = kernel.get("precision", "fp32")
         peak = (profile.get("peaks_gflops") or {}).get(precision) or profile.get("peak_gflops")
         of_peak = kernel.get("pct_of_peak_compute", 100 * kernel.get("achieved_gflops", 0) / peak if peak else 0)
-        text = f"compute-bound at {of_peak:.0f}% of the {peak or 0:.0f} GFLOP/s {precision} peak"
+        text = f"compute-bound at {pct(of_peak)} of the {peak or 0:.0f} GFLOP/s {precision} peak"
     if kernel.get("above_roof"):
         text += " (" + kernel["above_roof"][0].split(":")[0] + ")"
     return text
