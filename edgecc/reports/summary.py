@@ -174,4 +174,5 @@ def conditions_warning(report: dict) -> str | None:
     other = [w for w in env.get("warnings") or [] if "unstable" not in w]
     if other:
         text = (text + "; " if text else "") + "; ".join(other)
-    return (text + ". Ratios measured side by side hold up better than the absolute times.") if text else None
+    return (text + ": side-by-side ratios share the load, but two runtimes can suffer from it differently, "
+                   "so re-measure on an idle machine before acting on them.") if text else None
