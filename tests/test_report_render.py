@@ -173,3 +173,16 @@ def test_a_version_1_report_still_renders_and_says_what_its_figures_meant(tmp_pa
     markdown = (tmp_path / "report.md").read_text()
     assert "schema v1" in markdown and "whole argument buffers" in markdown
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+def test_builds_with_other_input_shapes_are_not_peers(tmp_path):
+    mine, other = _report(), _report(median_ms=9.0)
+    mine["model"]["inputs"] = [{"name": "pixel_values", "shape": [1, 3, 224, 224], "dtype": "float32"}]
+    other["model"]["inputs"] = [{"name": "pixel_values", "shape": [1, 3, 256, 256], "dtype": "float32"}]
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "report.json").write_text(json.dumps(other))
+    (tmp_path / "mine").mkdir()
+    render_reports(tmp_path / "mine", mine)
+    markdown = (tmp_path / "mine" / "report.md").read_text()
+    assert "inputs `pixel_values` 1x3x224x224 float32" in markdown  # the headline names the shapes compiled for
+    assert "| big | fp32 | 9 | 1 | 0 | input shapes pixel_values 1x3x256x256 |" in markdown
