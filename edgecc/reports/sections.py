@@ -6,6 +6,7 @@ from edgecc.reports.document import Bullets, Paragraph, Plot, Section, Table, ce
 from edgecc.reports.summary import energy_line, kernel_reason, megabytes, ms, profile_check_line, tuning_line
 
 TOP_KERNELS = 20
+LONG_TABLE = 12  # a nested table of numbers longer than this is summarised in one row
 V1_PROFILE_NOTE = ("This report.json is schema v1: its kernels were timed alone and its bytes count whole argument "
                    "buffers (an embedding lookup counts its whole table), so figures above 100% of the roof are "
                    "counting artefacts. Compile again for footprint-counted bytes and in-model timings.")
@@ -16,7 +17,13 @@ def flatten(value, prefix: str = "") -> list[tuple[str, object]]:
     rows = []
     for key, item in (value or {}).items():
         name = f"{prefix}{key}"
-        if isinstance(item, dict):
+        if isinstance(item, dict) and len(item) > LONG_TABLE and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in item.values()):
+            values = sorted(item.values())  # e.g. one error per layer, keyed by hash: a summary reads better
+            rows.append((name, f"{len(values)} values: min {cell(float(values[0]))}, median "
+                               f"{cell(float(values[len(values) // 2]))}, max {cell(float(values[-1]))} "
+                               "(each in report.json)"))
+        elif isinstance(item, dict):
             rows += flatten(item, name + ".") if item else [(name, "-")]
         elif isinstance(item, (list, tuple)) and item and all(isinstance(i, dict) for i in item):
             continue
@@ -47,7 +54,7 @@ def key_value_section(title: str, value: dict, intro: str = "") -> Section | Non
         section.add(Paragraph(intro))
     rows = flatten(value)
     if rows:
-        section.add(Table(["", "value"], [[k, v] for k, v in rows], numeric=[False, True]))
+        section.add(Table(["", "value"], [[k, v] for k, v in rows], numeric=[False, False]))
     return section.add(*record_tables(value))
 
 
@@ -101,7 +108,7 @@ def tuning_section(report: dict) -> Section | None:
     if run:
         section.add(Table(["this compile's search", ""], [[k, run.get(k)] for k in (
             "tasks", "trials_before", "trials_run", "build_failures", "run_failures", "wall_seconds", "stopped_by",
-            "log_path") if k in run], numeric=[False, True]))
+            "log_path") if k in run], numeric=[False, False]))
         section.add(Plot("Tuning curve", "Best estimated total kernel time as trials accumulate."))
         if run.get("first_errors"):
             section.add(Paragraph("First errors:"), Bullets([f"`{e}`" for e in run["first_errors"]]))
@@ -109,7 +116,7 @@ def tuning_section(report: dict) -> Section | None:
     if applied:
         section.add(Table(["records", ""], [[k, applied.get(k)] for k in (
             "kernels", "tuned", "default", "records_for_target", "records_other_targets", "bad_lines") if k in applied]
-            + [["files", ", ".join(applied.get("files") or []) or "-"]], numeric=[False, True]))
+            + [["files", ", ".join(applied.get("files") or []) or "-"]], numeric=[False, False]))
     compared = tuning.get("compared_with_default")
     if compared and compared.get("kernels"):
         section.add(Table(["kernel", "tuned us", "default us", "kept"],
