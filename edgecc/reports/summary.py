@@ -140,6 +140,17 @@ def profile_check_line(profile: dict) -> str | None:
     return text + f"; the other {ms(rest)} is the runtime's own work between kernels (dispatch, allocation) and noise"
 
 
+def drift_note(report: dict) -> str:
+    """When the profile's own end-to-end timing and the latency above disagree, say so: they were timed
+    seconds apart, and a shared machine's speed moves in between."""
+    latency = ((report.get("latency") or {}).get("edgecc") or {}).get("median_ms")
+    e2e = (report.get("profile") or {}).get("end_to_end_ms")
+    if not latency or not e2e or abs(e2e / latency - 1) <= 0.2:
+        return ""
+    return (f" (its own end-to-end timing, {ms(e2e)}, is {100 * abs(e2e / latency - 1):.0f}% "
+            f"{'below' if e2e < latency else 'above'} the latency above: the machine's speed changed between the two)")
+
+
 def summary_section(report: dict) -> Section:
     profile = report.get("profile") or {}
     rows = [["Latency", latency_line(report)], ["Correctness", correctness_line(report)],
@@ -151,7 +162,7 @@ def summary_section(report: dict) -> Section:
                      + (f", {len(schedules['failures'])} with a failed rule" if schedules.get("failures") else "")])
     check = profile_check_line(profile)
     if check:
-        rows.append(["Profile", check])
+        rows.append(["Profile", check + drift_note(report)])
     section = Section("Summary", anchor="summary", css="summary")
     section.add(Table(["", ""], rows, numeric=[False, False]))
     kernels = profile.get("kernels") or []
