@@ -140,6 +140,15 @@ def profile_check_line(profile: dict) -> str | None:
     return text + f"; the other {ms(rest)} is the runtime's own work between kernels (dispatch, allocation) and noise"
 
 
+def load_note(report: dict) -> str:
+    """Other work on the machine makes whole runs slower in ways no single kernel shows: say how loaded it was."""
+    env = report.get("environment") or {}
+    load, cores = (env.get("load_average") or [None])[0], env.get("cpu_count")
+    if load is None or not cores or load <= 0.5 * cores:
+        return ""
+    return f" (the machine was loaded, 1-min load {load:.1f} on {cores} cores: noise is most of the rest)"
+
+
 def drift_note(report: dict) -> str:
     """When the profile's own end-to-end timing and the latency above disagree, say so: they were timed
     seconds apart, and a shared machine's speed moves in between."""
@@ -162,7 +171,7 @@ def summary_section(report: dict) -> Section:
                      + (f", {len(schedules['failures'])} with a failed rule" if schedules.get("failures") else "")])
     check = profile_check_line(profile)
     if check:
-        rows.append(["Profile", check + drift_note(report)])
+        rows.append(["Profile", check + load_note(report) + drift_note(report)])
     section = Section("Summary", anchor="summary", css="summary")
     section.add(Table(["", ""], rows, numeric=[False, False]))
     kernels = profile.get("kernels") or []
