@@ -186,3 +186,23 @@ def test_builds_with_other_input_shapes_are_not_peers(tmp_path):
     markdown = (tmp_path / "mine" / "report.md").read_text()
     assert "inputs `pixel_values` 1x3x224x224 float32" in markdown  # the headline names the shapes compiled for
     assert "| big | fp32 | 9 | 1 | 0 | input shapes pixel_values 1x3x256x256 |" in markdown
+
+
+def test_precision_passes_get_their_own_tables(tmp_path):
+    report = _report()
+    report["passes"] = {"fuse_attention": {"attentions_fused": 4},
+                        "quantize_dense_layers_int8": {
+                            "instruction": "vpdpbusd (avx512vnni)", "weights": "per-channel symmetric int8",
+                            "activations": "dynamic per-row", "int8_layers": ["a", "b"], "int8_math_layers": 2,
+                            "fp32_layers": 1, "fallbacks": [{"layer": "head", "key": "k", "shape": [384, 2],
+                                                             "reason": "INT8 timed slower than FP32 here"}],
+                            "timings": [{"input_shape": [128, 384], "n": 384, "layers": ["a"], "fp32_us": 90.0,
+                                         "int8_us": 40.0, "kept": "int8"}]}}
+    render_reports(tmp_path, report)
+    markdown = (tmp_path / "report.md").read_text()
+    _no_raw_dumps(markdown)
+    assert "| `quantize_dense_layers_int8` | see Precision below |" in markdown
+    precision = markdown.split("## Precision")[1].split("\n## ")[0]
+    assert "| instruction | vpdpbusd (avx512vnni) |" in precision and "| INT8-math layers | 2 |" in precision
+    assert "| head | 384x2 | INT8 timed slower than FP32 here |" in precision
+    assert "| 128x384 | 384 | 1 | 90.0 | 40.0 | int8 |" in precision

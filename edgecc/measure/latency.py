@@ -72,16 +72,6 @@ def time_onnxruntime(session, inputs: dict, min_seconds: float, warmup: int = 3)
     return latency_stats(sample_seconds(lambda: session.run(None, inputs), min_seconds))
 
 
-def _ort_samples(session, inputs: dict, seconds: float, at_least: int = 2) -> list[float]:
-    samples = []
-    deadline = time.perf_counter() + seconds
-    while len(samples) < at_least or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        session.run(None, inputs)
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 LATENCY_ROUNDS = 8
 
 
@@ -124,7 +114,7 @@ def measure_side_by_side(artifact, session, inputs: dict, min_seconds: float, ro
     edgecc_samples, ort_samples, ratios = [], [], []
     for _ in range(rounds):
         ours = artifact.time(inputs, repeat=repeat, number=number)
-        theirs = _ort_samples(session, inputs, share)
+        theirs = sample_seconds(lambda: session.run(None, inputs), share, min_runs=2)
         edgecc_samples += ours
         ort_samples += theirs
         ratios.append(float(np.median(ours) / np.median(theirs)))

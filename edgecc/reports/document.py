@@ -61,11 +61,19 @@ def _looks_numeric(cell) -> bool:
     return bool(re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?\s*(%|x|ms|us|s|MB|GB/s|GFLOP/s|J|W)?", str(cell).strip()))
 
 
+LIST_ITEMS = 8  # a list in a cell shows this many items, then how many more
+
+
 def cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(cell(v) for v in value[:LIST_ITEMS])
+        return (shown + f", ... ({len(value)} in all)") if len(value) > LIST_ITEMS else (shown or "-")
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {cell(v)}" for k, v in value.items()) or "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int):

@@ -28,7 +28,7 @@ def flatten(value, prefix: str = "") -> list[tuple[str, object]]:
         elif isinstance(item, (list, tuple)) and item and all(isinstance(i, dict) for i in item):
             continue
         elif isinstance(item, (list, tuple)):
-            rows.append((name, ", ".join(cell(i) for i in item) or "-"))
+            rows.append((name, cell(list(item))))
         else:
             rows.append((name, item))
     return rows
@@ -201,10 +201,13 @@ def schedules_section(report: dict) -> Section | None:
 
 
 def passes_section(report: dict) -> Section | None:
+    from edgecc.reports.precision import is_precision_pass
+
     passes = report.get("passes") or {}
     if not passes:
         return None
-    rows = [[f"`{name}`", ", ".join(f"{k.replace('_', ' ')}: {cell(v)}" for k, v in flatten(stats)) or "-"]
+    rows = [[f"`{name}`", "see Precision below" if is_precision_pass(stats) else
+             ", ".join(f"{k.replace('_', ' ')}: {cell(v)}" for k, v in flatten(stats)) or "-"]
             for name, stats in passes.items()]
     return Section("Graph passes").add(Table(["pass", "what it did"], rows, numeric=[False, False]))
 
@@ -264,10 +267,11 @@ def compile_section(report: dict) -> Section:
 
 def detail_sections(report: dict) -> list[Section]:
     from edgecc.buckets.report import buckets_section
+    from edgecc.reports.precision import precision_section
 
     builders = (latency_section, buckets_section, verification_section, profile_section, tuning_section,
-                energy_section, schedules_section, passes_section, machine_section, environment_section,
-                artifact_section, compile_section)
+                energy_section, schedules_section, passes_section, precision_section, machine_section,
+                environment_section, artifact_section, compile_section)
     sections = [build(report) for build in builders]
     accuracy = key_value_section("Accuracy", report.get("accuracy") or {})
     if accuracy is not None:
