@@ -123,3 +123,42 @@ def test_a_figure_above_the_roof_says_why():
     big = roofline(1e6, 1e9, 1e-2, 100.0, 20.0, machine)  # 100 GB/s from 1 GB: impossible
     assert "byte count or the timing is wrong" in big["above_roof"][0]
     assert "above_roof" not in roofline(1e6, 1e6, 1e-3, 100.0, 20.0, machine)
+
+
+@pytest.mark.parametrize("mcpu", [None, "haswell"])  # this CPU's instruction (VNNI here), and AVX2's pair
+def test_a_tensorized_int8_kernel_counts_its_dot_products_and_its_packed_weight(mcpu):
+    """The dot-product rule turns the int8 matmul into vpdpbusd (or vpmaddubsw + vpmaddwd) calls reading
+    views (match_buffer) of the packed weight: every product and sum counts, and the weight counts once."""
+    from dataclasses import replace
+
+    from tvm import te
+
+    from edgecc.measure.counting import count_ops
+    from edgecc.measure.traffic import kernel_traffic
+    from edgecc.schedules import schedule_kernel, vector_lanes
+    from edgecc.schedules.common import schedule_source
+    from edgecc.schedules.matmul_dot import DotMatmulRule, dot_instruction
+    from edgecc.schedules.weight_packing import PACKED_ATTR
+    from edgecc.targets import load_target
+
+    host = load_target("host")
+    if mcpu is not None:
+        host = replace(host, tvm_target={**host.tvm_target, "mcpu": mcpu})
+    ins = dot_instruction(host)
+    if ins is None:
+        pytest.skip("this CPU has no int8 dot-product instruction")
+    m, k, n = 24, 72, 96
+    a = te.placeholder((m, k), ins.activation_dtype, name="a")
+    w = te.placeholder((k, n), "int8", name="w")
+    r = te.reduce_axis((0, k), name="r")
+    acc = te.compute((m, n), lambda i, j: te.sum(a[i, r].astype("int32") * w[r, j].astype("int32"), axis=r),
+                     name="matmul")
+    func = te.create_prim_func([a, w, acc])
+    scheduled = schedule_kernel(func, "main", vector_lanes(host), host, frozenset({1}), rules=(DotMatmulRule(),),
+                                packed_attr=PACKED_ATTR)
+    assert schedule_source(scheduled) == f"rule:{DotMatmulRule.name}"
+    ops = count_ops(scheduled)
+    assert 2 * m * k * n <= ops.get("int8", 0) <= 2.1 * m * k * n and "fp32" not in ops
+    traffic = kernel_traffic(scheduled)
+    assert traffic.bytes_read == m * k + k * n  # activations and the (packed) weight, each once
+    assert traffic.bytes_written == m * n * 4

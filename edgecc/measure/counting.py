@@ -11,8 +11,13 @@ is compared with the peak of the arithmetic it really does.
 from __future__ import annotations
 
 _MATH_CALLS = ("exp", "erf", "tanh", "sqrt", "rsqrt", "log", "sigmoid", "pow", "fabs", "exp2")
-# LLVM dot-product intrinsics a schedule may tensorize into: operations per output lane and call.
-_DOT_INTRINSICS = {"vpdpbusd": 8, "vpdpwssd": 4, "dpbf16ps": 4, "sdot": 8, "udot": 8}
+# Dot-product instructions a schedule may tensorize into: (useful operations per output lane and call,
+# the precision class of their data). vpdpbusd/sdot: 4 int8 products and 4 sums per int32 lane;
+# vpmaddubsw: 2 products and a sum per int16 lane, then vpmaddwd (by ones) one more sum per int32
+# lane; vdpbf16ps: 2 bf16 products and 2 sums per fp32 lane.
+_DOT_INTRINSICS = {"vpdpbusd": (8, "int8"), "sdot": (8, "int8"), "udot": (8, "int8"),
+                   "pmaddubs": (3, "int8"), "pmadd.ub.sw": (3, "int8"), "pmaddw.d": (1, "int8"),
+                   "pmadd.wd": (1, "int8"), "dpbf16ps": (4, "bf16"), "bfdot": (4, "bf16")}
 _VALUE_FIELDS = ("a", "b", "value", "condition", "true_value", "false_value", "base", "stride")
 
 
@@ -57,11 +62,19 @@ def _lanes(dtype: str) -> int:
 
 
 def _call_name(node) -> str:
+    """The called function's name; for an LLVM intrinsic its own name (TIR stores it as an id)."""
     op = str(getattr(getattr(node, "op", None), "name", ""))
+    if op.endswith(("call_pure_extern", "call_extern")) and getattr(node, "args", None):
+        return str(node.args[0]).strip('"')
     if op.endswith("call_llvm_pure_intrin") or op.endswith("call_llvm_intrin"):
         args = getattr(node, "args", ())
         if args:
-            return str(args[0]).strip('"')
+            try:
+                from tvm.target import codegen
+
+                return codegen.llvm_get_intrinsic_name(int(args[0]))
+            except (TypeError, ValueError, RuntimeError):
+                return str(args[0]).strip('"')
     return op
 
 
@@ -77,16 +90,16 @@ def expression_ops(expr) -> dict[str, int]:
         node = pending.pop()
         dtype = _dtype(node)
         ops = 0
+        kind = precision_class(dtype)
         if isinstance(node, arith):
             ops = _lanes(dtype)
         elif isinstance(node, tvm.ir.expr.Call):
             name = _call_name(node)
-            dot = next((per for key, per in _DOT_INTRINSICS.items() if key in name), None)
+            dot = next((spec for key, spec in _DOT_INTRINSICS.items() if key in name), None)
             if dot is not None:
-                ops = dot * _lanes(dtype)
+                ops, kind = dot[0] * _lanes(dtype), dot[1]
             elif any(name.endswith(n) for n in _MATH_CALLS):
                 ops = _lanes(dtype)
-        kind = precision_class(dtype)
         if ops and kind:
             counts[kind] = counts.get(kind, 0) + ops
         pending.extend(_children(node))

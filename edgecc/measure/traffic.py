@@ -102,6 +102,7 @@ class _AccessWalker:
         self.reads: dict = {}
         self.writes: dict = {}
         self.gathered: set = set()
+        self.aliases: list = []  # (alias var, param, region): a tensorized block's match_buffer views of a param
 
     def _param(self, var):
         for param in self.params:
@@ -123,8 +124,7 @@ class _AccessWalker:
                     positions *= max(1, self._load_elements(load))
                 dims.append(positions)
                 continue
-            bound = self.analyzer.const_int_bound(index)
-            lo, hi = int(bound.min_value), int(bound.max_value)
+            lo, hi = self._bound(index)
             if isinstance(index, tvm.ir.expr.Expr) and (lo < -(1 << 40) or hi > (1 << 40)):
                 lo, hi = 0, 1 << 40  # unbounded: the whole dimension (capped by its size)
             dims.append((lo, hi))
@@ -135,8 +135,8 @@ class _AccessWalker:
         for index in load.indices:
             if self._loads_in(index):
                 return 1 << 40
-            bound = self.analyzer.const_int_bound(index)
-            elements *= max(1, int(bound.max_value) - int(bound.min_value) + 1)
+            low, high = self._bound(index)
+            elements *= max(1, high - low + 1)
         return elements
 
     @staticmethod
@@ -154,10 +154,31 @@ class _AccessWalker:
 
     def _record(self, table: dict, var, indices) -> None:
         param = self._param(var)
-        if param is None:
+        if param is not None:
+            footprint = table.setdefault(param, _Footprint(self.params[param][0]))
+            footprint.add(self._dims(param, indices))
             return
-        footprint = table.setdefault(param, _Footprint(self.params[param][0]))
-        footprint.add(self._dims(param, indices))
+        for alias, source, region in self.aliases:  # an access through a view covers the view's region
+            if alias.same_as(var):
+                footprint = table.setdefault(source, _Footprint(self.params[source][0]))
+                footprint.add([self._range(r) for r in region])
+                return
+
+    def _range(self, extent_range) -> tuple[int, int]:
+        low = self.analyzer.const_int_bound(extent_range.min)
+        high = self.analyzer.const_int_bound(extent_range.min + extent_range.extent - 1)
+        return int(low.min_value), int(high.max_value)
+
+    def _bound(self, index) -> tuple[int, int]:
+        from tvm import tirx
+
+        if isinstance(index, tirx.Ramp):  # a vector of indices: base .. base + stride x (lanes - 1)
+            lanes = int(index.lanes) if str(index.lanes).isdigit() else 1
+            low = self.analyzer.const_int_bound(index.base)
+            high = self.analyzer.const_int_bound(index.base + index.stride * (lanes - 1))
+            return int(low.min_value), int(high.max_value)
+        bound = self.analyzer.const_int_bound(index)
+        return int(bound.min_value), int(bound.max_value)
 
     def expr(self, expr) -> None:
         import tvm
@@ -193,6 +214,10 @@ class _AccessWalker:
                 self.analyzer.bind(iter_var.var, value, allow_override=True)
             self.stmt(stmt.block)
         elif isinstance(stmt, s_tir.SBlock):
+            for match in stmt.match_buffers or ():
+                source = self._param(match.source.source)
+                if source is not None:
+                    self.aliases.append((match.buffer, source, list(match.source.region)))
             if stmt.init is not None:
                 self.stmt(stmt.init)
             self.stmt(stmt.body)
