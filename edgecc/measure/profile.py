@@ -11,6 +11,7 @@ Operations and bytes come from each kernel's TIR (counting.py); the roof from th
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,11 @@ def profile_in_model(mod, vm, arguments, peak_gflops=None, bandwidth_gbs=None, s
     A call's bracket also holds the hook's own return and re-entry; that cost, measured as the
     median bracket of `vm.builtin.null_value` (a call that does nothing), is taken off every call."""
     machine = _as_machine(peak_gflops, bandwidth_gbs, machine)
-    counts = call_counts(mod)
+    kernels_here = set(call_counts(mod))
+    # The calls a real run makes: with size buckets, only the bucket these inputs fall in runs
+    counts = dict(Counter(name for name, _ in _instrumented_run(vm, arguments) if name in kernels_here))
+    if not counts:
+        return None  # these inputs run none of `mod`'s kernels: the caller times them alone instead
     _plain_run(vm, arguments)  # warm
     estimate = min(_plain_run(vm, arguments) for _ in range(3))
     per_block = int(min(20, max(2, np.ceil(0.01 / max(estimate, 1e-6)))))
@@ -241,22 +246,30 @@ def with_end_to_end(summary: dict, end_to_end_ms: float) -> dict:
 
 def profile_artifact(module, artifact, library: Path, inputs: dict, machine: Machine, progress=None):
     """The per-kernel profile of a loaded artifact: inside the model when it runs here, each kernel
-    alone on a board. None when there is no scheduled module to read kernels from."""
+    alone on a board (or here, when the sample inputs run none of `module`'s kernels, e.g. another
+    size bucket's). None when there is no scheduled module to read kernels from."""
     if module is None:
         return None
 
     if artifact.session is None:
         if progress:
             progress("profiling kernels inside the model ...")
-        return profile_in_model(module, artifact.vm, artifact.arguments(inputs), machine=machine)
+        profile = profile_in_model(module, artifact.vm, artifact.arguments(inputs), machine=machine)
+        if profile is not None:
+            return profile
     if artifact.emulated:  # QEMU's speed says nothing about the board's: time the kernels, place none on its roof
         machine = Machine()
     try:
-        lib = artifact.session.load_module(Path(library).name)
+        if artifact.session is not None:
+            lib = artifact.session.load_module(Path(library).name)
+        else:
+            import tvm
+
+            lib = tvm.runtime.load_module(str(library))
     except Exception as exc:  # noqa: BLE001 - tvm's load errors vary; the profile is extra, the compile stands without it
         return {"kernels": [], "sum_ms": 0.0, "kernel_count": 0, "skipped": [], "error": str(exc)[:200]}
     if progress:
-        progress("profiling kernels one by one on the board ...")
+        progress(f"profiling kernels one by one {'on the board' if artifact.session is not None else 'here'} ...")
     profile = profile_kernels(module, lib, artifact.device, progress=progress, machine=machine,
                               end_to_end=lambda runs: float(np.median(artifact.time(inputs, repeat=runs))))
     profile["emulated"] = bool(artifact.emulated)
