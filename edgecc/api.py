@@ -57,11 +57,13 @@ def bench(artifact_dir, *, inputs: dict | None = None, min_seconds: float = 2.0,
                           timeout=timeout, compare_onnxruntime=compare_onnxruntime, seq_len=seq_len, batch=batch)
 
 
-def compare(artifact_a, artifact_b):
-    """What changed from artifact A to B (headline figures and the kernels that changed most)."""
+def compare(artifact_a, artifact_b, *, remeasure: bool = True, seconds: float = 2.0):
+    """What changed from artifact A to B. When both run here, their latencies are measured again side
+    by side (alternating rounds, same inputs and threads, `seconds` each); otherwise, or with
+    remeasure=False, the stored figures are shown and labelled as coming from different runs."""
     from edgecc.reports.compare import compare_artifacts
 
-    return compare_artifacts(artifact_a, artifact_b)
+    return compare_artifacts(artifact_a, artifact_b, remeasure_here=remeasure, seconds=seconds)
 
 
 def report(artifact_dir) -> list[Path]:

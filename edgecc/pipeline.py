@@ -211,6 +211,7 @@ def measure(ctx: CompileContext):
     from edgecc.measure.environment import environment
     from edgecc.measure.latency import measure_latency
     from edgecc.measure.profile import profile_artifact
+    from edgecc.measure.roofline import machine_from_board
 
     if not ctx.options.measure or ctx.artifact is None:
         ctx.latency = {}
@@ -221,11 +222,10 @@ def measure(ctx: CompileContext):
     ctx.environment = environment() if artifact.session is None else None
     ctx.energy = measure_energy(artifact, ctx.sample_inputs, ctx.target, ctx.latency["edgecc"]["median_ms"] / 1e3,
                                 ctx.log)
-    precision = opts.precision if opts.precision in ctx.target.board.peak_gflops else "fp32"
     profiled = ctx.buckets.profiled if ctx.buckets is not None else ctx.scheduled  # the largest bucket's kernels
     ctx.profile = profile_artifact(profiled, artifact, ctx.stage_dir / ctx.manifest["library"],
-                                   ctx.target.peak_gflops(precision), ctx.target.board.memory_bandwidth_gbs,
-                                   ctx.sample_inputs, progress=None if opts.quiet else ctx.log)
+                                   ctx.sample_inputs, machine_from_board(ctx.target.board),
+                                   progress=None if opts.quiet else ctx.log)
     return ctx.latency
 
 

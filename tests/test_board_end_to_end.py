@@ -50,6 +50,11 @@ def test_held_out_bert_on_emulated_board_and_through_tracker(held_out_bert_onnx,
     assert np.array_equal(tracked["last_hidden_state"], direct["last_hidden_state"])  # same board code, same bits
 
     # Timings from the emulated board carry the label wherever they are reported.
-    latency = json.loads((out / "report.json").read_text()).get("latency") or {}
+    report = json.loads((out / "report.json").read_text())
+    latency = report.get("latency") or {}
     if latency:
         assert latency.get("emulated") is True
+        # and nothing is computed from them: no energy, no roofline placement
+        assert report["energy"]["kind"] == "not measured" and "emulated" in report["energy"]["why"]
+        profile = report.get("profile") or {}
+        assert all("pct_of_roofline" not in k for k in profile.get("kernels", []))

@@ -66,3 +66,99 @@ def test_roofline_placement_by_hand():
     m = roofline(1e8, 1e9, 0.1, peak_gflops=100.0, bandwidth_gbs=20.0)
     assert m["bound"] == "memory" and m["attainable_gflops"] == pytest.approx(2.0)
     assert m["pct_of_peak_bandwidth"] == pytest.approx(50.0)
+
+
+@tvm.script.ir_module
+class EmbeddingLookup:
+    @R.function
+    def main(ids: R.Tensor((1, 16), "int64"), table: R.Tensor((30000, 64), "float32"),
+             bias: R.Tensor((64,), "float32")):
+        with R.dataflow():
+            rows = R.take(table, ids, axis=0)
+            out = R.add(rows, bias)
+            R.output(out)
+        return out
+
+
+def test_bytes_are_footprints_a_gather_reads_its_rows_not_the_table():
+    from edgecc.measure.counting import count_ops
+    from edgecc.measure.traffic import kernel_traffic
+
+    mod = relax.transform.LegalizeOps()(EmbeddingLookup)
+    take = next(f for gv, f in mod.functions.items() if gv.name_hint.startswith("take"))
+    traffic = kernel_traffic(take)
+    table = next(b for b in traffic.buffers if b.full_bytes == 30000 * 64 * 4)
+    assert table.gathered and table.bytes_read == 16 * 64 * 4  # 16 rows of 64 floats, not 7.7 MB
+    assert traffic.bytes_written == 16 * 64 * 4 and traffic.argument_bytes > 30000 * 64 * 4
+    add = next(f for gv, f in mod.functions.items() if gv.name_hint == "add")
+    # the broadcast bias counts once (64 floats), not once per row
+    assert kernel_traffic(add).bytes == (16 * 64 + 64 + 16 * 64) * 4
+    assert count_ops(add) == {"fp32": 16 * 64}
+
+
+def test_kernels_timed_inside_the_model_account_for_it(built):
+    from edgecc.measure.profile import profile_in_model
+
+    mod, executable = built
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    import numpy as np
+
+    args = [tvm.runtime.tensor(np.random.rand(*s).astype("float32")) for s in ((64, 128), (128, 256), (256,))]
+    profile = profile_in_model(mod, vm, args, peak_gflops=100.0, bandwidth_gbs=20.0, seconds=0.3)
+    assert sorted(k["name"] for k in profile["kernels"]) == ["add", "matmul", "matmul1", "relu", "transpose"]
+    # plain runs and instrumented runs alternate; the kernels cannot take much longer than the whole model
+    # (2 shared cores: a loaded moment can still skew one round, so the bound is loose)
+    assert 0.3 < profile["sum_over_end_to_end"] < 1.5, profile["sum_over_end_to_end"]
+    assert profile["runtime_calls"]["calls_per_run"] > 0 and profile["hook_us_per_call"] < 50
+    matmul = next(k for k in profile["kernels"] if k["name"] == "matmul")
+    assert matmul["flops"] == 2 * 64 * 128 * 256 and matmul["precision"] == "fp32"
+
+
+def test_a_figure_above_the_roof_says_why():
+    from edgecc.measure.roofline import Machine
+
+    machine = Machine({"fp32": 100.0}, 20.0, cache_bytes=32 << 20)
+    hot = roofline(1e6, 1e6, 1e-5, 100.0, 20.0, machine)  # 100 GB/s from 1 MB: it sat in cache
+    assert hot["pct_of_peak_bandwidth"] > 100 and hot["above_roof"][0].startswith("cache-resident")
+    big = roofline(1e6, 1e9, 1e-2, 100.0, 20.0, machine)  # 100 GB/s from 1 GB: impossible
+    assert "byte count or the timing is wrong" in big["above_roof"][0]
+    assert "above_roof" not in roofline(1e6, 1e6, 1e-3, 100.0, 20.0, machine)
+
+
+@pytest.mark.parametrize("mcpu", [None, "haswell"])  # this CPU's instruction (VNNI here), and AVX2's pair
+def test_a_tensorized_int8_kernel_counts_its_dot_products_and_its_packed_weight(mcpu):
+    """The dot-product rule turns the int8 matmul into vpdpbusd (or vpmaddubsw + vpmaddwd) calls reading
+    views (match_buffer) of the packed weight: every product and sum counts, and the weight counts once."""
+    from dataclasses import replace
+
+    from tvm import te
+
+    from edgecc.measure.counting import count_ops
+    from edgecc.measure.traffic import kernel_traffic
+    from edgecc.schedules import schedule_kernel, vector_lanes
+    from edgecc.schedules.common import schedule_source
+    from edgecc.schedules.matmul_dot import DotMatmulRule, dot_instruction
+    from edgecc.schedules.weight_packing import PACKED_ATTR
+    from edgecc.targets import load_target
+
+    host = load_target("host")
+    if mcpu is not None:
+        host = replace(host, tvm_target={**host.tvm_target, "mcpu": mcpu})
+    ins = dot_instruction(host)
+    if ins is None:
+        pytest.skip("this CPU has no int8 dot-product instruction")
+    m, k, n = 24, 72, 96
+    a = te.placeholder((m, k), ins.activation_dtype, name="a")
+    w = te.placeholder((k, n), "int8", name="w")
+    r = te.reduce_axis((0, k), name="r")
+    acc = te.compute((m, n), lambda i, j: te.sum(a[i, r].astype("int32") * w[r, j].astype("int32"), axis=r),
+                     name="matmul")
+    func = te.create_prim_func([a, w, acc])
+    scheduled = schedule_kernel(func, "main", vector_lanes(host), host, frozenset({1}), rules=(DotMatmulRule(),),
+                                packed_attr=PACKED_ATTR)
+    assert schedule_source(scheduled) == f"rule:{DotMatmulRule.name}"
+    ops = count_ops(scheduled)
+    assert 2 * m * k * n <= ops.get("int8", 0) <= 2.1 * m * k * n and "fp32" not in ops
+    traffic = kernel_traffic(scheduled)
+    assert traffic.bytes_read == m * k + k * n  # activations and the (packed) weight, each once
+    assert traffic.bytes_written == m * n * 4

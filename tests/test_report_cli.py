@@ -39,8 +39,9 @@ def test_compare_shows_changes(artifact, tmp_path):
     top = report["profile"]["kernels"][0]
     top["total_ms"] += 1.0
     (other / "report.json").write_text(json.dumps(report))
-    result = invoke("compare", artifact, other)
+    result = invoke("compare", "--stored", artifact, other)
     assert result.exit_code == 0, result.output
+    assert "Not re-measured: --stored was given" in result.output and "different compiles" in result.output
     latency_line = next(line for line in result.output.splitlines() if line.startswith("median latency"))
     assert "-50.0%" in latency_line
     size_line = next(line for line in result.output.splitlines() if line.startswith("library size"))
@@ -48,6 +49,32 @@ def test_compare_shows_changes(artifact, tmp_path):
     kernels = result.output.split("Kernels that changed most")[1].splitlines()
     assert top["name"] in kernels[3]  # header, rule, then the kernel that moved most
     assert "energy kind" in result.output
+
+
+def test_compare_remeasures_both_side_by_side_when_they_run_here(artifact, tmp_path):
+    other = tmp_path / "distil-copy"
+    shutil.copytree(artifact, other)
+    report = json.loads((other / "report.json").read_text())
+    report["latency"]["edgecc"]["median_ms"] *= 0.5  # a stored figure from another (quieter) run
+    (other / "report.json").write_text(json.dumps(report))
+    result = invoke("compare", "--seconds", "0.3", artifact, other)
+    assert result.exit_code == 0, result.output
+    assert "Re-measured side by side on this machine" in result.output
+    ratio_line = next(line for line in result.output.splitlines() if line.startswith("B/A: "))
+    ratio = float(ratio_line.split()[1].rstrip("x"))
+    assert 0.5 < ratio < 2.0  # the same library twice: nothing like the stored -50 %
+    assert "Stored figures, from each compile's own report" in result.output
+
+
+def test_compare_of_different_workloads_says_so(artifact, tmp_path):
+    other = tmp_path / "distil-b4"
+    shutil.copytree(artifact, other)
+    report = json.loads((other / "report.json").read_text())
+    report["options"]["batch"] = 4
+    (other / "report.json").write_text(json.dumps(report))
+    result = invoke("compare", artifact, other)
+    assert result.exit_code == 0, result.output
+    assert "different workloads (batch 1 vs 4)" in result.output and "Not re-measured" in result.output
 
 
 def test_bad_folders_give_one_line_errors(tmp_path):

@@ -32,7 +32,9 @@ def logs():
 @logs.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def show(paths):
-    """Records per board and target, with the best latency per kernel."""
+    """Records per board and target, with the best latency per kernel (named by its computations,
+    buffer shapes and dtypes)."""
+    from edgecc.tuning.describe import describe_workload
     from edgecc.tuning.records import best_records, read_logs
 
     _require_logs(paths)
@@ -48,7 +50,8 @@ def show(paths):
         click.echo(f"  target {json.loads(target).get('kind')} {json.loads(target).get('mcpu', '')} "
                    f"{json.loads(target).get('mtriple', '')}".rstrip())
         for (workload, _), record in sorted(best.items(), key=lambda kv: kv[1].latency, reverse=True)[:10]:
-            click.echo(f"  {workload}  best {record.latency * 1e6:10.2f} us  ({record.data['time']})")
+            kernel = describe_workload(record.workload) if record.workload is not None else "(workload line missing)"
+            click.echo(f"  best {record.latency * 1e6:10.2f} us  {kernel}  [{workload[:8]}, {record.data['time']}]")
     click.echo(f"{len(readout.records)} good records in {len(readout.files)} file(s), "
                f"{len(readout.bad_lines)} bad line(s) skipped")
 

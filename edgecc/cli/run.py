@@ -70,7 +70,7 @@ def run(artifact, inputs_file, outputs_file, rpc, tracker, key, rpc_timeout):
 @click.option("--batch", type=int, default=None, help="Time random inputs of this batch (up to --max-batch).")
 @remote_options
 def bench(artifact, min_seconds, inputs_file, seq_len, batch, rpc, tracker, key, rpc_timeout):
-    """Re-measure an artifact's latency (with ONNX Runtime beside it when run here)."""
+    """Re-measure an artifact's latency (with ONNX Runtime beside it, in alternating rounds, when run here)."""
     import edgecc
 
     result = edgecc.bench(artifact, inputs=_inputs_for(artifact, inputs_file), min_seconds=min_seconds, rpc=rpc,
@@ -85,4 +85,7 @@ def bench(artifact, min_seconds, inputs_file, seq_len, batch, rpc, tracker, key,
             click.echo(f"{name:12s} {s['median_ms']:10.3f} {s['min_ms']:9.3f} {s['p90_ms']:9.3f} {s['p99_ms']:9.3f} "
                        f"{s['cv']:6.3f} {s['runs']:6d}")
     if "ratio_vs_onnxruntime" in result:
-        click.echo(f"edgecc / ONNX Runtime: {result['ratio_vs_onnxruntime']:.2f}x")
+        low, high = result["ratio_spread"]
+        click.echo(f"edgecc / ONNX Runtime: {result['ratio_vs_onnxruntime']:.2f}x ({result['rounds']} alternating "
+                   f"rounds on the same inputs, {result['onnxruntime_threads']} threads each; rounds' ratios "
+                   f"{low:.2f}-{high:.2f}x)")

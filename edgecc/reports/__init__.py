@@ -1,5 +1,6 @@
-"""Reports for one compiled artifact: report.json (the record; schema in docs/report-schema.md),
-report.md (the read, `markdown.py`) and report.html (with plots, `html.py`); `compare.py` diffs two."""
+"""Reports for one compiled artifact: report.json (the record; schema in docs/report-schema.md), and
+the same document (`document.py`: a summary, `summary.py`, then details, `sections.py`) written as
+report.md (`markdown.py`) and report.html (with plots, `html.py`, `plots.py`); `compare.py` compares two."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def report_data(ctx) -> dict:
         "model": {"name": ctx.source.name, "source": str(ctx.model), "kind": ctx.source.kind,
                   "weights": ctx.source.weights, "parameters": ctx.source.parameters,
                   "weights_bytes": ctx.weights_bytes, "onnx_ops": ctx.imported.op_counts,
-                  "import": ctx.imported.import_notes()},
+                  "import": ctx.imported.import_notes(),
+                  "inputs": [spec.to_dict() for spec in ctx.imported.inputs]},
         "target": ctx.target.to_dict(),
         "options": ctx.options.to_dict(),
         "versions": ctx.manifest["versions"],
@@ -53,6 +55,5 @@ def render_reports(folder: Path, report: dict) -> None:
     from edgecc.reports.html import render_html
     from edgecc.reports.markdown import render_markdown
 
-    markdown = render_markdown(report)
-    write_text_atomic(Path(folder) / "report.md", markdown)
-    write_text_atomic(Path(folder) / "report.html", render_html(Path(folder), report, markdown))
+    write_text_atomic(Path(folder) / "report.md", render_markdown(report, Path(folder)))
+    write_text_atomic(Path(folder) / "report.html", render_html(Path(folder), report))

@@ -1,157 +1,73 @@
-"""report.html: the report with plots (matplotlib, Agg backend, PNGs inlined as base64 so the file stands alone).
+"""report.html: the same document as report.md, as HTML tables, with the plots (PNGs inlined as
+base64 so the file stands alone; matplotlib is the optional `plots` extra).
 
-Plots: tuning curve (best estimated latency vs trials), per-kernel time bars, roofline with every kernel,
-and a latency/size/accuracy Pareto chart across sibling artifact folders (other compiles of the same model).
+A one-screen summary comes first (latency against ONNX Runtime, correctness, size, energy,
+tuning, the three slowest kernels and why), the details below it.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 from pathlib import Path
 
-TOP_KERNELS = 15
+from edgecc.reports.document import html_blocks, inline_html
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1120px;margin:1.5em auto;
+padding:0 1em;color:#1d1d1f;line-height:1.45;font-size:15px}
+h1{font-size:1.6em;margin:.2em 0 .4em}h2{font-size:1.25em;margin:1.6em 0 .5em;border-bottom:1px solid #ddd;
+padding-bottom:.2em}
+nav{font-size:.9em;margin-bottom:1em}nav a{margin-right:.9em;color:#0a58ca;text-decoration:none}
+section.summary{background:#f4f7fb;border:1px solid #cfdcec;border-radius:8px;padding:.2em 1.2em 1em}
+section.summary h2{border:none;margin-top:.8em}
+section.summary table td:first-child{font-weight:600;white-space:nowrap;width:7.5em;vertical-align:top}
+.table-wrap{overflow-x:auto;margin:.6em 0}
+table{border-collapse:collapse;font-size:.92em}th,td{padding:.3em .65em;border-bottom:1px solid #e3e3e3;
+text-align:left;vertical-align:top}th{background:#f0f0f0;font-weight:600}td.num,th.num{text-align:right;
+font-variant-numeric:tabular-nums;white-space:nowrap}tbody tr:nth-child(even){background:#fafafa}
+caption{caption-side:bottom;text-align:left;font-size:.88em;color:#555;padding-top:.3em}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;background:#f2f2f2;padding:0 .25em;
+border-radius:3px;overflow-wrap:anywhere}
+p.warning{color:#8a4b00;background:#fff4e0;border-left:4px solid #e69500;padding:.4em .7em}
+p.note{color:#444;font-size:.92em}
+figure{margin:1em 0}img.plot{max-width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:.88em;color:#555;margin-top:.3em}
+"""
 
 
-def _figure():
-    import matplotlib
+def _plots(folder: Path, report: dict) -> dict[str, str | None]:
+    from edgecc.reports import plots
+    from edgecc.reports.siblings import comparable_points
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, *plt.subplots(figsize=(8, 4.5), dpi=100)
-
-
-def _png(plt, fig) -> str:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    if not plots.available():
+        return {}
+    return {"Tuning curve": plots.tuning_curve(report), "Per-kernel time": plots.kernel_bars(report),
+            "Roofline": plots.roofline(report),
+            "Latency / size / accuracy": plots.pareto(comparable_points(folder, report))}
 
 
-def tuning_curve_png(report: dict) -> str | None:
-    curve = ((report.get("tuning") or {}).get("run") or {}).get("curve") or []
-    if len(curve) < 1:
-        return None
-    plt, fig, ax = _figure()
-    trials, ms = zip(*curve)
-    ax.step(trials, ms, where="post", marker="o")
-    ax.set_xlabel("trials")
-    ax.set_ylabel("best estimated kernel time (ms)")
-    ax.set_title("Tuning curve")
-    ax.grid(alpha=0.3)
-    return _png(plt, fig)
+def render_html(folder: Path, report: dict, markdown: str | None = None) -> str:
+    """`markdown` is accepted for older callers and ignored: the HTML is built from the same document."""
+    from edgecc.reports import plots as plot_module
+    from edgecc.reports.markdown import report_sections, title
 
-
-def kernel_bars_png(report: dict) -> str | None:
-    kernels = (report.get("profile") or {}).get("kernels") or []
-    if not kernels:
-        return None
-    top = kernels[:TOP_KERNELS][::-1]
-    plt, fig, ax = _figure()
-    colours = ["tab:red" if k.get("bound") == "compute" else "tab:blue" for k in top]
-    ax.barh([f"{k['name']} x{k['calls']}" for k in top], [k["total_ms"] for k in top], color=colours)
-    ax.set_xlabel("ms per inference (red: compute-bound, blue: memory-bound)")
-    ax.set_title(f"Top {len(top)} kernels")
-    return _png(plt, fig)
-
-
-def roofline_png(report: dict) -> str | None:
-    profile = report.get("profile") or {}
-    kernels = [k for k in profile.get("kernels") or [] if k.get("arithmetic_intensity", 0) > 0]
-    peak, bandwidth = profile.get("peak_gflops"), profile.get("memory_bandwidth_gbs")
-    if not kernels or not peak or not bandwidth:
-        return None
-    import numpy as np
-
-    plt, fig, ax = _figure()
-    intensities = [k["arithmetic_intensity"] for k in kernels]
-    x = np.logspace(np.log10(min(intensities + [peak / bandwidth]) / 4), np.log10(max(intensities) * 4), 200)
-    ax.loglog(x, np.minimum(peak, x * bandwidth), "k-", label=f"roof: {peak:g} GFLOP/s, {bandwidth:g} GB/s")
-    ax.scatter(intensities, [max(k["achieved_gflops"], 1e-6) for k in kernels],
-               s=[20 + 200 * k.get("share", 0) for k in kernels], alpha=0.7, label="kernels (size: time share)")
-    for k in kernels[:5]:
-        ax.annotate(k["name"], (k["arithmetic_intensity"], max(k["achieved_gflops"], 1e-6)), fontsize=7)
-    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
-    ax.set_ylabel("GFLOP/s")
-    ax.set_title("Roofline")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return _png(plt, fig)
-
-
-def sibling_reports(folder: Path, report: dict) -> list[tuple[str, dict]]:
-    """Reports of other compiles of the same model next to this folder (variants for the Pareto chart)."""
-    found = []
-    parent = Path(folder).resolve().parent
-    for candidate in sorted(parent.glob("*/report.json")):
-        try:
-            other = json.loads(candidate.read_text())
-        except (OSError, ValueError):
-            continue
-        if other.get("model", {}).get("name") == report.get("model", {}).get("name"):
-            found.append((candidate.parent.name, other))
-    return found
-
-
-def _variant_point(name: str, report: dict):
-    latency = ((report.get("latency") or {}).get("edgecc") or {}).get("median_ms")
-    size = (report.get("artifact") or {}).get("library_bytes")
-    if latency is None or size is None:
-        return None
-    accuracy = report.get("accuracy") or {}
-    drop = accuracy.get("accuracy_drop", 0.0) or 0.0
-    return name, latency, size / 1e6, drop
-
-
-def pareto_png(folder: Path, report: dict) -> str | None:
-    points = [p for p in (_variant_point(n, r) for n, r in sibling_reports(folder, report)) if p]
-    if len(points) < 2:
-        return None
-    plt, fig, ax = _figure()
-    names, latency, size, drop = zip(*points)
-    scatter = ax.scatter(latency, size, c=drop, cmap="viridis_r", s=80)
-    for n, x, y in zip(names, latency, size):
-        ax.annotate(n, (x, y), fontsize=8)
-    front = sorted(p for p in points if not any(q[1] <= p[1] and q[2] <= p[2] and q[3] <= p[3] and q != p
-                                                 for q in points))
-    ax.plot([p[1] for p in sorted(front, key=lambda p: p[1])], [p[2] for p in sorted(front, key=lambda p: p[1])],
-            "r--", alpha=0.5, label="Pareto front")
-    fig.colorbar(scatter, ax=ax, label="accuracy drop")
-    ax.set_xlabel("median latency (ms)")
-    ax.set_ylabel("library size (MB)")
-    ax.set_title(f"Variants of {report['model']['name']}")
-    ax.legend(fontsize=8)
-    return _png(plt, fig)
-
-
-def plotting_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("matplotlib") is not None
-
-
-def render_html(folder: Path, report: dict, markdown: str) -> str:
-    plots = [("Tuning curve", tuning_curve_png(report)), ("Per-kernel time", kernel_bars_png(report)),
-             ("Roofline", roofline_png(report)), ("Latency / size / accuracy", pareto_png(folder, report))] \
-        if plotting_available() else []
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
-             f"<title>edgecc report: {html.escape(report['model']['name'])} on "
-             f"{html.escape(report['target']['name'])}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{background:#f6f6f6;"
-             "padding:1em;white-space:pre-wrap}img{max-width:100%;border:1px solid #ddd}"
-             ".estimated{color:#a60;font-weight:bold}</style></head><body>"]
-    energy = report.get("energy") or {}
-    if energy.get("kind") == "estimated":
-        parts.append("<p class='estimated'>Energy figures are ESTIMATED from the target file, not measured.</p>")
-    if not plotting_available():
-        parts.append("<p>Plots need matplotlib, which is not installed: pip install 'edgecc[plots]'.</p>")
-    for title, png in plots:
-        if png:
-            parts.append(f"<h2>{html.escape(title)}</h2><img class='plot' alt='{html.escape(title)}' "
-                         f"src='data:image/png;base64,{png}'>")
-    parts.append(f"<h2>Report</h2><pre>{html.escape(markdown)}</pre></body></html>")
+    sections = report_sections(report, folder)
+    figures = _plots(Path(folder), report)
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+             f"<title>{html.escape(title(report))}</title><style>{_STYLE}</style></head><body>",
+             f"<h1>{html.escape(title(report))}</h1>",
+             "<nav>" + "".join(f"<a href='#{_anchor(s)}'>{html.escape(s.title)}</a>" for s in sections) + "</nav>"]
+    if not plot_module.available():
+        parts.append("<p class='note'>Plots need matplotlib, which is not installed: "
+                     "<code>pip install 'edgecc[plots]'</code>.</p>")
+    for section in sections:
+        parts.append(f"<section id='{_anchor(section)}' class='{section.css}'><h2>{inline_html(section.title)}</h2>")
+        parts.append(html_blocks(section.blocks, figures))
+        parts.append("</section>")
+    parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _anchor(section) -> str:
+    return section.anchor or "".join(c if c.isalnum() else "-" for c in section.title.lower()).strip("-")

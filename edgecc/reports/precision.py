@@ -1,54 +1,68 @@
-"""report.md's Precision section: what the precision passes did, from report.json["passes"]."""
+"""The report's Precision section: what the precision passes did, from report.json["passes"] (one
+table of facts per pass, then its fallbacks, timings, Pareto front and layer choices as tables)."""
 
 from __future__ import annotations
 
+from edgecc.reports.document import Paragraph, Section, Table, cell
 
-def precision_lines(passes: dict | None) -> list[str]:
-    lines = []
-    for name, stats in (passes or {}).items():
-        if not isinstance(stats, dict):
-            continue
-        lines += [f"### {name}", ""]
-        if "instruction" in stats:
-            lines.append(f"- Instruction: {stats['instruction'] or 'none on this target (compiled as FP32)'}")
-        for key in ("weights", "activations", "timing", "latency"):
-            if stats.get(key):
-                lines.append(f"- {key.title()}: {stats[key]}")
-        for key, label in (("int8_math_layers", "INT8-math layers"), ("bf16_math_layers", "BF16-math layers"),
-                           ("fp32_layers", "FP32 layers")):
-            if key in stats:
-                lines.append(f"- {label}: {stats[key]}")
-        if stats.get("attention"):
-            lines.append(f"- Attention: {stats['attention']}")
-        lines.append("")
-        if stats.get("fallbacks"):
-            lines += ["| layer kept FP32 | weight | reason |", "|---|---|---|"]
-            lines += [f"| {f['layer']} | {'x'.join(map(str, f['shape']))} | {f['reason']} |"
-                      for f in stats["fallbacks"]]
-            lines.append("")
-        if stats.get("timings"):
-            precisions = [k[:-3] for k in stats["timings"][0] if k.endswith("_us")]
-            lines += ["| input | N | layers | " + " | ".join(f"{p} us" for p in precisions) + " | kept |",
-                      "|---|---:|---:|" + "---:|" * len(precisions) + "---|"]
-            for t in stats["timings"]:
-                lines.append(f"| {'x'.join(map(str, t['input_shape']))} | {t['n']} | {len(t['layers'])} | "
-                             + " | ".join(f"{t[p + '_us']:.1f}" for p in precisions) + f" | {t['kept']} |")
-            lines.append("")
-        if stats.get("pareto_front"):
-            lines += ["| dense latency us | weight MB | calibration drop | int8 / bf16 / fp32 | chosen |",
-                      "|---:|---:|---:|---|---|"]
-            for p in stats["pareto_front"]:
-                c = p["counts"]
-                lines.append(f"| {p['latency_us']:.0f} | {p['weight_bytes'] / 1e6:.1f} | {p['accuracy_drop']:.2e} | "
-                             f"{c['int8']} / {c['bf16']} / {c['fp32']} | {'yes' if p['chosen'] else ''} |")
-            lines.append("")
-        if stats.get("layers") and stats.get("pareto_front"):
-            lines += ["| layer | kind | shape | precision | drop if INT8 | drop if BF16 |",
-                      "|---|---|---|---|---:|---:|"]
-            for layer in stats["layers"]:
-                sens = layer["sensitivity"]
-                lines.append(f"| {layer['layer']} | {layer['kind']} | {'x'.join(map(str, layer['shape']))} | "
-                             f"{layer['precision']} | "
-                             f"{sens.get('int8', float('nan')):.2e} | {sens.get('bf16', float('nan')):.2e} |")
-            lines.append("")
-    return (["## Precision", ""] + lines) if lines else []
+PRECISION_KEYS = ("instruction", "fallbacks", "timings", "pareto_front", "int8_layers", "bf16_layers")
+_FACTS = (("instruction", "instruction"), ("weights", "weights"), ("activations", "activations"),
+          ("timing", "timing"), ("latency", "latency"), ("int8_math_layers", "INT8-math layers"),
+          ("bf16_math_layers", "BF16-math layers"), ("fp32_layers", "FP32 layers"), ("attention", "attention"),
+          ("budget", "accuracy budget"), ("evaluated_configurations", "configurations evaluated"))
+
+
+def is_precision_pass(stats) -> bool:
+    return isinstance(stats, dict) and any(key in stats for key in PRECISION_KEYS)
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape or ()))
+
+
+def _count(value) -> str:
+    return str(len(value)) if isinstance(value, (list, tuple)) else cell(value)
+
+
+def _pass_blocks(name: str, stats: dict) -> list:
+    facts = []
+    for key, label in _FACTS:
+        if key == "instruction" and key in stats:
+            facts.append([label, stats[key] or "none on this target (compiled as FP32)"])
+        elif stats.get(key) not in (None, "", [], {}):
+            facts.append([label, _count(stats[key]) if key.endswith("_layers") else stats[key]])
+    blocks = [Paragraph(f"`{name}`:"), Table(["", ""], facts, numeric=[False, False])] if facts else \
+        [Paragraph(f"`{name}`: no details recorded.")]
+    if stats.get("fallbacks"):
+        blocks.append(Table(["layer kept FP32", "weight", "reason"],
+                            [[f["layer"], _shape(f.get("shape")), f["reason"]] for f in stats["fallbacks"]],
+                            numeric=[False, False, False]))
+    if stats.get("timings"):
+        precisions = [k[:-3] for k in stats["timings"][0] if k.endswith("_us")]
+        blocks.append(Table(["input", "N", "layers", *(f"{p} us" for p in precisions), "kept"],
+                            [[_shape(t["input_shape"]), t["n"], len(t["layers"]),
+                              *(f"{t[p + '_us']:.1f}" for p in precisions), t["kept"]] for t in stats["timings"]],
+                            caption="Each shape timed in each precision here; the fastest is kept."))
+    if stats.get("pareto_front"):
+        rows = [[f"{p['latency_us']:.0f}", f"{p['weight_bytes'] / 1e6:.1f}", f"{p['accuracy_drop']:.2e}",
+                 f"{p['counts']['int8']} / {p['counts']['bf16']} / {p['counts']['fp32']}", "yes" if p["chosen"] else ""]
+                for p in stats["pareto_front"]]
+        blocks.append(Table(["dense latency us", "weight MB", "calibration drop", "int8 / bf16 / fp32", "chosen"], rows))
+    if stats.get("layers") and stats.get("pareto_front"):
+        rows = []
+        for layer in stats["layers"]:
+            sensitivity = layer.get("sensitivity") or {}
+            rows.append([layer["layer"], layer["kind"], _shape(layer["shape"]), layer["precision"],
+                         f"{sensitivity.get('int8', float('nan')):.2e}", f"{sensitivity.get('bf16', float('nan')):.2e}"])
+        blocks.append(Table(["layer", "kind", "shape", "precision", "drop if INT8", "drop if BF16"], rows))
+    return blocks
+
+
+def precision_section(report: dict) -> Section | None:
+    passes = {name: stats for name, stats in (report.get("passes") or {}).items() if is_precision_pass(stats)}
+    if not passes:
+        return None
+    section = Section("Precision")
+    for name, stats in passes.items():
+        section.add(*_pass_blocks(name, stats))
+    return section

@@ -1,14 +1,23 @@
 """The versioned schema of report.json, as data, with a small validator (no jsonschema dependency).
 
-Version 1. Sections other than the required ones may be empty dicts when a step was skipped.
-Every energy section carries `kind: "measured"` or `"estimated"`. docs/report-schema.md documents it.
+Version 2 (docs/report-schema.md). Sections other than the required ones may be empty dicts when a
+step was skipped. Every energy section carries `kind`: "measured", "estimated" or "not measured".
+Version 1 files (before the profile counted footprints and timed kernels inside the model) are
+still read and re-rendered: `edgecc report OUT` labels what their figures meant.
+
+What changed from 1 to 2: profile `bytes` is each argument buffer's footprint (v1: whole argument
+buffers), `flops` counts integer arithmetic of quantized kernels too, kernels are timed inside the
+model on the local CPU, `above_roof` explains figures over 100 %; energy `kind` may be "not
+measured"; the target's `board.tdp_watts`/`idle_watts` may be null (the host has no power figures).
 """
 
 from __future__ import annotations
 
 from edgecc.errors import EdgeccError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # `edgecc report` / `compare` read these; compiles write SCHEMA_VERSION
+ENERGY_KINDS = ("measured", "estimated", "not measured")
 
 NUMBER = (int, float)
 
@@ -54,31 +63,37 @@ def _check(value, spec, path: str, errors: list[str]) -> None:
         errors.append(f"{path.lstrip('.')} must be {getattr(spec, '__name__', 'a number')}")
 
 
-def report_errors(report: dict) -> list[str]:
+def report_errors(report: dict, versions=(SCHEMA_VERSION,)) -> list[str]:
     errors: list[str] = []
     _check(report, SCHEMA, "", errors)
     if errors:
         return errors
-    if report["schema_version"] != SCHEMA_VERSION:
-        errors.append(f"schema_version {report['schema_version']} is not {SCHEMA_VERSION}")
+    if report["schema_version"] not in versions:
+        known = " or ".join(str(v) for v in versions)
+        errors.append(f"schema_version {report['schema_version']} is not {known}")
     for runtime in ("edgecc", "onnxruntime"):
         stats = (report.get("latency") or {}).get(runtime)
         if stats:
             errors += [f"latency.{runtime}.{k} is missing" for k in LATENCY_STATS if k not in stats]
     energy = report.get("energy") or {}
     if energy and energy.get("status") != "skipped":
-        errors += [f"energy.{k} is missing" for k in ENERGY_FIELDS if k not in energy]
-        if energy.get("kind") not in ("measured", "estimated"):
-            errors.append("energy.kind must be 'measured' or 'estimated'")
+        if energy.get("kind") not in ENERGY_KINDS:
+            errors.append("energy.kind must be 'measured', 'estimated' or 'not measured'")
+        elif energy["kind"] == "not measured":
+            errors += [] if energy.get("why") else ["energy.why is missing"]
+        else:
+            errors += [f"energy.{k} is missing" for k in ENERGY_FIELDS if k not in energy]
     for i, kernel in enumerate((report.get("profile") or {}).get("kernels", [])):
         errors += [f"profile.kernels[{i}].{k} is missing" for k in KERNEL_FIELDS if k not in kernel]
     return errors
 
 
-def validate_report(report: dict, source: str = "report") -> dict:
-    """Return `report` unchanged, or raise one clear EdgeccError naming the first problems."""
-    errors = report_errors(report)
+def validate_report(report: dict, source: str = "report", versions=(SCHEMA_VERSION,)) -> dict:
+    """Return `report` unchanged, or raise one clear EdgeccError naming the first problems.
+    `versions`: the schema versions accepted (compiles write only the current one)."""
+    errors = report_errors(report, versions)
     if errors:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise EdgeccError(f"{source} does not match report schema v{SCHEMA_VERSION}: {'; '.join(errors[:3])}{more}")
+        version = report.get("schema_version") if report.get("schema_version") in versions else SCHEMA_VERSION
+        raise EdgeccError(f"{source} does not match report schema v{version}: {'; '.join(errors[:3])}{more}")
     return report

@@ -43,11 +43,13 @@ _BOARD_SCHEMA = {
     "cores": (int, True),
     "peak_gflops": (dict, True),
     "memory_bandwidth_gbs": ((int, float), True),
-    "tdp_watts": ((int, float), True),
-    "idle_watts": ((int, float), True),
+    "tdp_watts": ((int, float), False),   # without both power figures, energy is measured or not reported
+    "idle_watts": ((int, float), False),
     "power_modes": (list, False),
     "default_power_mode": (str, False),
     "soc": (str, False),
+    "cache_bytes": (int, False),          # on-chip cache a kernel's data can stay in between kernels
+    "sources": (dict, False),             # where each figure comes from (datasheet, measured, derived)
 }
 _CAPABILITY_SCHEMA = {
     "fp16_math": (bool, True),
@@ -93,11 +95,17 @@ class BoardFacts:
     cores: int
     peak_gflops: dict
     memory_bandwidth_gbs: float
-    tdp_watts: float
-    idle_watts: float
+    tdp_watts: float | None = None
+    idle_watts: float | None = None
     power_modes: tuple = ()
     default_power_mode: str | None = None
     soc: str | None = None
+    cache_bytes: int | None = None
+    sources: dict = field(default_factory=dict)
+
+    @property
+    def has_power_figures(self) -> bool:
+        return self.tdp_watts is not None and self.idle_watts is not None
 
 
 @dataclass(frozen=True)

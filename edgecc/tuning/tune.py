@@ -60,6 +60,7 @@ class RecordAndReport(PyMeasureCallback):
         self.workloads: dict[int, object] = {}
         self.submitted = 0
         self.estimate = 0.0
+        self.bar = ProgressBar(total_trials)
 
     def budget_spent(self) -> bool:
         return self.budget_s is not None and time.monotonic() - self.started >= self.budget_s
@@ -126,18 +127,41 @@ class RecordAndReport(PyMeasureCallback):
     def _print(self, elapsed, estimate):
         if not self.progress:
             return
-        done = max(self.result.trials_run, self.submitted)
-        rate = elapsed / max(done, 1)
-        left = rate * max(self.total_trials - done, 0)
-        if self.budget_s is not None:
-            left = min(left, max(self.budget_s - elapsed, 0))
-        width = 24
-        filled = int(width * min(done / max(self.total_trials, 1), 1.0))
-        sys.stderr.write(f"\rtuning [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total_trials} trials "
-                         f"({self.result.trials_run} measured), "
-                         f"est. kernels {estimate:.2f} ms, failures {self.result.build_failures}+"
-                         f"{self.result.run_failures}, {elapsed:.0f}s elapsed, ~{left:.0f}s left ")
+        line = self.bar.line(time.monotonic(), self.submitted, self.result.trials_run, estimate,
+                             self.result.build_failures + self.result.run_failures, self.budget_s, elapsed)
+        sys.stderr.write("\r" + line + " ")
         sys.stderr.flush()
+
+
+class ProgressBar:
+    """The tuning progress line. The bar counts trials submitted, never past the total (MetaSchedule
+    may run a batch beyond it); the time left is the measured rate since the search's first batch
+    (task extraction and compiling the workers excluded) times the trials still to measure, so it
+    settles instead of growing as the first round's measurements arrive."""
+
+    width = 24
+
+    def __init__(self, total: int):
+        self.total = max(total, 1)
+        self.search_started: float | None = None
+
+    def line(self, now: float, submitted: int, measured: int, estimate_ms: float, failures: int,
+             budget_s: float | None, elapsed: float) -> str:
+        if self.search_started is None:
+            self.search_started = now
+        shown = min(max(submitted, measured), self.total)
+        filled = int(self.width * shown / self.total)
+        if measured > 0 and now > self.search_started:
+            rate = (now - self.search_started) / measured
+            left = rate * max(self.total - measured, 0)
+            if budget_s is not None:
+                left = min(left, max(budget_s - elapsed, 0.0))
+            eta = f"~{left:.0f}s left"
+        else:
+            eta = "time left: after the first measurements"
+        return (f"tuning [{'#' * filled}{'.' * (self.width - filled)}] {shown}/{self.total} trials "
+                f"({measured} measured{', the last batch ran past the total' if measured > self.total else ''}), est. kernels {estimate_ms:.2f} ms, failures {failures}, "
+                f"{elapsed:.0f}s elapsed, {eta}")
 
 
 def _batch_size(trials: int, tasks: int, budget_s: float | None) -> int:

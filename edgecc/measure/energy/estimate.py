@@ -16,6 +16,9 @@ def estimate_energy(target, latency_s: float, utilisation: float = 1.0) -> dict:
     if not 0 < utilisation <= 1:
         raise EdgeccError(f"utilisation must be in (0, 1], got {utilisation}")
     board = target.board
+    if not board.has_power_figures:
+        raise EdgeccError(f"target '{target.name}' has no power figures (board.tdp_watts, board.idle_watts) to "
+                          "estimate energy from")
     idle, tdp = float(board.idle_watts), float(board.tdp_watts)
     active = idle + utilisation * (tdp - idle)
     return {
