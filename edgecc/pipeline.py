@@ -95,7 +95,7 @@ def run_graph_passes(ctx: CompileContext):
                 if hasattr(stats, "summary"):  # e.g. the layers a precision pass kept FP32, and why
                     ctx.log(f"      {stats.summary()}")
                 if hasattr(stats, "explain"):  # a pass whose fast path did not (fully) apply says so, or refuses
-                    stats.explain(ctx.log)
+                    stats.explain(ctx.log, refuse=ctx.bucket is None)  # buckets: the largest decides
     ctx.relax_module = mod
     return mod
 

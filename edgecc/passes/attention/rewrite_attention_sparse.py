@@ -37,16 +37,17 @@ class SparseAttentionStats:
     attention_flops_sparse: int = 0
     kept_dense_sequence_lengths: tuple = ()  # of those kept dense because the pattern reaches every key
 
-    def explain(self, log) -> None:
+    def explain(self, log, refuse: bool = True) -> None:
         """Say what did not become sparse; refuse a sparse compile in which nothing did (it would be a
-        dense compile reported as sparse)."""
+        dense compile reported as sparse). refuse=False: a smaller sequence bucket, which may
+        legitimately keep every key while the largest one (checked with refuse=True) is sparse."""
         from edgecc.errors import EdgeccError
 
         reach = self.kept_dense_sequence_lengths
         why = (f"the pattern keeps {self.keys_per_query} keys per query, and the sequence is only "
                f"{max(reach)} tokens long: every key is kept (use a smaller window, or no --sparse-attention)"
                if reach else "its form is not a plain [batch, heads, seq, dim] self-attention")
-        if self.attentions_rewritten == 0:
+        if self.attentions_rewritten == 0 and refuse:
             if self.attentions_kept_dense == 0:
                 raise EdgeccError("--sparse-attention found no attention to rewrite in this model")
             raise EdgeccError(f"--sparse-attention rewrote none of the model's {self.attentions_kept_dense} "
