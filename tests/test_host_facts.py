@@ -70,11 +70,18 @@ def test_host_target_has_measured_facts_and_no_power_figures():
     assert "measured" in board.sources["memory_bandwidth_gbs"]
 
 
+@pytest.mark.slow
 def test_the_reports_host_figures_are_the_standalone_probes():
     """bench/host_probe.py measures the FP32 peak (FMA chains) and the copy bandwidth with its own code;
     the figures the reports use must be within 15 % of it. The machine is shared: a probe taken while
-    other work runs is slow, so it is taken again (up to three times) before the figures disagree."""
+    other work runs is slow, so it is taken again (up to three times) before the figures disagree, and
+    on a machine already busier than its cores the comparison means nothing and is skipped."""
+    import os
+
     pytest.importorskip("tvm")
+    load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
+    if load > cores + 0.5:
+        pytest.skip(f"machine loaded (load average {load:.1f} on {cores} cores): a bandwidth probe would measure the load")
     attempts = []
     for _ in range(3):
         run = subprocess.run([sys.executable, str(REPO / "bench" / "host_probe.py"), "--check"], capture_output=True,
