@@ -14,6 +14,7 @@ import pytest
 from edgecc.backends import backend_for
 from edgecc.backends._elf import cuda_device_code, elf_headers, library_machine, macho_arch
 from edgecc.errors import ToolchainError
+from edgecc.schedules.common import schedule_summary
 from edgecc.schedules.gpu import unscheduled_kernels
 from edgecc.targets import Toolchain, load_target
 
@@ -32,6 +33,8 @@ def test_gpu_default_schedule_binds_every_kernel(name, tiny_relax_module):
     assert unscheduled_kernels(tiny_relax_module) == ["fused_matmul_gelu", "sum"]
     scheduled = backend_for(target).default_schedule(tiny_relax_module, target)
     assert unscheduled_kernels(scheduled) == []
+    assert schedule_summary(scheduled).by_source == {"dlight": 2}  # each kernel names its schedule's source
+    assert unscheduled_kernels(tiny_relax_module) == ["fused_matmul_gelu", "sum"]  # the input is left alone
 
 
 @pytest.mark.toolchain("nvcc", "aarch64-linux-gnu-g++")

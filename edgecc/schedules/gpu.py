@@ -19,23 +19,21 @@ def apply_gpu_default_schedules(mod, target):
     )
     if target.tvm_target.get("kind") == "metal":
         _import_metal_intrinsics_alone()
+    unscheduled = unscheduled_kernels(mod)
     with target.tvm():
-        scheduled = rules(mod)
-    return _mark_dlight_kernels(mod, scheduled)
+        scheduled = rules(mod.clone())  # dlight rewrites the module it is given in place
+    return _mark_dlight_kernels(unscheduled, scheduled)
 
 
-def _mark_dlight_kernels(before, after):
+def _mark_dlight_kernels(unscheduled: list[str], after):
     """Label the kernels dlight scheduled (those unscheduled before) with their schedule's source."""
-    from tvm.tirx import PrimFunc
-
     from edgecc.schedules.common import SOURCE_ATTR, is_scheduled
 
     after = after.clone()
-    for gvar, func in before.functions.items():
-        if isinstance(func, PrimFunc) and not is_scheduled(func):
-            new = after[gvar.name_hint]
-            if is_scheduled(new) and not (new.attrs and SOURCE_ATTR in new.attrs):
-                after[gvar.name_hint] = new.with_attr(SOURCE_ATTR, "dlight")
+    for name in unscheduled:
+        new = after[name]
+        if is_scheduled(new) and not (new.attrs and SOURCE_ATTR in new.attrs):
+            after[name] = new.with_attr(SOURCE_ATTR, "dlight")
     return after
 
 
@@ -105,7 +103,7 @@ def _without_arch(target):
 
 
 def unscheduled_kernels(mod) -> list[str]:
-    """Names of PrimFuncs that carry no schedule mark (for tests and diagnostics)."""
+    """Names of PrimFuncs that carry no schedule mark."""
     from edgecc.schedules.common import schedule_summary
 
     return schedule_summary(mod).unscheduled
