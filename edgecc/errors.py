@@ -1,6 +1,13 @@
 """User-facing failures: each becomes one clear line and a non-zero exit in the CLI."""
 
 
+def error_line(exc: BaseException, *, last: bool = False, limit: int = 300) -> str:
+    """One line of an exception's message for a user-facing error: the first line, or the last
+    (`last=True`: TVM's errors end with the message after a stack), else the exception's type."""
+    lines = str(exc).strip().splitlines()
+    return (lines[-1 if last else 0] if lines else type(exc).__name__)[:limit]
+
+
 class EdgeccError(Exception):
     """A failure the user can act on. The message is the whole story: no traceback is shown."""
 

@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecc.errors import ModelError
+from edgecc.errors import ModelError, error_line
 from edgecc.frontend.inputs import ONNX_DTYPES, TensorSpec, resolve_input_specs
 
 
@@ -46,20 +46,15 @@ def load_onnx(path: Path):
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
         raise ModelError(f"{path} is not a readable ONNX file (corrupt, truncated or another format): "
-                         f"{_first_line(exc)}") from None
+                         f"{error_line(exc)}") from None
     if not model.graph.node:
         raise ModelError(f"{path} is not a usable ONNX model: its graph has no nodes "
                          "(an empty, truncated or non-ONNX file)")
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        raise ModelError(f"{path} fails the ONNX checker: {_first_line(exc)}") from None
+        raise ModelError(f"{path} fails the ONNX checker: {error_line(exc)}") from None
     return model
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
 
 
 def graph_inputs(model) -> list[tuple[str, list, str]]:
@@ -160,7 +155,7 @@ def import_onnx(path: Path, input_overrides: list[TensorSpec], batch: int, seq_l
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
         raise ModelError(f"{path}: shape inference failed with inputs "
-                         f"{', '.join(f'{s.name}:{s.shape}' for s in specs)}: {_first_line(exc)}") from None
+                         f"{', '.join(f'{s.name}:{s.shape}' for s in specs)}: {error_line(exc)}") from None
     simplified, simplify_error = _simplify(model)
     if simplified is not None:
         model = simplified
@@ -188,7 +183,7 @@ def _simplify(model):
         try:
             return onnxslim.slim(model), None
         except Exception as exc:  # noqa: BLE001 - any failure: fall back to the graph as given, and say why
-            return None, _first_line(exc)
+            return None, error_line(exc)
 
 
 def to_relax(model, specs: list[TensorSpec], path: Path):
@@ -199,7 +194,7 @@ def to_relax(model, specs: list[TensorSpec], path: Path):
     try:
         return from_onnx(model, shape_dict=shape_dict, dtype_dict=dtype_dict, keep_params_in_input=False)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        raise ModelError(f"{path}: the TVM Relax ONNX importer failed: {_first_line(exc)}") from None
+        raise ModelError(f"{path}: the TVM Relax ONNX importer failed: {error_line(exc)}") from None
 
 
 def initializer_elements(model) -> int:

@@ -8,18 +8,13 @@ import struct
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgecc.errors import EdgeccError, RemoteError
+from edgecc.errors import EdgeccError, RemoteError, error_line
 from edgecc.remote.address import parse_address
 
 DEFAULT_TIMEOUT = 120.0
 EMULATED_FUNC = "edgecc.board.emulated"
 _TRACKER_MAGIC = 0x2F271  # tvm.rpc.base.RPC_TRACKER_MAGIC
 _TRACKER_REQUEST, _TRACKER_SUMMARY, _TRACKER_SUCCESS = 4, 6, 0  # tvm.rpc.base.TrackerCode
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _open_socket(address: str, timeout: float, what: str) -> socket.socket:
@@ -31,7 +26,7 @@ def _open_socket(address: str, timeout: float, what: str) -> socket.socket:
     except TimeoutError:
         raise RemoteError(f"{what} {address} did not answer within {min(timeout, 10.0):.0f} s") from None
     except OSError as exc:
-        raise RemoteError(f"cannot reach {what} {address}: {_first_line(exc)}") from None
+        raise RemoteError(f"cannot reach {what} {address}: {error_line(exc)}") from None
     sock.settimeout(timeout)
     return sock
 
@@ -76,7 +71,7 @@ def tracker_summary(tracker: str, timeout: float = 10.0) -> dict:
             _send_json(sock, [_TRACKER_SUMMARY])
             reply = _recv_json(sock)
         except (OSError, ConnectionError, ValueError) as exc:
-            raise RemoteError(f"tracker {tracker} vanished while answering: {_first_line(exc)}") from None
+            raise RemoteError(f"tracker {tracker} vanished while answering: {error_line(exc)}") from None
     if reply[0] != _TRACKER_SUCCESS:
         raise RemoteError(f"tracker {tracker} gave an unexpected answer: {reply}")
     return reply[1]
@@ -96,7 +91,7 @@ def _request_from_tracker(tracker: str, key: str, timeout: float) -> tuple[str, 
             raise RemoteError(f"tracker {tracker} had no free board under key '{key}' within {timeout:g} s "
                               f"(is a board registered with --tracker {tracker} --key {key}?)") from None
         except (OSError, ConnectionError, ValueError) as exc:
-            raise RemoteError(f"tracker {tracker} vanished while asked for key '{key}': {_first_line(exc)}") from None
+            raise RemoteError(f"tracker {tracker} vanished while asked for key '{key}': {error_line(exc)}") from None
     if reply[0] != _TRACKER_SUCCESS:
         raise RemoteError(f"tracker {tracker} refused the request for key '{key}': {reply}")
     host, port, match_key = reply[1]
@@ -155,7 +150,7 @@ def _connect_within(host: str, port: int, match_key: str, timeout: float, where:
                           f"{timeout:g} s: its server is busy with another session, wedged or dead "
                           "(restart it; raise the wait with --rpc-timeout SECONDS)")
     if "error" in outcome:
-        raise RemoteError(f"{where} refused the RPC session: {_first_line(outcome['error'])}")
+        raise RemoteError(f"{where} refused the RPC session: {error_line(outcome['error'])}")
     return outcome["session"]
 
 
@@ -203,7 +198,7 @@ def board_failures(where: str, doing: str):
 
 def remote_reason(exc: BaseException) -> str:
     """What a failed remote call means, in words (TVM's own text is an RPC protocol check)."""
-    text = _first_line(exc)
+    text = error_line(exc)
     if "session has expired" in text or "SessionTimeout" in text:
         return "the session timeout ran out (raise it with --rpc-timeout SECONDS)"
     if "kShutdown" in text or "connection" in text.lower() or "socket" in text.lower():

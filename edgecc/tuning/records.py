@@ -4,14 +4,13 @@ Two kinds of line. A workload line holds one kernel as TVM serializes it (~40 KB
 A record line is one measured schedule: its workload's key, the schedule trace, the full target it
 was measured on, the board's name, versions, when, and the measured latency.
 Lines are never rewritten in place, so `git merge` of two teams' appends is clean; `merge` writes a
-sorted, de-duplicated file for the cases it is not.
+sorted, de-duplicated file for the cases it is not. What makes a line usable: `record_checks.py`.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -21,21 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edgecc.errors import EdgeccError
+from edgecc.tuning.record_checks import FORMAT, drop_unparseable_schedules, line_problem, workload_key
 
 LOG_SUFFIX = ".jsonl"
 LOG_NAME = "records" + LOG_SUFFIX
-FORMAT = "edgecc-tuning/1"
-REQUIRED = ("format", "kind", "workload_key", "trace", "target", "board", "latency_s", "tvm", "edgecc", "time")
-WORKLOAD_REQUIRED = ("format", "kind", "workload_key", "workload")
 
 
 def target_key(tvm_target) -> str:
     """Canonical JSON of a TVM target: equal strings iff records may be shared."""
     return json.dumps(json.loads(str(tvm_target)), sort_keys=True, separators=(",", ":"))
-
-
-def workload_key(workload_json) -> str:
-    return hashlib.sha256(json.dumps(workload_json, sort_keys=True).encode()).hexdigest()[:24]
 
 
 @dataclass
@@ -110,7 +103,7 @@ def read_logs(paths, parse_schedules: bool = True) -> LogReadout:
                     text = raw.decode("utf-8", errors="replace").strip()
                     if not text:
                         continue
-                    why = _problem(text, raw)
+                    why = line_problem(text, raw)
                     if why:
                         readout.bad_lines.append((str(file), number, why))
                         continue
@@ -127,96 +120,8 @@ def read_logs(paths, parse_schedules: bool = True) -> LogReadout:
         record.workload = readout.workloads[record.data["workload_key"]]
         readout.records.append(record)
     if parse_schedules and readout.records:
-        _schedule_problems(readout)
+        drop_unparseable_schedules(readout)
     return readout
-
-
-def _problem(text: str, raw: bytes) -> str | None:
-    """Why a line cannot be used (None when it can): torn, not JSON, or JSON that is not a usable line."""
-    if not raw.endswith(b"\n"):
-        return "truncated (no end of line: an interrupted write)"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"not JSON ({exc.msg} at column {exc.colno})"
-    if not isinstance(data, dict):
-        return "not a record object"
-    if data.get("format") != FORMAT:
-        return f"unknown format {data.get('format')!r}"
-    if data.get("kind") not in ("workload", "record"):
-        return f"unknown line kind {data.get('kind')!r}"
-    required = WORKLOAD_REQUIRED if data["kind"] == "workload" else REQUIRED
-    missing = [k for k in required if k not in data]
-    if missing:
-        return f"missing field(s) {', '.join(missing)}"
-    if not isinstance(data["workload_key"], str) or not data["workload_key"]:
-        return "workload_key must be a non-empty string"
-    if data["kind"] == "workload":
-        workload = data["workload"]
-        if not (isinstance(workload, list) and len(workload) == 2 and all(isinstance(p, str) for p in workload)):
-            return "workload must be TVM's [structural hash, module] pair of strings"
-        if data["workload_key"] != workload_key(workload):
-            return "workload does not match its key (edited or corrupted)"
-        return None
-    return _record_problem(data)
-
-
-def _record_problem(data: dict) -> str | None:
-    latency = data["latency_s"]
-    if isinstance(latency, bool) or not isinstance(latency, (int, float)):
-        return f"latency_s must be a number of seconds, not {type(latency).__name__} {latency!r}"[:200]
-    if not math.isfinite(latency) or latency <= 0:
-        return f"latency_s must be a finite number of seconds > 0, not {latency!r}"
-    for name in ("board", "tvm", "edgecc", "time"):
-        if not isinstance(data[name], str):
-            return f"{name} must be a string, not {type(data[name]).__name__}"
-    if not isinstance(data["target"], str):
-        return f"target must be a JSON string, not {type(data['target']).__name__}"
-    try:
-        target = json.loads(data["target"])
-    except json.JSONDecodeError:
-        return "target is not JSON (a TVM target's JSON object)"
-    if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
-        return "target must be a TVM target's JSON object with a 'kind'"
-    trace = data["trace"]
-    if not (isinstance(trace, list) and len(trace) == 4 and isinstance(trace[0], list)):
-        return "trace must be TVM's tuning record [trace, run_secs, target, args_info]"
-    return None
-
-
-def _schedule_problems(readout: LogReadout) -> None:
-    """Parse each workload and trace with TVM, as a compile would: a line TVM cannot read is a bad
-    line here (with file:line), not a failed compile later."""
-    from tvm.s_tir import meta_schedule as ms
-
-    workloads: dict[str, object] = {}
-    bad_workloads: dict[str, str] = {}
-    good = []
-    for record in readout.records:
-        key = record.data["workload_key"]
-        if key not in workloads and key not in bad_workloads:
-            try:
-                workloads[key] = ms.database.Workload.from_json(record.workload)
-            except Exception as exc:  # noqa: BLE001 - TVM raises several types for unreadable JSON
-                bad_workloads[key] = f"its workload line cannot be read by TVM ({_first_line(exc)})"
-        why = bad_workloads.get(key)
-        if why is None:
-            try:
-                ms.database.TuningRecord.from_json(record.data["trace"], workloads[key])
-            except Exception as exc:  # noqa: BLE001 - TVM raises several types for unreadable JSON
-                why = f"its schedule trace cannot be read by TVM ({_first_line(exc)})"
-        if why is None:
-            good.append(record)
-        else:
-            file, number = record.source.rsplit(":", 1)
-            readout.bad_lines.append((file, int(number), why))
-    readout.records = good
-    readout.bad_lines.sort(key=lambda bad: (bad[0], bad[1]))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[-1] if text else type(exc).__name__)[:160]
 
 
 @contextmanager

@@ -15,7 +15,8 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from edgecc.errors import EdgeccError
-from edgecc.tuning.records import LOG_NAME, append_records, make_record, read_logs, target_key, workload_key
+from edgecc.tuning.record_checks import workload_key
+from edgecc.tuning.records import LOG_NAME, append_records, make_record, read_logs, target_key
 
 
 @dataclass
