@@ -10,7 +10,7 @@ import time
 
 from edgecc.errors import RemoteError
 from edgecc.remote.board.boot import PARENT_WATCH
-from edgecc.remote.board.server import free_port
+from edgecc.remote.board.server import free_port, stop_process_group
 
 TRACKER_MAIN = """\
 import runpy, sys
@@ -45,16 +45,7 @@ class Tracker:
                 time.sleep(0.3)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, 15)
-                self.process.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.process.pid, 9)
-                except ProcessLookupError:
-                    pass
-                self.process.wait(5)
+        stop_process_group(self.process)
 
     def __enter__(self):
         return self

@@ -14,25 +14,27 @@ def _buffer(param) -> str:
     return f"{shape or 'scalar'} {_DTYPES.get(dtype, dtype)}"
 
 
+def _walk(stmt, on_stmt) -> None:
+    """Every statement of a TIR body, parents first (tvm.tirx has no Python visitor in 0.27)."""
+    if stmt is None:
+        return
+    on_stmt(stmt)
+    for name in ("body", "block", "then_case", "else_case", "init"):
+        _walk(getattr(stmt, name, None), on_stmt)
+    for child in getattr(stmt, "seq", None) or ():
+        _walk(child, on_stmt)
+
+
 def _block_names(func) -> list[str]:
     from tvm import s_tir
 
     names = []
 
-    def visit(stmt):
-        if isinstance(stmt, s_tir.SBlockRealize):
-            if stmt.block.name_hint != "root" and stmt.block.name_hint not in names:
-                names.append(stmt.block.name_hint)
-            visit(stmt.block.body)
-            return
-        for field in ("body", "then_case", "else_case"):
-            child = getattr(stmt, field, None)
-            if child is not None:
-                visit(child)
-        for child in getattr(stmt, "seq", None) or ():
-            visit(child)
+    def note(stmt):
+        if isinstance(stmt, s_tir.SBlockRealize) and stmt.block.name_hint not in ("root", *names):
+            names.append(stmt.block.name_hint)
 
-    visit(func.body)
+    _walk(func.body, note)
     return names
 
 
@@ -40,18 +42,7 @@ def _written(func) -> set[str]:
     from tvm import tirx
 
     written = set()
-
-    def visit(stmt):
-        if isinstance(stmt, tirx.BufferStore):
-            written.add(str(stmt.buffer.name))
-        for field in ("body", "block", "then_case", "else_case", "init"):
-            child = getattr(stmt, field, None)
-            if child is not None:
-                visit(child)
-        for child in getattr(stmt, "seq", None) or ():
-            visit(child)
-
-    visit(func.body)
+    _walk(func.body, lambda stmt: written.add(str(stmt.buffer.name)) if isinstance(stmt, tirx.BufferStore) else None)
     return written
 
 

@@ -101,17 +101,7 @@ class EmulatedBoard:
             return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # The server runs in its own process group (it forks a worker per session): end them all.
-            try:
-                os.killpg(self.process.pid, 15)
-                self.process.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.process.pid, 9)
-                except ProcessLookupError:
-                    pass
-                self.process.wait(5)
+        stop_process_group(self.process)
 
     def __enter__(self):
         return self
@@ -158,3 +148,19 @@ def start_board(port: int | None = None, host: str = "127.0.0.1", tracker: str |
             board.stop()
             raise
     return board
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """End a server started in its own process group (TVM's RPC server forks a worker per session,
+    the tracker its handlers): all of them, politely first, then for certain."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, 15)
+        process.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, 9)
+        except ProcessLookupError:
+            pass
+        process.wait(5)
