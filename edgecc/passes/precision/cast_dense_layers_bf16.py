@@ -21,14 +21,14 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from edgecc.passes.precision.dense_weights import (
-    dense_weight,
+    LayerFallback,
+    choose_dense_layer,
     embedding_table,
     fold_weight_transposes,
     layer_names,
-    unsupported_reason,
     weight_key,
 )
-from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION, LayerFallback, fallback_summary
+from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION, fallback_summary
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,10 @@ class _DenseBf16Rewriter(PyExprMutator):
             self.embeddings += 1
             rows = self.builder_.emit(relax.op.take(relax.const(to_bf16(table)), call.args[1], axis=0))
             return relax.op.astype(rows, "float32")
-        weight = dense_weight(call)
-        if weight is None:
+        chosen = choose_dense_layer(call, self.names, self.keys, self.keep_fp32, self.ins, self.fallbacks)
+        if chosen is None:
             return call
-        key = weight_key(weight)
-        name = self.names.get(key, key)
-        if self.keys is not None and key not in self.keys:
-            return call
-        reason = self.keep_fp32.get(key) or unsupported_reason(call.args[0], weight, self.ins)
-        if reason:
-            self.fallbacks.append(LayerFallback(name, key, tuple(weight.shape), reason))
-            return call
+        weight, _, name = chosen
         self.layers.append(name)
         x = self._rounded(call.args[0])
         return relax.op.matmul(x, relax.const(to_bf16(weight)), out_dtype="float32")

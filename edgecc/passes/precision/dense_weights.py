@@ -8,6 +8,7 @@ sensitivity search map a Relax constant back to the ONNX initializer it came fro
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import tvm
@@ -98,6 +99,32 @@ def unsupported_reason(x, weight, ins) -> str | None:
     if n % ins.lanes:
         return f"N={n} is not a multiple of the instruction's {ins.lanes} lanes"
     return None
+
+
+@dataclass(frozen=True)
+class LayerFallback:
+    layer: str  # dense_<n>: program order, embedding tables counted (as the mixed report names layers)
+    key: str
+    shape: tuple
+    reason: str
+
+
+def choose_dense_layer(call, names: dict, keys, keep_fp32: dict, ins, fallbacks: list):
+    """(weight, key, name) when `call` is a dense layer a low-precision pass should rewrite on `ins`:
+    chosen (`keys` None: all) and not kept FP32 by the caller or by the instruction's shape rules.
+    A layer kept FP32 is appended to `fallbacks` with its reason; None for anything else."""
+    weight = dense_weight(call)
+    if weight is None:
+        return None
+    key = weight_key(weight)
+    if keys is not None and key not in keys:
+        return None
+    name = names.get(key, key)
+    reason = keep_fp32.get(key) or unsupported_reason(call.args[0], weight, ins)
+    if reason:
+        fallbacks.append(LayerFallback(name, key, tuple(weight.shape), reason))
+        return None
+    return weight, key, name
 
 
 def layer_names(mod) -> dict[str, str]:

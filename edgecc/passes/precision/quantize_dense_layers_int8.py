@@ -30,23 +30,14 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from edgecc.passes.precision.dense_weights import (
-    dense_weight,
+    LayerFallback,
+    choose_dense_layer,
     fold_weight_transposes,
     layer_names,
-    unsupported_reason,
-    weight_key,
 )
 from edgecc.passes.precision.quantize_dense_weights_int8 import quantize_per_channel
 
 ATTENTION = "FP32 (QK^T and PV in the fused FP32 attention kernel, which has no low-precision variant)"
-
-
-@dataclass(frozen=True)
-class LayerFallback:
-    layer: str  # dense_<n>: program order, embedding tables counted (as the mixed report names layers)
-    key: str
-    shape: tuple
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -108,17 +99,10 @@ class _DenseInt8Rewriter(PyExprMutator):
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
-        weight = dense_weight(call)
-        if weight is None:
+        chosen = choose_dense_layer(call, self.names, self.keys, self.keep_fp32, self.ins, self.tally.fallbacks)
+        if chosen is None:
             return call
-        key = weight_key(weight)
-        name = self.names.get(key, key)
-        if self.keys is not None and key not in self.keys:
-            return call
-        reason = self.keep_fp32.get(key) or unsupported_reason(call.args[0], weight, self.ins)
-        if reason:
-            self.tally.fallbacks.append(LayerFallback(name, key, tuple(weight.shape), reason))
-            return call
+        weight, key, name = chosen
         self.tally.layers.append(name)
         return self._rewrite(call.args[0], weight, key)
 
