@@ -98,3 +98,43 @@ def build_for_host(mod):
 
 def cosine(a, b) -> float:
     return float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def fp16_dense_kernel(m, k, n):
+    """out = f32(a16) @ f32(w16) + bias: what `matmul(fp16(x), fp16(W), out_dtype=f32) + b` legalizes to."""
+    from tvm import te
+
+    a = te.placeholder((1, m, k), "float16", name="a")
+    w = te.placeholder((k, n), "float16", name="w")
+    bias = te.placeholder((n,), "float32", name="bias")
+    r = te.reduce_axis((0, k), name="r")
+    acc = te.compute((1, m, n), lambda b, i, j: te.sum(a[b, i, r].astype("float32") * w[r, j].astype("float32"),
+                                                       axis=r), name="matmul")
+    out = te.compute((1, m, n), lambda b, i, j: acc[b, i, j] + bias[j], name="add")
+    return te.create_prim_func([a, w, bias, out])
+
+
+def schedule_fp16(func, target):
+    """`func` scheduled by the FP16 rule alone for `target`, or None when the rule does not take it."""
+    from edgecc.schedules import schedule_kernel, vector_lanes
+    from edgecc.schedules.common import schedule_source
+    from edgecc.schedules.matmul_fp16 import Fp16MatmulRule
+    from edgecc.schedules.weight_packing import PACKED_ATTR
+
+    scheduled = schedule_kernel(func, "main", vector_lanes(target), target, frozenset({1}), rules=(Fp16MatmulRule(),),
+                                packed_attr=PACKED_ATTR)
+    return scheduled if schedule_source(scheduled) == f"rule:{Fp16MatmulRule.name}" else None
+
+
+def blocked_fp16_reference(a16, w16, bias, k_block):
+    """FP16 accumulators, one exact fused multiply-add per k (float64 is exact for an FP16 product
+    plus an FP16 sum, then one rounding to FP16), blocks added in FP32, then the FP32 bias."""
+    m, n = a16.shape[0], w16.shape[1]
+    total = np.zeros((m, n), np.float32)
+    for start in range(0, a16.shape[1], k_block):
+        acc = np.zeros((m, n), np.float16)
+        for k in range(start, start + k_block):
+            acc = (acc.astype(np.float64) + a16[:, k:k + 1].astype(np.float64) * w16[k].astype(np.float64)
+                   ).astype(np.float16)
+        total = total + acc.astype(np.float32)
+    return total + bias

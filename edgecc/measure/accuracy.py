@@ -151,6 +151,8 @@ def evaluate(ctx) -> dict:
         result["int8"] = asdict(stats["quantize_dense_weights_int8"])
     if "quantize_dense_layers_int8" in stats:  # INT8 math on the dot-product instruction
         result["int8"] = asdict(stats["quantize_dense_layers_int8"])
+    if "cast_matmuls_to_fp16" in stats:  # FP16 arithmetic, or FP16 storage only and why
+        result["fp16"] = asdict(stats["cast_matmuls_to_fp16"])
     if "cast_dense_layers_bf16" in stats:
         result["bf16"] = asdict(stats["cast_dense_layers_bf16"])
     if "choose_mixed_precisions" in stats:  # per-layer choices and the Pareto front they came from

@@ -6,7 +6,8 @@ from __future__ import annotations
 from edgecc.reports.document import Paragraph, Section, Table, cell
 
 PRECISION_KEYS = ("instruction", "fallbacks", "timings", "pareto_front", "int8_layers", "bf16_layers")
-_FACTS = (("instruction", "instruction"), ("weights", "weights"), ("activations", "activations"),
+_FACTS = (("instruction", "instruction"), ("arithmetic", "arithmetic"), ("accumulation", "accumulation"),
+          ("weights", "weights"), ("activations", "activations"), ("fp16_math_layers", "FP16-math layers"),
           ("timing", "timing"), ("latency", "latency"), ("int8_math_layers", "INT8-math layers"),
           ("bf16_math_layers", "BF16-math layers"), ("fp32_layers", "FP32 layers"), ("attention", "attention"),
           ("budget", "accuracy budget"), ("evaluated_configurations", "configurations evaluated"))
@@ -47,13 +48,14 @@ def _pass_blocks(name: str, stats: dict) -> list:
         rows = [[f"{p['latency_us']:.0f}", f"{p['weight_bytes'] / 1e6:.1f}", f"{p['accuracy_drop']:.2e}",
                  f"{p['counts']['int8']} / {p['counts']['bf16']} / {p['counts']['fp32']}", "yes" if p["chosen"] else ""]
                 for p in stats["pareto_front"]]
-        blocks.append(Table(["dense latency us", "weight MB", "calibration drop", "int8 / bf16 / fp32", "chosen"], rows))
+        blocks.append(Table(["dense latency us", "weight MB", "calibration drop", "int8 / bf16 / fp32", "chosen"],
+                            rows))
     if stats.get("layers") and stats.get("pareto_front"):
         rows = []
         for layer in stats["layers"]:
             sensitivity = layer.get("sensitivity") or {}
-            rows.append([layer["layer"], layer["kind"], _shape(layer["shape"]), layer["precision"],
-                         f"{sensitivity.get('int8', float('nan')):.2e}", f"{sensitivity.get('bf16', float('nan')):.2e}"])
+            drops = [f"{sensitivity.get(p, float('nan')):.2e}" for p in ("int8", "bf16")]
+            rows.append([layer["layer"], layer["kind"], _shape(layer["shape"]), layer["precision"], *drops])
         blocks.append(Table(["layer", "kind", "shape", "precision", "drop if INT8", "drop if BF16"], rows))
     return blocks
 

@@ -8,6 +8,8 @@ kernel leaves marked with its schedule's source (`common.schedule_summary` count
 
   matmul_dot.py      INT8 / BF16 dense kernels on the CPU's dot-product instruction (vpdpbusd,
                      vpmaddubsw, sdot, vdpbf16ps); before matmul.py, which would take them too
+  matmul_fp16.py     FP16 dense kernels on aarch64 +fullfp16 (fmla .8h, FP16 accumulators in K
+                     blocks); before matmul.py
   matmul.py          matmuls + fused epilogues: register tile over packed weight panels
   quantize_rows.py   run-time per-row INT8 quantization / BF16 rounding of a dense layer's input
                      (built pre-scheduled by passes/precision)
@@ -33,12 +35,14 @@ from edgecc.schedules.elementwise import ElementwiseRule, GenericRule
 from edgecc.schedules.gather import GatherRule
 from edgecc.schedules.matmul import MatmulRule
 from edgecc.schedules.matmul_dot import DotMatmulRule
+from edgecc.schedules.matmul_fp16 import Fp16MatmulRule
 from edgecc.schedules.parameters import vector_lanes
 from edgecc.schedules.reductions import RowReductionRule
 from edgecc.schedules.rule import KernelView
 
 # First match wins; GenericRule takes anything and is counted as a fallback.
-CPU_RULES = (DotMatmulRule(), MatmulRule(), RowReductionRule(), GatherRule(), ElementwiseRule(), GenericRule())
+CPU_RULES = (DotMatmulRule(), Fp16MatmulRule(), MatmulRule(), RowReductionRule(), GatherRule(), ElementwiseRule(),
+             GenericRule())
 
 
 def apply_cpu_default_schedules(mod, target, rules=CPU_RULES):

@@ -235,11 +235,15 @@ class DotMatmulRule:
         return [[position, n_axis, tile, group]]
 
     # -- matching ---------------------------------------------------------------------------
+    @staticmethod
+    def candidates(target) -> list[DotInstruction]:
+        """The instructions this rule may tile for on `target` (matched by operand dtypes)."""
+        return [ins for ins in (dot_instruction(target, "int8"), dot_instruction(target, "bf16")) if ins is not None]
+
     def _plan(self, kernel: KernelView):
         """(instruction, matmul block, weight parameter position, weight's n axis) or None."""
         sch = kernel.sch
-        candidates = [ins for ins in (dot_instruction(kernel.target, "int8"), dot_instruction(kernel.target, "bf16"))
-                      if ins is not None]
+        candidates = self.candidates(kernel.target)
         for block in kernel.blocks:
             stmt = sch.get(block)
             types = iter_types(sch, block)

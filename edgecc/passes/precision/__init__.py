@@ -2,8 +2,10 @@
 
 --precision:
   fp32   nothing.
-  fp16   matmuls in FP16 with FP32 accumulation where the target has FP16 arithmetic
-         (capabilities.fp16_math); elsewhere FP16 weight storage only, computed in FP32.
+  fp16   on a CPU with FP16 arithmetic (aarch64 +fullfp16) every dense layer computes in FP16
+         (`fmla .8h`, FP16 accumulators over short K blocks, FP32 across blocks); on GPU targets with
+         capabilities.fp16_math matmul operands FP16 with FP32 accumulation; elsewhere (x86) FP16
+         weight storage only, computed in FP32, and the compile says so (cast_matmuls_to_fp16.py).
   bf16   dense layers in BF16 with FP32 accumulation on CPUs with AVX512-BF16 (vdpbf16ps), weights
          and embedding tables stored bf16 (cast_dense_layers_bf16.py); elsewhere FP32, and the
          compile says so.
@@ -40,7 +42,13 @@ def precision_passes(options, target) -> list:
 
     lanes = vector_lanes(target) if int8 or bf16 else 0  # only LLVM CPU targets have either
     if options.precision == "fp16":
-        return [CastMatmulsToFp16(fp16_math=capabilities.fp16_math)]
+        from edgecc.backends import backend_for
+        from edgecc.schedules.matmul_fp16 import fp16_instruction
+
+        fp16 = fp16_instruction(target)
+        # CPU kernels compute FP16 only on the FP16 instruction; GPU kernels wherever the board has FP16 math
+        gpu_fp16 = capabilities.fp16_math and not backend_for(target).cpu_kernels
+        return [CastMatmulsToFp16(fp16_math=gpu_fp16, instruction=fp16, target=target, timed=timed)]
     if options.precision == "bf16":
         from edgecc.passes.precision.cast_dense_layers_bf16 import CastDenseLayersBf16
 

@@ -109,10 +109,11 @@ class LayerFallback:
     reason: str
 
 
-def choose_dense_layer(call, names: dict, keys, keep_fp32: dict, ins, fallbacks: list):
+def choose_dense_layer(call, names: dict, keys, keep_fp32: dict, ins, fallbacks: list, kernel_reason=None):
     """(weight, key, name) when `call` is a dense layer a low-precision pass should rewrite on `ins`:
-    chosen (`keys` None: all) and not kept FP32 by the caller or by the instruction's shape rules.
-    A layer kept FP32 is appended to `fallbacks` with its reason; None for anything else."""
+    chosen (`keys` None: all) and not kept FP32 by the caller, by the instruction's shape rules or by
+    `kernel_reason(weight)` (the kernel's own). A layer kept FP32 is appended to `fallbacks` with its
+    reason; None for anything else."""
     weight = dense_weight(call)
     if weight is None:
         return None
@@ -120,7 +121,8 @@ def choose_dense_layer(call, names: dict, keys, keep_fp32: dict, ins, fallbacks:
     if keys is not None and key not in keys:
         return None
     name = names.get(key, key)
-    reason = keep_fp32.get(key) or unsupported_reason(call.args[0], weight, ins)
+    reason = (keep_fp32.get(key) or unsupported_reason(call.args[0], weight, ins)
+              or (kernel_reason(weight) if kernel_reason else None))
     if reason:
         fallbacks.append(LayerFallback(name, key, tuple(weight.shape), reason))
         return None
