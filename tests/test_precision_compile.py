@@ -40,3 +40,12 @@ def test_sparse_attention_compile_reports_its_accuracy_cost(held_out_bert_onnx, 
     summary = accuracy["sparse_attention_summary"]
     assert summary["attentions_rewritten"] == 3  # one per layer of the held-out BERT
     assert summary["attention_flops_sparse"] < summary["attention_flops_dense"]
+
+
+def test_a_classifier_reports_top1_agreement_with_its_fp32_model(batch_cnn_onnx, tmp_path):
+    result = edgecc.compile(batch_cnn_onnx, "host", tmp_path / "cnn", batch=1, preset="quick", precision="int8",
+                            log=lambda *_: None)
+    accuracy = result.report["accuracy"]
+    assert accuracy["samples"] == 32 and accuracy["top1_rows"] == 32  # one [1, 10] score row per input
+    assert accuracy["top1_agreement"] >= 0.9 and "seeded random inputs" in accuracy["inputs"]
+    assert "top-1 agreement" in (tmp_path / "cnn" / "report.md").read_text()

@@ -6,7 +6,8 @@ used for calibration) from the compiled artifact vs PyTorch FP32 on the same pad
 mean and worst cosine similarity and the Spearman correlation between the two sets of sentence-pair
 similarities (1.0: the ranking of which sentences are alike is preserved).
 
-Other models: outputs of the artifact vs the FP32 ONNX model in ONNX Runtime on sample inputs.
+Other models: outputs of the artifact vs the FP32 ONNX model in ONNX Runtime on sample inputs; for a
+classifier ([batch, classes] scores) also the top-1 agreement over 32 seeded inputs.
 
 Either way `accuracy_drop` = 1 - mean cosine similarity, the number `--max-accuracy-drop` bounds.
 """
@@ -22,6 +23,7 @@ import numpy as np
 from edgecc.passes.precision.calibration import DATA_DIR
 
 EVALUATION_SENTENCES = DATA_DIR / "evaluation_sentences.txt"
+TOP1_SAMPLES = 32
 
 
 def evaluation_sentences() -> list[str]:
@@ -103,7 +105,7 @@ def output_error_accuracy(run, onnx_path: Path, samples: list[dict]) -> dict:
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    cosines, max_abs, max_ref = [], 0.0, 0.0
+    cosines, max_abs, max_ref, top1 = [], 0.0, 0.0, []
     for sample in samples:
         actual = run(sample)
         expected = dict(zip(names, session.run(names, sample)))
@@ -112,10 +114,21 @@ def output_error_accuracy(run, onnx_path: Path, samples: list[dict]) -> dict:
             cosines.append(float(cosine_rows(a.reshape(1, -1), e.reshape(1, -1))[0]))
             max_abs = max(max_abs, float(np.abs(a - e).max()))
             max_ref = max(max_ref, float(np.abs(e).max()))
+            if is_class_scores(e.shape):
+                top1 += list(a.argmax(axis=1) == e.argmax(axis=1))
     mean_cosine = float(np.mean(cosines))
-    return {"method": "model outputs vs the FP32 ONNX model in ONNX Runtime", "samples": len(samples),
-            "mean_cosine": mean_cosine, "worst_cosine": float(np.min(cosines)), "max_abs_error": max_abs,
-            "max_relative_error": max_abs / max(max_ref, 1e-30), "accuracy_drop": 1.0 - mean_cosine}
+    result = {"method": "model outputs vs the FP32 ONNX model in ONNX Runtime", "samples": len(samples),
+              "mean_cosine": mean_cosine, "worst_cosine": float(np.min(cosines)), "max_abs_error": max_abs,
+              "max_relative_error": max_abs / max(max_ref, 1e-30), "accuracy_drop": 1.0 - mean_cosine}
+    if top1:  # a classifier: does the compiled model pick the reference's class?
+        result["top1_agreement"] = float(np.mean(top1))
+        result["top1_rows"] = len(top1)
+    return result
+
+
+def is_class_scores(shape) -> bool:
+    """[batch, classes] scores (a classifier head), as opposed to hidden states or feature maps."""
+    return len(shape) == 2 and shape[1] >= 10
 
 
 def sentence_model_folder(source) -> Path | None:
@@ -140,8 +153,14 @@ def evaluate(ctx) -> dict:
     else:
         from edgecc.passes.precision.calibration import builtin_samples
 
-        samples = [ctx.sample_inputs] + builtin_samples(ctx.imported.relax_module, count=3, seed=ctx.options.seed + 1)
+        # a classifier's top-1 agreement needs more than a few rows to mean anything
+        classifier = any(is_class_scores(tuple(o.shape)) for o in ctx.imported.outputs)
+        count = TOP1_SAMPLES - 1 if classifier else 3
+        samples = [ctx.sample_inputs] + builtin_samples(ctx.imported.relax_module, count=count, seed=ctx.options.seed + 1)
         result = output_error_accuracy(ctx.artifact.run, ctx.source.onnx_path, samples)
+        if classifier:
+            result["inputs"] = (f"{len(samples)} seeded random inputs (no labelled image set ships with edgecc): "
+                                "top-1 agreement says how often the compiled model picks the FP32 model's class")
     result["precision"] = ctx.options.precision
     result["sparse_attention"] = ctx.options.sparse_attention
     stats = ctx.pass_stats

@@ -43,6 +43,9 @@ def correctness_line(report: dict) -> str:
     if accuracy.get("accuracy_drop") is not None:
         text += (f"; {accuracy.get('precision', report['options'].get('precision'))} accuracy drop "
                  f"**{accuracy['accuracy_drop']:.3g}** ({accuracy.get('method', 'vs the FP32 reference')})")
+        if accuracy.get("top1_agreement") is not None:
+            text += (f", top-1 agreement **{100 * accuracy['top1_agreement']:.1f} %** over "
+                     f"{accuracy['top1_rows']} inputs")
     elif accuracy.get("status") == "skipped":
         text += f"; accuracy not evaluated: {accuracy.get('reason')}"
     return text
