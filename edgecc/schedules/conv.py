@@ -203,11 +203,13 @@ class DepthwiseConv2dNHWCRule:
         n, h, w, c, kh, kw, ci = sch.get_loops(conv)
         co, cv = sch.split(c, [None, vec])
         wo, wi = sch.split(w, [None, rows])
-        sch.reorder(n, h, co, wo, kh, kw, ci, wi, cv)
-        _epilogue_onto(kernel, conv, wo, vec, fuse_pixels=False)
+        # a tile of R pixels across all channel vectors, then the next: the R x taps input rows are
+        # read once, in order (channel vectors outer re-read each row per vector: 1.3x slower here)
+        sch.reorder(n, h, wo, co, kh, kw, ci, wi, cv)
+        _epilogue_onto(kernel, conv, co, vec, fuse_pixels=False)
         for loop in (kh, kw, wi):
             sch.unroll(loop)
         sch.vectorize(cv)
-        sch.parallel(sch.fuse(n, h, co))
+        sch.parallel(sch.fuse(n, h))
         sch.decompose_reduction(conv, kh)
         return []

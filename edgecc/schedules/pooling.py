@@ -155,10 +155,12 @@ class SingleRowReductionRule:
         *rows, k = sch.get_loops(block)
         extent = loop_extent(sch, k)
         row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
-        _epilogue_onto(kernel, block, row, 1)
         if extent and extent % kernel.lanes == 0 and extent > kernel.lanes:
+            # one partial sum per lane, then across the lanes (before the epilogue moves: rfactor
+            # needs the reduction's loop nest as it is)
             _, lane = sch.split(k, [None, kernel.lanes])
-            partial = sch.rfactor(lane, len(rows) if len(rows) == 1 else 1)
+            partial = sch.rfactor(lane, 1)
             sch.vectorize(sch.get_loops(partial)[-1])
+        _epilogue_onto(kernel, block, row, 1)
         sch.parallel(row)
         return []
