@@ -103,3 +103,19 @@ def test_register_tile_fits_the_registers_and_divides_the_kernel():
         r, v = register_tile(rows, vectors, registers)
         assert rows % r == 0 and vectors % v == 0 and r * v + v + 1 <= registers
         assert r * v >= 8  # never a degenerate one-accumulator tile on these shapes
+
+
+def test_hexagon_convolutions_run_on_hvx_vectors():
+    """The Hexagon target's 128-byte HVX vectors are 32 float lanes: its conv kernels vectorise to
+    HVX loads and qfloat arithmetic (with 4 lanes LLVM left them scalar: `sfmpy`, no `vmem`)."""
+    from edgecc.schedules import vector_lanes
+
+    hexagon = load_target("snapdragon-8-gen-2-hexagon")
+    assert vector_lanes(hexagon) == 32
+    for name in ("conv1x1-no-epilogue", "depthwise3x3"):
+        func, constants = KERNELS[name][0]()
+        scheduled = schedule_kernel(func, name, 32, hexagon, frozenset(constants), CPU_RULES)
+        assert scheduled.attrs["edgecc.schedule"] == f"rule:{KERNELS[name][1]}"
+        module = tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")})
+        assembly = tvm.compile(module, target=hexagon.tvm()).mod.inspect_source("asm")
+        assert assembly.count("vmem(") > 0 and "qf32" in assembly and "sfmpy" not in assembly, name
