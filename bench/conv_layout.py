@@ -88,7 +88,8 @@ def main():
             samples_a.append(a())
             samples_b.append(b())
         ta, tb = float(np.median(samples_a)), float(np.median(samples_b))
-        print(f"| {hw[0]}x{hw[1]} | {cin} | {cout} | {flops / ta / 1e9:.0f} | {flops / tb / 1e9:.0f} | {tb / ta:.2f}x |")
+        row = f"| {hw[0]}x{hw[1]} | {cin} | {cout} | {flops / ta / 1e9:.0f} | {flops / tb / 1e9:.0f} | {tb / ta:.2f}x |"
+        print(row)
 
 
 if __name__ == "__main__":
