@@ -7,7 +7,9 @@ broadcasts R input values and loads V weight vectors, so R x V fused multiply-ad
 loads. The constant HWIO weight is repacked at compile time to [Cout / T, KH, KW, Cin, T] (T = V
 vectors), the panel one column of tiles streams, as the matmul schedule does with its weights.
 Tiles of channels are the outer parallel loop: a weight panel stays in cache while every pixel
-tile passes it. Bias, activation and residual add run on the tile while it is in registers.
+tile passes it. Bias, activation and residual add run on the tile while it is in registers. A
+padded input is copied once into its padded shape, rows in parallel: reading it through a bounds
+check inside the reduction instead ran MobileViT-S's 3x3 convolutions 2.2x slower.
 
 `depthwise-conv2d-nhwc`: each channel has its own KH x KW taps, so nothing is shared across
 channels: vectorised over channels, a row of R output pixels per step, the taps unrolled, the
@@ -163,6 +165,7 @@ class Conv2dNHWCRule:
         packed = _pack_weight(kernel, conv, tile)
         pad = _pad_block(kernel, conv)
         keep_pad = pad is not None and not _pads_nothing(kernel, pad)
+
         _inline_prologue(kernel, conv, keep=pad if keep_pad else None)
         # The accumulator as [n, pixel, c]: a tile of R consecutive pixels is then an interval even
         # where R does not divide the row, so the epilogue's region is exactly the tile.
