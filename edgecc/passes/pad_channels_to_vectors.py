@@ -218,7 +218,7 @@ class _ChannelPadder(PyExprMutator):
                 values.append(float(arg.value.numpy().reshape(())))
             elif shape and shape[-1] == channels:  # per-channel: pad it
                 if isinstance(arg, Constant):
-                    operands.append(relax.const(_pad_axis(arg.value.numpy(), -1 % len(shape), padded_to, neutral)))
+                    operands.append(relax.const(_pad_axis(arg.value.numpy(), len(shape) - 1, padded_to, neutral)))
                 else:
                     rank = len(shape)
                     pad_width = [0, 0] * (rank - 1) + [0, padded_to - channels]
