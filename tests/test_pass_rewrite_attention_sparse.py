@@ -85,10 +85,8 @@ def test_bad_specs_say_what_is_wrong(text, message):
 
 def test_passes_follow_options():
     from edgecc.options import CompileOptions
-    from edgecc.passes import graph_passes
+    from edgecc.passes import graph_passes, pass_name
     from edgecc.targets import load_target
-
-    from edgecc.passes import pass_name
 
     passes = graph_passes(CompileOptions(sparse_attention="block=32,neighbours=2,global=1", fusion=False,
                                          fast_math=False), load_target("host"))
