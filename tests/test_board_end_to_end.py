@@ -58,3 +58,17 @@ def test_held_out_bert_on_emulated_board_and_through_tracker(held_out_bert_onnx,
         assert report["energy"]["kind"] == "not measured" and "emulated" in report["energy"]["why"]
         profile = report.get("profile") or {}
         assert all("pct_of_roofline" not in k for k in profile.get("kernels", []))
+
+
+@pytest.mark.slow  # minutes: a real-size vision model compiled for the board, then run under QEMU
+def test_mobilevit_s_nhwc_convolutions_verify_on_emulated_board(emulated_board, tmp_path):
+    """The NHWC convolution schedules at NEON's 4 lanes (and the zero-padded channels, had any count
+    needed them) compute on an aarch64 board what ONNX Runtime computes on the host."""
+    compiled = edgecc.compile("mobilevit-s", target="raspberry-pi-5", output=str(tmp_path / "mvit"),
+                              rpc=emulated_board.address, measure=False, log=lambda *_: None)
+    verification = compiled.report["verification"]
+    assert verification["status"] == "passed", verification
+    assert verification["where"] == emulated_board.address
+    schedules = compiled.report["schedules"]
+    assert schedules["unscheduled"] == [] and schedules["fallbacks"] == []
+    assert schedules["by_source"].get("rule:conv2d-nhwc-register-tile", 0) >= 20

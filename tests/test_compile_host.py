@@ -30,7 +30,8 @@ def test_held_out_bert_compiles_verifies_and_runs(held_out_bert_onnx, tmp_path):
         assert sha256(out / name) == info["sha256"]
     # every graph pass's statistics and every kernel's schedule source reach the report
     assert result.report["passes"]["fuse_attention"]["attentions_fused"] == 3
-    assert "layer_norms_fused" in result.report["passes"]["fuse_layer_norm"]  # opset 17 exports LayerNormalization itself
+    # opset 17 exports LayerNormalization itself
+    assert "layer_norms_fused" in result.report["passes"]["fuse_layer_norm"]
     assert result.report["schedules"]["unscheduled"] == [] and result.report["schedules"]["kernels"] > 5
     assert "## Schedules" in (out / "report.md").read_text()
 
@@ -83,8 +84,9 @@ def test_dump_ir_writes_the_module_after_every_graph_pass_and_stage(tmp_path):
     edgecc.compile("bert-tiny-test", "host", tmp_path / "out", seq_len=8, dump_ir=dump, verify=False, measure=False,
                    log=lambda *_: None)
     names = sorted(p.name for p in dump.iterdir())
-    assert names == ["01-fuse_layer_norm.py", "02-fuse_bias_gelu_epilogue.py", "03-fuse_attention.py",
-                     "04-fold_transposes_into_matmuls.py", "05-sink_reshapes_below_elementwise.py",
-                     "06-clamp_gather_indices.py", "lowered.py", "scheduled.py"]
-    assert "R.nn.layer_norm" in (dump / "01-fuse_layer_norm.py").read_text()
-    assert "fused_attention" in (dump / "03-fuse_attention.py").read_text()
+    assert names == ["01-convert_convs_to_nhwc.py", "02-pad_channels_to_vectors.py", "03-fuse_layer_norm.py",
+                     "04-fuse_bias_gelu_epilogue.py", "05-fuse_attention.py", "06-fold_transposes_into_matmuls.py",
+                     "07-sink_reshapes_below_elementwise.py", "08-expand_sigmoid.py", "09-clamp_gather_indices.py",
+                     "lowered.py", "scheduled.py"]
+    assert "R.nn.layer_norm" in (dump / "03-fuse_layer_norm.py").read_text()
+    assert "fused_attention" in (dump / "05-fuse_attention.py").read_text()

@@ -2,34 +2,39 @@ from click.testing import CliRunner
 
 from edgecc.cli import main
 from edgecc.options import CompileOptions
-from edgecc.passes import graph_passes, pass_description
+from edgecc.passes import graph_passes, pass_name
 from edgecc.targets import load_target
 
+LAYOUT = ["convert_convs_to_nhwc", "pad_channels_to_vectors"]  # CPU-rule targets; no-ops without convolutions
 FUSION = ["fuse_layer_norm", "fuse_bias_gelu_epilogue", "fuse_attention", "fold_transposes_into_matmuls",
           "sink_reshapes_below_elementwise"]
+FAST_MATH = ["expand_sigmoid"]
 
 
 def _names(options, target="host"):
     """The passes these options choose; clamp_gather_indices, which every compile ends with, checked apart."""
-    passes = [pass_description(p) for p in graph_passes(options, load_target(target))]
-    assert passes[-1].startswith("clamp_gather_indices")
+    passes = [pass_name(p) for p in graph_passes(options, load_target(target))]
+    assert passes[-1] == "clamp_gather_indices"
     return passes[:-1]
 
 
 def test_fusion_runs_by_default_and_is_off_with_no_fusion():
-    assert _names(CompileOptions()) == FUSION
-    assert _names(CompileOptions(fusion=False)) == []
+    assert _names(CompileOptions()) == LAYOUT + FUSION + FAST_MATH
+    assert _names(CompileOptions(fusion=False)) == LAYOUT + FAST_MATH
+    assert _names(CompileOptions(fusion=False, fast_math=False)) == LAYOUT
 
 
 def test_sparsity_before_fusion_and_precision_after():
     names = _names(CompileOptions(sparse_attention="window=16", precision="int8"))
-    assert names[0].startswith("rewrite_attention_sparse") and names[1:6] == FUSION
-    assert names[6].startswith(("quantize_dense_layers_int8", "quantize_dense_weights_int8"))  # CPU-dependent
+    assert names[:2] == LAYOUT and names[2] == "rewrite_attention_sparse" and names[3:8] == FUSION
+    assert names[8:9] == FAST_MATH and len(names) == 10
+    assert names[9] in ("quantize_dense_layers_int8", "quantize_dense_weights_int8")  # CPU-dependent
 
 
 def test_kernels_with_cpu_schedules_only_for_cpu_targets():
     assert _names(CompileOptions(), "jetson-orin-nano") == ["fuse_layer_norm", "fuse_bias_gelu_epilogue",
-                                                            "sink_reshapes_below_elementwise"]
+                                                            "sink_reshapes_below_elementwise", "expand_sigmoid"]
+    assert _names(CompileOptions(), "raspberry-pi-5")[:2] == LAYOUT
 
 
 def test_print_pipeline_lists_the_fusion_passes():

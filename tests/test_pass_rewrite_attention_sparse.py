@@ -85,14 +85,18 @@ def test_bad_specs_say_what_is_wrong(text, message):
 
 def test_passes_follow_options():
     from edgecc.options import CompileOptions
-    from edgecc.passes import graph_passes
+    from edgecc.passes import graph_passes, pass_name
     from edgecc.targets import load_target
 
-    passes = graph_passes(CompileOptions(sparse_attention="block=32,neighbours=2,global=1", fusion=False),
-                          load_target("host"))
-    assert len(passes) == 2 and passes[0].pattern == SparsePattern(32, 2, 1)
-    assert [p.info.name for p in graph_passes(CompileOptions(fusion=False), load_target("host"))] == [
-        "clamp_gather_indices"]  # every compile ends with it
+    passes = graph_passes(CompileOptions(sparse_attention="block=32,neighbours=2,global=1", fusion=False,
+                                         fast_math=False), load_target("host"))
+    sparse = [p for p in passes if pass_name(p) == "rewrite_attention_sparse"]
+    assert len(sparse) == 1 and sparse[0].pattern == SparsePattern(32, 2, 1)
+    # without the option only the layout passes (no-ops on a model without convolutions) and
+    # clamp_gather_indices, which every compile ends with, remain
+    without = graph_passes(CompileOptions(fusion=False, fast_math=False), load_target("host"))
+    assert [pass_name(p) for p in without] == ["convert_convs_to_nhwc", "pad_channels_to_vectors",
+                                               "clamp_gather_indices"]
 
 
 @pytest.mark.parametrize("block,global_tokens", [(4, 0), (4, 2), (5, 0)])

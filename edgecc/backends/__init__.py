@@ -47,6 +47,9 @@ class Backend:
     device: str
     # kernels are CPU loop nests: graph passes may build pre-scheduled CPU kernels (fused attention)
     cpu_kernels: bool = False
+    # kernels are scheduled by the CPU rules (edgecc/schedules), whose convolutions want NHWC:
+    # the graph's convolutions are converted (passes/convert_convs_to_nhwc.py)
+    nhwc_convs: bool = False
 
 
 _BACKENDS: dict[str, Backend] = {}

@@ -78,4 +78,4 @@ def _undefined_symbols(library: Path) -> list[str]:
 
 
 register(Backend(kind="hexagon", default_schedule=default_schedule, build=build_relax, package=package,
-                 device="hexagon"))
+                 device="hexagon", nhwc_convs=True))

@@ -44,4 +44,4 @@ def _is_native(target) -> bool:
 
 
 register(Backend(kind="llvm", default_schedule=default_schedule, build=build_relax, package=package,
-                 device="cpu", cpu_kernels=True))
+                 device="cpu", cpu_kernels=True, nhwc_convs=True))

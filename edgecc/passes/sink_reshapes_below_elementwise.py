@@ -10,6 +10,8 @@ and the residual add as kernels of their own, each a full trip through memory (M
     op(reshape(a, S), reshape(b, S)) -> reshape(op(a, b), S)       a and b of one shape
     op(reshape(a, S), y) -> reshape(op(a, reshape(y, shape(a))), S)    y of shape S
     op(reshape(a, S), c) -> reshape(op(a, c), S)                    c a scalar constant
+    op(reshape(a, S), c) -> reshape(op(a, c'), S)                   c a per-channel constant [1, .., C]
+                                                                    and the reshape keeps the last axis C
     reshape(reshape(a, S), shape(a)) -> a
 
 for op in add, subtract, multiply, divide. Reshapes of the other operand become views at runtime
@@ -22,12 +24,21 @@ from dataclasses import dataclass
 
 import tvm
 from tvm import relax
+from tvm.ir.expr import Constant
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from edgecc.passes._layout_chains import is_op, scalar_constant, static_shape
 
 UNARY = ("relax.erf", "relax.tanh", "relax.exp", "relax.sigmoid", "relax.nn.relu", "relax.sqrt")
 BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.divide")
+
+
+def _per_channel_constant(arg, shape, inner_shape) -> bool:
+    """A constant that broadcasts along the last axis only, which the reshape keeps."""
+    if not isinstance(arg, Constant) or shape[-1] != inner_shape[-1]:
+        return False
+    dims = list(arg.value.shape)
+    return len(dims) <= len(shape) and dims[-1:] == shape[-1:] and all(d == 1 for d in dims[:-1])
 
 
 @mutator
@@ -71,6 +82,8 @@ class _ReshapeSinker(PyExprMutator):
                 operands.append(source)
             elif scalar_constant(arg) is not None:
                 operands.append(arg)
+            elif _per_channel_constant(arg, shape, inner_shape):  # an NHWC bias or layer scale
+                operands.append(relax.const(arg.value.numpy().reshape([1] * (len(inner_shape) - 1) + shape[-1:])))
             elif static_shape(arg) == shape:
                 operands.append(self.builder_.emit(relax.op.reshape(arg, inner_shape)))
             else:

@@ -22,7 +22,7 @@ def report_data(ctx) -> dict:
                   "weights": ctx.source.weights, "parameters": ctx.source.parameters,
                   "weights_bytes": ctx.weights_bytes, "onnx_ops": ctx.imported.op_counts,
                   "import": ctx.imported.import_notes(),
-                  "inputs": [spec.to_dict() for spec in ctx.imported.inputs]},
+                  "inputs": [spec.to_dict() for spec in ctx.imported.inputs], **_builtin_facts(ctx)},
         "target": ctx.target.to_dict(),
         "options": ctx.options.to_dict(),
         "versions": ctx.manifest["versions"],
@@ -57,3 +57,13 @@ def render_reports(folder: Path, report: dict) -> None:
 
     write_text_atomic(Path(folder) / "report.md", render_markdown(report, Path(folder)))
     write_text_atomic(Path(folder) / "report.html", render_html(Path(folder), report))
+
+
+def _builtin_facts(ctx) -> dict:
+    """A built-in's description, and the architecture it stands in for, if any."""
+    if ctx.source.kind != "builtin":
+        return {}
+    from edgecc.frontend import builtin_model
+
+    spec = builtin_model(ctx.source.name)
+    return {"description": spec.description, **({"stands_in_for": spec.stands_in_for} if spec.stands_in_for else {})}

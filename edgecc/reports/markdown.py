@@ -31,6 +31,10 @@ def headline(report: dict) -> Paragraph:
             f"**{options.get('precision', 'fp32')}**, {shape}, for **{target['name']}**: {machine}.")
     if target.get("resolved_from"):
         text += f" Target '{target['resolved_from']}' resolved to board {target['name']}."
+    if model.get("description"):
+        text += f" Architecture: {model['description']}."
+    if model.get("stands_in_for"):
+        text += f" **{model['name']} stands in for {model['stands_in_for']}.**"
     fallback = (model.get("import") or {}).get("fallback")
     if fallback:
         text += f" Import: {fallback}."

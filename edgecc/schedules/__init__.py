@@ -10,6 +10,9 @@ kernel leaves marked with its schedule's source (`common.schedule_summary` count
                      vpmaddubsw, sdot, vdpbf16ps); before matmul.py, which would take them too
   matmul_fp16.py     FP16 dense kernels on aarch64 +fullfp16 (fmla .8h, FP16 accumulators in K
                      blocks); before matmul.py
+  conv.py            NHWC convolutions: KxK / 1x1 / grouped as a register-tiled implicit GEMM over
+                     packed weight panels, depthwise vectorised over channels
+  pooling.py         pooling windows, global average pooling and the reductions around it
   matmul.py          matmuls + fused epilogues: register tile over packed weight panels
   quantize_rows.py   run-time per-row INT8 quantization / BF16 rounding of a dense layer's input
                      (built pre-scheduled by passes/precision)
@@ -31,18 +34,21 @@ from edgecc.schedules.common import (
     schedule_failed,
     schedule_summary,  # noqa: F401 - the pipeline's counter
 )
+from edgecc.schedules.conv import Conv2dNHWCRule, DepthwiseConv2dNHWCRule
 from edgecc.schedules.elementwise import ElementwiseRule, GenericRule
 from edgecc.schedules.gather import GatherRule
 from edgecc.schedules.matmul import MatmulRule
 from edgecc.schedules.matmul_dot import DotMatmulRule
 from edgecc.schedules.matmul_fp16 import Fp16MatmulRule
 from edgecc.schedules.parameters import vector_lanes
+from edgecc.schedules.pooling import ChannelVectorReductionRule, Pool2dNHWCRule, SingleRowReductionRule
 from edgecc.schedules.reductions import RowReductionRule
 from edgecc.schedules.rule import KernelView
 
 # First match wins; GenericRule takes anything and is counted as a fallback.
-CPU_RULES = (DotMatmulRule(), Fp16MatmulRule(), MatmulRule(), RowReductionRule(), GatherRule(), ElementwiseRule(),
-             GenericRule())
+CPU_RULES = (DotMatmulRule(), Fp16MatmulRule(), Conv2dNHWCRule(), DepthwiseConv2dNHWCRule(), Pool2dNHWCRule(),
+             MatmulRule(), RowReductionRule(), ChannelVectorReductionRule(), SingleRowReductionRule(), GatherRule(),
+             ElementwiseRule(), GenericRule())
 
 
 def apply_cpu_default_schedules(mod, target, rules=CPU_RULES):

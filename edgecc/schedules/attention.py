@@ -195,6 +195,9 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
     for name in ("attn_max_partial", "attn_sum_partial"):
         if vector_keys and _has_block(sch, name):
             partial = block(name)
+            if plan.keys == lanes:  # one key vector (MobileViT's 16-key blocks): no reduction loop is left
+                sch.vectorize(sch.get_loops(partial)[-1])
+                continue
             p_i, p_lane, p_to = sch.get_loops(partial)[-3:]
             sch.reorder(p_i, p_to, p_lane)
             sch.vectorize(p_lane)

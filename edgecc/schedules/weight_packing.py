@@ -49,22 +49,34 @@ def constant_parameters(mod) -> dict[str, set[int]]:
     return constant
 
 
-def panel_layout(n_axis: int, tile: int):
-    """Index map of a 2-D weight (n on `n_axis`) to panels [N / tile, K, tile]."""
-    if n_axis == 1:
-        return lambda k, n: (n // tile, k, n % tile)
-    return lambda n, k: (n // tile, k, n % tile)
+def panel_layout(n_axis: int, tile: int, ndim: int = 2):
+    """Index map of a weight (n on `n_axis`, the other axes K) to panels [N / tile, *K, tile]: a
+    2-D matmul weight [K, N] or [N, K], or a convolution's HWIO weight [KH, KW, I, O] (n_axis 3)."""
+    def index_map(*indices):
+        n = indices[n_axis]
+        rest = [index for axis, index in enumerate(indices) if axis != n_axis]
+        return (n // tile, *rest, n % tile)
+
+    if ndim == 2:  # TVM reads the map's arity from its signature: spell the cases out
+        return lambda a, b: index_map(a, b)
+    if ndim == 4:
+        return lambda a, b, c, d: index_map(a, b, c, d)
+    raise ValueError(f"no panel layout for a {ndim}-D weight")
 
 
 def pack_array(array: np.ndarray, n_axis: int, tile: int, group: int = 1) -> np.ndarray:
-    """[N / tile, K, tile] panels; with `group` > 1 (INT8 / BF16 dot-product kernels,
-    edgecc.schedules.matmul_dot) [N / tile, K / group, tile, group]: `group` consecutive k of one
-    column side by side, as one instruction reads them."""
-    kn = array if n_axis == 1 else array.T
-    k, n = kn.shape
+    """`array` in the panel layout of `panel_layout(n_axis, tile, array.ndim)`: [N / tile, *K, tile].
+    With `group` > 1 (INT8 / BF16 dot-product kernels, edgecc.schedules.matmul_dot; 2-D weights
+    only) [N / tile, K / group, tile, group]: `group` consecutive k of one column side by side, as
+    one instruction reads them."""
+    moved = np.moveaxis(array, n_axis, -1)
+    *rest, n = moved.shape
     if group > 1:
-        return np.ascontiguousarray(kn.reshape(k // group, group, n // tile, tile).transpose(2, 0, 3, 1))
-    return np.ascontiguousarray(kn.reshape(k, n // tile, tile).transpose(1, 0, 2))
+        (k,) = rest
+        return np.ascontiguousarray(moved.reshape(k // group, group, n // tile, tile).transpose(2, 0, 3, 1))
+    panels = moved.reshape(*rest, n // tile, tile)
+    order = [len(rest), *range(len(rest)), len(rest) + 1]
+    return np.ascontiguousarray(panels.transpose(order))
 
 
 def pack_weight_arguments(mod):
@@ -76,11 +88,16 @@ def pack_weight_arguments(mod):
     """
     from tvm.relax.expr import _update_type
 
-    packing, renamed = {}, {}
+    packing, renamed, unpacked_rank = {}, {}, {}
     for gvar, func in mod.functions_items():
         if isinstance(func, tvm.tirx.PrimFunc) and func.attrs and PACKED_ATTR in func.attrs:
             # [param, n_axis, tile] or, for dot-product kernels, [param, n_axis, tile, group]
             packing[gvar.name_hint] = [tuple(int(v) for v in entry) for entry in func.attrs[PACKED_ATTR]]
+            # a packed parameter has one axis more than the constant it is made from (two with a group)
+            unpacked_rank[gvar.name_hint] = {
+                p: len(func.params[p].ty.shape) - (2 if group and group[0] > 1 else 1)
+                for p, _, _, *group in packing[gvar.name_hint]
+            }
             renamed[gvar.name_hint] = tvm.ir.GlobalVar(gvar.name_hint)
             _update_type(renamed[gvar.name_hint], func.ty)
     if not packing:
@@ -96,7 +113,7 @@ def pack_weight_arguments(mod):
             name = call.args[0].name_hint
             for position, n_axis, tile, *group in packing[name]:
                 arg = args[position]
-                if isinstance(arg, Constant) and len(arg.value.shape) == 2:
+                if isinstance(arg, Constant) and len(arg.value.shape) == unpacked_rank[name][position]:
                     args[position] = relax.const(pack_array(arg.value.numpy(), n_axis, tile, *group),
                                                  str(arg.value.dtype))
             return relax.Call(call.op, [renamed[name], relax.Tuple(args), *call.args[2:]], call.attrs,
