@@ -103,14 +103,23 @@ def prepare_model(name: str, seq_len: int, threads: int, work: Path) -> BenchMod
         module = None
     config = getattr(module, "config", None)
     work.mkdir(parents=True, exist_ok=True)
-    return BenchModel(name=name, modality=spec.modality, onnx_path=exported.onnx_path,
-                      inputs=bench_inputs(exported.onnx_path, seq_len), threads=threads, seq_len=seq_len, work=work,
-                      torch_module=module, heads=int(getattr(config, "num_attention_heads", 0) or 0),
-                      hidden=int(getattr(config, "hidden_size", 0) or 0))
+    return BenchModel(
+        name=name,
+        modality=spec.modality,
+        onnx_path=exported.onnx_path,
+        inputs=bench_inputs(exported.onnx_path, seq_len),
+        threads=threads,
+        seq_len=seq_len,
+        work=work,
+        torch_module=module,
+        heads=int(getattr(config, "num_attention_heads", 0) or 0),
+        hidden=int(getattr(config, "hidden_size", 0) or 0),
+    )
 
 
-def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
-                work: Path) -> tuple[list[Row], list[str]]:
+def bench_model(
+    name: str, precisions: list[str], args, tuned_logs: Path | None, work: Path
+) -> tuple[list[Row], list[str]]:
     from edgecc.measure.latency import latency_stats, sample_seconds
 
     model = prepare_model(name, args.seq_len, args.threads, work / name)
@@ -124,9 +133,13 @@ def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
             peer.build(model)
             output = peer.run()
         except Exception as exc:  # noqa: BLE001 - a runtime failing on a model is a table row, not a crash
-            reason = (str(exc) if isinstance(exc, PeerUnavailable) else
-                      f"{exc.name} is not installed (pip install 'edgecc[bench]')" if isinstance(exc, ImportError)
-                      else f"{type(exc).__name__}: {first_line(exc)}")
+            reason = (
+                str(exc)
+                if isinstance(exc, PeerUnavailable)
+                else f"{exc.name} is not installed (pip install 'edgecc[bench]')"
+                if isinstance(exc, ImportError)
+                else f"{type(exc).__name__}: {first_line(exc)}"
+            )
             print(f"{name}: {peer.label}: not run: {reason}", flush=True)
             rows.append(Row(name, peer.label, peer.precision, reason=reason, build_s=time.perf_counter() - started))
             peer.close()
@@ -135,8 +148,11 @@ def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
             reference = output
         check = agreement(output, reference) if reference is not None else None
         built.append((peer, time.perf_counter() - started, check))
-        print(f"{name}: {peer.label}: built in {built[-1][1]:.1f} s" +
-              (f", error {check[0]:.1e}, cos {check[1]:.6f}" if check else ""), flush=True)
+        print(
+            f"{name}: {peer.label}: built in {built[-1][1]:.1f} s"
+            + (f", error {check[0]:.1e}, cos {check[1]:.6f}" if check else ""),
+            flush=True,
+        )
         notes += [f"{name}, {peer.label}: {note}" for note in peer.notes]
     for peer, _, _ in built:  # warm-up: first-run allocations and thread-pool start-up stay out of the samples
         for _ in range(2):
@@ -158,8 +174,17 @@ def bench_model(name: str, precisions: list[str], args, tuned_logs: Path | None,
         if id(peer) in failed:
             rows.append(Row(name, peer.label, peer.precision, reason=failed[id(peer)], build_s=build_s))
         else:
-            rows.append(Row(name, peer.label, peer.precision, stats=latency_stats(samples[id(peer)]), error=error,
-                            cosine=cosine, build_s=build_s))
+            rows.append(
+                Row(
+                    name,
+                    peer.label,
+                    peer.precision,
+                    stats=latency_stats(samples[id(peer)]),
+                    error=error,
+                    cosine=cosine,
+                    build_s=build_s,
+                )
+            )
         peer.close()
     order = {peer.label: index for index, peer in enumerate(peers)}  # edgecc's builds first, then the peers
     return sorted(rows, key=lambda row: (not row.runtime.startswith("edgecc"), order.get(row.runtime, 0))), notes
@@ -181,13 +206,19 @@ def tuning_records_here(logs: Path) -> int:
 def versions() -> dict[str, str]:
     found = {}
     try:
-        commit = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(HERE), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         found["edgecc"] = commit or "unknown"
     except OSError:
         found["edgecc"] = "unknown"
-    for label, package in (("TVM", "apache-tvm"), ("ONNX Runtime", "onnxruntime"), ("OpenVINO", "openvino"),
-                           ("PyTorch", "torch"), ("IREE", "iree-base-compiler")):
+    for label, package in (
+        ("TVM", "apache-tvm"),
+        ("ONNX Runtime", "onnxruntime"),
+        ("OpenVINO", "openvino"),
+        ("PyTorch", "torch"),
+        ("IREE", "iree-base-compiler"),
+    ):
         try:
             found[label] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -199,10 +230,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=MODELS)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "int8", "bf16", "fp16"],
-                        help="edgecc builds to time; int8 adds ONNX Runtime quantize_dynamic")
-    parser.add_argument("--precision-models", nargs="*", default=None,
-                        help="only these models get the precisions other than fp32 (default: all)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32"],
+        choices=["fp32", "int8", "bf16", "fp16"],
+        help="edgecc builds to time; int8 adds ONNX Runtime quantize_dynamic",
+    )
+    parser.add_argument(
+        "--precision-models",
+        nargs="*",
+        default=None,
+        help="only these models get the precisions other than fp32 (default: all)",
+    )
     parser.add_argument("--threads", type=int, default=host_threads())
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="per runtime per round")
@@ -243,14 +283,26 @@ def main() -> None:
 
     machine = machine_from_cpuinfo(Path("/proc/cpuinfo").read_text(), codegen.llvm_get_system_cpu())
     others = others_cpu_share(cpu_start, cpu_snapshot(), machine.cores)
-    head = header(machine, threads=args.threads, batch=1, seq_len=args.seq_len,
-                  when=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", versions=versions(), others_cpu=others)
+    head = header(
+        machine,
+        threads=args.threads,
+        batch=1,
+        seq_len=args.seq_len,
+        when=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        versions=versions(),
+        others_cpu=others,
+    )
     if others > LOADED:
-        notes.insert(0, f"**Loaded machine**: other processes used {others:.0%} of the CPUs while this ran; "
-                        "absolute times are not meaningful, and runtimes whose threads spin-wait (PyTorch's "
-                        "OpenMP pool most of all) lose far more than the others. Rerun on a quiet machine.")
-    notes.append(f"The whole run took {(time.perf_counter() - started) / 60:.1f} min "
-                 f"({args.rounds} x {args.seconds:g} s per runtime).")
+        notes.insert(
+            0,
+            f"**Loaded machine**: other processes used {others:.0%} of the CPUs while this ran; "
+            "absolute times are not meaningful, and runtimes whose threads spin-wait (PyTorch's "
+            "OpenMP pool most of all) lose far more than the others. Rerun on a quiet machine.",
+        )
+    notes.append(
+        f"The whole run took {(time.perf_counter() - started) / 60:.1f} min "
+        f"({args.rounds} x {args.seconds:g} s per runtime)."
+    )
     text = document(head, rows, notes)
     print(text)
     args.output.write_text(text)

@@ -28,8 +28,15 @@ from edgecc.schedules.weight_packing import PACKED_ATTR, pack_array  # noqa: E40
 from edgecc.targets import load_target  # noqa: E402
 
 # (pixels as H x W, Cin, Cout): MobileViT-S's and SwiftFormer-XS's heaviest pointwise convolutions
-SHAPES = [((64, 64), 64, 256), ((64, 64), 256, 64), ((128, 128), 32, 128), ((32, 32), 96, 384),
-          ((56, 56), 48, 192), ((28, 28), 224, 64), ((16, 16), 128, 512)]
+SHAPES = [
+    ((64, 64), 64, 256),
+    ((64, 64), 256, 64),
+    ((128, 128), 32, 128),
+    ((32, 32), 96, 384),
+    ((56, 56), 48, 192),
+    ((28, 28), 224, 64),
+    ((16, 16), 128, 512),
+]
 
 
 def nhwc_conv(hw, cin, cout):
@@ -73,14 +80,18 @@ def main():
     target = load_target("host")
     lanes = vector_lanes(target)
     rng = np.random.default_rng(0)
-    print(f"{target.board.soc}, LLVM {target.tvm_target.get('mcpu')}, 1 thread, thread CPU time, medians of "
-          "interleaved samples; GFLOP/s = 2 x MACs / time\n")
+    print(
+        f"{target.board.soc}, LLVM {target.tvm_target.get('mcpu')}, 1 thread, thread CPU time, medians of "
+        "interleaved samples; GFLOP/s = 2 x MACs / time\n"
+    )
     print("| pixels | Cin | Cout | NHWC (packed weights) GFLOP/s | NCHW (activation streamed) GFLOP/s | NHWC speedup |")
     print("|---|---:|---:|---:|---:|---:|")
     for hw, cin, cout in SHAPES:
         flops = 2 * hw[0] * hw[1] * cin * cout
-        (src_a, a), (src_b, b) = (timed(*nhwc_conv(hw, cin, cout), target, lanes, rng),
-                                  timed(*nchw_matmul(hw, cin, cout), target, lanes, rng))
+        (src_a, a), (src_b, b) = (
+            timed(*nhwc_conv(hw, cin, cout), target, lanes, rng),
+            timed(*nchw_matmul(hw, cin, cout), target, lanes, rng),
+        )
         assert src_a == "rule:conv2d-nhwc-register-tile" and src_b == "rule:matmul", (src_a, src_b)
         samples_a, samples_b = [], []
         end = time.perf_counter() + 2.0

@@ -104,8 +104,12 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5, help="per runtime per length per round")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/edgecc-bench-dynamic"),
-                        help="where the artifacts go (reused when present)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/edgecc-bench-dynamic"),
+        help="where the artifacts go (reused when present)",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "DYNAMIC.md")
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before TVM starts its pool
@@ -113,11 +117,14 @@ def main():
 
     logs = (str(args.work / "no-logs"),)  # neither build gets tuning records: the comparison is schedule for schedule
     tag = f"{args.model}-max{args.max_seq_len}" + (f"-{args.seq_buckets.replace(',', '_')}" if args.seq_buckets else "")
-    dynamic = compile_once(args.work / tag, args.model, max_seq_len=args.max_seq_len,
-                           seq_buckets=args.seq_buckets or (), tuning_logs=logs)
+    dynamic = compile_once(
+        args.work / tag, args.model, max_seq_len=args.max_seq_len, seq_buckets=args.seq_buckets or (), tuning_logs=logs
+    )
     buckets = dynamic.manifest["buckets"]["sequence"]
-    statics = {b: compile_once(args.work / f"{args.model}-static{b}", args.model, seq_len=b, tuning_logs=logs)
-               for b in sorted({bucket_of(length, buckets) for length in args.lengths})}
+    statics = {
+        b: compile_once(args.work / f"{args.model}-static{b}", args.model, seq_len=b, tuning_logs=logs)
+        for b in sorted({bucket_of(length, buckets) for length in args.lengths})
+    }
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
     session = ort.InferenceSession(str(args.work / tag / "reference.onnx"), options, providers=["CPUExecutionProvider"])
@@ -129,11 +136,16 @@ def main():
         got = dynamic.run(inputs)[output]
         static_got = statics[bucket].run(padded(inputs, bucket))[output][:, :length]
         scale = float(np.abs(reference).max())
-        errors[length] = (float(np.abs(got - reference).max()) / scale,
-                          float(np.abs(static_got - reference).max()) / scale, got.shape)
-        runners[length] = {"edgecc dynamic": lambda i=inputs: dynamic.run(i),
-                           "edgecc static": lambda i=padded(inputs, bucket), s=statics[bucket]: s.run(i),
-                           "ONNX Runtime": lambda i=inputs: session.run(None, i)}
+        errors[length] = (
+            float(np.abs(got - reference).max()) / scale,
+            float(np.abs(static_got - reference).max()) / scale,
+            got.shape,
+        )
+        runners[length] = {
+            "edgecc dynamic": lambda i=inputs: dynamic.run(i),
+            "edgecc static": lambda i=padded(inputs, bucket), s=statics[bucket]: s.run(i),
+            "ONNX Runtime": lambda i=inputs: session.run(None, i),
+        }
     for by_runtime in runners.values():  # warm-up
         for run in by_runtime.values():
             for _ in range(3):
@@ -142,41 +154,63 @@ def main():
     for _ in range(args.rounds):
         for length, by_runtime in runners.items():
             interleaved(by_runtime, args.seconds, {name: samples[(length, name)] for name in by_runtime})
-    sizes = {"dynamic": (args.work / tag / "model.so").stat().st_size,
-             "static": (args.work / f"{args.model}-static{buckets[-1]}" / "model.so").stat().st_size
-             if buckets[-1] in statics else None}
+    sizes = {
+        "dynamic": (args.work / tag / "model.so").stat().st_size,
+        "static": (args.work / f"{args.model}-static{buckets[-1]}" / "model.so").stat().st_size
+        if buckets[-1] in statics
+        else None,
+    }
     table = render(args, buckets, samples, errors, sizes)
     print(table)
     args.output.write_text(table)
 
 
 def render(args, buckets, samples, errors, sizes) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    lines = [f"# {args.model}: one artifact for lengths 1..{args.max_seq_len} (buckets {', '.join(map(str, buckets))})",
-             "",
-             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu}, {args.threads} threads, batch 1, FP32, "
-             f"default schedules (no tuning records), {args.rounds} rounds of {args.seconds:g} s per length, the three "
-             "runtimes interleaved call by call; the machine is shared (load average "
-             f"{os.getloadavg()[0]:.1f} at the end), so read the paired ratios. Input: L tokens of real text.",
-             "", "| length L | bucket | edgecc dynamic ms | edgecc static (at bucket) ms | ONNX Runtime (dynamic axes) "
-             "ms | dynamic / static: paired (p25-p75), p10s | dynamic / ORT (paired) | dynamic vs ORT rel. error | "
-             "output shape |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    lines = [
+        f"# {args.model}: one artifact for lengths 1..{args.max_seq_len} (buckets {', '.join(map(str, buckets))})",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu}, {args.threads} threads, batch 1, FP32, "
+        f"default schedules (no tuning records), {args.rounds} rounds of {args.seconds:g} s per length, the three "
+        "runtimes interleaved call by call; the machine is shared (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), so read the paired ratios. Input: L tokens of real text.",
+        "",
+        "| length L | bucket | edgecc dynamic ms | edgecc static (at bucket) ms | ONNX Runtime (dynamic axes) "
+        "ms | dynamic / static: paired (p25-p75), p10s | dynamic / ORT (paired) | dynamic vs ORT rel. error | "
+        "output shape |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for length in args.lengths:
         raw = [samples[(length, name)] for name in ("edgecc dynamic", "edgecc static", "ONNX Runtime")]
         d, s, o = (_stats(values) for values in raw)
         vs_static, vs_ort = paired_ratio(raw[0], raw[1]), paired_ratio(raw[0], raw[2])
         rel, _, shape = errors[length]
         cells = [f"{x['median']:.2f} ({x['p10']:.2f}-{x['p90']:.2f})" for x in (d, s, o)]
-        lines.append(f"| {length} | {bucket_of(length, buckets)} | {' | '.join(cells)} | {vs_static[0]:.3f} "
-                     f"({vs_static[1]:.2f}-{vs_static[2]:.2f}), {d['p10'] / s['p10']:.3f} | {vs_ort[0]:.2f} | "
-                     f"{rel:.2g} | {list(shape)} |")
-    lines += ["", f"Runs per runtime per length: {d['runs']}. Medians with p10-p90 in brackets. Static build's output "
-              "cut to L and compared with ONNX Runtime: "
-              + ", ".join(f"L={length} {errors[length][1]:.2g}" for length in args.lengths) + "."]
+        lines.append(
+            f"| {length} | {bucket_of(length, buckets)} | {' | '.join(cells)} | {vs_static[0]:.3f} "
+            f"({vs_static[1]:.2f}-{vs_static[2]:.2f}), {d['p10'] / s['p10']:.3f} | {vs_ort[0]:.2f} | "
+            f"{rel:.2g} | {list(shape)} |"
+        )
+    lines += [
+        "",
+        f"Runs per runtime per length: {d['runs']}. Medians with p10-p90 in brackets. Static build's output "
+        "cut to L and compared with ONNX Runtime: "
+        + ", ".join(f"L={length} {errors[length][1]:.2g}" for length in args.lengths)
+        + ".",
+    ]
     if sizes["static"]:
-        lines += ["", f"Library: dynamic {sizes['dynamic'] / 1e6:.1f} MB ({len(buckets)} buckets), static at "
-                  f"{buckets[-1]} {sizes['static'] / 1e6:.1f} MB: {sizes['dynamic'] / sizes['static']:.3f}x."]
+        lines += [
+            "",
+            f"Library: dynamic {sizes['dynamic'] / 1e6:.1f} MB ({len(buckets)} buckets), static at "
+            f"{buckets[-1]} {sizes['static'] / 1e6:.1f} MB: {sizes['dynamic'] / sizes['static']:.3f}x.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -43,7 +43,7 @@ def linear(x, w, b):  # x [..., K] float64, w [N, K]
         for k0 in range(0, k_total, block):
             acc = torch.zeros_like(y)
             for k in range(k0, k0 + block):
-                acc = h(acc + xs[:, k:k + 1] * ws[k:k + 1, :])
+                acc = h(acc + xs[:, k : k + 1] * ws[k : k + 1, :])
             y = (y + acc).to(torch.float32).to(torch.float64)
     return (y + b).reshape(*shape, -1)
 
@@ -63,7 +63,7 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModel.from_pretrained(str(folder)).eval().double()
     reference = AutoModel.from_pretrained(str(folder)).eval()
-    sentences = evaluation_sentences()[:int(sys.argv[2]) if len(sys.argv) > 2 else 24]
+    sentences = evaluation_sentences()[: int(sys.argv[2]) if len(sys.argv) > 2 else 24]
     table = model.embeddings.word_embeddings  # position/type ids are constants: those tables stay FP32
     table.weight.data = h(table.weight.data)
     for module in list(model.modules()):
@@ -79,8 +79,10 @@ def main():
             mask = enc["attention_mask"].numpy()
             cosines.append(cosine_rows(mean_pool(out, mask), mean_pool(ref, mask))[0])
     cosines = np.array(cosines)
-    print(f"{MODE}: sentences {len(cosines)} mean cosine {cosines.mean():.7f} worst {cosines.min():.7f} "
-          f"drop {1 - cosines.mean():.2e}")
+    print(
+        f"{MODE}: sentences {len(cosines)} mean cosine {cosines.mean():.7f} worst {cosines.min():.7f} "
+        f"drop {1 - cosines.mean():.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def _build(model: str, seq_len: int, clamp: bool, folder: Path):
 
     real = clamp_gather_indices.ClampGatherIndices
     if not clamp:
+
         @tvm.transform.module_pass(opt_level=0, name="clamp_gather_indices")
         class Unchecked:
             def transform_module(self, mod, _ctx):
@@ -37,8 +38,15 @@ def _build(model: str, seq_len: int, clamp: bool, folder: Path):
 
         clamp_gather_indices.ClampGatherIndices = Unchecked
     try:
-        result = edgecc.compile(model, "host", folder, seq_len=seq_len, measure=False,
-                                tuning_logs=(str(folder.parent / "no-logs"),), log=lambda *_: None)
+        result = edgecc.compile(
+            model,
+            "host",
+            folder,
+            seq_len=seq_len,
+            measure=False,
+            tuning_logs=(str(folder.parent / "no-logs"),),
+            log=lambda *_: None,
+        )
     finally:
         clamp_gather_indices.ClampGatherIndices = real
     return result
@@ -55,8 +63,12 @@ def _rounds(timers: dict, rounds: int) -> dict:
 
 def _stats(values) -> dict:
     ms = np.asarray(values) * 1e3
-    return {"median": float(np.median(ms)), "p10": float(np.percentile(ms, 10)), "p90": float(np.percentile(ms, 90)),
-            "runs": int(ms.size)}
+    return {
+        "median": float(np.median(ms)),
+        "p10": float(np.percentile(ms, 10)),
+        "p90": float(np.percentile(ms, 90)),
+        "runs": int(ms.size),
+    }
 
 
 def _gather_kernels(vocab: int, width: int, tokens: int):
@@ -78,8 +90,14 @@ def _gather_kernels(vocab: int, width: int, tokens: int):
                 out = bb.emit_output(relax.op.take(relax.const(table), ids, axis=0, mode=mode))
             bb.emit_func_output(out)
         with target.tvm():
-            mod = tvm.transform.Sequential([relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                                            relax.transform.FuseOps(), relax.transform.FuseTIR()])(bb.get())
+            mod = tvm.transform.Sequential(
+                [
+                    relax.transform.LegalizeOps(),
+                    relax.transform.AnnotateTIROpPattern(),
+                    relax.transform.FuseOps(),
+                    relax.transform.FuseTIR(),
+                ]
+            )(bb.get())
             mod = apply_cpu_default_schedules(mod, target)
         built[mode] = relax.VirtualMachine(relax.build(mod, target.tvm()), tvm.cpu())
     return built
@@ -109,8 +127,9 @@ def main() -> None:
     assert np.array_equal(outputs["clip"], outputs["fast"])  # in-range ids: the same numbers
     dev = tvm.cpu()
     model_timers = {n: artifacts[n].vm.time_evaluator("main", dev, number=20, repeat=1) for n in artifacts}
-    model = _stats_pair(_rounds({n: (lambda t=model_timers[n], x=arguments[n]: t(*x).mean) for n in artifacts},
-                                args.rounds))
+    model = _stats_pair(
+        _rounds({n: (lambda t=model_timers[n], x=arguments[n]: t(*x).mean) for n in artifacts}, args.rounds)
+    )
 
     ids = tvm.runtime.tensor(inputs["input_ids"])
     vocab = artifacts["clip"].valid_ranges["input_ids"][1]
@@ -120,11 +139,17 @@ def main() -> None:
     gather = _stats_pair(_rounds({n: (lambda t=gather_timers[n]: t(ids).mean) for n in kernels}, args.rounds))
     cpu = _cpu()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [f"## Clamped token-id gathers ({datetime.now(UTC).date()}, {cpu}, TVM_NUM_THREADS="
-             f"{os.environ.get('TVM_NUM_THREADS')}, {args.rounds} interleaved rounds, load average {load:.1f})", "",
-             "| what (median over rounds of TVM's time_evaluator means) | clip ms (p10-p90) | fast ms (p10-p90) | clip / fast |", "|---|---:|---:|---:|",
-             _row(f"{args.model} seq {args.seq_len}, whole model", model),
-             _row(f"embedding gather alone ({vocab}x{width} table, {args.seq_len} ids)", gather), ""]
+    lines = [
+        f"## Clamped token-id gathers ({datetime.now(UTC).date()}, {cpu}, TVM_NUM_THREADS="
+        f"{os.environ.get('TVM_NUM_THREADS')}, {args.rounds} interleaved rounds, load average {load:.1f})",
+        "",
+        "| what (median over rounds of TVM's time_evaluator means) "
+        "| clip ms (p10-p90) | fast ms (p10-p90) | clip / fast |",
+        "|---|---:|---:|---:|",
+        _row(f"{args.model} seq {args.seq_len}, whole model", model),
+        _row(f"embedding gather alone ({vocab}x{width} table, {args.seq_len} ids)", gather),
+        "",
+    ]
     print("\n".join(lines))
     with open(HERE / "GATHER_CLAMP.md", "a") as handle:
         handle.write("\n" + "\n".join(lines) + "\n")
@@ -145,8 +170,10 @@ def _stats_pair(samples: dict) -> dict:
 
 def _row(what: str, pair: dict) -> str:
     c, f = pair["clip"], pair["fast"]
-    return (f"| {what} | {c['median']:.4f} ({c['p10']:.4f}-{c['p90']:.4f}) | {f['median']:.4f} "
-            f"({f['p10']:.4f}-{f['p90']:.4f}) | {c['median'] / f['median']:.3f} |")
+    return (
+        f"| {what} | {c['median']:.4f} ({c['p10']:.4f}-{c['p90']:.4f}) | {f['median']:.4f} "
+        f"({f['p10']:.4f}-{f['p90']:.4f}) | {c['median'] / f['median']:.3f} |"
+    )
 
 
 def _cpu() -> str:

@@ -23,7 +23,9 @@ import time
 
 import numpy as np
 
-CHAINS = 12  # independent accumulators: enough to hide a 4-cycle FMA latency on two pipes, few enough to stay in registers
+CHAINS = (
+    12  # independent accumulators: enough to hide a 4-cycle FMA latency on two pipes, few enough to stay in registers
+)
 
 
 def _lanes() -> int:
@@ -90,8 +92,9 @@ def copy_bandwidth_gbs(threads: int, megabytes: int = 128, rounds: int = 30) -> 
     for index in range(rounds):
         n = threads if index % 2 == 0 else 1
         step = len(source) // n
-        seconds = _threaded(lambda k, step=step: np.copyto(destination[k * step:(k + 1) * step],
-                                                            source[k * step:(k + 1) * step]), n)
+        seconds = _threaded(
+            lambda k, step=step: np.copyto(destination[k * step : (k + 1) * step], source[k * step : (k + 1) * step]), n
+        )
         best = max(best, 2 * step * n * 4 / seconds / 1e9)
     return best
 
@@ -136,12 +139,16 @@ def probe(threads: int) -> dict:
     one = fma_peak_gflops(1)
     # On a machine with other work, `threads` threads rarely get as many cores at once for a whole
     # burst; one thread's rate times the cores (identical cores) stands in for it then.
-    return {"llvm_cpu": codegen.llvm_get_system_cpu(), "threads": threads,
-            "fp32_gflops": round(max(together, threads * one), 1),
-            "fp32_gflops_all_threads": round(together, 1), "fp32_gflops_one_thread": round(one, 1),
-            "copy_bandwidth_gbs": round(copy_bandwidth_gbs(threads), 1),
-            "read_bandwidth_gbs": round(read_bandwidth_gbs(threads), 1),
-            "load_average": round(os.getloadavg()[0], 2)}
+    return {
+        "llvm_cpu": codegen.llvm_get_system_cpu(),
+        "threads": threads,
+        "fp32_gflops": round(max(together, threads * one), 1),
+        "fp32_gflops_all_threads": round(together, 1),
+        "fp32_gflops_one_thread": round(one, 1),
+        "copy_bandwidth_gbs": round(copy_bandwidth_gbs(threads), 1),
+        "read_bandwidth_gbs": round(read_bandwidth_gbs(threads), 1),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
 
 
 def check(measured: dict, tolerance: float = 0.15) -> dict:
@@ -149,11 +156,19 @@ def check(measured: dict, tolerance: float = 0.15) -> dict:
     from edgecc.targets import load_target
 
     board = load_target("host").board
-    pairs = {"fp32 peak": (board.peak_gflops["fp32"], measured["fp32_gflops"]),
-             "memory bandwidth": (board.memory_bandwidth_gbs, measured["copy_bandwidth_gbs"])}
-    return {name: {"report": report, "probe": probe_value, "report_over_probe": round(report / probe_value, 3),
-                   "within": abs(report / probe_value - 1) <= tolerance}
-            for name, (report, probe_value) in pairs.items()}
+    pairs = {
+        "fp32 peak": (board.peak_gflops["fp32"], measured["fp32_gflops"]),
+        "memory bandwidth": (board.memory_bandwidth_gbs, measured["copy_bandwidth_gbs"]),
+    }
+    return {
+        name: {
+            "report": report,
+            "probe": probe_value,
+            "report_over_probe": round(report / probe_value, 3),
+            "within": abs(report / probe_value - 1) <= tolerance,
+        }
+        for name, (report, probe_value) in pairs.items()
+    }
 
 
 def main() -> int:

@@ -76,13 +76,23 @@ class EdgeccPeer(Peer):
         from edgecc.options import PRECISIONS
 
         if self.compile_precision not in PRECISIONS:
-            raise PeerUnavailable(f"this edgecc has no --precision {self.compile_precision} "
-                                  f"(it has {', '.join(PRECISIONS)})")
+            raise PeerUnavailable(
+                f"this edgecc has no --precision {self.compile_precision} (it has {', '.join(PRECISIONS)})"
+            )
         folder = model.work / f"edgecc-{self.compile_precision}-{'tuned' if self.tuning_logs else 'default'}"
         logs = self.tuning_logs or model.work / "no-tuning-logs"  # a folder with no records: defaults only
         try:
-            result = edgecc.compile(model.name, "host", folder, seq_len=model.seq_len, precision=self.compile_precision,
-                                    measure=False, quiet=True, tuning_logs=(Path(logs),), log=lambda *_: None)
+            result = edgecc.compile(
+                model.name,
+                "host",
+                folder,
+                seq_len=model.seq_len,
+                precision=self.compile_precision,
+                measure=False,
+                quiet=True,
+                tuning_logs=(Path(logs),),
+                log=lambda *_: None,
+            )
         except EdgeccError as exc:
             raise PeerUnavailable(f"edgecc compile failed: {first_line(exc)}") from None
         if result.manifest["files"][REFERENCE_MODEL]["sha256"] != sha256(model.onnx_path):
@@ -141,14 +151,16 @@ class OnnxRuntimePeer(Peer):
         # "bert" covers the BERT family (DistilBERT and MiniLM included); "vit" is the vision
         # transformer's fusion set (LayerNorm, GELU, attention where the pattern matches).
         model_type = "bert" if model.modality == "text" else "vit"
-        optimized = optimize_model(str(model.onnx_path), model_type=model_type, num_heads=model.heads,
-                                   hidden_size=model.hidden)
+        optimized = optimize_model(
+            str(model.onnx_path), model_type=model_type, num_heads=model.heads, hidden_size=model.hidden
+        )
         fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
         if not fused:
             raise PeerUnavailable(f"the transformer optimizer (model_type {model_type}) fuses nothing in this graph")
         attention = "" if any("Attention" in op for op in fused) else "; attention not fused (pattern not matched)"
-        self.notes.append(f"optimizer model_type={model_type} fused " +
-                          ", ".join(f"{op} x{n}" for op, n in fused.items()) + attention)
+        self.notes.append(
+            f"optimizer model_type={model_type} fused " + ", ".join(f"{op} x{n}" for op, n in fused.items()) + attention
+        )
         path = model.work / f"ort-optimized-{model_type}.onnx"
         optimized.save_model_to_file(str(path))
         return path
@@ -157,12 +169,17 @@ class OnnxRuntimePeer(Peer):
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        path = source.with_name(source.stem + "-int8.onnx") if source != model.onnx_path else \
-            model.work / "ort-int8.onnx"
+        path = (
+            source.with_name(source.stem + "-int8.onnx") if source != model.onnx_path else model.work / "ort-int8.onnx"
+        )
         # transformers exports stop with "Unable to find data type for weight_name" without
         # DefaultTensorType (field notes); per-tensor QInt8 weights, u8 activations: the defaults.
-        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            str(source),
+            str(path),
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
         return path
 
     def run(self) -> np.ndarray:
@@ -247,9 +264,18 @@ class IreePeer(Peer):
 
         mlir, vmfb = model.work / "iree.mlir", model.work / "iree.vmfb"
         self._tool(["iree-import-onnx", str(model.onnx_path), "-o", str(mlir)], "iree-import-onnx")
-        self._tool(["iree-compile", str(mlir), "--iree-hal-target-device=local",
-                    "--iree-hal-local-target-device-backends=llvm-cpu", "--iree-llvmcpu-target-cpu=host",
-                    "-o", str(vmfb)], "iree-compile")
+        self._tool(
+            [
+                "iree-compile",
+                str(mlir),
+                "--iree-hal-target-device=local",
+                "--iree-hal-local-target-device-backends=llvm-cpu",
+                "--iree-llvmcpu-target-cpu=host",
+                "-o",
+                str(vmfb),
+            ],
+            "iree-compile",
+        )
         mlir.unlink()  # the weights, as text: larger than the ONNX file
         set_iree_threads(model.threads)
         self.context = rt.SystemContext(config=rt.Config("local-task"))

@@ -34,8 +34,12 @@ def _peers(onnx_path: Path, threads: int, work: Path) -> dict:
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     int8_path = work / "ort-int8.onnx"
-    quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        str(onnx_path),
+        str(int8_path),
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     peers = {}
     for name, path in (("ONNX Runtime FP32", onnx_path), ("ONNX Runtime INT8 (quantize_dynamic)", int8_path)):
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -81,8 +85,16 @@ def bench_model(model: str, seq_len: int, threads: int, rounds: int, seconds: fl
     onnx_path = export_builtin(model, 1, seq_len, progress=lambda *_: None).onnx_path
     runners, sizes = {}, {}
     for precision in precisions:
-        result = edgecc.compile(model, "host", work / precision, seq_len=seq_len, precision=precision,
-                                measure=False, tuning_logs=(str(work / "no-logs"),), log=lambda *_: None)
+        result = edgecc.compile(
+            model,
+            "host",
+            work / precision,
+            seq_len=seq_len,
+            precision=precision,
+            measure=False,
+            tuning_logs=(str(work / "no-logs"),),
+            log=lambda *_: None,
+        )
         artifact = load_artifact(work / precision)
         runners[f"edgecc {precision}"] = artifact.run
         sizes[f"edgecc {precision}"] = result.report["artifact"]["library_bytes"]
@@ -107,32 +119,44 @@ def bench_model(model: str, seq_len: int, threads: int, rounds: int, seconds: fl
 
 
 def render(rows, seq_len: int, threads: int) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
     from tvm.target import codegen
 
     load = os.getloadavg()[0]
-    lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu} (LLVM: "
-             f"{codegen.llvm_get_system_cpu()}), {threads} threads, batch 1, seq {seq_len}, 1-min load {load:.1f} "
-             f"on {os.cpu_count()} CPUs at the end. Interleaved rounds; ratios of medians; min: the fastest run. "
-             "Accuracy: minilm-l6 mean embedding cosine vs PyTorch FP32 on held-out sentences; others output "
-             "cosine vs ONNX Runtime FP32.", "",
-             "| model | runtime | median ms | p10-p90 ms | min ms | runs | vs edgecc fp32 | vs ORT INT8 | accuracy "
-             "| size MB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {cpu} (LLVM: "
+        f"{codegen.llvm_get_system_cpu()}), {threads} threads, batch 1, seq {seq_len}, 1-min load {load:.1f} "
+        f"on {os.cpu_count()} CPUs at the end. Interleaved rounds; ratios of medians; min: the fastest run. "
+        "Accuracy: minilm-l6 mean embedding cosine vs PyTorch FP32 on held-out sentences; others output "
+        "cosine vs ONNX Runtime FP32.",
+        "",
+        "| model | runtime | median ms | p10-p90 ms | min ms | runs | vs edgecc fp32 | vs ORT INT8 | accuracy "
+        "| size MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for model in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == model]
         median = {name: float(np.median(v)) for _, name, v, _, _ in mine}
         fp32 = median.get("edgecc fp32")
         ort_int8 = median.get("ONNX Runtime INT8 (quantize_dynamic)")
         for _, name, values, accuracy, size in mine:
+
             def ratio(ref, mine=median[name]):
                 return f"{mine / ref:.2f}x" if ref else "-"
 
-            lines.append(f"| {model} | {name} | {median[name]:.2f} | {np.percentile(values, 10):.2f}-"
-                         f"{np.percentile(values, 90):.2f} | {values.min():.2f} | {values.size} | {ratio(fp32)} | "
-                         f"{ratio(ort_int8)} | "
-                         f"{accuracy:.4f} | {size / 1e6 if size else float('nan'):.1f} |")
+            lines.append(
+                f"| {model} | {name} | {median[name]:.2f} | {np.percentile(values, 10):.2f}-"
+                f"{np.percentile(values, 90):.2f} | {values.min():.2f} | {values.size} | {ratio(fp32)} | "
+                f"{ratio(ort_int8)} | "
+                f"{accuracy:.4f} | {size / 1e6 if size else float('nan'):.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -25,16 +25,23 @@ def check(model: str, out: Path, min_seconds: float) -> dict:
     started = time.time()
     report = edgecc.compile(model, "host", out / model, min_seconds=min_seconds, log=lambda *_: None).report
     profile = report["profile"]
-    unexplained = [k["name"] for k in profile["kernels"] if k.get("pct_of_roofline", 0) > 100 and not k.get("above_roof")]
-    return {"model": model, "sum_over_end_to_end": round(profile["sum_over_end_to_end"], 3),
-            "rounds_spread": [round(v, 3) for v in profile.get("sum_over_end_to_end_spread", [])],
-            "sum_ms": round(profile["sum_ms"], 3), "end_to_end_ms": round(profile["end_to_end_ms"], 3),
-            "runtime_calls": profile.get("runtime_calls"),
-            "above_roof": {k["name"]: k["above_roof"] for k in profile["kernels"] if k.get("above_roof")},
-            "above_roof_unexplained": unexplained,
-            "latency_ms": round(report["latency"]["edgecc"]["median_ms"], 3),
-            "ratio_vs_onnxruntime": round(report["latency"].get("ratio_vs_onnxruntime", 0), 3),
-            "load_average": report["environment"]["load_average"], "seconds": round(time.time() - started)}
+    unexplained = [
+        k["name"] for k in profile["kernels"] if k.get("pct_of_roofline", 0) > 100 and not k.get("above_roof")
+    ]
+    return {
+        "model": model,
+        "sum_over_end_to_end": round(profile["sum_over_end_to_end"], 3),
+        "rounds_spread": [round(v, 3) for v in profile.get("sum_over_end_to_end_spread", [])],
+        "sum_ms": round(profile["sum_ms"], 3),
+        "end_to_end_ms": round(profile["end_to_end_ms"], 3),
+        "runtime_calls": profile.get("runtime_calls"),
+        "above_roof": {k["name"]: k["above_roof"] for k in profile["kernels"] if k.get("above_roof")},
+        "above_roof_unexplained": unexplained,
+        "latency_ms": round(report["latency"]["edgecc"]["median_ms"], 3),
+        "ratio_vs_onnxruntime": round(report["latency"].get("ratio_vs_onnxruntime", 0), 3),
+        "load_average": report["environment"]["load_average"],
+        "seconds": round(time.time() - started),
+    }
 
 
 def main() -> int:
@@ -53,11 +60,14 @@ def main() -> int:
         ok = 0.90 <= result["sum_over_end_to_end"] <= 1.10 and not result["above_roof_unexplained"]
         failed += not ok
         runtime = result["runtime_calls"] or {}
-        print(f"{model:16s} kernels {result['sum_ms']:9.2f} ms of {result['end_to_end_ms']:9.2f} ms = "
-              f"{100 * result['sum_over_end_to_end']:5.1f}%  runtime's own calls {runtime.get('ms', 0):.2f} ms "
-              f"({runtime.get('calls_per_run', 0)})  above roof {len(result['above_roof'])} "
-              f"(unexplained {len(result['above_roof_unexplained'])})  load {result['load_average'][0]:.1f}"
-              f"{'' if ok else '  <- check'}", file=sys.stderr)
+        print(
+            f"{model:16s} kernels {result['sum_ms']:9.2f} ms of {result['end_to_end_ms']:9.2f} ms = "
+            f"{100 * result['sum_over_end_to_end']:5.1f}%  runtime's own calls {runtime.get('ms', 0):.2f} ms "
+            f"({runtime.get('calls_per_run', 0)})  above roof {len(result['above_roof'])} "
+            f"(unexplained {len(result['above_roof_unexplained'])})  load {result['load_average'][0]:.1f}"
+            f"{'' if ok else '  <- check'}",
+            file=sys.stderr,
+        )
         print(json.dumps(result), flush=True)
     return 1 if failed else 0
 

@@ -58,8 +58,10 @@ def real_text_inputs(folder: Path, seq_len: int) -> dict:
     while len(tokenizer(text)["input_ids"]) < seq_len:
         text += " " + " ".join(sentences)
     encoded = tokenizer(text, truncation=True, max_length=seq_len, padding="max_length", return_tensors="np")
-    return {"input_ids": encoded["input_ids"].astype("int64"),
-            "attention_mask": encoded["attention_mask"].astype("int64")}
+    return {
+        "input_ids": encoded["input_ids"].astype("int64"),
+        "attention_mask": encoded["attention_mask"].astype("int64"),
+    }
 
 
 def bench_length(folder: Path, seq_len: int, sparse: str, rounds: int, seconds: float, work: Path) -> dict:
@@ -80,33 +82,46 @@ def bench_length(folder: Path, seq_len: int, sparse: str, rounds: int, seconds: 
         samples["sparse"] += sample_seconds(lambda: sparse_artifact.run(inputs), seconds, min_runs=1)
     name = dense.outputs[0].name
     dense_out, sparse_out = dense.run(inputs)[name], sparse_artifact.run(inputs)[name]
-    cosine = float(cosine_rows(mean_pool(sparse_out, inputs["attention_mask"]),
-                               mean_pool(dense_out, inputs["attention_mask"]))[0])
+    cosine = float(
+        cosine_rows(mean_pool(sparse_out, inputs["attention_mask"]), mean_pool(dense_out, inputs["attention_mask"]))[0]
+    )
     token_cosine = cosine_rows(sparse_out[0], dense_out[0])
     summary = sparse_result.report["accuracy"].get("sparse_attention_summary", {})
     stats = {k: latency_stats(v) for k, v in samples.items()}
-    return {"seq_len": seq_len, "pattern": sparse, "stats": stats,
-            "speedup": stats["dense"]["median_ms"] / stats["sparse"]["median_ms"],
-            "embedding_cosine": cosine, "token_cosine_mean": float(token_cosine.mean()),
-            "token_cosine_worst": float(token_cosine.min()),
-            "flops_dense": summary.get("attention_flops_dense"), "flops_sparse": summary.get("attention_flops_sparse"),
-            "compile_s": sparse_result.report["compile"]["total_seconds"]}
+    return {
+        "seq_len": seq_len,
+        "pattern": sparse,
+        "stats": stats,
+        "speedup": stats["dense"]["median_ms"] / stats["sparse"]["median_ms"],
+        "embedding_cosine": cosine,
+        "token_cosine_mean": float(token_cosine.mean()),
+        "token_cosine_worst": float(token_cosine.min()),
+        "flops_dense": summary.get("attention_flops_dense"),
+        "flops_sparse": summary.get("attention_flops_sparse"),
+        "compile_s": sparse_result.report["compile"]["total_seconds"],
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.processor() or platform.machine()}, "
-             f"batch 1, FP32, all-MiniLM-L6-v2 (real weights, positions tiled), real text filling the sequence. "
-             f"Speedup = dense median / sparse median, interleaved rounds; cosines of the sparse output "
-             f"against the dense one.", "",
-             "| seq | pattern | attention GFLOP dense -> sparse | dense ms (p10-p90) | sparse ms (p10-p90) | speedup | "
-             "embedding cosine | token cosine mean / worst |", "|---:|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.processor() or platform.machine()}, "
+        f"batch 1, FP32, all-MiniLM-L6-v2 (real weights, positions tiled), real text filling the sequence. "
+        f"Speedup = dense median / sparse median, interleaved rounds; cosines of the sparse output "
+        f"against the dense one.",
+        "",
+        "| seq | pattern | attention GFLOP dense -> sparse | dense ms (p10-p90) | sparse ms (p10-p90) | speedup | "
+        "embedding cosine | token cosine mean / worst |",
+        "|---:|---|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         d, s = r["stats"]["dense"], r["stats"]["sparse"]
-        flops = (f"{r['flops_dense'] / 1e9:.2f} -> {r['flops_sparse'] / 1e9:.2f}" if r["flops_dense"] else "n/a")
-        lines.append(f"| {r['seq_len']} | `{r['pattern']}` | {flops} | "
-                     f"{d['median_ms']:.1f} ({d['p10_ms']:.1f}-{d['p90_ms']:.1f}) | "
-                     f"{s['median_ms']:.1f} ({s['p10_ms']:.1f}-{s['p90_ms']:.1f}) | {r['speedup']:.2f}x | "
-                     f"{r['embedding_cosine']:.4f} | {r['token_cosine_mean']:.4f} / {r['token_cosine_worst']:.4f} |")
+        flops = f"{r['flops_dense'] / 1e9:.2f} -> {r['flops_sparse'] / 1e9:.2f}" if r["flops_dense"] else "n/a"
+        lines.append(
+            f"| {r['seq_len']} | `{r['pattern']}` | {flops} | "
+            f"{d['median_ms']:.1f} ({d['p10_ms']:.1f}-{d['p90_ms']:.1f}) | "
+            f"{s['median_ms']:.1f} ({s['p10_ms']:.1f}-{s['p90_ms']:.1f}) | {r['speedup']:.2f}x | "
+            f"{r['embedding_cosine']:.4f} | {r['token_cosine_mean']:.4f} / {r['token_cosine_worst']:.4f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

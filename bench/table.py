@@ -63,8 +63,10 @@ def with_ratios(rows: list[Row]) -> list[Row]:
         if row.ranked:
             key = (row.model, row.precision)
             fastest[key] = min(fastest.get(key, float("inf")), row.stats["median_ms"])
-    return [replace(row, ratio=row.stats["median_ms"] / fastest[(row.model, row.precision)]) if row.ranked else row
-            for row in rows]
+    return [
+        replace(row, ratio=row.stats["median_ms"] / fastest[(row.model, row.precision)]) if row.ranked else row
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,9 @@ def machine_from_cpuinfo(cpuinfo: str, llvm_cpu: str) -> Machine:
     flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
     present = set(flags.group(1).split()) if flags else set()
     cores = len(re.findall(r"^processor\s*:", cpuinfo, re.M))
-    return Machine(model.group(1).strip() if model else "unknown CPU", llvm_cpu,
-                   tuple(f for f in CPU_FLAGS if f in present), cores)
+    return Machine(
+        model.group(1).strip() if model else "unknown CPU", llvm_cpu, tuple(f for f in CPU_FLAGS if f in present), cores
+    )
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,10 @@ def busy_seconds(proc_stat: str, ticks_per_s: float) -> float:
 def cpu_snapshot() -> CpuSnapshot:
     with open("/proc/stat") as handle:
         busy = busy_seconds(handle.read(), os.sysconf("SC_CLK_TCK"))
-    own = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
-              for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    own = sum(
+        resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     return CpuSnapshot(time.monotonic(), busy, own)
 
 
@@ -113,42 +118,60 @@ def others_cpu_share(start: CpuSnapshot, end: CpuSnapshot, cores: int) -> float:
     return min(1.0, max(0.0, others / (wall * max(cores, 1))))
 
 
-def header(machine: Machine, *, threads: int, batch: int, seq_len: int, when: str, versions: dict[str, str],
-           others_cpu: float | None = None) -> str:
+def header(
+    machine: Machine,
+    *,
+    threads: int,
+    batch: int,
+    seq_len: int,
+    when: str,
+    versions: dict[str, str],
+    others_cpu: float | None = None,
+) -> str:
     flags = ", ".join(machine.flags) or "none of " + ", ".join(CPU_FLAGS)
-    lines = [f"Measured {when} on **{machine.cpu}** (LLVM `{machine.llvm_cpu}`; {flags}; "
-             f"{machine.cores} logical CPUs), "
-             f"{threads} threads for every runtime, batch {batch}, seq len {seq_len} (text models; images at "
-             f"their native size)."]
+    lines = [
+        f"Measured {when} on **{machine.cpu}** (LLVM `{machine.llvm_cpu}`; {flags}; "
+        f"{machine.cores} logical CPUs), "
+        f"{threads} threads for every runtime, batch {batch}, seq len {seq_len} (text models; images at "
+        f"their native size)."
+    ]
     if others_cpu is not None:
         lines.append(f"Other processes kept {others_cpu:.0%} of the CPUs busy during the run.")
     lines.append("Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()) + ".")
-    lines.append("Interleaved rounds (every runtime once per round, order rotated); ratio = median / fastest "
-                 "median at the same precision (1.00x: the fastest); error = max |out - ONNX Runtime| / "
-                 "max |ONNX Runtime| and cos = cosine with ONNX Runtime's output, on the same inputs. Flagged and "
-                 f"not ranked: an FP32 runtime with error above {MAX_REL_FP32:g}, a reduced-precision one with "
-                 f"cos below {MIN_COSINE_REDUCED:g}.")
+    lines.append(
+        "Interleaved rounds (every runtime once per round, order rotated); ratio = median / fastest "
+        "median at the same precision (1.00x: the fastest); error = max |out - ONNX Runtime| / "
+        "max |ONNX Runtime| and cos = cosine with ONNX Runtime's output, on the same inputs. Flagged and "
+        f"not ranked: an FP32 runtime with error above {MAX_REL_FP32:g}, a reduced-precision one with "
+        f"cos below {MIN_COSINE_REDUCED:g}."
+    )
     return "\n".join(lines)
 
 
 def render(rows: list[Row]) -> str:
-    lines = ["| model | runtime | precision | median ms | p10-p90 ms | CV | runs | vs fastest | error | cos "
-             "| build s |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | runtime | precision | median ms | p10-p90 ms | CV | runs | vs fastest | error | cos | build s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in with_ratios(rows):
         build = f"{row.build_s:.1f}" if row.build_s is not None else ""
         error = f"{row.error:.1e}" if row.error is not None else ""
         cosine = f"{row.cosine:.5f}" if row.cosine is not None else ""
         if row.stats is None:
-            lines.append(f"| {row.model} | {row.runtime} | {row.precision} | — | — | — | — | "
-                         f"not run: {row.reason} | | | {build} |")
+            lines.append(
+                f"| {row.model} | {row.runtime} | {row.precision} | — | — | — | — | "
+                f"not run: {row.reason} | | | {build} |"
+            )
             continue
         s = row.stats
         ratio = f"**{row.ratio:.2f}x**" if row.ratio == 1.0 else (f"{row.ratio:.2f}x" if row.ratio else "")
         if row.wrong:
             ratio = "not ranked: wrong output" + (f" ({row.reason})" if row.reason else "")
-        lines.append(f"| {row.model} | {row.runtime} | {row.precision} | {s['median_ms']:.2f} | "
-                     f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f} | {s['cv']:.2f} | {s['runs']} | {ratio} | {error} | "
-                     f"{cosine} | {build} |")
+        lines.append(
+            f"| {row.model} | {row.runtime} | {row.precision} | {s['median_ms']:.2f} | "
+            f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f} | {s['cv']:.2f} | {s['runs']} | {ratio} | {error} | "
+            f"{cosine} | {build} |"
+        )
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """edgecc: compile transformer models for edge devices with Apache TVM Relax.
 
-    import edgecc
-    result = edgecc.compile("tinybert-4", target="host")
-    outputs = edgecc.run(result.artifact_dir, inputs)
+import edgecc
+result = edgecc.compile("tinybert-4", target="host")
+outputs = edgecc.run(result.artifact_dir, inputs)
 """
 
 from __future__ import annotations

@@ -21,15 +21,33 @@ def compile(model: str, target: str = "host", output=None, *, preset: str = "def
     return run_pipeline(str(model), opts, log=log)
 
 
-def tune(model: str, target: str = "host", output=None, *, trials: int = 64, budget_seconds: float | None = None,
-         tuning_logs="tuning_logs", log=print, **options):
+def tune(
+    model: str,
+    target: str = "host",
+    output=None,
+    *,
+    trials: int = 64,
+    budget_seconds: float | None = None,
+    tuning_logs="tuning_logs",
+    log=print,
+    **options,
+):
     """Tune `model`'s kernels for `target` (records go to TUNING_LOGS/<target name>/, a rerun resumes
     from them), then compile with the result. `output` defaults to out/<model>-<target>-tuned."""
     from edgecc.pipeline import default_output
 
     output = Path(output) if output is not None else Path(f"{default_output(model, target)}-tuned")
-    return compile(model, target, output, log=log, tune=True, trials=trials, budget_seconds=budget_seconds,
-                   tuning_logs=(Path(tuning_logs),), **options)
+    return compile(
+        model,
+        target,
+        output,
+        log=log,
+        tune=True,
+        trials=trials,
+        budget_seconds=budget_seconds,
+        tuning_logs=(Path(tuning_logs),),
+        **options,
+    )
 
 
 def run(artifact_dir, inputs: dict | None = None, *, rpc=None, tracker=None, key=None, timeout: float = 120.0) -> dict:
@@ -45,16 +63,36 @@ def run(artifact_dir, inputs: dict | None = None, *, rpc=None, tracker=None, key
         artifact.close()
 
 
-def bench(artifact_dir, *, inputs: dict | None = None, min_seconds: float = 2.0, rpc=None, tracker=None,
-          key=None, timeout: float = 120.0, compare_onnxruntime: bool = True, seq_len: int | None = None,
-          batch: int | None = None) -> dict:
+def bench(
+    artifact_dir,
+    *,
+    inputs: dict | None = None,
+    min_seconds: float = 2.0,
+    rpc=None,
+    tracker=None,
+    key=None,
+    timeout: float = 120.0,
+    compare_onnxruntime: bool = True,
+    seq_len: int | None = None,
+    batch: int | None = None,
+) -> dict:
     """Re-measure an artifact's latency; ONNX Runtime on the same inputs beside it when run locally.
     Without `inputs`: random inputs at the artifact's shape, or at `seq_len` / `batch` (any size up to
     the maximum of an artifact compiled with --max-seq-len / --max-batch)."""
     from edgecc.measure.bench import bench_artifact
 
-    return bench_artifact(artifact_dir, inputs=inputs, min_seconds=min_seconds, rpc=rpc, tracker=tracker, key=key,
-                          timeout=timeout, compare_onnxruntime=compare_onnxruntime, seq_len=seq_len, batch=batch)
+    return bench_artifact(
+        artifact_dir,
+        inputs=inputs,
+        min_seconds=min_seconds,
+        rpc=rpc,
+        tracker=tracker,
+        key=key,
+        timeout=timeout,
+        compare_onnxruntime=compare_onnxruntime,
+        seq_len=seq_len,
+        batch=batch,
+    )
 
 
 def compare(artifact_a, artifact_b, *, remeasure: bool = True, seconds: float = 2.0):

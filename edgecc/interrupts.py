@@ -64,4 +64,3 @@ def stop_message(exc: KeyboardInterrupt) -> tuple[str, int]:
     if isinstance(exc, Stopped):
         return f"{exc} (anything half-written was removed)", exc.exit_code
     return "interrupted (anything half-written was removed)", 128 + signal.SIGINT
-

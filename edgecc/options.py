@@ -99,13 +99,18 @@ def _validate(opts: CompileOptions) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise EdgeccError(f"--{name.replace('_', '-')} must be a whole number >= 1, not {value!r}")
     if opts.batch * opts.seq_len > MAX_ELEMENTS:  # TVM indexes tensors with 32-bit integers by default
-        raise EdgeccError(f"--batch {opts.batch} x --seq-len {opts.seq_len} is too large "
-                          f"(at most {MAX_ELEMENTS} tokens per call)")
+        raise EdgeccError(
+            f"--batch {opts.batch} x --seq-len {opts.seq_len} is too large (at most {MAX_ELEMENTS} tokens per call)"
+        )
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed < 2**63:
         raise EdgeccError(f"--seed must be a whole number >= 0, not {opts.seed!r}")
-    for name, lowest, optional in (("tolerance", 0.0, True), ("max_accuracy_drop", 0.0, True),
-                                   ("min_seconds", 0.0, False), ("rpc_timeout", 1e-3, False),
-                                   ("budget_seconds", 1e-3, True)):
+    for name, lowest, optional in (
+        ("tolerance", 0.0, True),
+        ("max_accuracy_drop", 0.0, True),
+        ("min_seconds", 0.0, False),
+        ("rpc_timeout", 1e-3, False),
+        ("budget_seconds", 1e-3, True),
+    ):
         value = getattr(opts, name)
         if value is None and optional:
             continue

@@ -66,8 +66,10 @@ def import_model(ctx: CompileContext):
     ctx.weights_bytes = initializer_bytes(ctx.imported.onnx_model)
     ctx.relax_module = ctx.imported.relax_module
     if not ctx.imported.simplified:
-        ctx.log(f"      graph simplification (onnxslim) failed ({ctx.imported.simplify_error}); "
-                "imported the unsimplified graph")
+        ctx.log(
+            f"      graph simplification (onnxslim) failed ({ctx.imported.simplify_error}); "
+            "imported the unsimplified graph"
+        )
     return ctx.imported
 
 
@@ -123,8 +125,10 @@ def schedule(ctx: CompileContext):
     for kernel, reasons in ctx.schedules.failures.items():
         ctx.log(f"      schedule rule failed on {kernel}: {'; '.join(reasons)}")
     if ctx.schedules.fallbacks:
-        ctx.log(f"      {len(ctx.schedules.fallbacks)} kernel(s) only got the generic fallback schedule: "
-                f"{', '.join(ctx.schedules.fallbacks)}")
+        ctx.log(
+            f"      {len(ctx.schedules.fallbacks)} kernel(s) only got the generic fallback schedule: "
+            f"{', '.join(ctx.schedules.fallbacks)}"
+        )
     _dump_module(ctx, "scheduled", mod)
     return mod
 
@@ -148,11 +152,18 @@ def package(ctx: CompileContext):
 
     ctx.packaged = ctx.backend.package(ctx.built, ctx.target, ctx.stage_dir)
     shutil.copyfile(ctx.source.onnx_path, ctx.stage_dir / REFERENCE_MODEL)
-    ctx.manifest = write_manifest(ctx.stage_dir, model_name=ctx.source.name, target=ctx.target,
-                                  packaged=ctx.packaged, inputs=ctx.imported.inputs,
-                                  outputs=ctx.imported.outputs, backend=ctx.backend,
-                                  precision=ctx.options.precision, index_bounds=ctx.imported.index_bounds,
-                                  buckets=ctx.buckets.manifest_entry() if ctx.buckets is not None else None)
+    ctx.manifest = write_manifest(
+        ctx.stage_dir,
+        model_name=ctx.source.name,
+        target=ctx.target,
+        packaged=ctx.packaged,
+        inputs=ctx.imported.inputs,
+        outputs=ctx.imported.outputs,
+        backend=ctx.backend,
+        precision=ctx.options.precision,
+        index_bounds=ctx.imported.index_bounds,
+        buckets=ctx.buckets.manifest_entry() if ctx.buckets is not None else None,
+    )
     return ctx.packaged
 
 
@@ -171,16 +182,24 @@ def verify(ctx: CompileContext):
 
     opts = ctx.options
     specs = ctx.imported.inputs
-    ctx.sample_inputs = (load_inputs_file(opts.sample_inputs, specs) if opts.sample_inputs
-                         else sample_inputs(specs, ctx.imported.index_bounds, seed=opts.seed))
+    ctx.sample_inputs = (
+        load_inputs_file(opts.sample_inputs, specs)
+        if opts.sample_inputs
+        else sample_inputs(specs, ctx.imported.index_bounds, seed=opts.seed)
+    )
     if not (opts.verify or opts.measure) or not _can_run(ctx):
-        reason = ("disabled" if not (opts.verify or opts.measure) else
-                  f"target '{ctx.target.name}' cannot run on this machine and no --rpc/--tracker board was given"
-                  if ctx.packaged.loadable else "; ".join(ctx.packaged.missing) or "artifact is not loadable here")
+        reason = (
+            "disabled"
+            if not (opts.verify or opts.measure)
+            else f"target '{ctx.target.name}' cannot run on this machine and no --rpc/--tracker board was given"
+            if ctx.packaged.loadable
+            else "; ".join(ctx.packaged.missing) or "artifact is not loadable here"
+        )
         ctx.verification = {"status": "skipped", "reason": reason}
         return ctx.verification
-    ctx.artifact = load_artifact(ctx.stage_dir, rpc=opts.rpc, tracker=opts.tracker, key=opts.key,
-                                 timeout=opts.rpc_timeout)
+    ctx.artifact = load_artifact(
+        ctx.stage_dir, rpc=opts.rpc, tracker=opts.tracker, key=opts.key, timeout=opts.rpc_timeout
+    )
     if not opts.verify:
         ctx.verification = {"status": "skipped", "reason": "disabled with --no-verify"}
         return ctx.verification
@@ -191,16 +210,25 @@ def verify(ctx: CompileContext):
         ctx.reference_outputs = dict(zip(names, session.run(names, ctx.sample_inputs)))
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types; the reference failing is one line
         text = str(exc).strip().splitlines()
-        raise VerificationError(f"ONNX Runtime (the reference) cannot run {ctx.source.onnx_path}, so the artifact "
-                                f"cannot be verified: {(text[0] if text else type(exc).__name__)[:300]} "
-                                "(--no-verify compiles without the check)") from None
+        raise VerificationError(
+            f"ONNX Runtime (the reference) cannot run {ctx.source.onnx_path}, so the artifact "
+            f"cannot be verified: {(text[0] if text else type(exc).__name__)[:300]} "
+            "(--no-verify compiles without the check)"
+        ) from None
     rows = output_errors(actual, ctx.reference_outputs)
     tolerance = opts.resolved_tolerance(model_float_dtype(ctx.imported.outputs))
     status, reason = verdict(rows, tolerance)
-    ctx.verification = {"status": status, "reason": reason, "reference": f"onnxruntime {onnxruntime.__version__}",
-                        "tolerance": tolerance, "where": ctx.artifact.where,
-                        "inputs": "from " + str(opts.sample_inputs) if opts.sample_inputs else
-                        f"random in valid ranges (seed {opts.seed})", "outputs": rows}
+    ctx.verification = {
+        "status": status,
+        "reason": reason,
+        "reference": f"onnxruntime {onnxruntime.__version__}",
+        "tolerance": tolerance,
+        "where": ctx.artifact.where,
+        "inputs": "from " + str(opts.sample_inputs)
+        if opts.sample_inputs
+        else f"random in valid ranges (seed {opts.seed})",
+        "outputs": rows,
+    }
     if status == "failed":
         raise VerificationError(f"verification failed for {ctx.source.name} on {ctx.target.name}: {reason}")
     return ctx.verification
@@ -217,15 +245,27 @@ def measure(ctx: CompileContext):
         ctx.latency = {}
         return ctx.latency
     opts, artifact = ctx.options, ctx.artifact
-    ctx.latency = measure_latency(artifact, ctx.source.onnx_path, ctx.sample_inputs, opts.min_seconds,
-                                  ort_threads=ctx.target.board.cores, log=ctx.log)
+    ctx.latency = measure_latency(
+        artifact,
+        ctx.source.onnx_path,
+        ctx.sample_inputs,
+        opts.min_seconds,
+        ort_threads=ctx.target.board.cores,
+        log=ctx.log,
+    )
     ctx.environment = environment() if artifact.session is None else None
-    ctx.energy = measure_energy(artifact, ctx.sample_inputs, ctx.target, ctx.latency["edgecc"]["median_ms"] / 1e3,
-                                ctx.log)
+    ctx.energy = measure_energy(
+        artifact, ctx.sample_inputs, ctx.target, ctx.latency["edgecc"]["median_ms"] / 1e3, ctx.log
+    )
     profiled = ctx.buckets.profiled if ctx.buckets is not None else ctx.scheduled  # the largest bucket's kernels
-    ctx.profile = profile_artifact(profiled, artifact, ctx.stage_dir / ctx.manifest["library"],
-                                   ctx.sample_inputs, machine_from_board(ctx.target.board),
-                                   progress=None if opts.quiet else ctx.log)
+    ctx.profile = profile_artifact(
+        profiled,
+        artifact,
+        ctx.stage_dir / ctx.manifest["library"],
+        ctx.sample_inputs,
+        machine_from_board(ctx.target.board),
+        progress=None if opts.quiet else ctx.log,
+    )
     return ctx.latency
 
 
@@ -350,8 +390,12 @@ def _unexpected(step: str, ctx: CompileContext, exc: Exception) -> EdgeccError:
         import traceback
 
         frames = traceback.extract_tb(exc.__traceback__)
-        detail = (f"assertion in {'/'.join(Path(frames[-1].filename).parts[-3:])}:{frames[-1].lineno} "
-                  f"({frames[-1].name})" if frames else type(exc).__name__)
+        detail = (
+            f"assertion in {'/'.join(Path(frames[-1].filename).parts[-3:])}:{frames[-1].lineno} ({frames[-1].name})"
+            if frames
+            else type(exc).__name__
+        )
     cls = ModelError if step in ("import", "graph passes", "lower") else EdgeccError
-    return cls(f"{step} failed for '{ctx.model}' on target '{ctx.options.target}': {type(exc).__name__}: "
-               f"{detail[:400]}")
+    return cls(
+        f"{step} failed for '{ctx.model}' on target '{ctx.options.target}': {type(exc).__name__}: {detail[:400]}"
+    )

@@ -1,6 +1,6 @@
 """Print every import cycle between edgecc modules (module-level and deferred imports alike); exit 1 if any.
 
-    python scripts/import_cycles.py
+python scripts/import_cycles.py
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                found.append(stack[stack.index(nxt):] + [nxt])
+                found.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -52,8 +52,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def main() -> int:
     files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     # a package's __init__ re-exporting its own modules is not a cycle worth reporting
-    graph = {m: {d for d in imports(p, set(files)) if d != m and not m.startswith(d + ".")}
-             for m, p in files.items()}
+    graph = {m: {d for d in imports(p, set(files)) if d != m and not m.startswith(d + ".")} for m, p in files.items()}
     found = cycles(graph)
     for cycle in found:
         print(" -> ".join(cycle))

@@ -21,5 +21,7 @@ def pytest_runtest_setup(item):
     for mark in item.iter_markers("toolchain"):
         missing = [tool for tool in mark.args if find_tool(tool) is None]
         if missing:
-            pytest.skip(f"needs {', '.join(missing)} on PATH (scripts/setup.sh installs the cross gcc and QEMU; "
-                        "nvcc comes with the CUDA toolkit)")
+            pytest.skip(
+                f"needs {', '.join(missing)} on PATH (scripts/setup.sh installs the cross gcc and QEMU; "
+                "nvcc comes with the CUDA toolkit)"
+            )

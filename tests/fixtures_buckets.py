@@ -29,7 +29,7 @@ def tokens(length: int, batch: int = 1, seed: int = 5, padded: int = 2) -> dict:
     """Random ids in the vocabulary; the last `padded` positions masked, as a tokenizer pads."""
     rng = np.random.default_rng(seed)
     mask = np.ones((batch, length), dtype=np.int64)
-    mask[:, length - min(padded, length - 1):] = 0
+    mask[:, length - min(padded, length - 1) :] = 0
     return {"input_ids": rng.integers(0, VOCAB, (batch, length)).astype(np.int64), "attention_mask": mask}
 
 
@@ -40,13 +40,25 @@ def batch_cnn_onnx(tmp_path_factory) -> Path:
 
     torch.manual_seed(3)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(128, 10)).eval()
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(128, 10),
+    ).eval()
     with torch.no_grad():
         model[1].running_mean.uniform_(-0.5, 0.5)
         model[1].running_var.uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("models") / "batch_cnn.onnx"
-    torch.onnx.export(model, (torch.randn(2, 3, 16, 16),), str(path), input_names=["pixel_values"],
-                      output_names=["logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.randn(2, 3, 16, 16),),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["logits"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+    )
     return path

@@ -26,7 +26,10 @@ def host_bundle(held_out_bert_onnx, tmp_path_factory):
 
 
 def require_cross_tools():
-    for tool, package in (("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu"), ("qemu-aarch64-static", "qemu-user-static")):
+    for tool, package in (
+        ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu"),
+        ("qemu-aarch64-static", "qemu-user-static"),
+    ):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install {package})")
 

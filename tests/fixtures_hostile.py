@@ -74,8 +74,15 @@ def invoke(*args, cwd: Path | None = None):
 def edgecc_process(*args, cwd: Path, **popen) -> subprocess.Popen:
     """The real program (`python -m edgecc`, as the console script runs it) in a child process."""
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.Popen([sys.executable, "-m", "edgecc", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgecc", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 @pytest.fixture(scope="session")

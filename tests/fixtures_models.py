@@ -22,10 +22,16 @@ def export_text_model(module, path: Path, batch: int, seq_len: int, vocab: int) 
     wrapper = Wrapper(module).eval()
     ids = torch.randint(0, vocab, (batch, seq_len))
     mask = torch.ones(batch, seq_len, dtype=torch.int64)
-    torch.onnx.export(wrapper, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-                      output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                      dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                    "attention_mask": {0: "batch", 1: "sequence"}})
+    torch.onnx.export(
+        wrapper,
+        (ids, mask),
+        str(path),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
+    )
     return path
 
 
@@ -36,8 +42,15 @@ def held_out_bert_onnx(tmp_path_factory) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(1)
-    config = BertConfig(hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=100,
-                        vocab_size=777, max_position_embeddings=64, type_vocab_size=2)
+    config = BertConfig(
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=3,
+        intermediate_size=100,
+        vocab_size=777,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+    )
     model = BertModel(config, add_pooling_layer=False).eval()
     return export_text_model(model, tmp_path_factory.mktemp("models") / "held_out_bert.onnx", 1, 24, 777)
 
@@ -48,8 +61,7 @@ def held_out_distilbert_onnx(tmp_path_factory) -> Path:
     from transformers import DistilBertConfig, DistilBertModel
 
     torch.manual_seed(2)
-    config = DistilBertConfig(dim=40, n_layers=2, n_heads=5, hidden_dim=72, vocab_size=501,
-                              max_position_embeddings=64)
+    config = DistilBertConfig(dim=40, n_layers=2, n_heads=5, hidden_dim=72, vocab_size=501, max_position_embeddings=64)
     model = DistilBertModel(config).eval()
     return export_text_model(model, tmp_path_factory.mktemp("models") / "held_out_distilbert.onnx", 1, 20, 501)
 

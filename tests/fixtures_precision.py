@@ -60,7 +60,7 @@ def sparse_reference(q, kt, v, bias, block, neighbours, global_tokens):
     keep = np.zeros((seq, seq), dtype=bool)
     for i in range(seq):
         start = (i // block) * block - neighbours * block
-        keep[i, max(0, start):min(seq, start + (2 * neighbours + 1) * block)] = True
+        keep[i, max(0, start) : min(seq, start + (2 * neighbours + 1) * block)] = True
     keep[:, :global_tokens] = True
     keep[:global_tokens, :] = True
     scores = q @ kt + bias
@@ -108,8 +108,11 @@ def fp16_dense_kernel(m, k, n):
     w = te.placeholder((k, n), "float16", name="w")
     bias = te.placeholder((n,), "float32", name="bias")
     r = te.reduce_axis((0, k), name="r")
-    acc = te.compute((1, m, n), lambda b, i, j: te.sum(a[b, i, r].astype("float32") * w[r, j].astype("float32"),
-                                                       axis=r), name="matmul")
+    acc = te.compute(
+        (1, m, n),
+        lambda b, i, j: te.sum(a[b, i, r].astype("float32") * w[r, j].astype("float32"), axis=r),
+        name="matmul",
+    )
     out = te.compute((1, m, n), lambda b, i, j: acc[b, i, j] + bias[j], name="add")
     return te.create_prim_func([a, w, bias, out])
 
@@ -121,8 +124,9 @@ def schedule_fp16(func, target):
     from edgecc.schedules.matmul_fp16 import Fp16MatmulRule
     from edgecc.schedules.weight_packing import PACKED_ATTR
 
-    scheduled = schedule_kernel(func, "main", vector_lanes(target), target, frozenset({1}), rules=(Fp16MatmulRule(),),
-                                packed_attr=PACKED_ATTR)
+    scheduled = schedule_kernel(
+        func, "main", vector_lanes(target), target, frozenset({1}), rules=(Fp16MatmulRule(),), packed_attr=PACKED_ATTR
+    )
     return scheduled if schedule_source(scheduled) == f"rule:{Fp16MatmulRule.name}" else None
 
 
@@ -134,7 +138,8 @@ def blocked_fp16_reference(a16, w16, bias, k_block):
     for start in range(0, a16.shape[1], k_block):
         acc = np.zeros((m, n), np.float16)
         for k in range(start, start + k_block):
-            acc = (acc.astype(np.float64) + a16[:, k:k + 1].astype(np.float64) * w16[k].astype(np.float64)
-                   ).astype(np.float16)
+            acc = (acc.astype(np.float64) + a16[:, k : k + 1].astype(np.float64) * w16[k].astype(np.float64)).astype(
+                np.float16
+            )
         total = total + acc.astype(np.float32)
     return total + bias

@@ -16,10 +16,15 @@ def dense_onnx(tmp_path_factory) -> Path:
     weight = numpy_helper.from_array(rng.standard_normal((64, 48)).astype(np.float32), "W")
     bias = numpy_helper.from_array(rng.standard_normal((48,)).astype(np.float32), "b")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"], name="dense"),
-         helper.make_node("Add", ["xw", "b"], ["y"], name="bias")],
-        "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [32, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 48])], initializer=[weight, bias])
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"], name="dense"),
+            helper.make_node("Add", ["xw", "b"], ["y"], name="bias"),
+        ],
+        "dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [32, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 48])],
+        initializer=[weight, bias],
+    )
     path = tmp_path_factory.mktemp("tuning") / "dense.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
@@ -31,8 +36,16 @@ def tuned_dense(dense_onnx, tmp_path_factory):
     import edgecc
 
     logs = tmp_path_factory.mktemp("tuning_logs")
-    result = edgecc.compile(dense_onnx, "host", logs.parent / "tuned-dense", tune=True, trials=16,
-                            tuning_logs=(logs,), min_seconds=0.2, log=lambda *_: None)
+    result = edgecc.compile(
+        dense_onnx,
+        "host",
+        logs.parent / "tuned-dense",
+        tune=True,
+        trials=16,
+        tuning_logs=(logs,),
+        min_seconds=0.2,
+        log=lambda *_: None,
+    )
     return result, logs
 
 
@@ -50,9 +63,15 @@ def lowered_matmul():
             y = builder.emit(relax.op.matmul(x, weight))
             out = builder.emit_output(relax.op.nn.relu(y))
         builder.emit_func_output(out)
-    passes = tvm.transform.Sequential([relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                                       relax.transform.FoldConstant(), relax.transform.FuseOps(),
-                                       relax.transform.FuseTIR()])
+    passes = tvm.transform.Sequential(
+        [
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
     return passes(builder.get())
 
 
@@ -102,17 +121,46 @@ def rpc_tracker_with_board():
     from edgecc.remote.session import tracker_free_count
 
     tracker_port, server_port = _free_port(), _free_port()
-    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                                "--port", str(tracker_port), "--port-end", str(tracker_port + 1)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    tracker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tvm.exec.rpc_tracker",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(tracker_port),
+            "--port-end",
+            str(tracker_port + 1),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     server = None
     try:
         _wait_listening(tracker_port, tracker)
         tracker_address = f"127.0.0.1:{tracker_port}"
-        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
-                                   "--port", str(server_port), "--port-end", str(server_port + 1),
-                                   "--tracker", tracker_address, "--key", "x86-test"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tvm.exec.rpc_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(server_port),
+                "--port-end",
+                str(server_port + 1),
+                "--tracker",
+                tracker_address,
+                "--key",
+                "x86-test",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.time() + 60
         while tracker_free_count(tracker_address, "x86-test") < 1:
             if time.time() > deadline or server.poll() is not None:
@@ -132,9 +180,22 @@ def rpc_board():
     import sys
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
-                               "--port", str(port), "--port-end", str(port + 1)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tvm.exec.rpc_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_listening(port, server)
         yield f"127.0.0.1:{port}"

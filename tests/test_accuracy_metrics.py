@@ -49,12 +49,15 @@ def test_real_minilm_reference_agrees_with_itself_and_flags_noise():
             with torch.no_grad():
                 out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state.numpy()
             return {"last_hidden_state": out + noise * np.random.default_rng(1).standard_normal(out.shape)}
+
         return run
 
     names = ["input_ids", "attention_mask"]
-    exact = sentence_embedding_accuracy(torch_runner(0.0), folder, names, batch=1, seq_len=32,
-                                        sentences=evaluation_sentences()[:6])
+    exact = sentence_embedding_accuracy(
+        torch_runner(0.0), folder, names, batch=1, seq_len=32, sentences=evaluation_sentences()[:6]
+    )
     assert exact["mean_cosine"] > 0.99999 and exact["spearman_pair_similarity"] > 0.999
-    noisy = sentence_embedding_accuracy(torch_runner(0.5), folder, names, batch=1, seq_len=32,
-                                        sentences=evaluation_sentences()[:6])
+    noisy = sentence_embedding_accuracy(
+        torch_runner(0.5), folder, names, batch=1, seq_len=32, sentences=evaluation_sentences()[:6]
+    )
     assert noisy["mean_cosine"] < exact["mean_cosine"] and noisy["accuracy_drop"] > 1e-3

@@ -77,9 +77,10 @@ def test_hexagon_artifact_is_a_hexagon_elf_that_says_what_is_missing(tiny_relax_
     assert packaged.contents["cpu"] == "hexagonv73"
 
 
-@pytest.mark.parametrize("name, package", [("jetson-orin-nano", "g++-aarch64-linux-gnu"),
-                                           ("apple-m2-metal", "lld"),
-                                           ("snapdragon-8-gen-2-hexagon", "lld")])
+@pytest.mark.parametrize(
+    "name, package",
+    [("jetson-orin-nano", "g++-aarch64-linux-gnu"), ("apple-m2-metal", "lld"), ("snapdragon-8-gen-2-hexagon", "lld")],
+)
 def test_a_missing_toolchain_names_the_package_to_install(name, package, tiny_relax_module, tmp_path):
     target = load_target(name)
     absent = replace(target, toolchain=Toolchain("edgecc-no-such-linker", target.toolchain.package))

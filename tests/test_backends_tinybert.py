@@ -17,8 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def _compile(target, tmp_path):
-    result = edgecc.compile("tinybert-4", target=target, output=str(tmp_path / target), verify=False,
-                            measure=False)
+    result = edgecc.compile("tinybert-4", target=target, output=str(tmp_path / target), verify=False, measure=False)
     folder = result.artifact_dir
     manifest = json.loads((folder / "manifest.json").read_text())
     return folder, manifest

@@ -88,8 +88,15 @@ def test_cpu_header_names_the_cpu_its_llvm_name_and_the_flags_that_matter():
     machine = machine_from_cpuinfo(CPUINFO, "znver5")
     assert machine.cpu == "AMD EPYC 9B45" and machine.cores == 2
     assert machine.flags == ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")  # no AMX here
-    text = header(machine, threads=2, batch=1, seq_len=128, when="2026-12-01 21:00 UTC",
-                  versions={"ONNX Runtime": "1.32.0"}, others_cpu=0.25)
+    text = header(
+        machine,
+        threads=2,
+        batch=1,
+        seq_len=128,
+        when="2026-12-01 21:00 UTC",
+        versions={"ONNX Runtime": "1.32.0"},
+        others_cpu=0.25,
+    )
     first = text.splitlines()[0]
     for part in ("AMD EPYC 9B45", "`znver5`", "avx512_bf16", "2 threads", "batch 1", "seq len 128", "2026-12-01"):
         assert part in first

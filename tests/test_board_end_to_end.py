@@ -19,18 +19,27 @@ SEQ, VOCAB = 24, 777
 
 
 def _cli_run(artifact, inputs_file, outputs_file, *board_args):
-    result = CliRunner().invoke(cli, ["run", str(artifact), "--inputs", str(inputs_file), "--outputs",
-                                      str(outputs_file), *board_args])
+    result = CliRunner().invoke(
+        cli, ["run", str(artifact), "--inputs", str(inputs_file), "--outputs", str(outputs_file), *board_args]
+    )
     assert result.exit_code == 0, result.output
     return dict(np.load(outputs_file))
 
 
 @pytest.mark.slow  # ~3 min: compile, then the model runs under QEMU three times
-def test_held_out_bert_on_emulated_board_and_through_tracker(held_out_bert_onnx, emulated_board, board_tracker,
-                                                             tmp_path):
+def test_held_out_bert_on_emulated_board_and_through_tracker(
+    held_out_bert_onnx, emulated_board, board_tracker, tmp_path
+):
     out = tmp_path / "pi5"
-    compiled = edgecc.compile(str(held_out_bert_onnx), target="raspberry-pi-5", output=str(out), seq_len=SEQ,
-                              batch=1, rpc=emulated_board.address, log=lambda *_: None)
+    compiled = edgecc.compile(
+        str(held_out_bert_onnx),
+        target="raspberry-pi-5",
+        output=str(out),
+        seq_len=SEQ,
+        batch=1,
+        rpc=emulated_board.address,
+        log=lambda *_: None,
+    )
     verification = compiled.report["verification"]
     assert verification["status"] == "passed", verification
     assert verification["where"] == emulated_board.address
@@ -64,8 +73,14 @@ def test_held_out_bert_on_emulated_board_and_through_tracker(held_out_bert_onnx,
 def test_mobilevit_s_nhwc_convolutions_verify_on_emulated_board(emulated_board, tmp_path):
     """The NHWC convolution schedules at NEON's 4 lanes (and the zero-padded channels, had any count
     needed them) compute on an aarch64 board what ONNX Runtime computes on the host."""
-    compiled = edgecc.compile("mobilevit-s", target="raspberry-pi-5", output=str(tmp_path / "mvit"),
-                              rpc=emulated_board.address, measure=False, log=lambda *_: None)
+    compiled = edgecc.compile(
+        "mobilevit-s",
+        target="raspberry-pi-5",
+        output=str(tmp_path / "mvit"),
+        rpc=emulated_board.address,
+        measure=False,
+        log=lambda *_: None,
+    )
     verification = compiled.report["verification"]
     assert verification["status"] == "passed", verification
     assert verification["where"] == emulated_board.address

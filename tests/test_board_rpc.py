@@ -88,7 +88,9 @@ def test_session_timeout_ends_a_session_with_a_clear_error(aarch64_library, emul
 
     session = open_session(rpc=emulated_board.address, timeout=3)
     time.sleep(5)  # the board ends sessions that outlive the timeout, as it would a hung one
-    with pytest.raises(RemoteError, match=f"board {emulated_board.address} failed while loading: the session timeout ran out"):
+    with pytest.raises(
+        RemoteError, match=f"board {emulated_board.address} failed while loading: the session timeout ran out"
+    ):
         with board_failures(emulated_board.address, "loading"):
             load_remote_module_raw(session, aarch64_library)
     # The board itself keeps serving new sessions.

@@ -39,8 +39,9 @@ def test_the_library_holds_a_static_main_per_bucket_sharing_one_copy_of_the_weig
     assert [b["function"] for b in buckets["buckets"]] == ["main_s8", "main_s24"]
     # every bucket's constants together are about twice one bucket's; the library stores them once
     assert buckets["constant_bytes"] > 1.8 * buckets["stored_constant_bytes"]
-    static = edgecc.compile(result.context.source.onnx_path, "host", tmp_path / "static", seq_len=24,
-                            verify=False, measure=False, log=quiet)
+    static = edgecc.compile(
+        result.context.source.onnx_path, "host", tmp_path / "static", seq_len=24, verify=False, measure=False, log=quiet
+    )
     growth = result.report["artifact"]["library_bytes"] - static.report["artifact"]["library_bytes"]
     # the second bucket adds its code (and the pad / cut kernels), less than a copy of its constants would
     assert 0 < growth < buckets["constant_bytes"] - buckets["stored_constant_bytes"]
@@ -73,7 +74,9 @@ def test_manifest_and_report_list_the_buckets_their_latency_and_the_lengths_veri
 
 def test_a_longer_input_or_disagreeing_lengths_get_one_clear_line(bucketed_bert):
     _, folder = bucketed_bert
-    with pytest.raises(InputSpecError, match=r"input 'input_ids' has sequence size 25 .*accepts sequence sizes 1\.\.24"):
+    with pytest.raises(
+        InputSpecError, match=r"input 'input_ids' has sequence size 25 .*accepts sequence sizes 1\.\.24"
+    ):
         edgecc.run(folder, tokens(25))
     with pytest.raises(InputSpecError, match="inputs 'input_ids' and 'attention_mask' have different sequence sizes"):
         edgecc.run(folder, {"input_ids": tokens(10)["input_ids"], "attention_mask": tokens(12)["attention_mask"]})
@@ -111,8 +114,9 @@ def test_edgecc_run_takes_an_npz_of_any_length(bucketed_bert, held_out_bert_onnx
     _, folder = bucketed_bert
     inputs = tokens(11)
     np.savez(tmp_path / "in.npz", **inputs)
-    cli = CliRunner().invoke(main, ["run", str(folder), "--inputs", str(tmp_path / "in.npz"),
-                                    "--outputs", str(tmp_path / "out.npz")])
+    cli = CliRunner().invoke(
+        main, ["run", str(folder), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz")]
+    )
     assert cli.exit_code == 0, cli.output
     got = np.load(tmp_path / "out.npz")["last_hidden_state"]
     want = onnxruntime_outputs(held_out_bert_onnx, inputs)["last_hidden_state"]
@@ -152,20 +156,35 @@ def test_models_that_cannot_be_bucketed_are_refused_before_any_bucket_compiles(t
         def forward(self, input_ids):
             return torch.softmax(self.embed(input_ids) @ self.embed(input_ids).transpose(1, 2), dim=-1)
 
-    torch.onnx.export(NoMask().eval(), (torch.zeros(1, 6, dtype=torch.int64),), str(tmp_path / "nomask.onnx"),
-                      input_names=["input_ids"], output_names=["scores"], opset_version=17, dynamo=False,
-                      dynamic_axes={"input_ids": {1: "sequence"}})
+    torch.onnx.export(
+        NoMask().eval(),
+        (torch.zeros(1, 6, dtype=torch.int64),),
+        str(tmp_path / "nomask.onnx"),
+        input_names=["input_ids"],
+        output_names=["scores"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"input_ids": {1: "sequence"}},
+    )
     with pytest.raises(ModelError, match="no attention mask input"):
         edgecc.compile(tmp_path / "nomask.onnx", "host", tmp_path / "c", max_seq_len=32, log=quiet)
     assert not any((tmp_path / name).exists() for name in "abc")
 
 
 def test_bucket_options_that_do_not_fit_are_one_line(tmp_path):
-    cases = [(dict(max_seq_len=0), "--max-seq-len must be a whole number >= 1"),
-             (dict(seq_buckets="16,x"), "bad --seq-buckets"),
-             (dict(seq_buckets=(16, 32), max_seq_len=64), r"largest of --seq-buckets \(32\) must equal --max-seq-len \(64\)"),
-             (dict(max_seq_len=32, input_specs=("input_ids:1x8:int64",)), "--input fixes one shape"),
-             (dict(max_seq_len=32, precision="int8", calibration=tmp_path / "c.npz"), "--calibration FILE holds inputs of one shape")]
+    cases = [
+        (dict(max_seq_len=0), "--max-seq-len must be a whole number >= 1"),
+        (dict(seq_buckets="16,x"), "bad --seq-buckets"),
+        (
+            dict(seq_buckets=(16, 32), max_seq_len=64),
+            r"largest of --seq-buckets \(32\) must equal --max-seq-len \(64\)",
+        ),
+        (dict(max_seq_len=32, input_specs=("input_ids:1x8:int64",)), "--input fixes one shape"),
+        (
+            dict(max_seq_len=32, precision="int8", calibration=tmp_path / "c.npz"),
+            "--calibration FILE holds inputs of one shape",
+        ),
+    ]
     for options, message in cases:
         with pytest.raises(EdgeccError, match=message):
             edgecc.compile("bert-tiny-test", "host", tmp_path / "x", log=quiet, **options)
@@ -189,7 +208,8 @@ def test_a_vision_model_gets_one_artifact_for_every_batch(batch_cnn_onnx, tmp_pa
 
 @pytest.mark.slow
 def test_minilm_one_artifact_up_to_256_tokens_is_at_most_1_3x_one_static_library(tmp_path):
-    """The issue's case: all-MiniLM-L6-v2, buckets 16..256, against a static build at 256 (bench/dynamic.py times them)."""
+    """The issue's case: all-MiniLM-L6-v2, buckets 16..256, against a static build at 256 (bench/dynamic.py
+    times them)."""
     dynamic = edgecc.compile("minilm-l6", "host", tmp_path / "dynamic", max_seq_len=256, min_seconds=0.2, log=quiet)
     static = edgecc.compile("minilm-l6", "host", tmp_path / "static", seq_len=256, measure=False, log=quiet)
     buckets = dynamic.report["buckets"]

@@ -13,8 +13,9 @@ from fixtures_models import onnxruntime_outputs
 
 
 def test_int8_buckets_share_their_quantized_weights_and_stay_close_to_fp32(held_out_bert_onnx, tmp_path):
-    result = edgecc.compile(held_out_bert_onnx, "host", tmp_path / "int8", precision="int8", seq_buckets=(8, 24),
-                            measure=False, log=quiet)
+    result = edgecc.compile(
+        held_out_bert_onnx, "host", tmp_path / "int8", precision="int8", seq_buckets=(8, 24), measure=False, log=quiet
+    )
     buckets = result.report["buckets"]
     for bucket in buckets["buckets"]:
         int8 = bucket["passes"]["quantize_dense_layers_int8"]
@@ -30,8 +31,15 @@ def test_int8_buckets_share_their_quantized_weights_and_stay_close_to_fp32(held_
 
 
 def test_sparse_attention_applies_in_the_buckets_long_enough_for_it(held_out_bert_onnx, tmp_path):
-    result = edgecc.compile(held_out_bert_onnx, "host", tmp_path / "sparse", sparse_attention="window=8,global=1",
-                            seq_buckets=(16, 32), measure=False, log=quiet)
+    result = edgecc.compile(
+        held_out_bert_onnx,
+        "host",
+        tmp_path / "sparse",
+        sparse_attention="window=8,global=1",
+        seq_buckets=(16, 32),
+        measure=False,
+        log=quiet,
+    )
     by_length = {b["seq_len"]: b["passes"]["rewrite_attention_sparse"] for b in result.report["buckets"]["buckets"]}
     assert by_length[16]["attentions_kept_dense"] == 3  # 25 keys per query: nothing to skip in 16 tokens
     assert by_length[32]["attentions_rewritten"] == 3
@@ -50,10 +58,15 @@ def dynamic_dense_onnx(tmp_path_factory):
     weight = numpy_helper.from_array(rng.standard_normal((64, 48)).astype(np.float32), "W")
     bias = numpy_helper.from_array(rng.standard_normal((48,)).astype(np.float32), "b")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"], name="dense"),
-         helper.make_node("Add", ["xw", "b"], ["y"], name="bias")],
-        "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 48])], initializer=[weight, bias])
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"], name="dense"),
+            helper.make_node("Add", ["xw", "b"], ["y"], name="bias"),
+        ],
+        "dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 48])],
+        initializer=[weight, bias],
+    )
     path = tmp_path_factory.mktemp("tuning") / "dynamic_dense.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
@@ -62,8 +75,9 @@ def dynamic_dense_onnx(tmp_path_factory):
 def test_a_tuning_record_applies_to_the_bucket_of_its_shape(tuned_dense, dynamic_dense_onnx, tmp_path):
     """tuned_dense tuned the 32-row kernel; of buckets 1..32, exactly the 32-row one finds the record."""
     _, logs = tuned_dense
-    result = edgecc.compile(dynamic_dense_onnx, "host", tmp_path / "dense", max_batch=32, tuning_logs=(logs,),
-                            measure=False, log=quiet)
+    result = edgecc.compile(
+        dynamic_dense_onnx, "host", tmp_path / "dense", max_batch=32, tuning_logs=(logs,), measure=False, log=quiet
+    )
     applied = {b["batch"]: b["tuning"]["applied"]["tuned"] for b in result.report["buckets"]["buckets"]}
     assert applied == {1: 0, 2: 0, 4: 0, 8: 0, 16: 0, 32: 1}
     x = np.random.default_rng(1).standard_normal((20, 64)).astype(np.float32)

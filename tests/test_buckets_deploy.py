@@ -24,8 +24,9 @@ def bucketed_bundle(bucketed_bert, tmp_path_factory):
     return bundle
 
 
-def test_the_bundle_runs_every_length_up_to_the_maximum_and_matches_onnxruntime(bucketed_bundle, held_out_bert_onnx,
-                                                                               tmp_path):
+def test_the_bundle_runs_every_length_up_to_the_maximum_and_matches_onnxruntime(
+    bucketed_bundle, held_out_bert_onnx, tmp_path
+):
     description = json.loads((bucketed_bundle / "model.json").read_text())
     assert description["inputs"][0]["dynamic_axes"] == {"1": "sequence"}
     for length in (3, 9, 24):
@@ -36,16 +37,25 @@ def test_the_bundle_runs_every_length_up_to_the_maximum_and_matches_onnxruntime(
         want = onnxruntime_outputs(held_out_bert_onnx, inputs)["last_hidden_state"]
         assert got.shape == want.shape == (1, length, 48)
         assert np.max(np.abs(got - want)) / np.max(np.abs(want)) < 1e-4
-    info = subprocess.run([str(bucketed_bundle / "bin" / "edgecc-run"), "--info"], capture_output=True, text=True, env={})
-    assert "input  input_ids int64 [1, 1..24]" in info.stdout and "output last_hidden_state float32 [1, 1..24, 48]" in info.stdout
+    info = subprocess.run(
+        [str(bucketed_bundle / "bin" / "edgecc-run"), "--info"], capture_output=True, text=True, env={}
+    )
+    assert (
+        "input  input_ids int64 [1, 1..24]" in info.stdout
+        and "output last_hidden_state float32 [1, 1..24, 48]" in info.stdout
+    )
 
 
-@pytest.mark.parametrize("ids_length, mask_length, expected", [
-    (25, 25, r"input 'input_ids' has sequence size 25 \(shape 1x25\); the model accepts sequence sizes 1\.\.24"),
-    (10, 12, r"input 'attention_mask' has sequence size 12, another input has 10; every input must have the same"),
-])
-def test_a_longer_or_mismatched_input_is_one_line_and_exit_2(bucketed_bundle, tmp_path, ids_length, mask_length,
-                                                             expected):
+@pytest.mark.parametrize(
+    "ids_length, mask_length, expected",
+    [
+        (25, 25, r"input 'input_ids' has sequence size 25 \(shape 1x25\); the model accepts sequence sizes 1\.\.24"),
+        (10, 12, r"input 'attention_mask' has sequence size 12, another input has 10; every input must have the same"),
+    ],
+)
+def test_a_longer_or_mismatched_input_is_one_line_and_exit_2(
+    bucketed_bundle, tmp_path, ids_length, mask_length, expected
+):
     inputs = {"input_ids": tokens(ids_length)["input_ids"], "attention_mask": tokens(mask_length)["attention_mask"]}
     run = run_bundle(bucketed_bundle, inputs, tmp_path / "run", env={})
     assert run.returncode == 2, run.stderr
@@ -93,8 +103,22 @@ def test_the_c_api_tells_callers_the_output_shape_at_their_length(bucketed_bundl
         pytest.skip("g++ is not installed")
     (tmp_path / "client.cc").write_text(CPP_CLIENT)
     lib = bucketed_bundle / "lib"
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", f"-I{bucketed_bundle / 'include'}", str(tmp_path / "client.cc"),
-                    f"-L{lib}", "-ledgecc_model", f"-Wl,-rpath,{lib}", "-o", str(tmp_path / "client")], check=True)
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            f"-I{bucketed_bundle / 'include'}",
+            str(tmp_path / "client.cc"),
+            f"-L{lib}",
+            "-ledgecc_model",
+            f"-Wl,-rpath,{lib}",
+            "-o",
+            str(tmp_path / "client"),
+        ],
+        check=True,
+    )
     proc = subprocess.run([str(tmp_path / "client"), str(bucketed_bundle)], capture_output=True, text=True, env={})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()

@@ -13,14 +13,17 @@ from edgecc.frontend.inputs import TensorSpec, check_inputs
 from edgecc.options import CompileOptions
 
 
-@pytest.mark.parametrize("options, sequence, batch", [
-    (dict(max_seq_len=256), [16, 32, 64, 128, 256], None),
-    (dict(max_seq_len=200), [16, 32, 64, 128, 200], None),
-    (dict(max_seq_len=10), [10], None),
-    (dict(seq_buckets="64, 8,8,32"), [8, 32, 64], None),
-    (dict(max_batch=4), None, [1, 2, 4]),
-    (dict(max_batch=3, max_seq_len=32), [16, 32], [1, 2, 3]),
-])
+@pytest.mark.parametrize(
+    "options, sequence, batch",
+    [
+        (dict(max_seq_len=256), [16, 32, 64, 128, 256], None),
+        (dict(max_seq_len=200), [16, 32, 64, 128, 200], None),
+        (dict(max_seq_len=10), [10], None),
+        (dict(seq_buckets="64, 8,8,32"), [8, 32, 64], None),
+        (dict(max_batch=4), None, [1, 2, 4]),
+        (dict(max_batch=3, max_seq_len=32), [16, 32], [1, 2, 3]),
+    ],
+)
 def test_default_buckets_are_powers_of_two_up_to_the_maximum(options, sequence, batch):
     plan = bucket_plan(CompileOptions(**options))
     assert plan.to_dict() == {"sequence": sequence, "batch": batch}
@@ -33,8 +36,11 @@ def test_bucket_tags_name_only_the_bucketed_dimensions():
     assert [Bucket(None, 16).tag, Bucket(2, None).tag, Bucket(4, 64).tag] == ["s16", "b2", "b4_s64"]
 
 
-TEXT = [("input_ids", ["batch", "sequence"], "int64"), ("attention_mask", ["batch", "sequence"], "int64"),
-        ("token_type_ids", ["batch", "sequence"], "int64")]
+TEXT = [
+    ("input_ids", ["batch", "sequence"], "int64"),
+    ("attention_mask", ["batch", "sequence"], "int64"),
+    ("token_type_ids", ["batch", "sequence"], "int64"),
+]
 
 
 def test_input_axes_come_from_the_graphs_symbolic_dimensions():
@@ -50,8 +56,15 @@ def test_inputs_that_cannot_be_bucketed_name_the_reason():
     with pytest.raises(ModelError, match="no input has a dynamic sequence axis"):
         input_dynamic_axes([("input_ids", [1, 128], "int64")], plan, "m")
     with pytest.raises(ModelError, match="several dynamic dimensions besides the batch"):
-        input_dynamic_axes([("input_ids", [1, "seq"], "int64"), ("past", [1, "past_seq"], "float32"),
-                            ("attention_mask", [1, "seq"], "int64")], plan, "m")
+        input_dynamic_axes(
+            [
+                ("input_ids", [1, "seq"], "int64"),
+                ("past", [1, "past_seq"], "float32"),
+                ("attention_mask", [1, "seq"], "int64"),
+            ],
+            plan,
+            "m",
+        )
     with pytest.raises(ModelError, match="no attention mask input"):
         input_dynamic_axes([("input_ids", [1, "seq"], "int64")], plan, "m")
 
@@ -66,21 +79,31 @@ def test_output_axes_are_those_that_follow_the_bucket_size():
         output_dynamic_axes([(Bucket(None, 16), out(1, 32, 48)), (Bucket(None, 32), out(1, 64, 48))])
 
 
-SPECS = [TensorSpec("input_ids", (2, 64), "int64", ((0, "batch"), (1, "sequence"))),
-         TensorSpec("attention_mask", (2, 64), "int64", ((0, "batch"), (1, "sequence"))),
-         TensorSpec("pixel_scale", (3,), "float32")]
+SPECS = [
+    TensorSpec("input_ids", (2, 64), "int64", ((0, "batch"), (1, "sequence"))),
+    TensorSpec("attention_mask", (2, 64), "int64", ((0, "batch"), (1, "sequence"))),
+    TensorSpec("pixel_scale", (3,), "float32"),
+]
 
 
 def test_dynamic_shapes_accept_any_size_up_to_the_maximum_equal_across_inputs():
-    arrays = {"input_ids": np.zeros((1, 7), np.int64), "attention_mask": np.ones((1, 7), np.int64),
-              "pixel_scale": np.ones(3, np.float32)}
+    arrays = {
+        "input_ids": np.zeros((1, 7), np.int64),
+        "attention_mask": np.ones((1, 7), np.int64),
+        "pixel_scale": np.ones(3, np.float32),
+    }
     assert check_dynamic_shapes(arrays, SPECS, "inputs") == {"batch": 1, "sequence": 7}
     check_inputs(arrays, SPECS, "inputs")
-    bad = [({"input_ids": np.zeros((1, 65), np.int64)}, r"sequence size 65 \(shape 1x65\); the artifact accepts sequence sizes 1\.\.64"),
-           ({"attention_mask": np.ones((2, 7), np.int64)}, "different batch sizes"),
-           ({"pixel_scale": np.ones(4, np.float32)}, "has shape 4, the artifact takes 3"),
-           ({"input_ids": np.zeros((7,), np.int64)}, r"takes rank 2 \(1\.\.2x1\.\.64\)"),
-           ({"input_ids": np.zeros((1, 7), np.int32)}, "dtype int32")]
+    bad = [
+        (
+            {"input_ids": np.zeros((1, 65), np.int64)},
+            r"sequence size 65 \(shape 1x65\); the artifact accepts sequence sizes 1\.\.64",
+        ),
+        ({"attention_mask": np.ones((2, 7), np.int64)}, "different batch sizes"),
+        ({"pixel_scale": np.ones(4, np.float32)}, "has shape 4, the artifact takes 3"),
+        ({"input_ids": np.zeros((7,), np.int64)}, r"takes rank 2 \(1\.\.2x1\.\.64\)"),
+        ({"input_ids": np.zeros((1, 7), np.int32)}, "dtype int32"),
+    ]
     for change, message in bad:
         with pytest.raises(InputSpecError, match=message):
             check_inputs({**arrays, **change}, SPECS, "inputs")

@@ -44,25 +44,35 @@ def test_unsupported_ops_are_all_named_with_a_node(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    nodes = [helper.make_node("Celu", ["x"], ["y"], name="celu_1"),
-             helper.make_node("Relu", ["y"], ["z"], name="relu_1"),
-             helper.make_node("Det", ["z"], ["w"], name="det_1")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
-                              [helper.make_tensor_value_info("w", TensorProto.FLOAT, [2])])
+    nodes = [
+        helper.make_node("Celu", ["x"], ["y"], name="celu_1"),
+        helper.make_node("Relu", ["y"], ["z"], name="relu_1"),
+        helper.make_node("Det", ["z"], ["w"], name="det_1"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+        [helper.make_tensor_value_info("w", TensorProto.FLOAT, [2])],
+    )
     path = tmp_path / "unsupported.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     assert_error(invoke("compile", path, "-o", tmp_path / "o"), "Celu (node 'celu_1')", "Det (node 'det_1')")
 
 
 def test_wrong_input_name_shape_dtype(tmp_path, held_out_bert_onnx):
-    assert_error(invoke("compile", held_out_bert_onnx, "--input", "tokens:1x8:int64", "-o", tmp_path / "o"),
-                 "no input 'tokens'", "input_ids")
-    assert_error(invoke("compile", held_out_bert_onnx, "--input", "input_ids:1x8:float32", "-o", tmp_path / "o"),
-                 "dtype int64")
-    assert_error(invoke("compile", held_out_bert_onnx, "--input", "input_ids:8:int64", "-o", tmp_path / "o"),
-                 "rank 2")
-    assert_error(invoke("compile", held_out_bert_onnx, "--input", "input_ids:1xeight", "-o", tmp_path / "o"),
-                 "bad shape")
+    assert_error(
+        invoke("compile", held_out_bert_onnx, "--input", "tokens:1x8:int64", "-o", tmp_path / "o"),
+        "no input 'tokens'",
+        "input_ids",
+    )
+    assert_error(
+        invoke("compile", held_out_bert_onnx, "--input", "input_ids:1x8:float32", "-o", tmp_path / "o"), "dtype int64"
+    )
+    assert_error(invoke("compile", held_out_bert_onnx, "--input", "input_ids:8:int64", "-o", tmp_path / "o"), "rank 2")
+    assert_error(
+        invoke("compile", held_out_bert_onnx, "--input", "input_ids:1xeight", "-o", tmp_path / "o"), "bad shape"
+    )
 
 
 def test_run_rejects_inputs_of_the_wrong_shape(tmp_path):
@@ -77,8 +87,12 @@ def test_run_rejects_inputs_of_the_wrong_shape(tmp_path):
 
 def test_unknown_builtin_and_target_list_the_known_ones(tmp_path):
     assert_error(invoke("compile", "gpt-17", "-o", tmp_path / "o"), "unknown built-in model 'gpt-17'", "tinybert-4")
-    assert_error(invoke("compile", "bert-tiny-test", "--target", "pdp-11", "-o", tmp_path / "o"),
-                 "unknown target 'pdp-11'", "raspberry-pi-5", "jetson-orin")
+    assert_error(
+        invoke("compile", "bert-tiny-test", "--target", "pdp-11", "-o", tmp_path / "o"),
+        "unknown target 'pdp-11'",
+        "raspberry-pi-5",
+        "jetson-orin",
+    )
 
 
 def test_unwritable_output_folder(tmp_path):
@@ -100,22 +114,28 @@ def test_failed_recompile_keeps_the_previous_artifact(tmp_path):
     out = tmp_path / "o"
     assert invoke("compile", "bert-tiny-test", "--seq-len", "8", "-o", out, "--no-measure").exit_code == 0
     before = (out / "manifest.json").read_text()
-    assert_error(invoke("compile", "bert-tiny-test", "--seq-len", "8", "-o", out, "--tolerance", "0",
-                        "--no-measure"), "verification failed")
+    assert_error(
+        invoke("compile", "bert-tiny-test", "--seq-len", "8", "-o", out, "--tolerance", "0", "--no-measure"),
+        "verification failed",
+    )
     assert (out / "manifest.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["compile", "bert-tiny-test", "--budget", "soon"], "bad duration"),
-    (["compile", "bert-tiny-test", "--inputs", "/nonexistent.npz", "--seq-len", "8"], "inputs file not found"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["compile", "bert-tiny-test", "--budget", "soon"], "bad duration"),
+        (["compile", "bert-tiny-test", "--inputs", "/nonexistent.npz", "--seq-len", "8"], "inputs file not found"),
+    ],
+)
 def test_bad_option_values(args, fragment, tmp_path):
     assert_error(invoke(*args, "-o", tmp_path / "o"), fragment)
 
 
 def test_sequence_longer_than_the_model_reads_is_one_clear_line(tmp_path):
     out = tmp_path / "o"
-    assert_error(invoke("compile", "bert-tiny-test", "--seq-len", "513", "-o", out), "at most 512 tokens",
-                 "--seq-len 513")
+    assert_error(
+        invoke("compile", "bert-tiny-test", "--seq-len", "513", "-o", out), "at most 512 tokens", "--seq-len 513"
+    )
     assert not out.exists()

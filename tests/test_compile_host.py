@@ -37,8 +37,9 @@ def test_held_out_bert_compiles_verifies_and_runs(held_out_bert_onnx, tmp_path):
 
     inputs = token_inputs(24, 777)
     np.savez(tmp_path / "in.npz", **inputs)
-    cli = CliRunner().invoke(main, ["run", str(out), "--inputs", str(tmp_path / "in.npz"),
-                                    "--outputs", str(tmp_path / "out.npz")])
+    cli = CliRunner().invoke(
+        main, ["run", str(out), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz")]
+    )
     assert cli.exit_code == 0, cli.output
     got = np.load(tmp_path / "out.npz")["last_hidden_state"]
     want = onnxruntime_outputs(held_out_bert_onnx, inputs)["last_hidden_state"]
@@ -60,8 +61,9 @@ def test_report_has_latency_stats_and_ratio(held_out_distilbert_onnx, tmp_path):
 
 def test_builtin_model_through_cli_and_bench(tmp_path):
     out = tmp_path / "tiny"
-    cli = CliRunner().invoke(main, ["compile", "bert-tiny-test", "--seq-len", "16", "-o", str(out),
-                                    "--min-seconds", "0.2"])
+    cli = CliRunner().invoke(
+        main, ["compile", "bert-tiny-test", "--seq-len", "16", "-o", str(out), "--min-seconds", "0.2"]
+    )
     assert cli.exit_code == 0, cli.output
     assert "verify:   passed" in cli.output
     report = json.loads((out / "report.json").read_text())
@@ -73,20 +75,43 @@ def test_builtin_model_through_cli_and_bench(tmp_path):
 
 
 def test_seq_len_and_input_override_agree(held_out_bert_onnx, tmp_path):
-    result = edgecc.compile(held_out_bert_onnx, "host", tmp_path / "a", input_specs=("input_ids:1x12:int64",
-                            "attention_mask:1x12:int64"), measure=False, log=lambda *_: None)
+    result = edgecc.compile(
+        held_out_bert_onnx,
+        "host",
+        tmp_path / "a",
+        input_specs=("input_ids:1x12:int64", "attention_mask:1x12:int64"),
+        measure=False,
+        log=lambda *_: None,
+    )
     assert result.manifest["outputs"][0]["shape"] == [1, 12, 48]
     assert result.report["verification"]["status"] == "passed"
 
 
 def test_dump_ir_writes_the_module_after_every_graph_pass_and_stage(tmp_path):
     dump = tmp_path / "ir"
-    edgecc.compile("bert-tiny-test", "host", tmp_path / "out", seq_len=8, dump_ir=dump, verify=False, measure=False,
-                   log=lambda *_: None)
+    edgecc.compile(
+        "bert-tiny-test",
+        "host",
+        tmp_path / "out",
+        seq_len=8,
+        dump_ir=dump,
+        verify=False,
+        measure=False,
+        log=lambda *_: None,
+    )
     names = sorted(p.name for p in dump.iterdir())
-    assert names == ["01-convert_convs_to_nhwc.py", "02-pad_channels_to_vectors.py", "03-fuse_layer_norm.py",
-                     "04-fuse_bias_gelu_epilogue.py", "05-fuse_attention.py", "06-fold_transposes_into_matmuls.py",
-                     "07-sink_reshapes_below_elementwise.py", "08-expand_sigmoid.py", "09-clamp_gather_indices.py",
-                     "lowered.py", "scheduled.py"]
+    assert names == [
+        "01-convert_convs_to_nhwc.py",
+        "02-pad_channels_to_vectors.py",
+        "03-fuse_layer_norm.py",
+        "04-fuse_bias_gelu_epilogue.py",
+        "05-fuse_attention.py",
+        "06-fold_transposes_into_matmuls.py",
+        "07-sink_reshapes_below_elementwise.py",
+        "08-expand_sigmoid.py",
+        "09-clamp_gather_indices.py",
+        "lowered.py",
+        "scheduled.py",
+    ]
     assert "R.nn.layer_norm" in (dump / "03-fuse_layer_norm.py").read_text()
     assert "fused_attention" in (dump / "05-fuse_attention.py").read_text()

@@ -46,8 +46,12 @@ EXPECTED_FAILURES = {
     "simple/test_strnorm_model_nostopwords_nochangecase": "bare: string tensors",
 }
 # Default tier: old-IR models onnxslim cannot read (the fallback), a conv, a sequence op, a TVM bug caught.
-QUICK = ["pytorch-converted/test_AvgPool1d", "pytorch-operator/test_operator_add_broadcast",
-         "simple/test_sequence_model3", "simple/test_gradient_of_add"]
+QUICK = [
+    "pytorch-converted/test_AvgPool1d",
+    "pytorch-operator/test_operator_add_broadcast",
+    "simple/test_sequence_model3",
+    "simple/test_gradient_of_add",
+]
 
 
 def _check(outcome) -> None:

@@ -42,12 +42,14 @@ def test_jetson_bundle_states_its_cuda_needs_and_checks_them_at_open(tmp_path):
     readme = (bundle / "README.md").read_text()
     assert f"CUDA {major}.0 or newer" in readme and "JetPack" in readme and "Not verified on a device" in readme
     # No CUDA driver under emulation: open fails with the one line the README promises, not a loader error.
-    run = run_bundle(bundle, {}, tmp_path / "run", ("--info",), env={},
-                     sysroot=minimal_sysroot("aarch64", tmp_path / "sysroot"))
+    run = run_bundle(
+        bundle, {}, tmp_path / "run", ("--info",), env={}, sysroot=minimal_sysroot("aarch64", tmp_path / "sysroot")
+    )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         "edgecc-run: error: this model runs on an NVIDIA GPU, but no CUDA driver (libcuda.so.1) was found; it needs "
-        f"a driver for CUDA {major}.0 or newer (see README.md)"]
+        f"a driver for CUDA {major}.0 or newer (see README.md)"
+    ]
 
 
 @pytest.mark.slow  # downloads TVM's macOS arm64 wheels once (~80 MB, cached)
@@ -60,7 +62,8 @@ def test_metal_bundle_holds_the_macos_runtime_and_says_how_to_build_on_the_mac(t
     assert macho_arch(bundle / "model.dylib") == "arm64" and (bundle / "kernels.metal").is_file()
     assert not (bundle / "bin").exists()  # built on the Mac: no macOS SDK here
     assert json.loads((bundle / "model.json").read_text())["device_runtime_libraries"] == [
-        "lib/libtvm_runtime_metal.dylib"]
+        "lib/libtvm_runtime_metal.dylib"
+    ]
     readme = (bundle / "README.md").read_text()
     assert "cmake -S src -B build" in readme and "Not verified" in readme
     assert result.total_bytes < 15e6

@@ -46,16 +46,19 @@ def test_the_tvm_runtime_comes_from_the_bundle_and_no_compiler_is_shipped(host_b
     assert sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) < 12e6
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("shape", r"input 'input_ids' has shape 1x8, the model was compiled for 1x24"),
-    ("dtype", r"input 'input_ids' has dtype int32, the model expects int64"),
-    ("past_vocab", rf"input 'input_ids' holds {VOCAB} at flat index 5; valid values are 0 <= v < {VOCAB}"),
-    ("negative", r"input 'input_ids' holds -1 at flat index 5"),
-    ("missing_file", r"cannot open .*nowhere.npy: No such file or directory"),
-    ("not_npy", r"is not a .npy file"),
-    ("missing_input", r"missing --input attention_mask=FILE.npy"),
-    ("unknown_input", r"the model has no input 'token_type_ids'"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("shape", r"input 'input_ids' has shape 1x8, the model was compiled for 1x24"),
+        ("dtype", r"input 'input_ids' has dtype int32, the model expects int64"),
+        ("past_vocab", rf"input 'input_ids' holds {VOCAB} at flat index 5; valid values are 0 <= v < {VOCAB}"),
+        ("negative", r"input 'input_ids' holds -1 at flat index 5"),
+        ("missing_file", r"cannot open .*nowhere.npy: No such file or directory"),
+        ("not_npy", r"is not a .npy file"),
+        ("missing_input", r"missing --input attention_mask=FILE.npy"),
+        ("unknown_input", r"the model has no input 'token_type_ids'"),
+    ],
+)
 def test_bad_inputs_give_one_error_line_and_exit_2(host_bundle, tmp_path, case, expected):
     _, bundle = host_bundle
     good = token_inputs(SEQ, VOCAB)
@@ -79,8 +82,12 @@ def test_bad_inputs_give_one_error_line_and_exit_2(host_bundle, tmp_path, case, 
         inputs["token_type_ids"] = tmp_path / "mask.npy"
     np.save(tmp_path / "ids.npy", ids)
     args = [a for name, path in inputs.items() for a in ("--input", f"{name}={path}")]
-    proc = subprocess.run([str(bundle / "bin" / "edgecc-run"), *args, "--output-dir", str(tmp_path / "out")],
-                          capture_output=True, text=True, env={})
+    proc = subprocess.run(
+        [str(bundle / "bin" / "edgecc-run"), *args, "--output-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={},
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgecc-run: error: "), proc.stderr
@@ -90,8 +97,14 @@ def test_bad_inputs_give_one_error_line_and_exit_2(host_bundle, tmp_path, case, 
 
 def test_threads_come_from_the_board_then_the_environment_then_the_option(host_bundle):
     _, bundle = host_bundle
-    run = lambda env, *args: subprocess.run([str(bundle / "bin" / "edgecc-run"), "--info", *args],  # noqa: E731
-                                            capture_output=True, text=True, env=env).stdout
+    run = lambda env, *args: (
+        subprocess.run(
+            [str(bundle / "bin" / "edgecc-run"), "--info", *args],  # noqa: E731
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+    )
     cores = json.loads((bundle / "model.json").read_text())["threads"]
     assert f"{cores} threads" in run({})
     assert "3 threads" in run({"TVM_NUM_THREADS": "3"})
@@ -104,7 +117,8 @@ CPP_CLIENT = r"""
 #include <vector>
 #include "edgecc_model.h"
 int main(int argc, char **argv) {
-  if (edgecc_model_open("/nonexistent", nullptr) != nullptr || !std::strstr(edgecc_last_error(), "model.json")) return 10;
+  if (edgecc_model_open("/nonexistent", nullptr) != nullptr ||
+      !std::strstr(edgecc_last_error(), "model.json")) return 10;
   if (edgecc_model_run(nullptr, nullptr, 0, nullptr, 0) != EDGECC_ERROR_ARGUMENT) return 11;
   edgecc_open_options options = {1};
   edgecc_model *m = edgecc_model_open(argv[1], &options);
@@ -135,9 +149,22 @@ def test_the_c_api_works_from_cpp_and_reports_errors(host_bundle, tmp_path):
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
     (tmp_path / "client.cc").write_text(CPP_CLIENT)
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", f"-I{bundle / 'include'}", str(tmp_path / "client.cc"),
-                    f"-L{bundle / 'lib'}", "-ledgecc_model", f"-Wl,-rpath,{bundle / 'lib'}",
-                    "-o", str(tmp_path / "client")], check=True)
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            f"-I{bundle / 'include'}",
+            str(tmp_path / "client.cc"),
+            f"-L{bundle / 'lib'}",
+            "-ledgecc_model",
+            f"-Wl,-rpath,{bundle / 'lib'}",
+            "-o",
+            str(tmp_path / "client"),
+        ],
+        check=True,
+    )
     proc = subprocess.run([str(tmp_path / "client"), str(bundle)], capture_output=True, text=True, env={})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "short: the model takes 2 inputs, 1 were given" in proc.stdout
@@ -152,8 +179,11 @@ def test_the_cmake_project_rebuilds_the_c_api_and_example(host_bundle, tmp_path)
     shutil.copytree(bundle, copy)
     for built in (copy / "bin" / "edgecc-run", copy / "lib" / "libedgecc_model.so"):
         built.unlink()  # the rebuild must produce both
-    for step in (["-S", copy / "src", "-B", tmp_path / "build", "-DCMAKE_BUILD_TYPE=Release"],
-                 ["--build", tmp_path / "build"], ["--install", tmp_path / "build", "--prefix", copy]):
+    for step in (
+        ["-S", copy / "src", "-B", tmp_path / "build", "-DCMAKE_BUILD_TYPE=Release"],
+        ["--build", tmp_path / "build"],
+        ["--install", tmp_path / "build", "--prefix", copy],
+    ):
         proc = subprocess.run(["cmake", *map(str, step)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     inputs = token_inputs(SEQ, VOCAB)

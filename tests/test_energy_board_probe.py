@@ -27,8 +27,13 @@ def test_probes_registered_in_the_server_measure_on_the_board(tmp_path):
     shutil.copytree(FIXTURES / "rapl", root)
     port = _free_port()
     # what edgecc's board-side server must do: register the probes in the server process before serving
-    server = rpc.Server("127.0.0.1", port=port, port_end=port + 1, silent=True,
-                        server_init_callback=functools.partial(register_board_probes, str(root)))
+    server = rpc.Server(
+        "127.0.0.1",
+        port=port,
+        port_end=port + 1,
+        silent=True,
+        server_init_callback=functools.partial(register_board_probes, str(root)),
+    )
     try:
         session = rpc.connect("127.0.0.1", server.port, session_timeout=30)
         meter = remote_meter(session)

@@ -28,10 +28,24 @@ def board(tmp_path):
     shutil.copytree(FIXTURES / "amd", root)
     port = _free_port()
     env = {**os.environ, "EDGECC_ENERGY_ROOT": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "edgecc.measure.energy.board_server", "--host", "127.0.0.1",
-                             "--port", str(port), "--port-end", str(port + 1)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=Path(__file__).parent.parent)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgecc.measure.energy.board_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:

@@ -6,8 +6,13 @@ from edgecc.passes import graph_passes, pass_name
 from edgecc.targets import load_target
 
 LAYOUT = ["convert_convs_to_nhwc", "pad_channels_to_vectors"]  # CPU-rule targets; no-ops without convolutions
-FUSION = ["fuse_layer_norm", "fuse_bias_gelu_epilogue", "fuse_attention", "fold_transposes_into_matmuls",
-          "sink_reshapes_below_elementwise"]
+FUSION = [
+    "fuse_layer_norm",
+    "fuse_bias_gelu_epilogue",
+    "fuse_attention",
+    "fold_transposes_into_matmuls",
+    "sink_reshapes_below_elementwise",
+]
 FAST_MATH = ["expand_sigmoid"]
 
 
@@ -32,8 +37,12 @@ def test_sparsity_before_fusion_and_precision_after():
 
 
 def test_kernels_with_cpu_schedules_only_for_cpu_targets():
-    assert _names(CompileOptions(), "jetson-orin-nano") == ["fuse_layer_norm", "fuse_bias_gelu_epilogue",
-                                                            "sink_reshapes_below_elementwise", "expand_sigmoid"]
+    assert _names(CompileOptions(), "jetson-orin-nano") == [
+        "fuse_layer_norm",
+        "fuse_bias_gelu_epilogue",
+        "sink_reshapes_below_elementwise",
+        "expand_sigmoid",
+    ]
     assert _names(CompileOptions(), "raspberry-pi-5")[:2] == LAYOUT
 
 

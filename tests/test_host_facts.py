@@ -20,10 +20,20 @@ def _measured(clock=3.5, bandwidth=30.0, load=0.1):
     return HostMeasurements("k", clock, "measured: test", bandwidth, bandwidth, "measured: test copy", load, "now")
 
 
-@pytest.mark.parametrize("cpu, fp32, int8", [("znver1", 16, None), ("znver3", 32, None), ("znver4", 32, 128),
-                                             ("znver5", 64, 256), ("skylake-avx512", 64, None),
-                                             ("sapphirerapids", 64, 256), ("icelake-client", 32, 128),
-                                             ("cortex-a76", 16, 64), ("cortex-a72", 16, None)])
+@pytest.mark.parametrize(
+    "cpu, fp32, int8",
+    [
+        ("znver1", 16, None),
+        ("znver3", 32, None),
+        ("znver4", 32, 128),
+        ("znver5", 64, 256),
+        ("skylake-avx512", 64, None),
+        ("sapphirerapids", 64, 256),
+        ("icelake-client", 32, 128),
+        ("cortex-a76", 16, 64),
+        ("cortex-a72", 16, None),
+    ],
+)
 def test_flops_per_cycle_follow_the_datapath(cpu, fp32, int8):
     entry = TABLE[cpu]
     assert entry.fp32 == fp32 and entry.int8 == int8 and entry.source
@@ -49,10 +59,14 @@ def test_a_busy_measurement_is_replaced_only_by_a_faster_one():
 
 def test_cache_sizes_from_sysfs(tmp_path):
     for cpu in (0, 1):
-        for index, (level, kind, size, shared) in enumerate([(1, "Data", "48K", str(cpu)),
-                                                             (1, "Instruction", "32K", str(cpu)),
-                                                             (2, "Unified", "1024K", str(cpu)),
-                                                             (3, "Unified", "32768K", "0-1")]):
+        for index, (level, kind, size, shared) in enumerate(
+            [
+                (1, "Data", "48K", str(cpu)),
+                (1, "Instruction", "32K", str(cpu)),
+                (2, "Unified", "1024K", str(cpu)),
+                (3, "Unified", "32768K", "0-1"),
+            ]
+        ):
             folder = tmp_path / f"sys/devices/system/cpu/cpu{cpu}/cache/index{index}"
             folder.mkdir(parents=True)
             for name, value in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", shared)):
@@ -81,11 +95,18 @@ def test_the_reports_host_figures_are_the_standalone_probes():
     pytest.importorskip("tvm")
     load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
     if load > cores + 0.5:
-        pytest.skip(f"machine loaded (load average {load:.1f} on {cores} cores): a bandwidth probe would measure the load")
+        pytest.skip(
+            f"machine loaded (load average {load:.1f} on {cores} cores): a bandwidth probe would measure the load"
+        )
     attempts = []
     for _ in range(3):
-        run = subprocess.run([sys.executable, str(REPO / "bench" / "host_probe.py"), "--check"], capture_output=True,
-                             text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+        run = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "host_probe.py"), "--check"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        )
         measured = json.loads(run.stdout)
         attempts.append({name: c["report_over_probe"] for name, c in measured["check"].items()})
         if run.returncode == 0:

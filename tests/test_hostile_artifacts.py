@@ -43,7 +43,7 @@ def test_a_truncated_library_is_one_line_not_a_bus_error(artifact):
 def test_a_corrupted_library_of_the_same_size_fails_its_hash(artifact):
     library = artifact / "model.so"
     data = bytearray(library.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
     library.write_bytes(bytes(data))
     _refused_everywhere(artifact, f"{library} does not match the SHA-256 in {artifact / 'manifest.json'}")
 
@@ -64,18 +64,30 @@ def test_loading_a_truncated_library_in_a_fresh_process_exits_cleanly(artifact):
     """The same through the real program: exit 2 and one line (a bus error would be exit -7 / 135)."""
     library = artifact / "model.so"
     library.write_bytes(library.read_bytes()[:100000])
-    done = subprocess.run([sys.executable, "-m", "edgecc", "run", str(artifact)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert_refused(done.returncode, "\n".join(line for line in done.stderr.splitlines() if "Warning" not in line),
-                   str(library), code=2)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgecc", "run", str(artifact)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert_refused(
+        done.returncode,
+        "\n".join(line for line in done.stderr.splitlines() if "Warning" not in line),
+        str(library),
+        code=2,
+    )
 
 
-@pytest.mark.parametrize("library, fragment", [
-    ("../model.so", "is not a file inside the artifact folder"),
-    ("/usr/lib/x86_64-linux-gnu/libc.so.6", "is not a file inside the artifact folder"),
-    ("sub/../../model.so", "is not a file inside the artifact folder"),
-    ("", "must be a file name"),
-])
+@pytest.mark.parametrize(
+    "library, fragment",
+    [
+        ("../model.so", "is not a file inside the artifact folder"),
+        ("/usr/lib/x86_64-linux-gnu/libc.so.6", "is not a file inside the artifact folder"),
+        ("sub/../../model.so", "is not a file inside the artifact folder"),
+        ("", "must be a file name"),
+    ],
+)
 def test_library_paths_outside_the_artifact_are_refused(artifact, library, fragment):
     shutil.copy(artifact / "model.so", artifact.parent / "model.so")  # something real where it points
     _edit_manifest(artifact, library=library)
@@ -89,17 +101,22 @@ def test_a_symlink_out_of_the_artifact_is_refused(artifact, tmp_path):
     _refused_everywhere(artifact, "leads outside the artifact folder")
 
 
-@pytest.mark.parametrize("damage, fragment", [
-    (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json is corrupt"),
-    (lambda f: (f / "manifest.json").write_text("[1, 2]"), "is not an edgecc artifact manifest"),
-    (lambda f: _edit_manifest(f, format="someone-else/1"), "is not an edgecc artifact manifest"),
-    (lambda f: _edit_manifest(f, inputs="input_ids"), "field 'inputs' is missing or not a list"),
-    (lambda f: _edit_manifest(f, inputs=[{"name": "input_ids", "shape": [1, -8], "dtype": "int64"}]),
-     "is not {name, shape, dtype}"),
-    (lambda f: _edit_manifest(f, files={}), "records no SHA-256 for model.so"),
-    (lambda f: (f / "model.so").unlink(), "model.so is missing"),
-    (lambda f: (f / "manifest.json").unlink(), "is not an edgecc artifact (no manifest.json)"),
-])
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json is corrupt"),
+        (lambda f: (f / "manifest.json").write_text("[1, 2]"), "is not an edgecc artifact manifest"),
+        (lambda f: _edit_manifest(f, format="someone-else/1"), "is not an edgecc artifact manifest"),
+        (lambda f: _edit_manifest(f, inputs="input_ids"), "field 'inputs' is missing or not a list"),
+        (
+            lambda f: _edit_manifest(f, inputs=[{"name": "input_ids", "shape": [1, -8], "dtype": "int64"}]),
+            "is not {name, shape, dtype}",
+        ),
+        (lambda f: _edit_manifest(f, files={}), "records no SHA-256 for model.so"),
+        (lambda f: (f / "model.so").unlink(), "model.so is missing"),
+        (lambda f: (f / "manifest.json").unlink(), "is not an edgecc artifact (no manifest.json)"),
+    ],
+)
 def test_damaged_manifests_and_missing_files_name_the_file(artifact, damage, fragment):
     damage(artifact)
     _refused_everywhere(artifact, fragment)
@@ -114,9 +131,11 @@ def test_bench_checks_the_reference_model_it_loads(artifact):
 
 def test_not_an_artifact_at_all(tmp_path):
     (tmp_path / "file").write_text("x")
-    for target, fragment in ((tmp_path / "nowhere", "is not an edgecc artifact: no such folder"),
-                             (tmp_path / "file", "is a file, not an artifact folder"),
-                             (tmp_path, "is not an edgecc artifact")):
+    for target, fragment in (
+        (tmp_path / "nowhere", "is not an edgecc artifact: no such folder"),
+        (tmp_path / "file", "is a file, not an artifact folder"),
+        (tmp_path, "is not an edgecc artifact"),
+    ):
         result = invoke("run", target)
         assert_refused(result.exit_code, result.stderr, fragment, code=2)
 
@@ -125,9 +144,11 @@ def test_run_outputs_never_overwrite_the_artifact_or_land_on_a_folder(artifact, 
     from fixtures_hostile import snapshot
 
     before = snapshot(artifact)
-    for target, fragment in ((artifact / "model.so", "would overwrite a file of the artifact"),
-                             (artifact / "manifest.json", "would overwrite a file of the artifact"),
-                             (tmp_path, "is a folder")):
+    for target, fragment in (
+        (artifact / "model.so", "would overwrite a file of the artifact"),
+        (artifact / "manifest.json", "would overwrite a file of the artifact"),
+        (tmp_path, "is a folder"),
+    ):
         result = invoke("run", artifact, "--outputs", target)
         assert_refused(result.exit_code, result.stderr, fragment, code=2)
     assert snapshot(artifact) == before

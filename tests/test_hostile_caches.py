@@ -18,8 +18,14 @@ def _save_bert(folder, seed: int):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
-                        vocab_size=97, max_position_embeddings=32)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        vocab_size=97,
+        max_position_embeddings=32,
+    )
     BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
     return folder
 
@@ -47,8 +53,9 @@ def test_changed_weights_in_the_same_folder_are_exported_and_compiled_again(tmp_
 
     reference = BertModel.from_pretrained(str(folder), add_pooling_layer=False).eval()
     with torch.no_grad():
-        expected = reference(input_ids=torch.from_numpy(inputs["input_ids"]),
-                             attention_mask=torch.from_numpy(inputs["attention_mask"])).last_hidden_state.numpy()
+        expected = reference(
+            input_ids=torch.from_numpy(inputs["input_ids"]), attention_mask=torch.from_numpy(inputs["attention_mask"])
+        ).last_hidden_state.numpy()
     np.testing.assert_allclose(after, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -59,8 +66,9 @@ def test_the_same_weights_elsewhere_reuse_the_export_and_a_config_change_does_no
     shutil.copytree(folder, copy)
     assert export_hf_folder(copy, 1, 8, progress=lambda *_: None).onnx_path == first.onnx_path
     assert export_hf_folder(folder, 1, 16, progress=lambda *_: None).onnx_path != first.onnx_path  # shape in the key
-    (copy / "config.json").write_text((copy / "config.json").read_text().replace('"hidden_act": "gelu"',
-                                                                                '"hidden_act": "relu"'))
+    (copy / "config.json").write_text(
+        (copy / "config.json").read_text().replace('"hidden_act": "gelu"', '"hidden_act": "relu"')
+    )
     assert export_hf_folder(copy, 1, 8, progress=lambda *_: None).onnx_path != first.onnx_path
 
 
@@ -70,4 +78,6 @@ def test_a_builtin_export_is_keyed_by_its_definition(cache, monkeypatch):
     first = export_builtin("bert-tiny-test", 1, 8, progress=lambda *_: None)
     assert export_builtin("bert-tiny-test", 1, 8, progress=lambda *_: None).onnx_path == first.onnx_path
     monkeypatch.setattr(export_module, "EXPORT_VERSION", export_module.EXPORT_VERSION + 1000)
-    assert export_module._builtin_key(export_module.builtin_model("bert-tiny-test"), "b1-s8") not in first.onnx_path.name
+    assert (
+        export_module._builtin_key(export_module.builtin_model("bert-tiny-test"), "b1-s8") not in first.onnx_path.name
+    )

@@ -40,16 +40,21 @@ def test_the_manifest_records_each_table_input_and_its_range(tiny_artifact):
     assert "valid_range" not in entries["attention_mask"]
 
 
-@pytest.mark.parametrize("ids, shown", [
-    ([1, 2, 3, VOCAB, 5, 6, 7, 8], f"holds {VOCAB} at [0, 3]"),
-    ([1, 2, 3, 4, 5, 6, 7, 10**9], "holds 1000000000 at [0, 7]"),
-    ([-1] + [1] * 7, "holds -1 at [0, 0]"),
-    ([-(VOCAB + 1)] + [1] * 7, f"holds {-(VOCAB + 1)} at [0, 0]"),
-])
+@pytest.mark.parametrize(
+    "ids, shown",
+    [
+        ([1, 2, 3, VOCAB, 5, 6, 7, 8], f"holds {VOCAB} at [0, 3]"),
+        ([1, 2, 3, 4, 5, 6, 7, 10**9], "holds 1000000000 at [0, 7]"),
+        ([-1] + [1] * 7, "holds -1 at [0, 0]"),
+        ([-(VOCAB + 1)] + [1] * 7, f"holds {-(VOCAB + 1)} at [0, 0]"),
+    ],
+)
 def test_run_and_bench_refuse_ids_outside_the_table(tiny_artifact, tmp_path, ids, shown):
     np.savez(tmp_path / "bad.npz", **_inputs(ids))
-    for command in (["run", tiny_artifact, "--inputs", tmp_path / "bad.npz"],
-                    ["bench", tiny_artifact, "--inputs", tmp_path / "bad.npz", "--min-seconds", "0.1"]):
+    for command in (
+        ["run", tiny_artifact, "--inputs", tmp_path / "bad.npz"],
+        ["bench", tiny_artifact, "--inputs", tmp_path / "bad.npz", "--min-seconds", "0.1"],
+    ):
         result = invoke(*command)
         assert_refused(result.exit_code, result.stderr, "input 'input_ids'", shown, f"0 <= v < {VOCAB}", code=2)
 
@@ -90,19 +95,25 @@ def test_the_library_itself_never_reads_past_the_table(tiny_artifact):
     reference = tiny_artifact / "reference.onnx"
     artifact = load_artifact(tiny_artifact)
     try:
+
         def raw(ids):
             arrays = _inputs(ids)
             args = [tvm.runtime.tensor(arrays[s.name], artifact.device) for s in artifact.inputs]
             return artifact.vm["main"](*args).numpy()
 
         past = raw([5, VOCAB, 10**9, 7, 2**40, 9, VOCAB + 1, 3])
-        np.testing.assert_allclose(past, _ort(reference, _inputs([5, VOCAB - 1, VOCAB - 1, 7, VOCAB - 1, 9, VOCAB - 1, 3])),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            past,
+            _ort(reference, _inputs([5, VOCAB - 1, VOCAB - 1, 7, VOCAB - 1, 9, VOCAB - 1, 3])),
+            rtol=1e-4,
+            atol=1e-5,
+        )
         below = raw([-5000, 1, 2, -(2**40), 4, 5, 6, 7])  # below -rows: clamps to row 0
         np.testing.assert_allclose(below, _ort(reference, _inputs([0, 1, 2, 0, 4, 5, 6, 7])), rtol=1e-4, atol=1e-5)
         wrapped = raw([-1, 1, 2, 3, 4, 5, 6, -VOCAB])  # ONNX's own wrap-around, as the importer writes it
-        np.testing.assert_allclose(wrapped, _ort(reference, _inputs([VOCAB - 1, 1, 2, 3, 4, 5, 6, 0])),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            wrapped, _ort(reference, _inputs([VOCAB - 1, 1, 2, 3, 4, 5, 6, 0])), rtol=1e-4, atol=1e-5
+        )
         assert np.isfinite(past).all() and np.abs(past).max() < 100
     finally:
         artifact.close()

@@ -26,18 +26,21 @@ def project(tmp_path, tiny_model) -> Path:
     return root
 
 
-@pytest.mark.parametrize("output, fragment", [
-    ("{project}", "is the current folder"),
-    (".", "is the current folder"),
-    ("", "is the current folder"),
-    ("..", "is a folder above the current one"),
-    ("src/..", "is the current folder"),
-    ("src", "is not an edgecc artifact"),
-    ("notes.txt", "a file of that name exists"),
-    ("m.onnx", "is the model being compiled"),
-    ("{home}", "your home folder"),
-    ("/", "the root folder"),
-])
+@pytest.mark.parametrize(
+    "output, fragment",
+    [
+        ("{project}", "is the current folder"),
+        (".", "is the current folder"),
+        ("", "is the current folder"),
+        ("..", "is a folder above the current one"),
+        ("src/..", "is the current folder"),
+        ("src", "is not an edgecc artifact"),
+        ("notes.txt", "a file of that name exists"),
+        ("m.onnx", "is the model being compiled"),
+        ("{home}", "your home folder"),
+        ("/", "the root folder"),
+    ],
+)
 def test_output_folders_that_are_not_ours_are_refused_before_any_work(project, output, fragment):
     before = snapshot(project.parent)
     started = time.monotonic()

@@ -73,8 +73,9 @@ def test_a_server_that_accepts_but_never_answers_times_out_with_one_line():
     import tvm.rpc  # noqa: F401 - imported first, so its start-up is not timed
 
     started = time.monotonic()
-    with pytest.raises(RemoteError, match=f"board {address} accepted the connection but did not complete the RPC "
-                                          "handshake within 2 s"):
+    with pytest.raises(
+        RemoteError, match=f"board {address} accepted the connection but did not complete the RPC handshake within 2 s"
+    ):
         open_session(rpc=address, timeout=2)
     assert time.monotonic() - started < 8
     listener.close()
@@ -89,9 +90,22 @@ def test_tvm_server_wedged_by_a_crash_is_a_bounded_wait_not_a_hang(boom_library,
     """TVM's own server stops serving after a session's worker crashes, but keeps its socket open: the
     next client's wait is now bounded by the RPC timeout instead of forever."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port",
-                               str(port), "--port-end", str(port + 1)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tvm.exec.rpc_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_listening(port, server)
         with pytest.raises(RemoteError, match="failed to load boom.so: the board closed the session"):
@@ -113,9 +127,25 @@ def _start_board_server_code_here(tmp_path: Path, port: int) -> subprocess.Popen
     boot.mkdir()
     (boot / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {**os.environ, "PYTHONPATH": f"{boot}:{os.environ.get('PYTHONPATH', '')}", EMULATED_ENV: "test-x86"}
-    return subprocess.Popen([sys.executable, "-c", BOOT, sys.executable, "--host", "127.0.0.1", "--port", str(port),
-                             "--port-end", str(port + 1)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            BOOT,
+            sys.executable,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_the_board_server_survives_a_crashed_session_and_says_so(boom_library, tmp_path):
@@ -146,15 +176,33 @@ def test_the_board_server_survives_a_crashed_session_and_says_so(boom_library, t
 def test_serving_rpc_on_a_network_address_needs_consent(command):
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 2
-    assert "edgecc: error: --host 0.0.0.0 would let any machine that reaches it run arbitrary code here" in result.output
+    assert (
+        "edgecc: error: --host 0.0.0.0 would let any machine that reaches it run arbitrary code here" in result.output
+    )
     assert "--allow-remote" in result.output
 
 
 @pytest.mark.slow  # ~1 min: four trials, each retrying the dead board (tests/test_tuning_remote.py has the fast one)
 def test_a_tune_that_measures_nothing_exits_non_zero_with_one_line(dense_onnx, tmp_path):
     dead = f"127.0.0.1:{_free_port()}"
-    result = CliRunner().invoke(main, ["tune", str(dense_onnx), "--trials", "4", "--rpc", dead, "--rpc-timeout",
-                                       "2", "--tuning-logs", str(tmp_path / "logs"), "-o", str(tmp_path / "o"), "-q"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "tune",
+            str(dense_onnx),
+            "--trials",
+            "4",
+            "--rpc",
+            dead,
+            "--rpc-timeout",
+            "2",
+            "--tuning-logs",
+            str(tmp_path / "logs"),
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("edgecc: error:")]
     assert len(errors) == 1 and "measured nothing: all 4 trials failed" in errors[0]

@@ -39,8 +39,9 @@ def record(workload: str, latency: float, target=HOST):
     sch = s_tir.Schedule(mod)
     sch.parallel(sch.get_loops(sch.get_sblock("B"))[0])
     tvm_target = target.tvm()
-    tvm_record = ms.database.TuningRecord(sch.trace, ms.database.Workload(mod), [latency], tvm_target,
-                                          ms.arg_info.ArgInfo.from_prim_func(mod["main"]))
+    tvm_record = ms.database.TuningRecord(
+        sch.trace, ms.database.Workload(mod), [latency], tvm_target, ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+    )
     return make_record(ms.database.Workload(mod).as_json(), tvm_record.as_json(), tvm_target, target.name, latency)
 
 
@@ -101,16 +102,31 @@ def test_semantically_bad_records_are_found_skipped_and_never_best(tmp_path, low
         handle.write("\n".join(bad) + "\n")
         # a workload line whose key matches but whose module TVM cannot read, and a record using it
         garbage = ["123", "not base64 @@"]
-        handle.write(json.dumps({"format": "edgecc-tuning/1", "kind": "workload", "workload": garbage,
-                                 "workload_key": records_module.workload_key(garbage)}) + "\n")
+        handle.write(
+            json.dumps(
+                {
+                    "format": "edgecc-tuning/1",
+                    "kind": "workload",
+                    "workload": garbage,
+                    "workload_key": records_module.workload_key(garbage),
+                }
+            )
+            + "\n"
+        )
         handle.write(_edited(good, workload_key=records_module.workload_key(garbage)) + "\n")
     result = CliRunner().invoke(main, ["logs", "check", str(log)])
     assert result.exit_code == 1, result.output
-    for number, fragment in [(3, "latency_s must be a number"), (4, "latency_s must be a finite number"),
-                             (5, "latency_s must be a finite number"), (6, "latency_s must be a finite number"),
-                             (7, "target is not JSON"), (8, "its schedule trace cannot be read by TVM"),
-                             (9, "trace must be TVM's tuning record"), (10, "board must be a string"),
-                             (12, "its workload line cannot be read by TVM")]:
+    for number, fragment in [
+        (3, "latency_s must be a number"),
+        (4, "latency_s must be a finite number"),
+        (5, "latency_s must be a finite number"),
+        (6, "latency_s must be a finite number"),
+        (7, "target is not JSON"),
+        (8, "its schedule trace cannot be read by TVM"),
+        (9, "trace must be TVM's tuning record"),
+        (10, "board must be a string"),
+        (12, "its workload line cannot be read by TVM"),
+    ]:
         assert f"{log}:{number}: {fragment}" in result.output, (number, result.output)
     assert "1 good record(s)" in result.output
     # merge keeps the real record, never the NaN / negative / zero ones

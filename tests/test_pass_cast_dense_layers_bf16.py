@@ -36,8 +36,11 @@ def test_dense_layers_run_on_vdpbf16ps_and_match_the_bf16_rounded_model(rng, tmp
     after, stats = cast_dense_layers_bf16(mod, BF16, vector_lanes(HOST))
     assert stats.bf16_layers == ("dense_1", "dense_2") and stats.embedding_tables == 1 and stats.rounded_inputs == 2
     scheduled, run = _build(after)
-    packed = [tuple(int(v) for v in f.attrs[PACKED_ATTR][0]) for _, f in scheduled.functions_items()
-              if isinstance(f, tvm.tirx.PrimFunc) and f.attrs and PACKED_ATTR in f.attrs]
+    packed = [
+        tuple(int(v) for v in f.attrs[PACKED_ATTR][0])
+        for _, f in scheduled.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and f.attrs and PACKED_ATTR in f.attrs
+    ]
     assert len(packed) == 2 and all(entry[3] == 2 for entry in packed)  # [N/T, K/2, T, 2] bf16 panels
     ids = rng.integers(0, 200, (1, 16)).astype("int64")
     rounded = reference_dense(ids, weights, transform=lambda name, w: _bf16(w))  # weights rounded only

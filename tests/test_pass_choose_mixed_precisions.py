@@ -18,8 +18,10 @@ from fixtures_precision import dense_module, reference_dense
 
 HOST = load_target("host")
 
-pytestmark = pytest.mark.skipif(dot_instruction(HOST, "int8") is None and dot_instruction(HOST, "bf16") is None,
-                                reason="this CPU has neither an INT8 nor a BF16 dot-product instruction")
+pytestmark = pytest.mark.skipif(
+    dot_instruction(HOST, "int8") is None and dot_instruction(HOST, "bf16") is None,
+    reason="this CPU has neither an INT8 nor a BF16 dot-product instruction",
+)
 
 
 def test_simulation_matches_what_each_precision_costs(rng):

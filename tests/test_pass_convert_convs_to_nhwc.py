@@ -29,9 +29,15 @@ def small_conv_net(rng):
     with bb.function("main", [x]):
         with bb.dataflow():
             h = bb.emit(op.add(conv(x, c(CHANNELS, 3, 3, 3), stride=2, padding=1), c(1, CHANNELS, 1, 1)))
-            stats = [relax.const(v.astype("float32")) for v in (
-                rng.uniform(0.5, 1.5, CHANNELS), rng.standard_normal(CHANNELS) * 0.1,
-                rng.standard_normal(CHANNELS) * 0.1, rng.uniform(0.5, 1.5, CHANNELS))]
+            stats = [
+                relax.const(v.astype("float32"))
+                for v in (
+                    rng.uniform(0.5, 1.5, CHANNELS),
+                    rng.standard_normal(CHANNELS) * 0.1,
+                    rng.standard_normal(CHANNELS) * 0.1,
+                    rng.uniform(0.5, 1.5, CHANNELS),
+                )
+            ]
             h = bb.emit(op.nn.batch_norm(h, *stats, axis=1, epsilon=1e-5, training=False)[0])
             skip = bb.emit(op.nn.relu(h))
             h = bb.emit(op.add(conv(skip, c(CHANNELS, 1, 3, 3), padding=1, groups=CHANNELS), c(1, CHANNELS, 1, 1)))
@@ -53,17 +59,27 @@ def _calls(mod, name) -> list:
     from tvm import relax
 
     found = []
-    relax.analysis.post_order_visit(mod["main"], lambda e: found.append(e) if isinstance(e, relax.Call) and isinstance(
-        e.op, tvm.ir.Op) and e.op.name == name else None)
+    relax.analysis.post_order_visit(
+        mod["main"],
+        lambda e: (
+            found.append(e) if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op) and e.op.name == name else None
+        ),
+    )
     return found
 
 
 def _kernels(mod) -> list[str]:
     from tvm import relax
 
-    lowered = tvm.transform.Sequential([
-        relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
-        relax.transform.FuseOps(), relax.transform.FuseTIR()])(mod)
+    lowered = tvm.transform.Sequential(
+        [
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )(mod)
     return [gv.name_hint for gv, f in lowered.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
 
 
@@ -78,12 +94,15 @@ def test_convolutions_become_nhwc_with_transposes_only_at_the_edges_and_same_num
     after = convert(before)
     assert convert.stats.convs_converted == 4 and convert.stats.batch_norms_folded == 1
     assert convert.stats.transpose_pairs_cancelled >= 1  # the layer scale between tokens and NCHW
-    assert all(call.attrs.data_layout == "NHWC" and call.attrs.kernel_layout == "HWIO"
-               for call in _calls(after, "relax.nn.conv2d"))
+    assert all(
+        call.attrs.data_layout == "NHWC" and call.attrs.kernel_layout == "HWIO"
+        for call in _calls(after, "relax.nn.conv2d")
+    )
     assert not _calls(after, "relax.nn.batch_norm")
     # the only activation transpose left is the model input's; weights were transposed at compile time
-    transposes = [call for call in _calls(after, "relax.permute_dims")
-                  if not isinstance(call.args[0], tvm.ir.expr.Constant)]
+    transposes = [
+        call for call in _calls(after, "relax.permute_dims") if not isinstance(call.args[0], tvm.ir.expr.Constant)
+    ]
     assert len(transposes) == 1, [str(t) for t in transposes]
     assert sum("transpose" in k for k in _kernels(after)) == 1
     x = rng.standard_normal((1, 3, 16, 16)).astype("float32")

@@ -49,8 +49,9 @@ def test_attention_key_reshape_transpose_and_scale(rng):
     q, xk = _var("q", (1, 4, 16, 8)), _var("xk", (1, 16, 32))
 
     def body(bb):
-        kt = bb.emit(op.multiply(op.permute_dims(op.reshape(xk, (1, 16, 4, 8)), [0, 2, 3, 1]),
-                                 relax.const(0.35, "float32")))
+        kt = bb.emit(
+            op.multiply(op.permute_dims(op.reshape(xk, (1, 16, 4, 8)), [0, 2, 3, 1]), relax.const(0.35, "float32"))
+        )
         return op.matmul(q, kt)
 
     mod = _function([q, xk], body)

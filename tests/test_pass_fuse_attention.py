@@ -30,11 +30,11 @@ def head_split_module(seq=16, heads=3, dim=5, scale_where="qk"):
             q = bb.emit(op.permute_dims(op.reshape(xq, (1, seq, heads, dim)), [0, 2, 1, 3]))
             kt = bb.emit(op.permute_dims(op.reshape(xk, (1, seq, heads, dim)), [0, 2, 3, 1]))
             if scale_where == "qk":  # torch's SDPA export: sqrt(scale) on each of q and k
-                q = bb.emit(op.multiply(q, c(dim ** -0.25, "float32")))
-                kt = bb.emit(op.multiply(kt, c(dim ** -0.25, "float32")))
+                q = bb.emit(op.multiply(q, c(dim**-0.25, "float32")))
+                kt = bb.emit(op.multiply(kt, c(dim**-0.25, "float32")))
             scores = bb.emit(op.matmul(q, kt))
             if scale_where == "scores":  # the classic BERT export: scores / sqrt(d), then the mask
-                scores = bb.emit(op.divide(scores, c(dim ** 0.5, "float32")))
+                scores = bb.emit(op.divide(scores, c(dim**0.5, "float32")))
             logits = bb.emit(op.add(scores, bias))
             probs = bb.emit(op.nn.softmax(logits, axis=-1))
             safe = bb.emit(op.where(op.isnan(probs), c(0.0, "float32"), probs))
@@ -100,8 +100,7 @@ def test_sequence_not_a_multiple_of_the_vector_width(rng):
     after = FuseAttention()(mod)
     assert "R.nn.softmax" not in _ops(after)
     inputs = _attention_inputs(rng, seq=13, dim=6)
-    np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_modules_without_attention_are_left_alone(rng):

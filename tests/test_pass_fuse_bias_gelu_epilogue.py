@@ -39,8 +39,9 @@ def lowered_kernels(mod, fast_math=True) -> dict:
     from edgecc.pipeline import lower
     from edgecc.targets import load_target
 
-    ctx = SimpleNamespace(options=CompileOptions(fast_math=fast_math), relax_module=mod,
-                          target=load_target("host"), lowered=None)
+    ctx = SimpleNamespace(
+        options=CompileOptions(fast_math=fast_math), relax_module=mod, target=load_target("host"), lowered=None
+    )
     lowered = lower(ctx)
     return {gv.name_hint: f.script() for gv, f in lowered.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
 
@@ -48,8 +49,8 @@ def lowered_kernels(mod, fast_math=True) -> dict:
 def _one_fused_kernel(kernels: dict) -> tuple[str, str]:
     """(name, TIR) of the module's only kernel, which must hold the matmul."""
     assert len(kernels) == 1, list(kernels)
-    (name, tir), = kernels.items()
-    assert "matmul" in name and "T.sblock(\"matmul\")" in tir
+    ((name, tir),) = kernels.items()
+    assert "matmul" in name and 'T.sblock("matmul")' in tir
     return name, tir
 
 

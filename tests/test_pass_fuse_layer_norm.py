@@ -35,8 +35,9 @@ def decomposed_layer_norm(rng, square="power", root="sqrt", affine=True, axes=(-
     return bb.get()
 
 
-@pytest.mark.parametrize("square,root,affine", [("power", "sqrt", True), ("multiply", "rsqrt", False),
-                                                ("power", "rsqrt", True)])
+@pytest.mark.parametrize(
+    "square,root,affine", [("power", "sqrt", True), ("multiply", "rsqrt", False), ("power", "rsqrt", True)]
+)
 def test_decomposed_layer_norm_becomes_one_op(rng, square, root, affine):
     mod = decomposed_layer_norm(rng, square, root, affine)
     after = FuseLayerNorm()(mod)
@@ -69,8 +70,11 @@ def test_layer_norm_already_fused_is_a_no_op(rng):
     x = relax.Var("x", relax.TensorType((2, 16), "float32"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            out = bb.emit_output(relax.op.nn.layer_norm(x, relax.const(np.ones(16, "float32")),
-                                                        relax.const(np.zeros(16, "float32")), axes=[-1]))
+            out = bb.emit_output(
+                relax.op.nn.layer_norm(
+                    x, relax.const(np.ones(16, "float32")), relax.const(np.zeros(16, "float32")), axes=[-1]
+                )
+            )
         bb.emit_func_output(out)
     mod = bb.get()
     after = FuseLayerNorm()(mod)

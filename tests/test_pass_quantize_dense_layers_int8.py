@@ -29,8 +29,11 @@ def test_every_dense_layer_runs_int8_on_the_instruction_and_matches_fp32(rng):
     after, stats = quantize_dense_layers_int8(mod, INS, vector_lanes(HOST))
     assert stats.int8_layers == ("dense_1", "dense_2") and not stats.fallbacks and stats.quantized_inputs == 2
     scheduled, run = _build(after)
-    int8_kernels = [f for _, f in scheduled.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and f.attrs
-                    and PACKED_ATTR in f.attrs and len(f.attrs[PACKED_ATTR][0]) == 4]
+    int8_kernels = [
+        f
+        for _, f in scheduled.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and f.attrs and PACKED_ATTR in f.attrs and len(f.attrs[PACKED_ATTR][0]) == 4
+    ]
     assert len(int8_kernels) == 2  # both GEMMs got the dot-product rule and the [N/T, K/4, T, 4] weights
     ids = rng.integers(0, 200, (1, 16)).astype("int64")
     expected = reference_dense(ids, weights)
@@ -81,7 +84,7 @@ def test_step_keeps_int8_only_where_it_timed_faster_and_says_why_otherwise(rng):
     assert set(stats.int8_layers) | slower == {"dense_1", "dense_2"}
     text = after.script(show_meta=False)
     assert text.count('out_dtype="int32"') == len(stats.int8_layers)
-    assert 'R.take' in text and '"int8"' in text  # the embedding table is stored as INT8 either way
+    assert "R.take" in text and '"int8"' in text  # the embedding table is stored as INT8 either way
 
 
 def test_step_on_a_board_that_cannot_run_here_keeps_int8_untimed(rng):

@@ -17,9 +17,14 @@ def _constant_dtypes(mod):
     from tvm.ir.expr import Constant
 
     dtypes = []
-    relax.analysis.post_order_visit(mod["main"], lambda e: dtypes.append(e.value.dtype)
-                                    if isinstance(e, Constant) and hasattr(e.value, "numpy") and e.value.numpy().size >= 4096
-                                    else None)
+    relax.analysis.post_order_visit(
+        mod["main"],
+        lambda e: (
+            dtypes.append(e.value.dtype)
+            if isinstance(e, Constant) and hasattr(e.value, "numpy") and e.value.numpy().size >= 4096
+            else None
+        ),
+    )
     return sorted(set(dtypes))
 
 

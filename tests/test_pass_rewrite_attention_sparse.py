@@ -35,8 +35,9 @@ def test_sparse_kernel_matches_masked_attention(rng, block, neighbours, global_t
         assert "sparse_attention" in text and "R.nn.softmax" not in text and "R.matmul" not in text
     q, kt, v, bias = _inputs(rng)
     out = build_on_host(after)([q, kt, v, bias])[0]
-    np.testing.assert_allclose(out, sparse_reference(q, kt, v, bias, block, neighbours, global_tokens),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        out, sparse_reference(q, kt, v, bias, block, neighbours, global_tokens), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("global_tokens", [0, 2])
@@ -74,10 +75,19 @@ def test_attention_flops_drop_with_sequence_length():
     assert 2.5 < ratios[0] < ratios[1] and ratios[1] > 5
 
 
-@pytest.mark.parametrize("text,message", [
-    ("window=0", "positive"), ("window=64,block=8", "exactly one"), ("stride=4", "unknown key"),
-    ("window=sixty", "integer"), ("window=64,neighbours=2", "goes with block="), ("global=2", "exactly one"),
-    ("window", "key=value"), ("window=8,window=9", "twice")])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("window=0", "positive"),
+        ("window=64,block=8", "exactly one"),
+        ("stride=4", "unknown key"),
+        ("window=sixty", "integer"),
+        ("window=64,neighbours=2", "goes with block="),
+        ("global=2", "exactly one"),
+        ("window", "key=value"),
+        ("window=8,window=9", "twice"),
+    ],
+)
 def test_bad_specs_say_what_is_wrong(text, message):
     with pytest.raises(EdgeccError, match=message):
         parse_sparse_attention(text)
@@ -88,15 +98,20 @@ def test_passes_follow_options():
     from edgecc.passes import graph_passes, pass_name
     from edgecc.targets import load_target
 
-    passes = graph_passes(CompileOptions(sparse_attention="block=32,neighbours=2,global=1", fusion=False,
-                                         fast_math=False), load_target("host"))
+    passes = graph_passes(
+        CompileOptions(sparse_attention="block=32,neighbours=2,global=1", fusion=False, fast_math=False),
+        load_target("host"),
+    )
     sparse = [p for p in passes if pass_name(p) == "rewrite_attention_sparse"]
     assert len(sparse) == 1 and sparse[0].pattern == SparsePattern(32, 2, 1)
     # without the option only the layout passes (no-ops on a model without convolutions) and
     # clamp_gather_indices, which every compile ends with, remain
     without = graph_passes(CompileOptions(fusion=False, fast_math=False), load_target("host"))
-    assert [pass_name(p) for p in without] == ["convert_convs_to_nhwc", "pad_channels_to_vectors",
-                                               "clamp_gather_indices"]
+    assert [pass_name(p) for p in without] == [
+        "convert_convs_to_nhwc",
+        "pad_channels_to_vectors",
+        "clamp_gather_indices",
+    ]
 
 
 @pytest.mark.parametrize("block,global_tokens", [(4, 0), (4, 2), (5, 0)])

@@ -37,8 +37,10 @@ def _ops(mod) -> list[str]:
     from tvm import relax
 
     names = []
-    relax.analysis.post_order_visit(mod["main"], lambda e: names.append(e.op.name) if isinstance(
-        e, relax.Call) and isinstance(e.op, tvm.ir.Op) else None)
+    relax.analysis.post_order_visit(
+        mod["main"],
+        lambda e: names.append(e.op.name) if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op) else None,
+    )
     return names
 
 
@@ -53,8 +55,14 @@ def test_gelu_and_residual_follow_the_matmul_and_fuse_into_its_kernel(rng):
     assert _ops(before).count("relax.reshape") == 4 and _ops(after).count("relax.reshape") == 3
 
     def kernels(mod):
-        lowered = tvm.transform.Sequential([relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                                            relax.transform.FuseOps(), relax.transform.FuseTIR()])(mod)
+        lowered = tvm.transform.Sequential(
+            [
+                relax.transform.LegalizeOps(),
+                relax.transform.AnnotateTIROpPattern(),
+                relax.transform.FuseOps(),
+                relax.transform.FuseTIR(),
+            ]
+        )(mod)
         return [gv.name_hint for gv, f in lowered.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
 
     # before: GELU is a kernel of its own; after: it is in the first matmul's kernel
@@ -62,8 +70,8 @@ def test_gelu_and_residual_follow_the_matmul_and_fuse_into_its_kernel(rng):
     assert any("matmul" in k and "erf" in k for k in kernels(after))
     assert any("matmul" in k and k.count("add") >= 1 for k in kernels(after))
     x = rng.standard_normal((1, 8, 16)).astype("float32")
-    expected, = build_on_host(before)([x])
-    actual, = build_on_host(after)([x])
+    (expected,) = build_on_host(before)([x])
+    (actual,) = build_on_host(after)([x])
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -7,9 +7,12 @@ from edgecc.errors import VerificationError
 
 
 def test_int8_compile_reports_accuracy_vs_fp32(held_out_bert_onnx, tmp_path):
-    fp32 = edgecc.compile(held_out_bert_onnx, "host", tmp_path / "fp32", seq_len=24, preset="quick", log=lambda *_: None)
-    int8 = edgecc.compile(held_out_bert_onnx, "host", tmp_path / "int8", seq_len=24, preset="quick",
-                          precision="int8", log=lambda *_: None)
+    fp32 = edgecc.compile(
+        held_out_bert_onnx, "host", tmp_path / "fp32", seq_len=24, preset="quick", log=lambda *_: None
+    )
+    int8 = edgecc.compile(
+        held_out_bert_onnx, "host", tmp_path / "int8", seq_len=24, preset="quick", precision="int8", log=lambda *_: None
+    )
     accuracy = int8.report["accuracy"]
     assert accuracy["precision"] == "int8" and accuracy["method"].startswith("model outputs")
     assert accuracy["mean_cosine"] > 0.99 and 0 <= accuracy["accuracy_drop"] < 0.01
@@ -27,13 +30,29 @@ def test_int8_compile_reports_accuracy_vs_fp32(held_out_bert_onnx, tmp_path):
 
 def test_max_accuracy_drop_fails_the_compile(held_out_bert_onnx, tmp_path):
     with pytest.raises(VerificationError, match="exceeds --max-accuracy-drop"):
-        edgecc.compile(held_out_bert_onnx, "host", tmp_path / "strict", seq_len=24, preset="quick",
-                       precision="int8", max_accuracy_drop=1e-9, log=lambda *_: None)
+        edgecc.compile(
+            held_out_bert_onnx,
+            "host",
+            tmp_path / "strict",
+            seq_len=24,
+            preset="quick",
+            precision="int8",
+            max_accuracy_drop=1e-9,
+            log=lambda *_: None,
+        )
 
 
 def test_sparse_attention_compile_reports_its_accuracy_cost(held_out_bert_onnx, tmp_path):
-    result = edgecc.compile(held_out_bert_onnx, "host", tmp_path / "sparse", seq_len=24, preset="quick",
-                            sparse_attention="block=4,global=1", tolerance=10.0, log=lambda *_: None)
+    result = edgecc.compile(
+        held_out_bert_onnx,
+        "host",
+        tmp_path / "sparse",
+        seq_len=24,
+        preset="quick",
+        sparse_attention="block=4,global=1",
+        tolerance=10.0,
+        log=lambda *_: None,
+    )
     accuracy = result.report["accuracy"]
     assert accuracy["sparse_attention"] == "block=4,global=1"
     assert 0 < accuracy["accuracy_drop"] < 0.5
@@ -43,8 +62,9 @@ def test_sparse_attention_compile_reports_its_accuracy_cost(held_out_bert_onnx, 
 
 
 def test_a_classifier_reports_top1_agreement_with_its_fp32_model(batch_cnn_onnx, tmp_path):
-    result = edgecc.compile(batch_cnn_onnx, "host", tmp_path / "cnn", batch=1, preset="quick", precision="int8",
-                            log=lambda *_: None)
+    result = edgecc.compile(
+        batch_cnn_onnx, "host", tmp_path / "cnn", batch=1, preset="quick", precision="int8", log=lambda *_: None
+    )
     accuracy = result.report["accuracy"]
     assert accuracy["samples"] == 32 and accuracy["top1_rows"] == 32  # one [1, 10] score row per input
     assert accuracy["top1_agreement"] >= 0.9 and "seeded random inputs" in accuracy["inputs"]

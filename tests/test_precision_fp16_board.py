@@ -32,7 +32,7 @@ def test_fp16_kernel_on_the_board_is_fp16_arithmetic_in_k_blocks(emulated_board,
 
     m, k, n = 16, 96, 64
     scheduled = schedule_fp16(fp16_dense_kernel(m, k, n), PI5)
-    (_, n_axis, tile), = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    ((_, n_axis, tile),) = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
     lib = tvm.compile(tvm.IRModule({"main": scheduled}), target=PI5.tvm())
     path = tmp_path / "fp16_dense.so"
     lib.export_library(str(path), fcompile=cc.cross_compiler(PI5.toolchain.require()))
@@ -45,8 +45,12 @@ def test_fp16_kernel_on_the_board_is_fp16_arithmetic_in_k_blocks(emulated_board,
     device = session.cpu(0)
     kernel = load_remote_module(session, path)["main"]
     out = tvm.runtime.tensor(np.zeros((1, m, n), np.float32), device)
-    kernel(tvm.runtime.tensor(a[None], device), tvm.runtime.tensor(pack_array(w, n_axis, tile), device),
-           tvm.runtime.tensor(bias, device), out)
+    kernel(
+        tvm.runtime.tensor(a[None], device),
+        tvm.runtime.tensor(pack_array(w, n_axis, tile), device),
+        tvm.runtime.tensor(bias, device),
+        out,
+    )
     actual = out.numpy()[0]
 
     np.testing.assert_array_equal(actual, blocked_fp16_reference(a, w, bias, k_block_for(k)))
@@ -58,8 +62,16 @@ def test_fp16_kernel_on_the_board_is_fp16_arithmetic_in_k_blocks(emulated_board,
 @pytest.mark.slow  # ~2 min: a cross compile, then the model runs under QEMU
 def test_pi5_fp16_build_uses_fmla_8h_and_verifies_on_the_emulated_board(held_out_bert_onnx, emulated_board, tmp_path):
     out = tmp_path / "pi5-fp16"
-    compiled = edgecc.compile(str(held_out_bert_onnx), target="raspberry-pi-5", output=str(out), seq_len=SEQ,
-                              precision="fp16", rpc=emulated_board.address, measure=False, log=lambda *_: None)
+    compiled = edgecc.compile(
+        str(held_out_bert_onnx),
+        target="raspberry-pi-5",
+        output=str(out),
+        seq_len=SEQ,
+        precision="fp16",
+        rpc=emulated_board.address,
+        measure=False,
+        log=lambda *_: None,
+    )
     stats = compiled.report["accuracy"]["fp16"]
     assert stats["instruction"] == "fmla .8h (fullfp16)" and stats["fp16_math_layers"] > 0
     # hidden 48, FFN 100: the FFN's first layer (N = 100) is no multiple of 8 lanes and stays FP32, said why
@@ -90,8 +102,16 @@ def test_tinybert_4_pi5_fp16_build_computes_every_dense_layer_on_fmla_8h(tmp_pat
     if tool is None:
         pytest.skip("the aarch64 cross binutils (binutils-aarch64-linux-gnu) are not installed")
     out = tmp_path / "tinybert-pi5-fp16"
-    compiled = edgecc.compile("tinybert-4", target="raspberry-pi-5", output=str(out), seq_len=32, precision="fp16",
-                              verify=False, measure=False, log=lambda *_: None)
+    compiled = edgecc.compile(
+        "tinybert-4",
+        target="raspberry-pi-5",
+        output=str(out),
+        seq_len=32,
+        precision="fp16",
+        verify=False,
+        measure=False,
+        log=lambda *_: None,
+    )
     stats = compiled.report["passes"]["cast_matmuls_to_fp16"]
     assert stats["fp16_math_layers"] == 24 and not stats["fallbacks"]  # 4 layers x (Q, K, V, out, FFN in, out)
     schedules = compiled.report["schedules"]

@@ -13,8 +13,16 @@ def test_x86_host_fp16_compile_says_storage_only_in_one_line_and_in_the_report(h
     if load_target("host").arch not in ("x86_64", "x86"):
         pytest.skip("this host is not an x86 CPU")
     lines = []
-    result = edgecc.compile(held_out_bert_onnx, "host", tmp_path / "fp16", seq_len=24, preset="quick",
-                            precision="fp16", measure=False, log=lines.append)
+    result = edgecc.compile(
+        held_out_bert_onnx,
+        "host",
+        tmp_path / "fp16",
+        seq_len=24,
+        preset="quick",
+        precision="fp16",
+        measure=False,
+        log=lines.append,
+    )
     said = [line.strip() for line in lines if "FP16 storage only" in line]
     assert len(said) == 1 and "x86 CPU" in said[0] and "no FP16 arithmetic" in said[0], lines
     stats = json.loads((tmp_path / "fp16" / "report.json").read_text())["passes"]["cast_matmuls_to_fp16"]

@@ -17,8 +17,16 @@ SEQ, VOCAB = 24, 777
 @pytest.mark.slow  # ~2 min: a cross compile, then the model runs under QEMU
 def test_pi5_int8_build_uses_sdot_and_verifies_on_the_emulated_board(held_out_bert_onnx, emulated_board, tmp_path):
     out = tmp_path / "pi5-int8"
-    compiled = edgecc.compile(str(held_out_bert_onnx), target="raspberry-pi-5", output=str(out), seq_len=SEQ,
-                              precision="int8", rpc=emulated_board.address, measure=False, log=lambda *_: None)
+    compiled = edgecc.compile(
+        str(held_out_bert_onnx),
+        target="raspberry-pi-5",
+        output=str(out),
+        seq_len=SEQ,
+        precision="int8",
+        rpc=emulated_board.address,
+        measure=False,
+        log=lambda *_: None,
+    )
     stats = compiled.report["accuracy"]["int8"]
     assert stats["instruction"] == "sdot (dotprod)" and stats["int8_math_layers"] == 6 and not stats["fallbacks"]
     assert compiled.report["verification"]["where"] == emulated_board.address

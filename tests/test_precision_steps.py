@@ -42,7 +42,8 @@ def test_steps_follow_target_capabilities():
     assert _names(Options("int8"), _target(False, True, "x86-64")) == ["quantize_dense_weights_int8 (int8 math)"]
     assert "dequantize on load" in _names(Options("int8"), _target(False, False))[0]
     assert _names(Options("bf16"), _target(False, False, "x86-64")) == [
-        "cast_dense_layers_bf16 (no bf16 arithmetic on target: compiled as fp32)"]
+        "cast_dense_layers_bf16 (no bf16 arithmetic on target: compiled as fp32)"
+    ]
     int8 = dot_instruction(load_target("host"), "int8")
     if int8 is not None:
         expected = f"quantize_dense_layers_int8 (int8 math on {int8.name})"

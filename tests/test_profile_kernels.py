@@ -52,6 +52,7 @@ def test_profile_times_every_kernel_top_first(built):
     assert matmul["achieved_gflops"] == pytest.approx(matmul["flops"] / (matmul["ms_per_call"] / 1e3) / 1e9)
     vm = relax.VirtualMachine(executable, tvm.cpu())
     import numpy as np
+
     args = [tvm.runtime.tensor(np.random.rand(*s).astype("float32")) for s in ((64, 128), (128, 256), (256,))]
     e2e_ms = float(np.median(vm.time_evaluator("main", tvm.cpu(), number=20, repeat=20)(*args).results)) * 1e3
     # kernels alone cannot take longer than the whole model (2 shared cores make the lower bound noisy)
@@ -71,8 +72,9 @@ def test_roofline_placement_by_hand():
 @tvm.script.ir_module
 class EmbeddingLookup:
     @R.function
-    def main(ids: R.Tensor((1, 16), "int64"), table: R.Tensor((30000, 64), "float32"),
-             bias: R.Tensor((64,), "float32")):
+    def main(
+        ids: R.Tensor((1, 16), "int64"), table: R.Tensor((30000, 64), "float32"), bias: R.Tensor((64,), "float32")
+    ):
         with R.dataflow():
             rows = R.take(table, ids, axis=0)
             out = R.add(rows, bias)
@@ -151,11 +153,13 @@ def test_a_tensorized_int8_kernel_counts_its_dot_products_and_its_packed_weight(
     a = te.placeholder((m, k), ins.activation_dtype, name="a")
     w = te.placeholder((k, n), "int8", name="w")
     r = te.reduce_axis((0, k), name="r")
-    acc = te.compute((m, n), lambda i, j: te.sum(a[i, r].astype("int32") * w[r, j].astype("int32"), axis=r),
-                     name="matmul")
+    acc = te.compute(
+        (m, n), lambda i, j: te.sum(a[i, r].astype("int32") * w[r, j].astype("int32"), axis=r), name="matmul"
+    )
     func = te.create_prim_func([a, w, acc])
-    scheduled = schedule_kernel(func, "main", vector_lanes(host), host, frozenset({1}), rules=(DotMatmulRule(),),
-                                packed_attr=PACKED_ATTR)
+    scheduled = schedule_kernel(
+        func, "main", vector_lanes(host), host, frozenset({1}), rules=(DotMatmulRule(),), packed_attr=PACKED_ATTR
+    )
     assert schedule_source(scheduled) == f"rule:{DotMatmulRule.name}"
     ops = count_ops(scheduled)
     assert 2 * m * k * n <= ops.get("int8", 0) <= 2.1 * m * k * n and "fp32" not in ops

@@ -62,8 +62,9 @@ def test_emulate_with_a_dead_tracker_fails_before_starting_qemu():
     from edgecc.cli import main as cli
 
     address = f"127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(cli, ["board", "emulate", "--port", str(free_port()), "--tracker", address,
-                                      "--key", "raspberry-pi-5"])
+    result = CliRunner().invoke(
+        cli, ["board", "emulate", "--port", str(free_port()), "--tracker", address, "--key", "raspberry-pi-5"]
+    )
     assert result.exit_code == 2
     assert f"tracker {address} refused the connection" in result.output
 

@@ -41,10 +41,26 @@ window.addEventListener('load', () => {
 def _chromium(*args, timeout=120):
     profile = tempfile.mkdtemp(prefix="edgecc-chromium-")
     try:
-        return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                               "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                               "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
@@ -72,8 +88,9 @@ def page(report_html, tmp_path_factory):
     """What the rendered page shows, read by a script inside it."""
     probed = tmp_path_factory.mktemp("probe") / "report.html"
     probed.write_text(report_html.read_text().replace("</body>", PROBE + "</body>"))
-    dom = _chromium("--window-size=1200,900", "--virtual-time-budget=10000", "--dump-dom",
-                    f"file://{probed.resolve()}").stdout
+    dom = _chromium(
+        "--window-size=1200,900", "--virtual-time-budget=10000", "--dump-dom", f"file://{probed.resolve()}"
+    ).stdout
     found = re.search(r"<pre id=\"edgecc-probe\">(.*?)</pre>", dom, re.S)
     assert found, "the probe script did not run in chromium"
     import html

@@ -18,7 +18,7 @@ def compiled(tmp_path_factory):
     # A model of the size edgecc is for (TinyBERT-4, 128 tokens, ~8 ms): in a toy model of 0.2-1 ms
     # the runtime's few microseconds per call between kernels (dispatch, allocation, waking the
     # second thread) are 15-25% of the time, which a per-kernel table rightly does not contain.
-    RESULTS['model'] = edgecc.compile("tinybert-4", "host", out, seq_len=128, min_seconds=0.3, log=lambda *_: None)
+    RESULTS["model"] = edgecc.compile("tinybert-4", "host", out, seq_len=128, min_seconds=0.3, log=lambda *_: None)
     return out
 
 
@@ -28,7 +28,7 @@ def test_three_reports_and_schema(compiled):
     validate_report(report)
     assert (compiled / "report.md").stat().st_size > 0
     html = (compiled / "report.html").read_text()
-    assert html.count('<img') >= 2  # per-kernel bars and roofline at least
+    assert html.count("<img") >= 2  # per-kernel bars and roofline at least
 
 
 def test_energy_is_measured_or_plainly_not(compiled):
@@ -71,7 +71,7 @@ def test_kernel_times_add_up_and_each_has_a_roofline_place(compiled):
     for _ in range(3):
         if 0.90 <= ratios[-1] <= 1.10:
             break
-        ratios.append(_remeasured_ratio(RESULTS['model'].context))
+        ratios.append(_remeasured_ratio(RESULTS["model"].context))
     assert 0.90 <= ratios[-1] <= 1.10, ratios
     totals = [k["total_ms"] for k in profile["kernels"]]
     assert totals == sorted(totals, reverse=True)
@@ -93,7 +93,12 @@ def _remeasured_ratio(ctx) -> float:
 
     artifact = load_artifact(ctx.stage_dir)  # the compile closed its own when it finished
     try:
-        return profile_artifact(ctx.scheduled, artifact, ctx.stage_dir / ctx.manifest["library"], ctx.sample_inputs,
-                                machine_from_board(ctx.target.board))["sum_over_end_to_end"]
+        return profile_artifact(
+            ctx.scheduled,
+            artifact,
+            ctx.stage_dir / ctx.manifest["library"],
+            ctx.sample_inputs,
+            machine_from_board(ctx.target.board),
+        )["sum_over_end_to_end"]
     finally:
         artifact.close()

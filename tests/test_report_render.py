@@ -15,27 +15,70 @@ from edgecc.reports.schema import SCHEMA_VERSION, report_errors, validate_report
 
 
 def _report(name="bert", median_ms=2.0, library_bytes=1_000_000, drop=0.0, precision="fp32"):
-    kernels = [{"name": n, "calls": c, "ms_per_call": ms, "total_ms": ms * c, "flops": f, "bytes": b,
-                "arithmetic_intensity": f / b, "achieved_gflops": f / (ms / 1e3) / 1e9,
-                "achieved_gbs": b / (ms / 1e3) / 1e9, "bound": bound, "share": 0.5, "pct_of_roofline": 10.0,
-                "pct_of_peak_compute": 1.0}
-               for n, c, ms, f, b, bound in (("matmul", 4, 0.3, 4e6, 2e5, "compute"),
-                                             ("layer_norm", 2, 0.2, 1e4, 1e5, "memory"))]
+    kernels = [
+        {
+            "name": n,
+            "calls": c,
+            "ms_per_call": ms,
+            "total_ms": ms * c,
+            "flops": f,
+            "bytes": b,
+            "arithmetic_intensity": f / b,
+            "achieved_gflops": f / (ms / 1e3) / 1e9,
+            "achieved_gbs": b / (ms / 1e3) / 1e9,
+            "bound": bound,
+            "share": 0.5,
+            "pct_of_roofline": 10.0,
+            "pct_of_peak_compute": 1.0,
+        }
+        for n, c, ms, f, b, bound in (
+            ("matmul", 4, 0.3, 4e6, 2e5, "compute"),
+            ("layer_norm", 2, 0.2, 1e4, 1e5, "memory"),
+        )
+    ]
     return {
         "schema_version": SCHEMA_VERSION,
         "model": {"name": "tiny", "source": "tiny.onnx"},
         "target": {"name": "host", "description": "this machine"},
         "options": {"precision": precision, "batch": 1, "seq_len": 128},
         "compile": {"total_seconds": 3.0, "steps": []},
-        "artifact": {"library": "model.so", "files": {"model.so": {"bytes": library_bytes}},
-                     "library_bytes": library_bytes},
+        "artifact": {
+            "library": "model.so",
+            "files": {"model.so": {"bytes": library_bytes}},
+            "library_bytes": library_bytes,
+        },
         "verification": {"status": "passed", "reason": "ok"},
-        "latency": {"edgecc": {"runs": 10, "min_ms": 1.9, "median_ms": median_ms, "mean_ms": 2.0, "p90_ms": 2.1,
-                               "p99_ms": 2.2, "std_ms": 0.05, "cv": 0.025}},
-        "energy": {"kind": "estimated", "meter": "estimate from target file", "joules_per_inference": 0.05,
-                   "joules_per_inference_total": 0.07, "avg_watts": 35.0, "peak_watts": 35.0, "idle_watts": 10.0},
-        "profile": {"kernels": kernels, "sum_ms": 1.6, "end_to_end_ms": 1.8, "sum_over_end_to_end": 1.6 / 1.8,
-                    "kernel_count": 2, "skipped": [], "peak_gflops": 100.0, "memory_bandwidth_gbs": 20.0},
+        "latency": {
+            "edgecc": {
+                "runs": 10,
+                "min_ms": 1.9,
+                "median_ms": median_ms,
+                "mean_ms": 2.0,
+                "p90_ms": 2.1,
+                "p99_ms": 2.2,
+                "std_ms": 0.05,
+                "cv": 0.025,
+            }
+        },
+        "energy": {
+            "kind": "estimated",
+            "meter": "estimate from target file",
+            "joules_per_inference": 0.05,
+            "joules_per_inference_total": 0.07,
+            "avg_watts": 35.0,
+            "peak_watts": 35.0,
+            "idle_watts": 10.0,
+        },
+        "profile": {
+            "kernels": kernels,
+            "sum_ms": 1.6,
+            "end_to_end_ms": 1.8,
+            "sum_over_end_to_end": 1.6 / 1.8,
+            "kernel_count": 2,
+            "skipped": [],
+            "peak_gflops": 100.0,
+            "memory_bandwidth_gbs": 20.0,
+        },
         "tuning": {"run": {"curve": [[8, 3.0], [16, 2.5], [24, 2.4]]}},
         "accuracy": {"accuracy_drop": drop},
     }
@@ -50,9 +93,13 @@ def test_valid_report_passes_and_each_break_is_named():
     del broken["model"]["name"]
     assert report_errors(broken) == ["model.name is missing"]  # structure first, then section contents
     broken["model"]["name"] = "tiny"
-    assert report_errors(broken) == ["latency.edgecc.p99_ms is missing",
-                                     "energy.kind must be 'measured', 'estimated' or 'not measured'"]
-    with pytest.raises(EdgeccError, match=rf"^report does not match report schema v{SCHEMA_VERSION}: latency.edgecc.p99"):
+    assert report_errors(broken) == [
+        "latency.edgecc.p99_ms is missing",
+        "energy.kind must be 'measured', 'estimated' or 'not measured'",
+    ]
+    with pytest.raises(
+        EdgeccError, match=rf"^report does not match report schema v{SCHEMA_VERSION}: latency.edgecc.p99"
+    ):
         validate_report(broken)
     with pytest.raises(EdgeccError, match=f"schema_version 99 is not {SCHEMA_VERSION}"):
         validate_report({**report, "schema_version": 99})
@@ -68,8 +115,11 @@ def test_html_has_every_plot_and_estimated_label(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.image as mpimg
 
-    variants = {"fp32": _report(), "int8": _report(median_ms=1.2, library_bytes=300_000, drop=0.01, precision="int8"),
-                "fp16": _report(median_ms=1.6, library_bytes=500_000, drop=0.001, precision="fp16")}
+    variants = {
+        "fp32": _report(),
+        "int8": _report(median_ms=1.2, library_bytes=300_000, drop=0.01, precision="int8"),
+        "fp16": _report(median_ms=1.6, library_bytes=500_000, drop=0.001, precision="fp16"),
+    }
     for name, report in variants.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "report.json").write_text(json.dumps(report))
@@ -105,17 +155,30 @@ def _no_raw_dumps(text: str) -> None:
 
 def test_markdown_is_tables_and_the_summary_comes_first(tmp_path):
     report = _report()
-    report["accuracy"] = {"accuracy_drop": 0.004, "method": "model outputs vs the FP32 ONNX model", "samples": 4,
-                          "int8": {"layers_quantized": 6, "skipped": ["head"]},
-                          "layers": [{"name": "dense_0", "precision": "int8"}, {"name": "head", "precision": "fp32"}]}
-    report["tuning"] = {"run": {"curve": [[8, 3.0]], "trials_run": 24, "wall_seconds": 60.0, "stopped_by": "trials"},
-                        "applied": {"kernels": 12, "tuned": 9, "default": 3, "records_for_target": 40},
-                        "compared_with_default": {"compared": 9, "kept_default": ["a", "b", "c", "d", "e", "f"],
-                                                  "kernels": [{"name": "a", "tuned_us": 9.0, "default_us": 8.0,
-                                                               "kept": "default"}]}}
+    report["accuracy"] = {
+        "accuracy_drop": 0.004,
+        "method": "model outputs vs the FP32 ONNX model",
+        "samples": 4,
+        "int8": {"layers_quantized": 6, "skipped": ["head"]},
+        "layers": [{"name": "dense_0", "precision": "int8"}, {"name": "head", "precision": "fp32"}],
+    }
+    report["tuning"] = {
+        "run": {"curve": [[8, 3.0]], "trials_run": 24, "wall_seconds": 60.0, "stopped_by": "trials"},
+        "applied": {"kernels": 12, "tuned": 9, "default": 3, "records_for_target": 40},
+        "compared_with_default": {
+            "compared": 9,
+            "kept_default": ["a", "b", "c", "d", "e", "f"],
+            "kernels": [{"name": "a", "tuned_us": 9.0, "default_us": 8.0, "kept": "default"}],
+        },
+    }
     report["passes"] = {"fuse_attention": {"attentions_fused": 4}}
-    report["schedules"] = {"kernels": 13, "by_source": {"rule:matmul": 4, "tuned": 3}, "unscheduled": [],
-                           "fallbacks": ["odd_kernel"], "failures": {"k": ["rule:conv: ValueError: no"]}}
+    report["schedules"] = {
+        "kernels": 13,
+        "by_source": {"rule:matmul": 4, "tuned": 3},
+        "unscheduled": [],
+        "fallbacks": ["odd_kernel"],
+        "failures": {"k": ["rule:conv: ValueError: no"]},
+    }
     render_reports(tmp_path, report)
     markdown = (tmp_path / "report.md").read_text()
     _no_raw_dumps(markdown)
@@ -123,8 +186,13 @@ def test_markdown_is_tables_and_the_summary_comes_first(tmp_path):
     summary = markdown.split("## Summary")[1].split("\n## ")[0]
     assert "tuned 3 of 12 kernels (9 tried, 6 lost to the default schedule and were dropped)" in summary
     assert "Slowest kernels" in summary and "`matmul`" in summary and "compute-bound at" in summary
-    for row in ("| int8.layers_quantized | 6 |", "| dense_0 | int8 |", "| `fuse_attention` | attentions fused: 4 |",
-                "| `rule:matmul` | 4 |", "| `k` | rule:conv: ValueError: no |"):
+    for row in (
+        "| int8.layers_quantized | 6 |",
+        "| dense_0 | int8 |",
+        "| `fuse_attention` | attentions fused: 4 |",
+        "| `rule:matmul` | 4 |",
+        "| `k` | rule:conv: ValueError: no |",
+    ):
         assert row in markdown, row
     html = (tmp_path / "report.html").read_text()
     _no_raw_dumps(html)
@@ -190,14 +258,23 @@ def test_builds_with_other_input_shapes_are_not_peers(tmp_path):
 
 def test_precision_passes_get_their_own_tables(tmp_path):
     report = _report()
-    report["passes"] = {"fuse_attention": {"attentions_fused": 4},
-                        "quantize_dense_layers_int8": {
-                            "instruction": "vpdpbusd (avx512vnni)", "weights": "per-channel symmetric int8",
-                            "activations": "dynamic per-row", "int8_layers": ["a", "b"], "int8_math_layers": 2,
-                            "fp32_layers": 1, "fallbacks": [{"layer": "head", "key": "k", "shape": [384, 2],
-                                                             "reason": "INT8 timed slower than FP32 here"}],
-                            "timings": [{"input_shape": [128, 384], "n": 384, "layers": ["a"], "fp32_us": 90.0,
-                                         "int8_us": 40.0, "kept": "int8"}]}}
+    report["passes"] = {
+        "fuse_attention": {"attentions_fused": 4},
+        "quantize_dense_layers_int8": {
+            "instruction": "vpdpbusd (avx512vnni)",
+            "weights": "per-channel symmetric int8",
+            "activations": "dynamic per-row",
+            "int8_layers": ["a", "b"],
+            "int8_math_layers": 2,
+            "fp32_layers": 1,
+            "fallbacks": [
+                {"layer": "head", "key": "k", "shape": [384, 2], "reason": "INT8 timed slower than FP32 here"}
+            ],
+            "timings": [
+                {"input_shape": [128, 384], "n": 384, "layers": ["a"], "fp32_us": 90.0, "int8_us": 40.0, "kept": "int8"}
+            ],
+        },
+    }
     render_reports(tmp_path, report)
     markdown = (tmp_path / "report.md").read_text()
     _no_raw_dumps(markdown)

@@ -48,16 +48,22 @@ def _reduce(kind, shape, axis):
 
 KERNELS = {
     # name: (builder, rule that must schedule it)
-    "conv3x3-stride2-relu": (lambda: _conv((1, 15, 15, 24), (3, 3, 24, 48), 2, 1, epilogue="relu"),
-                             "conv2d-nhwc-register-tile"),
+    "conv3x3-stride2-relu": (
+        lambda: _conv((1, 15, 15, 24), (3, 3, 24, 48), 2, 1, epilogue="relu"),
+        "conv2d-nhwc-register-tile",
+    ),
     # 196 pixels: the row tile does not divide the 14-wide rows, the epilogue must still be exact
-    "conv1x1-residual": (lambda: _conv((1, 14, 14, 32), (1, 1, 32, 64), 1, 0, epilogue="gelu-like", residual=True),
-                         "conv2d-nhwc-register-tile"),
+    "conv1x1-residual": (
+        lambda: _conv((1, 14, 14, 32), (1, 1, 32, 64), 1, 0, epilogue="gelu-like", residual=True),
+        "conv2d-nhwc-register-tile",
+    ),
     "conv1x1-no-epilogue": (lambda: _conv((1, 8, 8, 48), (1, 1, 48, 96), 1, 0), "conv2d-nhwc-register-tile"),
     "grouped-conv3x3": (lambda: _conv((1, 9, 9, 32), (3, 3, 16, 32), 1, 1, groups=2), "conv2d-nhwc-register-tile"),
     "depthwise3x3": (lambda: _conv((1, 10, 10, 48), (3, 3, 1, 48), 1, 1, groups=48), "depthwise-conv2d-nhwc"),
-    "depthwise3x3-stride2": (lambda: _conv((1, 16, 16, 32), (3, 3, 1, 32), 2, 1, groups=32, epilogue="relu"),
-                             "depthwise-conv2d-nhwc"),
+    "depthwise3x3-stride2": (
+        lambda: _conv((1, 16, 16, 32), (3, 3, 1, 32), 2, 1, groups=32, epilogue="relu"),
+        "depthwise-conv2d-nhwc",
+    ),
     "maxpool3x3-stride2": (lambda: _pool("max", (1, 15, 15, 32), (3, 3), (2, 2), (1, 1, 1, 1)), "pool2d-nhwc"),
     "avgpool2x2": (lambda: _pool("avg", (1, 8, 8, 48), (2, 2), (2, 2), (0, 0, 0, 0)), "pool2d-nhwc"),
     "global-average-pool": (lambda: _reduce("mean", (1, 7, 7, 64), (1, 2)), "channel-vector-reduction"),

@@ -12,10 +12,12 @@ from edgecc.targets import load_target
 
 
 @T.prim_func(private=True, s_tir=True)
-def dense_bias(x: T.Buffer((T.int64(1), T.int64(32), T.int64(48)), "float32"),
-               w: T.Buffer((T.int64(48), T.int64(64)), "float32"),
-               b: T.Buffer((T.int64(64),), "float32"),
-               y: T.Buffer((T.int64(1), T.int64(32), T.int64(64)), "float32")):
+def dense_bias(
+    x: T.Buffer((T.int64(1), T.int64(32), T.int64(48)), "float32"),
+    w: T.Buffer((T.int64(48), T.int64(64)), "float32"),
+    b: T.Buffer((T.int64(64),), "float32"),
+    y: T.Buffer((T.int64(1), T.int64(32), T.int64(64)), "float32"),
+):
     T.func_attr({"tirx.noalias": True})
     acc = T.sblock_alloc_buffer((T.int64(1), T.int64(32), T.int64(64)))
     for i0, i1, i2, k in T.grid(T.int64(1), T.int64(32), T.int64(64), T.int64(48)):
@@ -45,8 +47,12 @@ def test_matmul_gets_a_vectorised_parallel_register_tile_and_same_numbers():
     assert "matmul_init" in text  # reduction init split from the update
     assert scheduled.attrs["tirx.is_scheduled"]
     rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal((1, 32, 48)).astype("float32"), rng.standard_normal((48, 64)).astype("float32"),
-              rng.standard_normal(64).astype("float32"), np.zeros((1, 32, 64), "float32")]
+    arrays = [
+        rng.standard_normal((1, 32, 48)).astype("float32"),
+        rng.standard_normal((48, 64)).astype("float32"),
+        rng.standard_normal(64).astype("float32"),
+        np.zeros((1, 32, 64), "float32"),
+    ]
     target = load_target("host").tvm()
     want = arrays[0] @ arrays[1] + arrays[2]
     np.testing.assert_allclose(_run(dense_bias, target, [a.copy() for a in arrays]), want, rtol=1e-5, atol=1e-5)
@@ -99,8 +105,9 @@ def test_every_default_scheduled_kernel_of_a_bert_computes_what_its_naive_form_c
             packed_arrays[int(position)] = pack_array(arrays[int(position)], int(n_axis), int(tile))
             packed.append(gvar.name_hint)
         got = _run(after, target, packed_arrays)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())),
-                                   err_msg=gvar.name_hint)
+        np.testing.assert_allclose(
+            got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())), err_msg=gvar.name_hint
+        )
         checked.append((gvar.name_hint, "tirx.is_scheduled" in (after.attrs or {})))
     names = [name for name, _ in checked]
     assert any("layer_norm" in n for n in names) and any("softmax" in n for n in names)
@@ -115,7 +122,9 @@ def test_layer_norm_runs_as_one_parallel_loop_over_rows():
 
     ctx = _lowered_tiny_bert()
     scheduled = apply_cpu_default_schedules(ctx.lowered, ctx.target)
-    norms = [f for gv, f in scheduled.functions.items() if isinstance(f, tirx.PrimFunc) and "layer_norm" in gv.name_hint]
+    norms = [
+        f for gv, f in scheduled.functions.items() if isinstance(f, tirx.PrimFunc) and "layer_norm" in gv.name_hint
+    ]
     assert norms
     text = norms[0].script()
     assert text.count("T.parallel") == 1 and "T.vectorized" in text
@@ -150,7 +159,9 @@ def test_a_rule_that_raises_is_recorded_and_the_next_rule_schedules_the_kernel()
 
     scheduled = schedule_kernel(dense_bias, "dense_bias", lanes=16, rules=(_RaisingRule(), *CPU_RULES))
     assert scheduled.attrs["edgecc.schedule"] == "rule:matmul"
-    assert "rule:raises: ValueError: this rule cannot schedule anything" in list(scheduled.attrs["edgecc.schedule_failures"])
+    assert "rule:raises: ValueError: this rule cannot schedule anything" in list(
+        scheduled.attrs["edgecc.schedule_failures"]
+    )
     alone = schedule_kernel(dense_bias, "dense_bias", lanes=16, rules=(_RaisingRule(),))
     summary = schedule_summary(tvm.IRModule({"dense_bias": alone}))
     assert summary.unscheduled == ["dense_bias"] and "dense_bias" in summary.failures

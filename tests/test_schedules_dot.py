@@ -28,17 +28,20 @@ def _dense_int8_kernel(m, k, n, a_dtype):
     zp = te.placeholder((m, 1), "int32", name="zp")
     scale = te.placeholder((m, 1), "float32", name="scale")
     r = te.reduce_axis((0, k), name="r")
-    acc = te.compute((m, n), lambda i, j: te.sum(a[i, r].astype("int32") * w[r, j].astype("int32"), axis=r),
-                     name="matmul")
-    out = te.compute((m, n), lambda i, j: (acc[i, j] - zp[i, 0] * colsum[j]).astype("float32") * scale[i, 0],
-                     name="dequantize")
+    acc = te.compute(
+        (m, n), lambda i, j: te.sum(a[i, r].astype("int32") * w[r, j].astype("int32"), axis=r), name="matmul"
+    )
+    out = te.compute(
+        (m, n), lambda i, j: (acc[i, j] - zp[i, 0] * colsum[j]).astype("float32") * scale[i, 0], name="dequantize"
+    )
     return te.create_prim_func([a, w, colsum, zp, scale, out])
 
 
 def schedule_dot_kernel(func, target, lanes, constant_inputs):
     """`func` scheduled by the dot-product rule alone, or None when it does not take it."""
-    scheduled = schedule_kernel(func, "main", lanes, target, frozenset(constant_inputs), rules=(DotMatmulRule(),),
-                                packed_attr=PACKED_ATTR)
+    scheduled = schedule_kernel(
+        func, "main", lanes, target, frozenset(constant_inputs), rules=(DotMatmulRule(),), packed_attr=PACKED_ATTR
+    )
     return scheduled if schedule_source(scheduled) == f"rule:{DotMatmulRule.name}" else None
 
 
@@ -80,7 +83,7 @@ def _x86_targets():
 @pytest.mark.parametrize("target", _x86_targets())
 def test_int8_matmul_rule_is_exact_against_numpy_int32(target, tmp_path):
     ins, scheduled, lib = _build(target)
-    (position, n_axis, tile, group), = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    ((position, n_axis, tile, group),) = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
     assert (position, n_axis, group) == (1, 1, 4) and tile % ins.lanes == 0
     rng = np.random.default_rng(0)
     low, high = ins.activation_range
@@ -104,8 +107,9 @@ def test_rule_leaves_fp32_and_non_constant_kernels_alone():
     assert schedule_dot_kernel(func, HOST, 16, constant_inputs=set()) is None  # weight not a constant
     a, b = te.placeholder((8, 16), name="a"), te.placeholder((16, 32), name="b")
     r = te.reduce_axis((0, 16))
-    fp32 = te.create_prim_func([a, b, te.compute((8, 32), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r),
-                                                 name="matmul")])
+    fp32 = te.create_prim_func(
+        [a, b, te.compute((8, 32), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name="matmul")]
+    )
     assert schedule_dot_kernel(fp32, HOST, 16, constant_inputs={1}) is None
 
 
@@ -151,8 +155,11 @@ def test_quantize_rows_kernel_reconstructs_each_row_within_half_a_step(dtype, lo
     x[1, 2] = 0.0  # an all-zero row must not divide by zero
     func = quantize_rows_kernel(x.shape, low, high, dtype, 16)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST.tvm()).jit()
-    outs = [tvm.runtime.tensor(np.zeros(x.shape, dtype)), tvm.runtime.tensor(np.zeros((2, 5, 1), np.float32)),
-            tvm.runtime.tensor(np.zeros((2, 5, 1), np.int32))]
+    outs = [
+        tvm.runtime.tensor(np.zeros(x.shape, dtype)),
+        tvm.runtime.tensor(np.zeros((2, 5, 1), np.float32)),
+        tvm.runtime.tensor(np.zeros((2, 5, 1), np.int32)),
+    ]
     lib["main"](tvm.runtime.tensor(x), *outs)
     q, scale, zp = (o.numpy() for o in outs)
     assert q.min() >= low and q.max() <= high and zp.min() >= low and zp.max() <= high
@@ -170,11 +177,12 @@ def test_bf16_matmul_rule_matches_numpy_on_bf16_rounded_operands(tmp_path):
     a = te.placeholder((8, 64), "bfloat16", name="a")
     w = te.placeholder((64, 48), "bfloat16", name="w")
     r = te.reduce_axis((0, 64), name="r")
-    out = te.compute((8, 48), lambda i, j: te.sum(a[i, r].astype("float32") * w[r, j].astype("float32"), axis=r),
-                     name="matmul")
+    out = te.compute(
+        (8, 48), lambda i, j: te.sum(a[i, r].astype("float32") * w[r, j].astype("float32"), axis=r), name="matmul"
+    )
     scheduled = schedule_dot_kernel(te.create_prim_func([a, w, out]), HOST, 16, constant_inputs={1})
     assert scheduled is not None
-    (position, n_axis, tile, group), = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    ((position, n_axis, tile, group),) = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
     assert group == 2
     lib = tvm.compile(tvm.IRModule({"main": scheduled}), target=HOST.tvm())
     if shutil.which("objdump"):

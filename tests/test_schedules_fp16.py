@@ -48,7 +48,7 @@ def test_fp16_rule_computes_fp16_blocks_at_neon_widths(m, k, n):
 
     scheduled = schedule_fp16(fp16_dense_kernel(m, k, n), PI5)
     assert scheduled is not None, scheduled
-    (_, n_axis, tile), = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    ((_, n_axis, tile),) = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
     assert tile % 8 == 0
     kernel = tvm.compile(tvm.IRModule({"main": scheduled}), target=load_target("host").tvm())["main"]
     rng = np.random.default_rng(m * k + n)
@@ -82,7 +82,7 @@ def test_raspberry_pi_5_fp16_kernel_holds_fmla_on_8h(tmp_path):
         pytest.skip("the aarch64 cross binutils/gcc (g++-aarch64-linux-gnu) are not installed")
     scheduled = schedule_fp16(fp16_dense_kernel(32, 96, 96), PI5)
     assert scheduled is not None
-    (position, n_axis, tile), = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    ((position, n_axis, tile),) = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
     assert (position, n_axis) == (1, 1) and tile % 8 == 0  # weight stored in [N/T, K, T] FP16 panels
     from tvm.support import cc
 

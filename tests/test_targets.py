@@ -35,8 +35,15 @@ def test_the_three_accelerator_boards_are_present():
     assert load_target("snapdragon-8-gen-2-hexagon").tvm_target["mtriple"] == "hexagon"
 
 
-@pytest.mark.parametrize("alias, board", [("jetson-orin", "jetson-orin-nano"), ("raspberry-pi", "raspberry-pi-5"),
-                                          ("snapdragon", "snapdragon-8-gen-2-cpu"), ("apple-m2", "apple-m2-metal")])
+@pytest.mark.parametrize(
+    "alias, board",
+    [
+        ("jetson-orin", "jetson-orin-nano"),
+        ("raspberry-pi", "raspberry-pi-5"),
+        ("snapdragon", "snapdragon-8-gen-2-cpu"),
+        ("apple-m2", "apple-m2-metal"),
+    ],
+)
 def test_family_aliases_resolve_to_their_default_board(alias, board):
     target = load_target(alias)
     assert target.name == board
@@ -63,15 +70,22 @@ def _broken_copy(tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda t: t.replace('kind = "cuda"\narch', 'kind = "cuda\narch'), "is not valid TOML"),
-    (lambda t: t.replace('os = "linux"\n', ""), "missing required field 'os'"),
-    (lambda t: t.replace("cores = 6\n", 'cores = "six"\n'), "field 'board.cores' must be int"),
-    (lambda t: t.replace("runs_on_host = false", "runs_on_host = 0"), "field 'capabilities.runs_on_host' must be bool"),
-    (lambda t: t.replace('kind = "cuda"\narch', 'kind = "vulkan"\narch'), "kind 'vulkan' is not one of"),
-    (lambda t: t.replace("tdp_watts = 15.0", "tdp_watts = 15.0\nfan_rpm = 3"), "unknown field(s) board.fan_rpm"),
-    (lambda t: t.replace("fp32 = 1280.0, ", ""), "board.peak_gflops.fp32 is required"),
-], ids=["bad-toml", "missing-field", "wrong-type", "wrong-bool", "unknown-kind", "unknown-field", "no-fp32-peak"])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda t: t.replace('kind = "cuda"\narch', 'kind = "cuda\narch'), "is not valid TOML"),
+        (lambda t: t.replace('os = "linux"\n', ""), "missing required field 'os'"),
+        (lambda t: t.replace("cores = 6\n", 'cores = "six"\n'), "field 'board.cores' must be int"),
+        (
+            lambda t: t.replace("runs_on_host = false", "runs_on_host = 0"),
+            "field 'capabilities.runs_on_host' must be bool",
+        ),
+        (lambda t: t.replace('kind = "cuda"\narch', 'kind = "vulkan"\narch'), "kind 'vulkan' is not one of"),
+        (lambda t: t.replace("tdp_watts = 15.0", "tdp_watts = 15.0\nfan_rpm = 3"), "unknown field(s) board.fan_rpm"),
+        (lambda t: t.replace("fp32 = 1280.0, ", ""), "board.peak_gflops.fp32 is required"),
+    ],
+    ids=["bad-toml", "missing-field", "wrong-type", "wrong-bool", "unknown-kind", "unknown-field", "no-fp32-peak"],
+)
 def test_a_broken_target_file_names_file_and_field(tmp_path, edit, expected):
     path = _broken_copy(tmp_path, edit)
     tomllib_ok = True

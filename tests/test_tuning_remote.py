@@ -37,17 +37,23 @@ def test_an_unreachable_board_fails_its_trials_and_then_the_run_with_one_line(lo
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     session = {"rpc": f"127.0.0.1:{port}", "timeout": 5, "attempts": 2, "retry_pause_s": 0.1}
-    with pytest.raises(TuningError, match=r"measured nothing: all 4 trials failed \(0 to build, 4 to run\); "
-                                          r"first error: run: .*board unreachable"):
+    with pytest.raises(
+        TuningError,
+        match=r"measured nothing: all 4 trials failed \(0 to build, 4 to run\); "
+        r"first error: run: .*board unreachable",
+    ):
         tune(lowered_matmul, load_target("host"), tmp_path, trials=4, session=session, progress=False)
     assert read_logs([tmp_path]).records == []
 
 
-@pytest.mark.parametrize("session, message", [
-    ({"rpc": "nohostport"}, "bad address"),
-    ({"tracker": "127.0.0.1:9190"}, "needs --key"),
-    ({"rpc": "127.0.0.1:1", "tracker": "127.0.0.1:2", "key": "k"}, "either --rpc"),
-])
+@pytest.mark.parametrize(
+    "session, message",
+    [
+        ({"rpc": "nohostport"}, "bad address"),
+        ({"tracker": "127.0.0.1:9190"}, "needs --key"),
+        ({"rpc": "127.0.0.1:1", "tracker": "127.0.0.1:2", "key": "k"}, "either --rpc"),
+    ],
+)
 def test_bad_board_specs_fail_with_one_line(lowered_matmul, tmp_path, session, message):
     with pytest.raises(EdgeccError, match=message):
         tune(lowered_matmul, load_target("host"), tmp_path, trials=4, session=session, progress=False)

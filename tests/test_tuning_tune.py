@@ -33,8 +33,9 @@ def test_tuning_measures_every_candidate_and_the_tuned_artifact_verifies(tuned_d
 def test_resume_continues_from_the_log(tuned_dense, dense_onnx, tmp_path):
     _, logs = tuned_dense
     before = len(read_logs([logs]).records)
-    again = edgecc.compile(dense_onnx, "host", tmp_path / "again", tune=True, trials=before, tuning_logs=(logs,),
-                           measure=False, log=quiet)
+    again = edgecc.compile(
+        dense_onnx, "host", tmp_path / "again", tune=True, trials=before, tuning_logs=(logs,), measure=False, log=quiet
+    )
     assert again.report["tuning"]["run"]["trials_run"] == 0
     assert again.report["tuning"]["run"]["trials_before"] == before
     assert len(read_logs([logs]).records) == before
@@ -51,7 +52,9 @@ def test_compile_uses_matching_records_without_tuning(tuned_dense, dense_onnx, t
 def test_a_record_never_crosses_targets(tuned_dense, dense_onnx, tmp_path):
     _, logs = tuned_dense
     host = load_target("host")
-    text = Path(host.source).read_text().replace('kind = "llvm"\n\n[board]', 'kind = "llvm"\nmcpu = "skylake"\n\n[board]')
+    text = (
+        Path(host.source).read_text().replace('kind = "llvm"\n\n[board]', 'kind = "llvm"\nmcpu = "skylake"\n\n[board]')
+    )
     assert 'mcpu = "skylake"' in text
     other_file = tmp_path / "other-cpu.toml"
     other_file.write_text(text.replace('name = "host"', 'name = "other-cpu"').replace("detect_host = true\n", ""))
@@ -60,15 +63,25 @@ def test_a_record_never_crosses_targets(tuned_dense, dense_onnx, tmp_path):
     # Even a log filed under the other board's name (a copy gone wrong) must not be applied.
     shared = tmp_path / "shared_logs"
     shutil.copytree(logs / "host", shared / "other-cpu")
-    result = edgecc.compile(dense_onnx, str(other_file), tmp_path / "other", tuning_logs=(shared,), measure=False,
-                            log=quiet)
+    result = edgecc.compile(
+        dense_onnx, str(other_file), tmp_path / "other", tuning_logs=(shared,), measure=False, log=quiet
+    )
     applied = result.report["tuning"]["applied"]
     assert applied["tuned"] == 0 and applied["records_for_target"] == 0 and applied["records_other_targets"] > 0
 
 
 def test_time_budget_stops_tuning_and_keeps_the_log(dense_onnx, tmp_path):
-    result = edgecc.compile(dense_onnx, "host", tmp_path / "budget", tune=True, trials=400, budget_seconds=1.0,
-                            tuning_logs=(tmp_path / "logs",), measure=False, log=quiet)
+    result = edgecc.compile(
+        dense_onnx,
+        "host",
+        tmp_path / "budget",
+        tune=True,
+        trials=400,
+        budget_seconds=1.0,
+        tuning_logs=(tmp_path / "logs",),
+        measure=False,
+        log=quiet,
+    )
     run = result.report["tuning"]["run"]
     assert run["stopped_by"] == "time budget"
     assert 0 < run["trials_run"] < 400

@@ -30,8 +30,14 @@ def _dense_module(weight_is_input: bool):
             y = bb.emit(relax.op.add(relax.op.matmul(x, w), relax.const(B)))
             out = bb.emit_output(y)
         bb.emit_func_output(out)
-    seq = tvm.transform.Sequential([relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                                    relax.transform.FuseOps(), relax.transform.FuseTIR()])
+    seq = tvm.transform.Sequential(
+        [
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
     return seq(bb.get())
 
 
@@ -72,8 +78,9 @@ def test_constant_weight_is_packed_into_panels_and_computes_the_same():
 
 def test_weight_passed_at_run_time_keeps_its_layout():
     after = apply_cpu_default_schedules(_dense_module(weight_is_input=True), load_target("host"))
-    assert not any(f.attrs and PACKED_ATTR in f.attrs for _, f in after.functions_items()
-                   if isinstance(f, tvm.tirx.PrimFunc))
+    assert not any(
+        f.attrs and PACKED_ATTR in f.attrs for _, f in after.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
+    )
     x = RNG.standard_normal((1, 8, 48)).astype("float32")
     np.testing.assert_allclose(_run(after, x, W), x @ W + B, rtol=1e-5, atol=1e-5)
 

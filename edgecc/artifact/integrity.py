@@ -23,14 +23,18 @@ def artifact_file(folder: Path, name, manifest_path: Path, what: str) -> Path:
         raise ArtifactError(f"{manifest_path}: the {what} entry must be a file name, not {name!r}")
     relative = PurePosixPath(name)
     if relative.is_absolute() or ".." in relative.parts or "\\" in name or name.startswith("~"):
-        raise ArtifactError(f"{manifest_path}: the {what} '{name}' is not a file inside the artifact folder; "
-                            "refusing to load it (an artifact only loads its own files)")
+        raise ArtifactError(
+            f"{manifest_path}: the {what} '{name}' is not a file inside the artifact folder; "
+            "refusing to load it (an artifact only loads its own files)"
+        )
     path = folder / relative
     root = folder.resolve()
     resolved = path.resolve()
     if resolved != root and root not in resolved.parents:
-        raise ArtifactError(f"{manifest_path}: the {what} '{name}' leads outside the artifact folder "
-                            f"(to {resolved}); refusing to load it")
+        raise ArtifactError(
+            f"{manifest_path}: the {what} '{name}' leads outside the artifact folder "
+            f"(to {resolved}); refusing to load it"
+        )
     if not path.is_file():
         raise ArtifactError(f"{path} is missing: the artifact is incomplete ({_RECOMPILE})")
     return path
@@ -50,15 +54,21 @@ def check_recorded_file(path: Path, manifest: dict, manifest_path: Path) -> None
     """The file's size and SHA-256 equal what the manifest recorded when the compile wrote it."""
     entry = (manifest.get("files") or {}).get(path.name) if isinstance(manifest.get("files"), dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise ArtifactError(f"{manifest_path} records no SHA-256 for {path.name}, so {path} cannot be checked "
-                            f"before it is loaded ({_RECOMPILE})")
+        raise ArtifactError(
+            f"{manifest_path} records no SHA-256 for {path.name}, so {path} cannot be checked "
+            f"before it is loaded ({_RECOMPILE})"
+        )
     size = path.stat().st_size
     if isinstance(entry.get("bytes"), int) and entry["bytes"] != size:
-        raise ArtifactError(f"{path} is {size} bytes, but the compile wrote {entry['bytes']}: it was truncated or "
-                            f"changed after the compile ({_RECOMPILE})")
+        raise ArtifactError(
+            f"{path} is {size} bytes, but the compile wrote {entry['bytes']}: it was truncated or "
+            f"changed after the compile ({_RECOMPILE})"
+        )
     if sha256(path) != entry["sha256"]:
-        raise ArtifactError(f"{path} does not match the SHA-256 in {manifest_path}: it was changed or damaged "
-                            f"after the compile ({_RECOMPILE})")
+        raise ArtifactError(
+            f"{path} does not match the SHA-256 in {manifest_path}: it was changed or damaged "
+            f"after the compile ({_RECOMPILE})"
+        )
 
 
 def check_whole_elf(path: Path) -> None:
@@ -83,5 +93,7 @@ def check_whole_elf(path: Path) -> None:
     for index in range(phnum):
         kind, _, offset, _, _, filesz = struct.unpack_from(order + "IIQQQQ", table, index * phentsize)
         if kind == 1 and offset + filesz > size:  # PT_LOAD
-            raise ArtifactError(f"{path} is truncated: a loadable segment ends at byte {offset + filesz}, past the "
-                                f"end of the file ({size} bytes)")
+            raise ArtifactError(
+                f"{path} is truncated: a loadable segment ends at byte {offset + filesz}, past the "
+                f"end of the file ({size} bytes)"
+            )

@@ -40,12 +40,21 @@ def _check_manifest(manifest, path: Path) -> None:
         if not isinstance(manifest.get(key), kind):
             raise ArtifactError(f"{path}: field '{key}' is missing or not a {kind.__name__}")
     for entry in manifest["inputs"] + manifest["outputs"]:
-        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("dtype"), str)
-                and isinstance(entry.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in entry["shape"])):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("name"), str)
+            and isinstance(entry.get("dtype"), str)
+            and isinstance(entry.get("shape"), list)
+            and all(isinstance(d, int) and d >= 0 for d in entry["shape"])
+        ):
             raise ArtifactError(f"{path}: an input or output entry is not {{name, shape, dtype}}: {str(entry)[:120]}")
         valid = entry.get("valid_range")
-        if valid is not None and not (isinstance(valid, list) and len(valid) == 2
-                                      and all(isinstance(v, int) for v in valid) and valid[0] < valid[1]):
+        if valid is not None and not (
+            isinstance(valid, list)
+            and len(valid) == 2
+            and all(isinstance(v, int) for v in valid)
+            and valid[0] < valid[1]
+        ):
             raise ArtifactError(f"{path}: input '{entry['name']}' has a bad valid_range {valid!r} (want [low, high))")
 
 
@@ -131,19 +140,23 @@ def _is_sequence(value) -> bool:
     return not isinstance(value, tvm.runtime.Tensor) and hasattr(value, "__len__")
 
 
-def load_artifact(folder: Path, rpc: str | None = None, tracker: str | None = None, key: str | None = None,
-                  timeout: float = 120.0) -> LoadedArtifact:
+def load_artifact(
+    folder: Path, rpc: str | None = None, tracker: str | None = None, key: str | None = None, timeout: float = 120.0
+) -> LoadedArtifact:
     import tvm
     from tvm import relax
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     if not manifest.get("loadable", True):
-        raise EdgeccError(f"{folder / str(manifest['library'])} cannot be loaded as is: "
-                          f"{'; '.join(manifest.get('missing', []))}")
+        raise EdgeccError(
+            f"{folder / str(manifest['library'])} cannot be loaded as is: {'; '.join(manifest.get('missing', []))}"
+        )
     if not (rpc or tracker) and not manifest.get("runs_on_host", True):
-        raise EdgeccError(f"{folder} was compiled for '{manifest['target']['name']}', which cannot run on this "
-                          "machine; pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY to run it on the board")
+        raise EdgeccError(
+            f"{folder} was compiled for '{manifest['target']['name']}', which cannot run on this "
+            "machine; pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY to run it on the board"
+        )
     library = checked_file(folder, manifest, manifest["library"], "library")
     check_whole_elf(library)
     if rpc or tracker:
@@ -161,14 +174,16 @@ def load_artifact(folder: Path, rpc: str | None = None, tracker: str | None = No
             raise RemoteError(f"board {where} failed while loading {library.name}: {remote_reason(exc)}") from None
         from edgecc.remote.session import is_emulated
 
-        return LoadedArtifact(folder, manifest, relax.VirtualMachine(lib, device), device, session, where,
-                              is_emulated(session))
+        return LoadedArtifact(
+            folder, manifest, relax.VirtualMachine(lib, device), device, session, where, is_emulated(session)
+        )
     try:
         device = tvm.device(manifest.get("device", "cpu"), 0)
         lib = tvm.runtime.load_module(str(library))
         vm = relax.VirtualMachine(lib, device)
     except Exception as exc:  # noqa: BLE001 - TVM raises several types for a library it cannot load
         text = str(exc).strip()
-        raise ArtifactError(f"{library} cannot be loaded here: "
-                            f"{text.splitlines()[-1][:300] if text else type(exc).__name__}") from None
+        raise ArtifactError(
+            f"{library} cannot be loaded here: {text.splitlines()[-1][:300] if text else type(exc).__name__}"
+        ) from None
     return LoadedArtifact(folder, manifest, vm, device)

@@ -32,8 +32,11 @@ def versions() -> dict:
 
 
 def file_table(folder: Path) -> dict:
-    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
-            for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
+        for p in sorted(Path(folder).iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def input_entries(inputs, index_bounds: dict[str, int] | None = None) -> list[dict]:
@@ -49,8 +52,11 @@ def input_entries(inputs, index_bounds: dict[str, int] | None = None) -> list[di
 
 def input_valid_ranges(manifest: dict) -> dict[str, tuple[int, int]]:
     """name -> (min, max) of the inputs whose values must satisfy min <= v < max."""
-    return {e["name"]: (int(e["valid_range"][0]), int(e["valid_range"][1]))
-            for e in manifest.get("inputs", []) if e.get("valid_range") is not None}
+    return {
+        e["name"]: (int(e["valid_range"][0]), int(e["valid_range"][1]))
+        for e in manifest.get("inputs", [])
+        if e.get("valid_range") is not None
+    }
 
 
 def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple[int, int]]:
@@ -70,8 +76,19 @@ def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple
     return {name: (0, int(rows)) for name, rows in _index_bounds(onnx.load(str(path)), specs).items()}
 
 
-def write_manifest(folder: Path, *, model_name: str, target, packaged, inputs, outputs, backend,
-                   precision: str, index_bounds: dict[str, int] | None = None, buckets: dict | None = None) -> dict:
+def write_manifest(
+    folder: Path,
+    *,
+    model_name: str,
+    target,
+    packaged,
+    inputs,
+    outputs,
+    backend,
+    precision: str,
+    index_bounds: dict[str, int] | None = None,
+    buckets: dict | None = None,
+) -> dict:
     manifest = {
         "format": ARTIFACT_FORMAT,
         "model": model_name,

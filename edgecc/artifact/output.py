@@ -33,16 +33,20 @@ def check_output_folder(output: Path, model: str | Path | None = None) -> None:
         raise EdgeccError("the output folder '' is empty: pass a new or empty folder, e.g. -o out/model")
     output = Path(output)
     if output.is_symlink():
-        raise EdgeccError(f"the output folder {text} is a symbolic link; pass the folder itself (edgecc replaces "
-                          "the folder it writes, and will not replace a link)")
+        raise EdgeccError(
+            f"the output folder {text} is a symbolic link; pass the folder itself (edgecc replaces "
+            "the folder it writes, and will not replace a link)"
+        )
     final = output.resolve()
     _refuse_protected(final, text)
     source = _source_path(model)
     if source is not None and source == final:
         raise EdgeccError(f"the output folder {text} is the model being compiled; pick another -o folder")
     if source is not None and final in source.parents:
-        raise EdgeccError(f"the output folder {text} holds the model being compiled ({model}); a compile replaces "
-                          "its output folder: pick another -o folder")
+        raise EdgeccError(
+            f"the output folder {text} holds the model being compiled ({model}); a compile replaces "
+            "its output folder: pick another -o folder"
+        )
     if output.exists() and not output.is_dir():
         raise EdgeccError(f"cannot write the output folder {text}: a file of that name exists")
     if output.is_dir():
@@ -61,12 +65,15 @@ def _refuse_protected(final: Path, text: str) -> None:
     if final == Path(final.anchor):
         raise EdgeccError(f"the output folder {text} is the root folder; pass a new or empty folder, e.g. -o out/model")
     if final == Path.home().resolve():
-        raise EdgeccError(f"the output folder {text} is your home folder; pass a new or empty folder, "
-                          "e.g. -o out/model")
+        raise EdgeccError(
+            f"the output folder {text} is your home folder; pass a new or empty folder, e.g. -o out/model"
+        )
     if final == cwd or final in cwd.parents:
         where = "the current folder" if final == cwd else f"a folder above the current one ({final})"
-        raise EdgeccError(f"the output folder {text} is {where}; a compile replaces its output folder: "
-                          "pass a new or empty folder, e.g. -o out/model")
+        raise EdgeccError(
+            f"the output folder {text} is {where}; a compile replaces its output folder: "
+            "pass a new or empty folder, e.g. -o out/model"
+        )
 
 
 def _source_path(model) -> Path | None:
@@ -100,13 +107,17 @@ def _require_replaceable(folder: Path, text: str) -> None:
     manifest = _artifact_manifest(folder)
     if manifest is None:
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise EdgeccError(f"the output folder {text} exists, is not empty ({shown}) and is not an edgecc artifact; "
-                          "a compile replaces its output folder, so it only replaces an earlier artifact or an "
-                          "empty folder: remove it yourself or pick another -o folder")
+        raise EdgeccError(
+            f"the output folder {text} exists, is not empty ({shown}) and is not an edgecc artifact; "
+            "a compile replaces its output folder, so it only replaces an earlier artifact or an "
+            "empty folder: remove it yourself or pick another -o folder"
+        )
     files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
     known = set(files) | {MANIFEST, *WRITTEN_AFTER_MANIFEST}
     foreign = [name for name in entries if name not in known]
     if foreign:
-        raise EdgeccError(f"the output folder {text} is an edgecc artifact but also holds {', '.join(foreign[:3])}"
-                          f"{', ...' if len(foreign) > 3 else ''}, which edgecc did not write; not replacing it "
-                          "(move those files or pick another -o folder)")
+        raise EdgeccError(
+            f"the output folder {text} is an edgecc artifact but also holds {', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}, which edgecc did not write; not replacing it "
+            "(move those files or pick another -o folder)"
+        )

@@ -65,8 +65,10 @@ def backend_for(target) -> Backend:
     try:
         return _BACKENDS[target.kind]
     except KeyError:
-        raise TargetError(f"target '{target.name}' has kind '{target.kind}', which no backend handles "
-                          f"(known: {', '.join(sorted(_BACKENDS))})") from None
+        raise TargetError(
+            f"target '{target.name}' has kind '{target.kind}', which no backend handles "
+            f"(known: {', '.join(sorted(_BACKENDS))})"
+        ) from None
 
 
 def _load_builtin_backends() -> None:
@@ -92,18 +94,21 @@ def lowering_pipeline(fast_math: bool = True):
     # within ~1e-7 relative of libm but without a scalar libm call per element. (edgecc's FastMath:
     # TVM's FastMathTransform crashes on calls of external functions.)
     fast = [FastMath()] if fast_math else []
-    return tvm.transform.Sequential([
-        *fast,
-        relax.backend.DispatchSampling(),
-        relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        relax.transform.FuseOps(),
-        relax.transform.FuseTIR(),
-        # a kernel that only reshapes becomes a view of its input instead of a copy
-        relax.transform.RewriteDataflowReshape(),
-    ], name="lowered")
+    return tvm.transform.Sequential(
+        [
+            *fast,
+            relax.backend.DispatchSampling(),
+            relax.backend.DispatchSortScan(),
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+            # a kernel that only reshapes becomes a view of its input instead of a copy
+            relax.transform.RewriteDataflowReshape(),
+        ],
+        name="lowered",
+    )
 
 
 def finalize_pipeline():
@@ -111,19 +116,21 @@ def finalize_pipeline():
     import tvm
     from tvm import relax
 
-    return tvm.transform.Sequential([
-        relax.transform.RewriteDataflowReshape(),
-        relax.transform.ToNonDataflow(),
-        relax.transform.RemovePurityChecking(),
-        relax.transform.CallTIRRewrite(),
-        relax.transform.StaticPlanBlockMemory(),
-        relax.transform.LowerAllocTensor(),
-        relax.transform.KillAfterLastUse(),
-        relax.transform.LowerRuntimeBuiltin(),
-        relax.transform.ComputePrimValue(),
-        relax.transform.VMShapeLower(),
-        relax.transform.AttachGlobalSymbol(),
-    ])
+    return tvm.transform.Sequential(
+        [
+            relax.transform.RewriteDataflowReshape(),
+            relax.transform.ToNonDataflow(),
+            relax.transform.RemovePurityChecking(),
+            relax.transform.CallTIRRewrite(),
+            relax.transform.StaticPlanBlockMemory(),
+            relax.transform.LowerAllocTensor(),
+            relax.transform.KillAfterLastUse(),
+            relax.transform.LowerRuntimeBuiltin(),
+            relax.transform.ComputePrimValue(),
+            relax.transform.VMShapeLower(),
+            relax.transform.AttachGlobalSymbol(),
+        ]
+    )
 
 
 def build_relax(mod, target) -> Built:

@@ -31,8 +31,10 @@ _state: dict = {}
 def require_nvcc(arch: str) -> str:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
-        raise ToolchainError(f"CUDA compiler 'nvcc' not found on PATH; install {NVCC_PACKAGE} "
-                             f"(needed to compile {arch} device code ahead of time)")
+        raise ToolchainError(
+            f"CUDA compiler 'nvcc' not found on PATH; install {NVCC_PACKAGE} "
+            f"(needed to compile {arch} device code ahead of time)"
+        )
     listed = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True).stdout.split()
     compute = "compute_" + arch.removeprefix("sm_")
     if listed and compute not in listed:
@@ -52,10 +54,22 @@ def compile_fatbin(code: str, arch: str, nvcc: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="edgecc-nvcc-") as tmp:
         source, output = Path(tmp) / "kernels.cu", Path(tmp) / "kernels.fatbin"
         source.write_text(code)
-        cmd = [nvcc, "--fatbin", "-O3", "--no-compress",
-               "-gencode", f"arch={compute},code={arch}", "-gencode", f"arch={compute},code={compute}",
-               "--expt-relaxed-constexpr", "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
-               "-o", str(output), str(source)]
+        cmd = [
+            nvcc,
+            "--fatbin",
+            "-O3",
+            "--no-compress",
+            "-gencode",
+            f"arch={compute},code={arch}",
+            "-gencode",
+            f"arch={compute},code={compute}",
+            "--expt-relaxed-constexpr",
+            "-U__CUDA_NO_HALF_OPERATORS__",
+            "-U__CUDA_NO_HALF_CONVERSIONS__",
+            "-o",
+            str(output),
+            str(source),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
@@ -77,20 +91,27 @@ def ensure_cuda_module_factory() -> None:
         shutil.rmtree(stub.parent, ignore_errors=True)  # the loaded mapping outlives the file
     _load_tvm_cuda_runtime()
     if tvm_ffi.get_global_func("ffi.Module.create.cuda", allow_missing=True) is None:
-        raise ToolchainError("TVM's CUDA runtime library (libtvm_runtime_cuda.so) could not be loaded; "
-                             "reinstall apache-tvm with CUDA support")
+        raise ToolchainError(
+            "TVM's CUDA runtime library (libtvm_runtime_cuda.so) could not be loaded; "
+            "reinstall apache-tvm with CUDA support"
+        )
 
 
 def _driver_stub() -> Path:
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
-        raise ToolchainError("a host C compiler is needed to build for CUDA on a machine without a GPU "
-                             "driver; install it with `apt-get install gcc`")
+        raise ToolchainError(
+            "a host C compiler is needed to build for CUDA on a machine without a GPU "
+            "driver; install it with `apt-get install gcc`"
+        )
     folder = Path(tempfile.mkdtemp(prefix="edgecc-cuda-stub-"))
     source, library = folder / "libcuda_stub.c", folder / "libcuda.so.1"
     source.write_text(_DRIVER_STUB_C)
-    subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(library), str(source)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(library), str(source)],
+        check=True,
+        capture_output=True,
+    )
     return library
 
 
@@ -101,7 +122,8 @@ def _load_tvm_cuda_runtime() -> None:
     runtime_dir = Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent
     try:
         _LOADED_LIBS["tvm_runtime_cuda"] = load_lib_ctypes(
-            package="tvm", target_name="tvm_runtime_cuda", extra_lib_paths=[runtime_dir], mode="RTLD_LOCAL")
+            package="tvm", target_name="tvm_runtime_cuda", extra_lib_paths=[runtime_dir], mode="RTLD_LOCAL"
+        )
     except (OSError, FileNotFoundError, RuntimeError) as exc:
         raise ToolchainError(f"TVM's CUDA runtime library could not be loaded: {exc}") from None
 

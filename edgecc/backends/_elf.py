@@ -24,7 +24,7 @@ class ElfHeader:
 
 def read_elf_header(data: bytes, offset: int = 0) -> ElfHeader | None:
     """The header at `offset`, or None when no plausible 64/32-bit little-endian ELF header is there."""
-    if data[offset:offset + 4] != ELF_MAGIC or len(data) < offset + 52:
+    if data[offset : offset + 4] != ELF_MAGIC or len(data) < offset + 52:
         return None
     elf_class, endian = data[offset + 4], data[offset + 5]
     if elf_class not in (1, 2) or endian != 1:
@@ -62,8 +62,11 @@ def cuda_device_code(path: Path) -> dict:
     """Embedded CUDA device binaries in a library: their SM archs and whether a fatbin wraps them."""
     data = Path(path).read_bytes()
     cubins = [h for h in elf_headers(path) if h.machine == "cuda"]
-    return {"cubin_archs": sorted({cuda_sm_arch(h) for h in cubins}), "cubins": len(cubins),
-            "fatbin": FATBIN_MAGIC in data}
+    return {
+        "cubin_archs": sorted({cuda_sm_arch(h) for h in cubins}),
+        "cubins": len(cubins),
+        "fatbin": FATBIN_MAGIC in data,
+    }
 
 
 def macho_arch(path: Path) -> str | None:

@@ -42,7 +42,7 @@ def package(built: Built, target, folder: Path) -> PackagedLibrary:
         "arch": library_machine(path),
         "weights": "embedded as constants",
         "device_code": f"CUDA fatbin ({', '.join(device['cubin_archs']) or 'no cubin'} SASS + PTX), "
-                       "compiled ahead of time by nvcc",
+        "compiled ahead of time by nvcc",
         "cuda_arch": arch,
         "cubin_archs": device["cubin_archs"],
         "nvcc": record.get("nvcc", "unknown"),
@@ -54,14 +54,17 @@ def package(built: Built, target, folder: Path) -> PackagedLibrary:
         library=LIBRARY_NAME,
         files=[LIBRARY_NAME],
         contents=contents,
-        load=("On the Jetson (JetPack with a CUDA driver), with a TVM 0.27 runtime built with CUDA "
-              "(libtvm_runtime.so + libtvm_runtime_cuda.so; NVRTC and nvcc are not needed): "
-              f"lib = tvm.runtime.load_module('{LIBRARY_NAME}'); "
-              "vm = tvm.relax.VirtualMachine(lib, tvm.cuda(0))"),
+        load=(
+            "On the Jetson (JetPack with a CUDA driver), with a TVM 0.27 runtime built with CUDA "
+            "(libtvm_runtime.so + libtvm_runtime_cuda.so; NVRTC and nvcc are not needed): "
+            f"lib = tvm.runtime.load_module('{LIBRARY_NAME}'); "
+            "vm = tvm.relax.VirtualMachine(lib, tvm.cuda(0))"
+        ),
         loadable=not missing,
         missing=missing,
     )
 
 
-register(Backend(kind="cuda", default_schedule=apply_gpu_default_schedules, build=build, package=package,
-                 device="cuda"))
+register(
+    Backend(kind="cuda", default_schedule=apply_gpu_default_schedules, build=build, package=package, device="cuda")
+)

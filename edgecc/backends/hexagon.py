@@ -40,8 +40,10 @@ def package(built: Built, target, folder: Path) -> PackagedLibrary:
     def link_hexagon_shared(output, objects, options=None, **_):
         proc = subprocess.run([linker, "-shared", "-o", str(output), *objects], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ToolchainError(f"ld.lld could not link the Hexagon shared object: "
-                                 f"{(proc.stderr.strip().splitlines() or ['no output'])[0]}")
+            raise ToolchainError(
+                f"ld.lld could not link the Hexagon shared object: "
+                f"{(proc.stderr.strip().splitlines() or ['no output'])[0]}"
+            )
 
     link_hexagon_shared.output_format = "so"
     library = folder / LIBRARY_NAME
@@ -60,10 +62,12 @@ def package(built: Built, target, folder: Path) -> PackagedLibrary:
         library=LIBRARY_NAME,
         files=[LIBRARY_NAME],
         contents=contents,
-        load=("Not runnable from this artifact alone. With the Hexagon SDK: push "
-              f"{LIBRARY_NAME} to the phone, start TVM's hexagon_rpc server (its skel in the DSP's unsigned "
-              "PD), then from the host tvm.rpc session: lib = sess.load_module('"
-              f"{LIBRARY_NAME}'); vm = tvm.relax.VirtualMachine(lib, sess.hexagon())"),
+        load=(
+            "Not runnable from this artifact alone. With the Hexagon SDK: push "
+            f"{LIBRARY_NAME} to the phone, start TVM's hexagon_rpc server (its skel in the DSP's unsigned "
+            "PD), then from the host tvm.rpc session: lib = sess.load_module('"
+            f"{LIBRARY_NAME}'); vm = tvm.relax.VirtualMachine(lib, sess.hexagon())"
+        ),
         loadable=False,
         missing=list(MISSING_TO_RUN),
     )
@@ -77,5 +81,13 @@ def _undefined_symbols(library: Path) -> list[str]:
     return sorted({line.split()[-1] for line in proc.stdout.splitlines() if line.strip()})
 
 
-register(Backend(kind="hexagon", default_schedule=default_schedule, build=build_relax, package=package,
-                 device="hexagon", nhwc_convs=True))
+register(
+    Backend(
+        kind="hexagon",
+        default_schedule=default_schedule,
+        build=build_relax,
+        package=package,
+        device="hexagon",
+        nhwc_convs=True,
+    )
+)

@@ -32,10 +32,16 @@ def package(built: Built, target, folder: Path) -> PackagedLibrary:
     return PackagedLibrary(
         library=LIBRARY_NAME,
         files=[LIBRARY_NAME],
-        contents={"format": "ELF shared library", "arch": arch, "weights": "embedded as constants",
-                  "device_code": "none (CPU)"},
-        load=("Load with the TVM runtime alone: "
-              "lib = tvm.runtime.load_module('model.so'); vm = tvm.relax.VirtualMachine(lib, tvm.cpu())"),
+        contents={
+            "format": "ELF shared library",
+            "arch": arch,
+            "weights": "embedded as constants",
+            "device_code": "none (CPU)",
+        },
+        load=(
+            "Load with the TVM runtime alone: "
+            "lib = tvm.runtime.load_module('model.so'); vm = tvm.relax.VirtualMachine(lib, tvm.cpu())"
+        ),
     )
 
 
@@ -43,5 +49,14 @@ def _is_native(target) -> bool:
     return target.arch == platform.machine() and "mtriple" not in target.tvm_target
 
 
-register(Backend(kind="llvm", default_schedule=default_schedule, build=build_relax, package=package,
-                 device="cpu", cpu_kernels=True, nhwc_convs=True))
+register(
+    Backend(
+        kind="llvm",
+        default_schedule=default_schedule,
+        build=build_relax,
+        package=package,
+        device="cpu",
+        cpu_kernels=True,
+        nhwc_convs=True,
+    )
+)

@@ -22,8 +22,10 @@ HOST_OBJECT = "model_host.o"
 IMPORTS_OBJECT = "model_kernels.o"  # the packed device modules (Metal source + kernel table)
 SHADER_SOURCE = "kernels.metal"
 MIN_MACOS = "12.0"
-MAC_LINK_COMMAND = (f"clang -dynamiclib -arch arm64 -mmacosx-version-min={MIN_MACOS} -undefined dynamic_lookup "
-                    f"-o {LIBRARY_NAME} {HOST_OBJECT} {IMPORTS_OBJECT}")
+MAC_LINK_COMMAND = (
+    f"clang -dynamiclib -arch arm64 -mmacosx-version-min={MIN_MACOS} -undefined dynamic_lookup "
+    f"-o {LIBRARY_NAME} {HOST_OBJECT} {IMPORTS_OBJECT}"
+)
 
 
 def package(built: Built, target, folder: Path) -> PackagedLibrary:
@@ -54,9 +56,11 @@ def package(built: Built, target, folder: Path) -> PackagedLibrary:
             "device_code": f"Metal shader source, compiled by the Metal runtime at load ({SHADER_SOURCE} is a copy)",
             "not_tested": "never loaded on a Mac from here: no macOS machine is available",
         },
-        load=("On an Apple-silicon Mac with a TVM 0.27 runtime built with Metal: "
-              f"lib = tvm.runtime.load_module('{LIBRARY_NAME}'); vm = tvm.relax.VirtualMachine(lib, tvm.metal()). "
-              f"If macOS refuses the dylib, relink it on the Mac: {MAC_LINK_COMMAND}"),
+        load=(
+            "On an Apple-silicon Mac with a TVM 0.27 runtime built with Metal: "
+            f"lib = tvm.runtime.load_module('{LIBRARY_NAME}'); vm = tvm.relax.VirtualMachine(lib, tvm.metal()). "
+            f"If macOS refuses the dylib, relink it on the Mac: {MAC_LINK_COMMAND}"
+        ),
     )
 
 
@@ -65,13 +69,30 @@ def _imports_last(path: str) -> int:
 
 
 def _link(linker: str, folder: Path, output: str) -> None:
-    cmd = [linker, "-arch", "arm64", "-platform_version", "macos", MIN_MACOS, MIN_MACOS, "-dylib",
-           "-undefined", "dynamic_lookup", "-install_name", f"@rpath/{LIBRARY_NAME}", "-o", str(output),
-           str(folder / HOST_OBJECT), str(folder / IMPORTS_OBJECT)]
+    cmd = [
+        linker,
+        "-arch",
+        "arm64",
+        "-platform_version",
+        "macos",
+        MIN_MACOS,
+        MIN_MACOS,
+        "-dylib",
+        "-undefined",
+        "dynamic_lookup",
+        "-install_name",
+        f"@rpath/{LIBRARY_NAME}",
+        "-o",
+        str(output),
+        str(folder / HOST_OBJECT),
+        str(folder / IMPORTS_OBJECT),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ToolchainError(f"ld64.lld could not link the macOS dylib: {proc.stderr.strip().splitlines()[0]}; "
-                             f"the objects are in {folder}; on a Mac run: {MAC_LINK_COMMAND}")
+        raise ToolchainError(
+            f"ld64.lld could not link the macOS dylib: {proc.stderr.strip().splitlines()[0]}; "
+            f"the objects are in {folder}; on a Mac run: {MAC_LINK_COMMAND}"
+        )
 
 
 def _shader_source(executable) -> str:
@@ -85,5 +106,8 @@ def _device_modules(module):
         yield from _device_modules(imported)
 
 
-register(Backend(kind="metal", default_schedule=apply_gpu_default_schedules, build=build_relax, package=package,
-                 device="metal"))
+register(
+    Backend(
+        kind="metal", default_schedule=apply_gpu_default_schedules, build=build_relax, package=package, device="metal"
+    )
+)

@@ -57,14 +57,25 @@ def verify_points(ctx, points: list[dict]) -> list[dict]:
         reference = dict(zip(names, session.run(names, inputs)))
         errors = output_errors(ctx.artifact.run(inputs), reference)
         status, reason = verdict(errors, tolerance)
-        rows.append({"batch": size[BATCH], "seq_len": size[SEQUENCE], "status": status, "reason": reason,
-                     "worst_rel_error": max((r["max_rel_error"] for r in errors), default=0.0)})
+        rows.append(
+            {
+                "batch": size[BATCH],
+                "seq_len": size[SEQUENCE],
+                "status": status,
+                "reason": reason,
+                "worst_rel_error": max((r["max_rel_error"] for r in errors), default=0.0),
+            }
+        )
         if status == "failed":
             where = ", ".join(f"{k} {v}" for k, v in size.items() if v is not None)
-            raise VerificationError(f"verification failed for {ctx.source.name} at {where} (padded inside the "
-                                    f"artifact, compared with ONNX Runtime unpadded): {reason}")
-    ctx.log(f"      verified at {len(rows)} sizes inside the buckets against ONNX Runtime at the true size: worst "
-            f"relative error {max(r['worst_rel_error'] for r in rows):.3g}")
+            raise VerificationError(
+                f"verification failed for {ctx.source.name} at {where} (padded inside the "
+                f"artifact, compared with ONNX Runtime unpadded): {reason}"
+            )
+    ctx.log(
+        f"      verified at {len(rows)} sizes inside the buckets against ONNX Runtime at the true size: worst "
+        f"relative error {max(r['worst_rel_error'] for r in rows):.3g}"
+    )
     return rows
 
 
@@ -73,16 +84,19 @@ def time_buckets(ctx) -> None:
 
     model = ctx.buckets
     seconds = max(0.2, ctx.options.min_seconds / (2 * len(model.compiled)))
-    session = onnxruntime_session(ctx.source.onnx_path, ctx.target.board.cores) if ctx.artifact.session is None \
-        else None
+    session = (
+        onnxruntime_session(ctx.source.onnx_path, ctx.target.board.cores) if ctx.artifact.session is None else None
+    )
     for compiled in model.compiled:
         bucket = compiled.bucket
         inputs = _inputs_at(ctx, {BATCH: bucket.batch, SEQUENCE: bucket.seq_len}, seed=ctx.options.seed)
         compiled.latency = {"edgecc": time_artifact(ctx.artifact, inputs, seconds)}
         if session is not None:
             compiled.latency["onnxruntime"] = time_onnxruntime(session, inputs, seconds)
-        ctx.log(f"      bucket {bucket}: edgecc median {compiled.latency['edgecc']['median_ms']:.3f} ms"
-                + (f", ONNX Runtime {compiled.latency['onnxruntime']['median_ms']:.3f} ms" if session else ""))
+        ctx.log(
+            f"      bucket {bucket}: edgecc median {compiled.latency['edgecc']['median_ms']:.3f} ms"
+            + (f", ONNX Runtime {compiled.latency['onnxruntime']['median_ms']:.3f} ms" if session else "")
+        )
 
 
 def _record_in_manifest(ctx) -> None:

@@ -23,10 +23,17 @@ class CompiledBucket:
     latency: dict = field(default_factory=dict)  # {"edgecc": stats, "onnxruntime": stats} at its full shape
 
     def to_dict(self) -> dict:
-        entry = {"batch": self.bucket.batch, "seq_len": self.bucket.seq_len, "function": self.function,
-                 "inputs": [s.to_dict() for s in self.inputs], "kernels": self.schedules.kernels,
-                 "schedules": dict(sorted(self.schedules.by_source.items())), "compile_seconds": self.seconds,
-                 "passes": {name: asdict(stats) for name, stats in self.passes.items()}, "tuning": self.tuning}
+        entry = {
+            "batch": self.bucket.batch,
+            "seq_len": self.bucket.seq_len,
+            "function": self.function,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "kernels": self.schedules.kernels,
+            "schedules": dict(sorted(self.schedules.by_source.items())),
+            "compile_seconds": self.seconds,
+            "passes": {name: asdict(stats) for name, stats in self.passes.items()},
+            "tuning": self.tuning,
+        }
         if self.latency:
             entry["latency"] = self.latency
         return entry
@@ -47,15 +54,28 @@ class BucketedModel:
     profiled: object = None  # the largest bucket's functions as named in the library, for the kernel profile
 
     def manifest_entry(self) -> dict:
-        return {**self.plan.to_dict(), "pad_value": 0,
-                "buckets": [{"batch": c.bucket.batch, "seq_len": c.bucket.seq_len, "function": c.function,
-                             **({"median_ms": c.latency["edgecc"]["median_ms"]} if c.latency.get("edgecc") else {})}
-                            for c in self.compiled]}
+        return {
+            **self.plan.to_dict(),
+            "pad_value": 0,
+            "buckets": [
+                {
+                    "batch": c.bucket.batch,
+                    "seq_len": c.bucket.seq_len,
+                    "function": c.function,
+                    **({"median_ms": c.latency["edgecc"]["median_ms"]} if c.latency.get("edgecc") else {}),
+                }
+                for c in self.compiled
+            ],
+        }
 
     def to_dict(self) -> dict:
-        return {**self.plan.to_dict(), "buckets": [c.to_dict() for c in self.compiled],
-                "constant_bytes": self.constant_bytes, "stored_constant_bytes": self.stored_constant_bytes,
-                "verification": self.verification}
+        return {
+            **self.plan.to_dict(),
+            "buckets": [c.to_dict() for c in self.compiled],
+            "constant_bytes": self.constant_bytes,
+            "stored_constant_bytes": self.stored_constant_bytes,
+            "verification": self.verification,
+        }
 
 
 def check_bucketable(ctx) -> BucketedModel:
@@ -105,9 +125,11 @@ def compile_buckets(ctx, steps) -> BucketedModel | None:
     ctx.scheduled = guard_sizes(ctx.backend.default_schedule(merged, ctx.target))  # the pad and cut kernels
     ctx.schedules = schedule_summary(ctx.scheduled)
     ctx.imported.inputs, ctx.imported.outputs = model.inputs, model.outputs  # what the artifact takes
-    ctx.log(f"      {len(order)} buckets ({', '.join(str(b) for b in order)}); constants "
-            f"{model.constant_bytes / 1e6:.1f} MB over all buckets, {model.stored_constant_bytes / 1e6:.1f} MB "
-            f"stored once shared; schedules: {ctx.schedules.line()}")
+    ctx.log(
+        f"      {len(order)} buckets ({', '.join(str(b) for b in order)}); constants "
+        f"{model.constant_bytes / 1e6:.1f} MB over all buckets, {model.stored_constant_bytes / 1e6:.1f} MB "
+        f"stored once shared; schedules: {ctx.schedules.line()}"
+    )
     return model
 
 
@@ -121,13 +143,23 @@ def _check_bucket_shapes(model: BucketedModel) -> None:
         size = {BATCH: compiled.bucket.batch, SEQUENCE: compiled.bucket.seq_len}
         for dynamic, static in zip(model.inputs, compiled.inputs):
             if at_size(dynamic, size) != tuple(static.shape):
-                raise ModelError(f"bucket {compiled.bucket}: input '{static.name}' was imported as "
-                                 f"{'x'.join(map(str, static.shape))}, not {'x'.join(map(str, at_size(dynamic, size)))}")
+                raise ModelError(
+                    f"bucket {compiled.bucket}: input '{static.name}' was imported as "
+                    f"{'x'.join(map(str, static.shape))}, not {'x'.join(map(str, at_size(dynamic, size)))}"
+                )
 
 
 def _compiled_bucket(bucket: Bucket, ctx, seconds: float) -> CompiledBucket:
-    return CompiledBucket(bucket, f"main_{bucket.tag}", ctx.imported.inputs, ctx.imported.outputs, ctx.schedules,
-                          seconds, dict(ctx.pass_stats), dict(ctx.tuning))
+    return CompiledBucket(
+        bucket,
+        f"main_{bucket.tag}",
+        ctx.imported.inputs,
+        ctx.imported.outputs,
+        ctx.schedules,
+        seconds,
+        dict(ctx.pass_stats),
+        dict(ctx.tuning),
+    )
 
 
 def _bucket_context(ctx, bucket: Bucket):
@@ -136,9 +168,16 @@ def _bucket_context(ctx, bucket: Bucket):
     options = ctx.options
     if options.dump_ir is not None:  # each bucket's IR in its own folder, not over the largest's
         options = options.with_changes(dump_ir=Path(options.dump_ir) / f"bucket_{bucket.tag}")
-    return CompileContext(model=ctx.model, options=options, log=lambda line: ctx.log(f"      [{bucket}] {line.strip()}"),
-                          target=ctx.target, backend=ctx.backend, source=ctx.source, stage_dir=ctx.stage_dir,
-                          bucket=bucket)
+    return CompileContext(
+        model=ctx.model,
+        options=options,
+        log=lambda line: ctx.log(f"      [{bucket}] {line.strip()}"),
+        target=ctx.target,
+        backend=ctx.backend,
+        source=ctx.source,
+        stage_dir=ctx.stage_dir,
+        bucket=bucket,
+    )
 
 
 def _probes(ctx, plan: BucketPlan) -> list:
@@ -152,5 +191,7 @@ def _probes(ctx, plan: BucketPlan) -> list:
         probes.append(Bucket(batch + 1, plan.largest.seq_len))
     if plan.seq_lens is not None and len(plan.seq_lens) == 1:
         probes.append(Bucket(plan.largest.batch, seq_len - 1 if seq_len > 1 else 2))
-    return [(probe, import_onnx(ctx.source.onnx_path, [], probe.batch or batch, probe.seq_len or seq_len).outputs)
-            for probe in probes]
+    return [
+        (probe, import_onnx(ctx.source.onnx_path, [], probe.batch or batch, probe.seq_len or seq_len).outputs)
+        for probe in probes
+    ]

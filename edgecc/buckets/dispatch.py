@@ -33,8 +33,9 @@ def add_dispatch_main(mod, buckets, inputs, outputs):
 
     def symbolic(spec):
         by_axis = dict(spec.dynamic_axes)
-        return relax.TensorType([sizes[by_axis[a]] if a in by_axis else d for a, d in enumerate(spec.shape)],
-                                spec.dtype)
+        return relax.TensorType(
+            [sizes[by_axis[a]] if a in by_axis else d for a, d in enumerate(spec.shape)], spec.dtype
+        )
 
     def at_bucket(spec, bucket):
         by_axis = dict(spec.dynamic_axes)

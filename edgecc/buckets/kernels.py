@@ -45,8 +45,9 @@ def pad_kernel(dtype: str, bucket_shape, dynamic_axes):
 
 def with_size_limits(func, dynamic_axes, bucket_shape, largest: dict):
     """`func` (a pad kernel) noting which sizes `guard_sizes` must check."""
-    return func.with_attr(SIZE_LIMITS, [[axis, int(bucket_shape[axis]), int(largest[dim]), dim]
-                                        for axis, dim in dynamic_axes])
+    return func.with_attr(
+        SIZE_LIMITS, [[axis, int(bucket_shape[axis]), int(largest[dim]), dim] for axis, dim in dynamic_axes]
+    )
 
 
 def guard_sizes(mod):
@@ -64,8 +65,11 @@ def guard_sizes(mod):
             size = func.params[0].shape[int(axis)]  # TVM 0.27: a buffer parameter is the buffer itself
             message = tvm.ir.expr.StringImm(f"edgecc: input {dim} size must be 1..{int(largest)}")
             # The Python wrapper hands its first two arguments to the constructor in the other order.
-            checks.append(tirx.AssertStmt(tirx.all(1 <= size, size <= int(bucket)), tvm.ir.expr.StringImm("ValueError"),
-                                          [message]))
+            checks.append(
+                tirx.AssertStmt(
+                    tirx.all(1 <= size, size <= int(bucket)), tvm.ir.expr.StringImm("ValueError"), [message]
+                )
+            )
         updates[gvar] = func.with_body(tirx.SeqStmt([*checks, body])).without_attr(SIZE_LIMITS)
     for gvar, func in updates.items():
         mod[gvar] = func

@@ -32,12 +32,14 @@ class Bucket:
     def tag(self) -> str:
         """The suffix of this bucket's functions in the library: main_s64, fused_matmul_b2_s64, ..."""
         parts = ([f"b{self.batch}"] if self.batch is not None else []) + (
-            [f"s{self.seq_len}"] if self.seq_len is not None else [])
+            [f"s{self.seq_len}"] if self.seq_len is not None else []
+        )
         return "_".join(parts)
 
     def __str__(self) -> str:
         parts = ([f"batch {self.batch}"] if self.batch is not None else []) + (
-            [f"length {self.seq_len}"] if self.seq_len is not None else [])
+            [f"length {self.seq_len}"] if self.seq_len is not None else []
+        )
         return ", ".join(parts)
 
 
@@ -56,8 +58,10 @@ class BucketPlan:
         return self.buckets[-1]
 
     def to_dict(self) -> dict:
-        return {"batch": list(self.batches) if self.batches else None,
-                "sequence": list(self.seq_lens) if self.seq_lens else None}
+        return {
+            "batch": list(self.batches) if self.batches else None,
+            "sequence": list(self.seq_lens) if self.seq_lens else None,
+        }
 
 
 def powers_of_two_up_to(maximum: int, smallest: int = 1) -> tuple[int, ...]:
@@ -90,17 +94,23 @@ def bucket_plan(options) -> BucketPlan | None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise EdgeccError(f"{name} must be a whole number >= 1, not {value!r}")
     if options.input_specs:
-        raise EdgeccError("--input fixes one shape; with --max-seq-len/--seq-buckets/--max-batch the shapes come "
-                          "from the buckets (give the model's other fixed dimensions in the ONNX file)")
+        raise EdgeccError(
+            "--input fixes one shape; with --max-seq-len/--seq-buckets/--max-batch the shapes come "
+            "from the buckets (give the model's other fixed dimensions in the ONNX file)"
+        )
     if options.calibration is not None:  # its arrays have one shape; each bucket calibrates at its own
-        raise EdgeccError("--calibration FILE holds inputs of one shape, and buckets compile several; leave it out "
-                          "(each bucket calibrates on built-in samples of its shape) or compile one length")
+        raise EdgeccError(
+            "--calibration FILE holds inputs of one shape, and buckets compile several; leave it out "
+            "(each bucket calibrates on built-in samples of its shape) or compile one length"
+        )
     seq_lens = None
     if seq_buckets:
         seq_lens = parse_seq_buckets(seq_buckets)
         if max_seq is not None and seq_lens[-1] != max_seq:
-            raise EdgeccError(f"the largest of --seq-buckets ({seq_lens[-1]}) must equal --max-seq-len ({max_seq}); "
-                              "give one of them, or make them agree")
+            raise EdgeccError(
+                f"the largest of --seq-buckets ({seq_lens[-1]}) must equal --max-seq-len ({max_seq}); "
+                "give one of them, or make them agree"
+            )
     elif max_seq is not None:
         seq_lens = powers_of_two_up_to(max_seq, SMALLEST_SEQ_BUCKET) if max_seq > SMALLEST_SEQ_BUCKET else (max_seq,)
     return BucketPlan(powers_of_two_up_to(max_batch) if max_batch is not None else None, seq_lens)

@@ -29,29 +29,39 @@ def input_dynamic_axes(graph_inputs, plan, model: str) -> dict[str, tuple]:
     if plan.batches is not None:
         for name, dims, _ in graph_inputs:
             if not dims or not symbolic(dims[0]):
-                raise ModelError(f"{model}: input '{name}' has a fixed batch dimension ({_fmt(dims)}); --max-batch "
-                                 "needs a dynamic batch axis (torch.onnx.export(..., dynamic_axes={'" + name +
-                                 "': {0: 'batch'}}))")
+                raise ModelError(
+                    f"{model}: input '{name}' has a fixed batch dimension ({_fmt(dims)}); --max-batch "
+                    "needs a dynamic batch axis (torch.onnx.export(..., dynamic_axes={'" + name + "': {0: 'batch'}}))"
+                )
             axes[name].append((0, BATCH))
     if plan.seq_lens is not None:
         names = {dim for _, dims, _ in graph_inputs for dim in dims[1:] if symbolic(dim)}
         if not names:
             shapes = ", ".join(f"{n} {_fmt(d)}" for n, d, _ in graph_inputs)
-            raise ModelError(f"{model}: no input has a dynamic sequence axis ({shapes}); --max-seq-len needs one "
-                             "(export with dynamic_axes, e.g. {'input_ids': {1: 'sequence'}}), or compile one length "
-                             "with --seq-len")
+            raise ModelError(
+                f"{model}: no input has a dynamic sequence axis ({shapes}); --max-seq-len needs one "
+                "(export with dynamic_axes, e.g. {'input_ids': {1: 'sequence'}}), or compile one length "
+                "with --seq-len"
+            )
         if len(names) > 1:
-            raise ModelError(f"{model}: the inputs have several dynamic dimensions besides the batch "
-                             f"({', '.join(sorted(str(n) for n in names))}); --max-seq-len buckets one sequence axis")
+            raise ModelError(
+                f"{model}: the inputs have several dynamic dimensions besides the batch "
+                f"({', '.join(sorted(str(n) for n in names))}); --max-seq-len buckets one sequence axis"
+            )
         for name, dims, _ in graph_inputs:
             axes[name] += [(axis, SEQUENCE) for axis, dim in enumerate(dims) if axis > 0 and symbolic(dim)]
-        masks = [name for name, _, _ in graph_inputs
-                 if "mask" in name.lower() and any(dim == SEQUENCE for _, dim in axes[name])]
+        masks = [
+            name
+            for name, _, _ in graph_inputs
+            if "mask" in name.lower() and any(dim == SEQUENCE for _, dim in axes[name])
+        ]
         if not masks:
-            raise ModelError(f"{model}: no attention mask input with the sequence axis (inputs: "
-                             f"{', '.join(n for n, _, _ in graph_inputs)}); without one the padding of a shorter "
-                             "input would change the real tokens' results, so --max-seq-len cannot bucket it "
-                             "(compile one length with --seq-len, or bucket only the batch with --max-batch)")
+            raise ModelError(
+                f"{model}: no attention mask input with the sequence axis (inputs: "
+                f"{', '.join(n for n, _, _ in graph_inputs)}); without one the padding of a shorter "
+                "input would change the real tokens' results, so --max-seq-len cannot bucket it "
+                "(compile one length with --seq-len, or bucket only the batch with --max-batch)"
+            )
     return {name: tuple(found) for name, found in axes.items() if found}
 
 
@@ -73,8 +83,10 @@ def output_dynamic_axes(compiled: list[tuple[object, list]]) -> dict[str, tuple]
                     break
             else:
                 seen = ", ".join(f"{size} at {bucket}" for bucket, size in sizes)
-                raise ModelError(f"output '{spec.name}' dimension {axis} changes with the input shape ({seen}) but "
-                                 "is not the batch or the sequence length, so it cannot be cut back to a caller's size")
+                raise ModelError(
+                    f"output '{spec.name}' dimension {axis} changes with the input shape ({seen}) but "
+                    "is not the batch or the sequence length, so it cannot be cut back to a caller's size"
+                )
         if found:
             axes[spec.name] = tuple(found)
     return axes
@@ -93,8 +105,10 @@ def specs_at(specs, batch: int | None = None, seq_len: int | None = None) -> lis
         limits = {spec.shape[a] for spec in specs for a, name in spec.dynamic_axes if name == dim}
         flag = "--batch" if dim == BATCH else "--seq-len"
         if not limits:
-            raise InputSpecError(f"{flag} {value}: the artifact was compiled for one {dim} size "
-                                 f"({', '.join(f'{s.name} {_fmt(s.shape)}' for s in specs)})")
+            raise InputSpecError(
+                f"{flag} {value}: the artifact was compiled for one {dim} size "
+                f"({', '.join(f'{s.name} {_fmt(s.shape)}' for s in specs)})"
+            )
         if not 1 <= value <= max(limits):
             raise InputSpecError(f"{flag} {value}: the artifact accepts {dim} sizes 1..{max(limits)}")
     return [replace(spec, shape=at_size(spec, size)) for spec in specs]
@@ -114,21 +128,29 @@ def check_dynamic_shapes(arrays: dict, specs, where: str) -> dict[str, int]:
         shape = tuple(arrays[spec.name].shape)
         by_axis = dict(spec.dynamic_axes)
         if len(shape) != len(spec.shape):
-            raise InputSpecError(f"{where}: input '{spec.name}' has shape {_fmt(shape)}, the artifact takes rank "
-                                 f"{len(spec.shape)} ({_fmt(_accepted(spec))})")
+            raise InputSpecError(
+                f"{where}: input '{spec.name}' has shape {_fmt(shape)}, the artifact takes rank "
+                f"{len(spec.shape)} ({_fmt(_accepted(spec))})"
+            )
         for axis, (given, most) in enumerate(zip(shape, spec.shape)):
             if axis not in by_axis:
                 if given != most:
-                    raise InputSpecError(f"{where}: input '{spec.name}' has shape {_fmt(shape)}, the artifact takes "
-                                         f"{_fmt(_accepted(spec))}")
+                    raise InputSpecError(
+                        f"{where}: input '{spec.name}' has shape {_fmt(shape)}, the artifact takes "
+                        f"{_fmt(_accepted(spec))}"
+                    )
                 continue
             dim = by_axis[axis]
             if not 1 <= given <= most:
-                raise InputSpecError(f"{where}: input '{spec.name}' has {dim} size {given} (shape {_fmt(shape)}); "
-                                     f"the artifact accepts {dim} sizes 1..{most}")
+                raise InputSpecError(
+                    f"{where}: input '{spec.name}' has {dim} size {given} (shape {_fmt(shape)}); "
+                    f"the artifact accepts {dim} sizes 1..{most}"
+                )
             if dim in seen and seen[dim][0] != given:
-                raise InputSpecError(f"{where}: inputs '{seen[dim][1]}' and '{spec.name}' have different {dim} "
-                                     f"sizes ({seen[dim][0]} and {given})")
+                raise InputSpecError(
+                    f"{where}: inputs '{seen[dim][1]}' and '{spec.name}' have different {dim} "
+                    f"sizes ({seen[dim][0]} and {given})"
+                )
             seen[dim] = (given, spec.name)
     return {dim: size for dim, (size, _) in seen.items()}
 

@@ -87,17 +87,65 @@ def _cache_dir(compiler: str, version: str, bundle: Path, ffi_include: Path, lib
 
 def _compile(compiler: str, bundle: Path, ffi_include: Path, libraries: list[str], c_api: Path, example: Path):
     src, lib, include = bundle / "src", bundle / "lib", bundle / "include"
-    _run([compiler, "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-s", f"-I{include}",
-          f"-I{ffi_include}", *[str(src / s) for s in C_API_SOURCES], f"-L{lib}", "-Wl,--no-as-needed",
-          *[f"-l{name}" for name in libraries], "-Wl,--as-needed", "-ldl", "-Wl,-rpath,$ORIGIN",
-          f"-Wl,-soname,{C_API_LIBRARY}", "-o", str(c_api)], "the C API (libedgecc_model.so)")
+    _run(
+        [
+            compiler,
+            "-std=c++17",
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-fvisibility=hidden",
+            "-s",
+            f"-I{include}",
+            f"-I{ffi_include}",
+            *[str(src / s) for s in C_API_SOURCES],
+            f"-L{lib}",
+            "-Wl,--no-as-needed",
+            *[f"-l{name}" for name in libraries],
+            "-Wl,--as-needed",
+            "-ldl",
+            "-Wl,-rpath,$ORIGIN",
+            f"-Wl,-soname,{C_API_LIBRARY}",
+            "-o",
+            str(c_api),
+        ],
+        "the C API (libedgecc_model.so)",
+    )
     # The example is C, compiled as C by the same driver (one file per call: g++ applies `-x c` to
     # only the first of several files), so one toolchain per target is enough.
     with tempfile.TemporaryDirectory(prefix="edgecc-run-build-") as tmp:
         objects = []
         for name in EXAMPLE_SOURCES:
             objects.append(str(Path(tmp) / f"{name}.o"))
-            _run([compiler, "-x", "c", "-std=c11", "-O2", "-Wall", f"-I{include}", f"-I{src}", "-c", str(src / name),
-                  "-o", objects[-1]], f"the example edgecc-run ({name})")
-        _run([compiler, "-s", *objects, "-Wl,--as-needed", f"-L{c_api.parent}", "-ledgecc_model", f"-Wl,-rpath-link,{lib}",
-              "-Wl,-rpath,$ORIGIN/../lib", "-o", str(example)], "the example edgecc-run")
+            _run(
+                [
+                    compiler,
+                    "-x",
+                    "c",
+                    "-std=c11",
+                    "-O2",
+                    "-Wall",
+                    f"-I{include}",
+                    f"-I{src}",
+                    "-c",
+                    str(src / name),
+                    "-o",
+                    objects[-1],
+                ],
+                f"the example edgecc-run ({name})",
+            )
+        _run(
+            [
+                compiler,
+                "-s",
+                *objects,
+                "-Wl,--as-needed",
+                f"-L{c_api.parent}",
+                "-ledgecc_model",
+                f"-Wl,-rpath-link,{lib}",
+                "-Wl,-rpath,$ORIGIN/../lib",
+                "-o",
+                str(example),
+            ],
+            "the example edgecc-run",
+        )

@@ -24,8 +24,15 @@ from edgecc.errors import EdgeccError, ToolchainError
 QEMU = {"aarch64": "qemu-aarch64-static"}
 CROSS_GCC = {"aarch64": "aarch64-linux-gnu-gcc"}
 # Only what the bundle's binaries link (see the README's system libraries): no Python, no TVM.
-SYSROOT_LIBRARIES = ["libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libstdc++.so.6",
-                     "libgcc_s.so.1"]
+SYSROOT_LIBRARIES = [
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "libpthread.so.0",
+    "librt.so.1",
+    "libstdc++.so.6",
+    "libgcc_s.so.1",
+]
 LOADERS = {"aarch64": "ld-linux-aarch64.so.1"}
 
 
@@ -42,7 +49,9 @@ def minimal_sysroot(arch: str, folder: Path) -> Path:
     """libc/libstdc++ of the cross toolchain and nothing else, laid out where the loader looks."""
     gcc = shutil.which(CROSS_GCC[arch])
     if gcc is None:
-        raise ToolchainError(f"{CROSS_GCC[arch]} is not installed; install it with `apt-get install gcc-{arch}-linux-gnu`")
+        raise ToolchainError(
+            f"{CROSS_GCC[arch]} is not installed; install it with `apt-get install gcc-{arch}-linux-gnu`"
+        )
     lib = folder / "lib" / f"{arch}-linux-gnu"
     lib.mkdir(parents=True, exist_ok=True)
     for name in [LOADERS[arch], *SYSROOT_LIBRARIES]:
@@ -54,8 +63,14 @@ def minimal_sysroot(arch: str, folder: Path) -> Path:
     return folder
 
 
-def run_bundle(bundle: Path, inputs: dict[str, np.ndarray], work: Path, extra_args: tuple[str, ...] = (),
-               env: dict | None = None, sysroot: Path | None = None) -> BundleRun:
+def run_bundle(
+    bundle: Path,
+    inputs: dict[str, np.ndarray],
+    work: Path,
+    extra_args: tuple[str, ...] = (),
+    env: dict | None = None,
+    sysroot: Path | None = None,
+) -> BundleRun:
     """bin/edgecc-run on `inputs` (saved as .npy) in an empty environment; its outputs read back."""
     bundle, work = Path(bundle).resolve(), Path(work)
     description = json.loads((bundle / MODEL_JSON).read_text())
@@ -71,7 +86,9 @@ def run_bundle(bundle: Path, inputs: dict[str, np.ndarray], work: Path, extra_ar
     if arch != os.uname().machine:
         qemu = shutil.which(QEMU.get(arch, f"qemu-{arch}-static"))
         if qemu is None:
-            raise ToolchainError(f"{QEMU.get(arch)} is not installed; install it with `apt-get install qemu-user-static`")
+            raise ToolchainError(
+                f"{QEMU.get(arch)} is not installed; install it with `apt-get install qemu-user-static`"
+            )
         if sysroot is None:
             raise EdgeccError(f"running an {arch} bundle here needs a sysroot (see minimal_sysroot)")
         command = [qemu, "-L", str(sysroot), *command]
@@ -102,8 +119,10 @@ def check_bundle(bundle: Path, artifact: Path, inputs: dict[str, np.ndarray] | N
     manifest = read_manifest(artifact)
     description = json.loads((Path(bundle) / MODEL_JSON).read_text())
     if not (Path(bundle) / "bin" / "edgecc-run").is_file():
-        raise EdgeccError(f"{bundle} has no prebuilt bin/edgecc-run to check here (a {description['device']} "
-                          "bundle is built on its own platform; see its README.md)")
+        raise EdgeccError(
+            f"{bundle} has no prebuilt bin/edgecc-run to check here (a {description['device']} "
+            "bundle is built on its own platform; see its README.md)"
+        )
     if inputs is None:
         specs = [TensorSpec.from_dict(e) for e in description["inputs"]]
         bounds = {name: hi for name, (_, hi) in input_valid_ranges(description).items()}

@@ -20,7 +20,7 @@ JETPACK_FOR_CUDA = {
     11: "JetPack 5.x (L4T r35, CUDA 11.4)",
     12: "JetPack 6.x (L4T r36, CUDA 12.2 to 12.6)",
     13: "JetPack 7.x (L4T r38, CUDA 13); JetPack 7.0 itself was released for Jetson Thor, so check that your "
-        "JetPack 7 release lists your Orin module",
+    "JetPack 7 release lists your Orin module",
 }
 
 
@@ -45,16 +45,22 @@ class CudaNeeds:
         return JETPACK_FOR_CUDA.get(self.major, f"a JetPack release with CUDA {self.major}")
 
     def to_model_json(self) -> dict:
-        return {"min_driver_version": self.min_driver_version, "runtime_library": self.runtime_library,
-                "device_code": self.device_arch, "nvcc_release": f"{self.nvcc_release[0]}.{self.nvcc_release[1]}"}
+        return {
+            "min_driver_version": self.min_driver_version,
+            "runtime_library": self.runtime_library,
+            "device_code": self.device_arch,
+            "nvcc_release": f"{self.nvcc_release[0]}.{self.nvcc_release[1]}",
+        }
 
 
 def nvcc_release(text: str) -> tuple[int, int]:
     """'Cuda compilation tools, release 13.0, V13.0.88' -> (13, 0)."""
     match = re.search(r"release (\d+)\.(\d+)", text or "")
     if not match:
-        raise EdgeccError(f"the artifact's manifest does not say which nvcc compiled its device code ({text!r}); "
-                          "recompile it with this edgecc")
+        raise EdgeccError(
+            f"the artifact's manifest does not say which nvcc compiled its device code ({text!r}); "
+            "recompile it with this edgecc"
+        )
     return int(match.group(1)), int(match.group(2))
 
 
@@ -73,12 +79,15 @@ def cudart_of(runtime_module: Path) -> str:
 
 def cuda_needs(manifest: dict, runtime_module: Path) -> CudaNeeds:
     contents = manifest.get("contents", {})
-    needs = CudaNeeds(nvcc_release(contents.get("nvcc", "")), cudart_of(runtime_module),
-                      contents.get("cuda_arch", "unknown"))
+    needs = CudaNeeds(
+        nvcc_release(contents.get("nvcc", "")), cudart_of(runtime_module), contents.get("cuda_arch", "unknown")
+    )
     if cudart_major(needs.runtime_library) != needs.major:
         raise EdgeccError(
             f"model.so's device code was compiled by nvcc {needs.nvcc_release[0]}.{needs.nvcc_release[1]}, but the "
             f"CUDA runtime module {runtime_module.name} links {needs.runtime_library}: one board cannot satisfy "
-            f"both. Pass --cuda-runtime with a libtvm_runtime_cuda.so from the same TVM version, built for CUDA {needs.major}, "
-            "or recompile with the nvcc that matches the runtime")
+            "both. Pass --cuda-runtime with a libtvm_runtime_cuda.so from the same TVM version, "
+            f"built for CUDA {needs.major}, "
+            "or recompile with the nvcc that matches the runtime"
+        )
     return needs

@@ -39,17 +39,20 @@ def inputs_with_ranges(manifest: dict, artifact: Path, log) -> list[dict]:
         return inputs
     ranges = valid_ranges_from_reference(artifact, manifest)
     if ranges:
-        log(f"deploy: the manifest has no valid_range (an older compile); computed from "
+        log(
+            f"deploy: the manifest has no valid_range (an older compile); computed from "
             f"{manifest.get('reference_model', 'reference.onnx')}: "
-            + ", ".join(f"{name} {lo} <= id < {hi}" for name, (lo, hi) in ranges.items()))
+            + ", ".join(f"{name} {lo} <= id < {hi}" for name, (lo, hi) in ranges.items())
+        )
     for entry in inputs:
         if entry["name"] in ranges:
             entry["valid_range"] = list(ranges[entry["name"]])
     return inputs
 
 
-def model_description(manifest: dict, inputs: list[dict], device: str, threads: int,
-                      device_runtime: list[str], cuda: dict | None) -> dict:
+def model_description(
+    manifest: dict, inputs: list[dict], device: str, threads: int, device_runtime: list[str], cuda: dict | None
+) -> dict:
     description = {
         "format": BUNDLE_FORMAT,
         "model": manifest.get("model"),

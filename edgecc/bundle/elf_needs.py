@@ -14,8 +14,12 @@ from pathlib import Path
 SHT_DYNAMIC, SHT_GNU_VERNEED = 6, 0x6FFFFFFE
 DT_NEEDED = 1
 # versioned-symbol families the README reports, and the library that provides each
-FAMILIES = {"GLIBC": "glibc (libc.so.6)", "GLIBCXX": "libstdc++.so.6", "CXXABI": "libstdc++.so.6 C++ ABI",
-            "GCC": "libgcc_s.so.1"}
+FAMILIES = {
+    "GLIBC": "glibc (libc.so.6)",
+    "GLIBCXX": "libstdc++.so.6",
+    "CXXABI": "libstdc++.so.6 C++ ABI",
+    "GCC": "libgcc_s.so.1",
+}
 
 
 @dataclass
@@ -32,10 +36,10 @@ def read_elf_needs(path: Path) -> ElfNeeds:
         return needs  # not a little-endian ELF: nothing to report
     wide = data[4] == 2
     if wide:
-        shoff, = struct.unpack_from("<Q", data, 0x28)
+        (shoff,) = struct.unpack_from("<Q", data, 0x28)
         shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     else:
-        shoff, = struct.unpack_from("<I", data, 0x20)
+        (shoff,) = struct.unpack_from("<I", data, 0x20)
         shentsize, shnum = struct.unpack_from("<HH", data, 0x2E)
     sections = [_section(data, shoff + i * shentsize, wide) for i in range(shnum)]
     for sh_type, offset, size, link, entsize in sections:
@@ -75,7 +79,7 @@ def _verneed(data: bytes, at: int, strtab: int) -> dict[str, list[str]]:
 
 
 def _string(data: bytes, at: int) -> str:
-    return data[at:data.index(b"\0", at)].decode("utf-8", "replace")
+    return data[at : data.index(b"\0", at)].decode("utf-8", "replace")
 
 
 def _version_key(name: str) -> tuple:

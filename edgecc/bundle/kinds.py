@@ -32,8 +32,10 @@ class DeployKind:
         found = shutil.which(name)
         if found is None:
             package = toolchain.get("package") or "g++"
-            raise ToolchainError(f"the C++ compiler '{name}' for {target['name']} is not installed; "
-                                 f"install it with `apt-get install {package}`")
+            raise ToolchainError(
+                f"the C++ compiler '{name}' for {target['name']} is not installed; "
+                f"install it with `apt-get install {package}`"
+            )
         return found
 
 
@@ -41,12 +43,24 @@ _TVM = ("libtvm_ffi", "libtvm_runtime")
 KINDS = {
     "llvm": DeployKind("llvm", "cpu", _TVM),
     "cuda": DeployKind("cuda", "cuda", _TVM, device_runtime=("libtvm_runtime_cuda",), needs_cuda=True),
-    "metal": DeployKind("metal", "metal", _TVM, device_runtime=("libtvm_runtime_metal",), builds_here=False,
-                        why_not_built="no macOS SDK exists on Linux, so the C API and edgecc-run are built on "
-                                      "the Mac with the CMake project in src/ (a minute with Xcode's clang)"),
-    "hexagon": DeployKind("hexagon", "hexagon", (), builds_here=False, has_c_api=False,
-                          why_not_built="the Hexagon TVM runtime exists only when built with the Hexagon SDK, "
-                                        "which cannot be redistributed or installed here"),
+    "metal": DeployKind(
+        "metal",
+        "metal",
+        _TVM,
+        device_runtime=("libtvm_runtime_metal",),
+        builds_here=False,
+        why_not_built="no macOS SDK exists on Linux, so the C API and edgecc-run are built on "
+        "the Mac with the CMake project in src/ (a minute with Xcode's clang)",
+    ),
+    "hexagon": DeployKind(
+        "hexagon",
+        "hexagon",
+        (),
+        builds_here=False,
+        has_c_api=False,
+        why_not_built="the Hexagon TVM runtime exists only when built with the Hexagon SDK, "
+        "which cannot be redistributed or installed here",
+    ),
 }
 
 
@@ -54,5 +68,6 @@ def deploy_kind(kind: str) -> DeployKind:
     try:
         return KINDS[kind]
     except KeyError:
-        raise EdgeccError(f"edgecc deploy does not know target kind '{kind}' (known: {', '.join(sorted(KINDS))})") \
-            from None
+        raise EdgeccError(
+            f"edgecc deploy does not know target kind '{kind}' (known: {', '.join(sorted(KINDS))})"
+        ) from None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from edgecc.bundle.elf_needs import FAMILIES
 
-GLIBC_RELEASES = "Debian 12 / Raspberry Pi OS bookworm: glibc 2.36, GLIBCXX_3.4.30; Ubuntu 22.04 (JetPack 6): " \
-                 "glibc 2.35, GLIBCXX_3.4.30; Ubuntu 24.04: glibc 2.39, GLIBCXX_3.4.33"
+GLIBC_RELEASES = (
+    "Debian 12 / Raspberry Pi OS bookworm: glibc 2.36, GLIBCXX_3.4.30; Ubuntu 22.04 (JetPack 6): "
+    "glibc 2.35, GLIBCXX_3.4.30; Ubuntu 24.04: glibc 2.39, GLIBCXX_3.4.33"
+)
 
 
 def _size(n: int) -> str:
@@ -47,12 +49,18 @@ def _requirements(result, cuda) -> list[str]:
     lines = [f"- {req['os']} on {req['arch']}."]
     minimum = req.get("minimum_versions", {})
     if minimum:
-        lines.append("- " + ", ".join(f"{FAMILIES[family]} with `{name}`" for family, name in minimum.items())
-                     + " or newer: the newest versions any shipped binary asks for (read from their ELF version "
-                     f"needs). For reference: {GLIBC_RELEASES}.")
+        lines.append(
+            "- "
+            + ", ".join(f"{FAMILIES[family]} with `{name}`" for family, name in minimum.items())
+            + " or newer: the newest versions any shipped binary asks for (read from their ELF version "
+            f"needs). For reference: {GLIBC_RELEASES}."
+        )
     if req.get("system_libraries"):
-        lines.append("- System libraries the board provides: " + ", ".join(f"`{n}`" for n in req["system_libraries"])
-                     + ". Nothing else: no Python, no TVM installation.")
+        lines.append(
+            "- System libraries the board provides: "
+            + ", ".join(f"`{n}`" for n in req["system_libraries"])
+            + ". Nothing else: no Python, no TVM installation."
+        )
     if cuda is not None:
         major, minor = cuda.nvcc_release
         lines += [
@@ -90,8 +98,8 @@ def _c_api_section(result) -> list[str]:
         '#include "edgecc_model.h"',
         'edgecc_model *m = edgecc_model_open("bundle", NULL);          /* NULL options: default threads */',
         'if (!m) { fprintf(stderr, "%s\\n", edgecc_last_error()); return 1; }',
-        "edgecc_tensor in[] = {{\"input_ids\", \"int64\", 2, shape, ids, sizeof ids}, /* ... */};",
-        "edgecc_tensor out[] = {{NULL, \"float32\", 3, out_shape, hidden, sizeof hidden}};",
+        'edgecc_tensor in[] = {{"input_ids", "int64", 2, shape, ids, sizeof ids}, /* ... */};',
+        'edgecc_tensor out[] = {{NULL, "float32", 3, out_shape, hidden, sizeof hidden}};',
         'if (edgecc_model_run(m, in, n_in, out, n_out) != EDGECC_OK) fprintf(stderr, "%s\\n", edgecc_last_error());',
         "edgecc_model_close(m);",
         "```",
@@ -162,7 +170,8 @@ def _metal_steps(result, inputs, manifest) -> list[str]:
         _run_command(inputs, "bin/edgecc-run"),
         "```",
         "",
-        f"If macOS refuses `model.dylib`, relink it there: `{manifest.get('load', '').split('relink it on the Mac: ')[-1]}`",
+        "If macOS refuses `model.dylib`, relink it there: "
+        f"`{manifest.get('load', '').split('relink it on the Mac: ')[-1]}`",
         "",
         "Needs an Apple-silicon Mac with macOS 12 or newer (model.dylib's minimum; the TVM libraries need 11.0).",
         "**Not verified:** no Mac was available to edgecc; this bundle was built, never run.",
@@ -203,25 +212,41 @@ NEXT_STEPS = {"metal": _metal_steps, "hexagon": _hexagon_steps}
 
 def bundle_readme(result, manifest, kind, inputs, cuda, built) -> str:
     title = f"# {manifest.get('model')} for {result.target} ({kind.kind})"
-    lines = [title, "", manifest["target"].get("description", ""), "",
-             "Made by `edgecc deploy`: everything the board needs to run the model without Python or TVM "
-             "installed. model.json describes the tensors:", ""]
+    lines = [
+        title,
+        "",
+        manifest["target"].get("description", ""),
+        "",
+        "Made by `edgecc deploy`: everything the board needs to run the model without Python or TVM "
+        "installed. model.json describes the tensors:",
+        "",
+    ]
     lines += [f"- input {_shape(e)}" for e in inputs]
     lines += [f"- output {_shape(e)}" for e in manifest["outputs"]]
-    lines += ["", "Integer inputs with a range index an embedding table; values outside it are rejected "
-              "(TVM's gather would read out of bounds).", ""]
+    lines += [
+        "",
+        "Integer inputs with a range index an embedding table; values outside it are rejected "
+        "(TVM's gather would read out of bounds).",
+        "",
+    ]
     lines += NEXT_STEPS.get(kind.kind, _linux_steps)(result, inputs, manifest)
     if kind.has_c_api:
         lines += _threads_section(result) + _c_api_section(result)
     lines += ["## Board requirements", ""] + _requirements(result, cuda) + [""]
     if cuda is not None:
-        lines += ["**Not verified on a device:** edgecc has no Jetson and no GPU. Checked here: the aarch64 "
-                  "binaries link and load under emulation up to the CUDA check, the device code's SM "
-                  "architecture, and the CUDA sonames and versions stated above.", ""]
+        lines += [
+            "**Not verified on a device:** edgecc has no Jetson and no GPU. Checked here: the aarch64 "
+            "binaries link and load under emulation up to the CUDA check, the device code's SM "
+            "architecture, and the CUDA sonames and versions stated above.",
+            "",
+        ]
     lines += ["## Files", ""] + _files_table(result) + [""]
     runtime = sum(result.runtime_libraries.values())
-    lines += [f"Total {_size(result.total_bytes)}; runtime libraries in lib/ {_size(runtime)}"
-              + (f" ({result.source}; no compiler libraries)" if result.source else "") + "."]
+    lines += [
+        f"Total {_size(result.total_bytes)}; runtime libraries in lib/ {_size(runtime)}"
+        + (f" ({result.source}; no compiler libraries)" if result.source else "")
+        + "."
+    ]
     if built is not None:
         lines += [f"bin/ and lib/libedgecc_model were built with `{built.compiler_version}`."]
     elif kind.why_not_built:

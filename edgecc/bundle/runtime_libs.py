@@ -29,8 +29,13 @@ TVM_DIST, FFI_DIST = "apache-tvm", "apache-tvm-ffi"
 # pip --platform tags per (os, arch), newest first, as edgecc/board/setup.py uses for aarch64.
 PIP_PLATFORMS = {
     ("linux", "x86_64"): ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
-    ("linux", "aarch64"): ["manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_24_aarch64",
-                           "manylinux_2_17_aarch64", "manylinux2014_aarch64"],
+    ("linux", "aarch64"): [
+        "manylinux_2_28_aarch64",
+        "manylinux_2_27_aarch64",
+        "manylinux_2_24_aarch64",
+        "manylinux_2_17_aarch64",
+        "manylinux2014_aarch64",
+    ],
     ("macos", "arm64"): ["macosx_11_0_arm64"],
 }
 SUFFIX = {"linux": ".so", "macos": ".dylib"}
@@ -52,8 +57,9 @@ class RuntimeLibraries:
         package = "tvm_ffi" if name == "libtvm_ffi" else "tvm"
         found = self.folder / package / "lib" / f"{name}{SUFFIX[self.os]}"
         if not found.is_file():
-            raise ToolchainError(f"{found} is missing from the TVM {self.tvm_version} wheel for "
-                                 f"{self.os}-{self.arch} ({self.source})")
+            raise ToolchainError(
+                f"{found} is missing from the TVM {self.tvm_version} wheel for {self.os}-{self.arch} ({self.source})"
+            )
         return found
 
     def licenses(self) -> dict[str, Path]:
@@ -101,8 +107,14 @@ def _board_cache(tvm_version: str, ffi_version: str) -> RuntimeLibraries | None:
     wanted = [site / f"apache_tvm-{tvm_version}.dist-info", site / f"apache_tvm_ffi-{ffi_version}.dist-info"]
     if not all(path.is_dir() for path in wanted) or not (site / "tvm" / "lib").is_dir():
         return None
-    return RuntimeLibraries("linux", "aarch64", site, f"{TVM_DIST} {tvm_version} aarch64 wheel (emulated-board cache)",
-                            tvm_version, ffi_version)
+    return RuntimeLibraries(
+        "linux",
+        "aarch64",
+        site,
+        f"{TVM_DIST} {tvm_version} aarch64 wheel (emulated-board cache)",
+        tvm_version,
+        ffi_version,
+    )
 
 
 def _cache_root() -> Path:
@@ -112,13 +124,16 @@ def _cache_root() -> Path:
 def _downloaded(os_name: str, arch: str, tvm_version: str, ffi_version: str, progress) -> RuntimeLibraries:
     platforms = PIP_PLATFORMS.get((os_name, arch))
     if platforms is None:
-        raise ToolchainError(f"no TVM wheel is published for {os_name}-{arch}; known: "
-                             + ", ".join(f"{o}-{a}" for o, a in PIP_PLATFORMS))
+        raise ToolchainError(
+            f"no TVM wheel is published for {os_name}-{arch}; known: " + ", ".join(f"{o}-{a}" for o, a in PIP_PLATFORMS)
+        )
     folder = _cache_root() / f"{os_name}-{arch}-tvm{tvm_version}-ffi{ffi_version}"
     source = f"{TVM_DIST} {tvm_version} and {FFI_DIST} {ffi_version} wheels for {os_name}-{arch} (pip download)"
     if not (folder / "ready").exists():
         if progress:
-            progress(f"deploy: downloading the TVM {tvm_version} runtime for {os_name}-{arch} (once, cached in {folder})")
+            progress(
+                f"deploy: downloading the TVM {tvm_version} runtime for {os_name}-{arch} (once, cached in {folder})"
+            )
         _download_and_unpack(folder, platforms, [f"{TVM_DIST}=={tvm_version}", f"{FFI_DIST}=={ffi_version}"])
     return RuntimeLibraries(os_name, arch, folder, source, tvm_version, ffi_version)
 
@@ -137,15 +152,30 @@ def _download_and_unpack(folder: Path, platforms: list[str], requirements: list[
     with tempfile.TemporaryDirectory(prefix=".runtime-libs-", dir=folder.parent) as tmp:
         wheels, staged = Path(tmp) / "wheels", Path(tmp) / "staged"
         wheels.mkdir()
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-               "3.11", "--implementation", "cp", "-d", str(wheels)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "-d",
+            str(wheels),
+        ]
         for tag in platforms:
             cmd += ["--platform", tag]
         proc = subprocess.run(cmd + requirements, capture_output=True, text=True)
         if proc.returncode != 0:
             said = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ToolchainError(f"could not download the TVM runtime wheels ({' '.join(requirements)}) for "
-                                 f"{platforms[0]}: pip said: {said}")
+            raise ToolchainError(
+                f"could not download the TVM runtime wheels ({' '.join(requirements)}) for "
+                f"{platforms[0]}: pip said: {said}"
+            )
         for wheel in sorted(wheels.glob("*.whl")):
             with zipfile.ZipFile(wheel) as archive:
                 for member in archive.namelist():

@@ -77,25 +77,45 @@ def deploy(artifact, output, *, threads: int | None = None, cuda_runtime=None, l
         if kind.needs_cuda:
             cuda = cuda_needs(manifest, stage / "lib" / f"libtvm_runtime_cuda{SUFFIX[target['os']]}")
         device_runtime = [f"lib/{name}{SUFFIX[target['os']]}" for name in kind.device_runtime]
-        write_json_atomic(stage / MODEL_JSON, model_description(
-            manifest, inputs, kind.device, threads, device_runtime, cuda.to_model_json() if cuda else None))
+        write_json_atomic(
+            stage / MODEL_JSON,
+            model_description(
+                manifest, inputs, kind.device, threads, device_runtime, cuda.to_model_json() if cuda else None
+            ),
+        )
         if kind.has_c_api:
             _copy_sources(stage)
         built = None
         if kind.builds_here:
-            built = build_c_api_and_example(kind.compiler(target), stage, stage / "src" / "third_party" / "tvm-ffi" /
-                                            "include", [n.removeprefix("lib") for n in reversed(kind.libraries)])
+            built = build_c_api_and_example(
+                kind.compiler(target),
+                stage,
+                stage / "src" / "third_party" / "tvm-ffi" / "include",
+                [n.removeprefix("lib") for n in reversed(kind.libraries)],
+            )
         requirements = _requirements(stage, manifest, shipped, cuda)
-        result = DeployResult(output, target["name"], kind.kind, kind.device, threads, {}, {}, requirements,
-                              built is not None, libs.source if libs else "")
+        result = DeployResult(
+            output,
+            target["name"],
+            kind.kind,
+            kind.device,
+            threads,
+            {},
+            {},
+            requirements,
+            built is not None,
+            libs.source if libs else "",
+        )
         from edgecc.bundle.readme import bundle_readme
 
         result.files = _file_sizes(stage)
         result.runtime_libraries = {k: v for k, v in result.files.items() if k.startswith("lib/")}
         write_text_atomic(stage / "README.md", bundle_readme(result, manifest, kind, inputs, cuda, built))
         result.files = _file_sizes(stage)
-    log(f"deploy: wrote {output} ({result.total_bytes / 1e6:.1f} MB; runtime libraries "
-        f"{sum(result.runtime_libraries.values()) / 1e6:.1f} MB)")
+    log(
+        f"deploy: wrote {output} ({result.total_bytes / 1e6:.1f} MB; runtime libraries "
+        f"{sum(result.runtime_libraries.values()) / 1e6:.1f} MB)"
+    )
     return result
 
 
@@ -109,16 +129,20 @@ def _check_library(artifact: Path, manifest: dict) -> None:
         raise EdgeccError(f"{library} is missing; the artifact is incomplete (compile it again)")
     recorded = manifest.get("files", {}).get(manifest["library"], {}).get("sha256")
     if recorded and sha256(library) != recorded:
-        raise EdgeccError(f"{library} does not match the SHA-256 in {artifact / MANIFEST}: the file was changed "
-                          "or damaged after the compile; compile it again")
+        raise EdgeccError(
+            f"{library} does not match the SHA-256 in {artifact / MANIFEST}: the file was changed "
+            "or damaged after the compile; compile it again"
+        )
 
 
 def _check_tvm_version(manifest: dict) -> None:
     compiled_with = manifest.get("versions", {}).get("tvm")
     installed, _ = installed_versions()
     if compiled_with and compiled_with != installed:
-        raise EdgeccError(f"the artifact was compiled with TVM {compiled_with}, but this edgecc ships the TVM "
-                          f"{installed} runtime; the library and runtime must match: compile it again here")
+        raise EdgeccError(
+            f"the artifact was compiled with TVM {compiled_with}, but this edgecc ships the TVM "
+            f"{installed} runtime; the library and runtime must match: compile it again here"
+        )
 
 
 def _check_output(output: Path, artifact: Path) -> None:
@@ -135,8 +159,9 @@ def _check_output(output: Path, artifact: Path) -> None:
     except (OSError, ValueError, AttributeError):
         earlier = False
     if not earlier:
-        raise EdgeccError(f"{output} exists and is not an edgecc bundle; not replacing it (remove it or pick "
-                          "another -o folder)")
+        raise EdgeccError(
+            f"{output} exists and is not an edgecc bundle; not replacing it (remove it or pick another -o folder)"
+        )
 
 
 def _model_files(artifact: Path, manifest: dict) -> list[str]:
@@ -175,17 +200,25 @@ def _copy_sources(stage: Path) -> None:
         shutil.copy2(SOURCES / name, src / name)
     # tvm-ffi's C++ headers (Apache-2.0, from the installed tvm_ffi package), to rebuild the C API
     ffi_include = Path(importlib.util.find_spec("tvm_ffi").origin).parent / "include"
-    shutil.copytree(ffi_include, src / "third_party" / "tvm-ffi" / "include",
-                    ignore=shutil.ignore_patterns("tvm_ffi_python_*"))
+    shutil.copytree(
+        ffi_include, src / "third_party" / "tvm-ffi" / "include", ignore=shutil.ignore_patterns("tvm_ffi_python_*")
+    )
 
 
 def _requirements(stage: Path, manifest: dict, shipped: list[str], cuda) -> dict:
-    elf_files = [p for p in sorted(stage.rglob("*")) if p.is_file() and p.suffix not in (".h", ".c", ".cc", ".txt",
-                                                                                        ".json", ".md")]
+    elf_files = [
+        p
+        for p in sorted(stage.rglob("*"))
+        if p.is_file() and p.suffix not in (".h", ".c", ".cc", ".txt", ".json", ".md")
+    ]
     needs = [n for n in (read_elf_needs(p) for p in elf_files) if n.needed or n.versions]
     own = set(shipped) | {"libedgecc_model.so"}
-    found = {"os": manifest["target"]["os"], "arch": manifest["target"]["arch"],
-             "minimum_versions": minimum_versions(needs), "system_libraries": system_libraries(needs, own)}
+    found = {
+        "os": manifest["target"]["os"],
+        "arch": manifest["target"]["arch"],
+        "minimum_versions": minimum_versions(needs),
+        "system_libraries": system_libraries(needs, own),
+    }
     if cuda is not None:
         found["cuda"] = {**cuda.to_model_json(), "jetpack": cuda.jetpack}
     return found

@@ -16,8 +16,20 @@ from edgecc.cli.report import compare_command, report_command
 from edgecc.cli.run import bench, run
 from edgecc.errors import EdgeccError
 
-COMMANDS = [compile, tune, run, bench, deploy_command, models, targets, report_command, compare_command, logs,
-            board, tracker_command]
+COMMANDS = [
+    compile,
+    tune,
+    run,
+    bench,
+    deploy_command,
+    models,
+    targets,
+    report_command,
+    compare_command,
+    logs,
+    board,
+    tracker_command,
+]
 
 
 def _fail(message: str, code: int = 2):
@@ -71,8 +83,11 @@ def _one_line(exc: BaseException):
     if not isinstance(exc, Exception):
         raise exc
     text = str(exc).strip()  # a bug in edgecc: still one line, with where to look
-    _fail(f"internal error: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
-          " (please report this with the command you ran)", 1)
+    _fail(
+        f"internal error: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        " (please report this with the command you ran)",
+        1,
+    )
 
 
 def _silence_stdout() -> None:

@@ -47,13 +47,20 @@ class FiniteFloat(click.ParamType):
 
 
 def remote_options(function):
-    for option in reversed([
-        click.option("--rpc", metavar="HOST:PORT", help="Run on a board's TVM RPC server."),
-        click.option("--tracker", metavar="HOST:PORT", help="Ask a TVM RPC tracker for a board."),
-        click.option("--key", help="Device key to request from the tracker."),
-        click.option("--rpc-timeout", type=FiniteFloat(0.0, inclusive=False), default=120.0, show_default=True,
-                     help="Seconds to wait for a board session."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--rpc", metavar="HOST:PORT", help="Run on a board's TVM RPC server."),
+            click.option("--tracker", metavar="HOST:PORT", help="Ask a TVM RPC tracker for a board."),
+            click.option("--key", help="Device key to request from the tracker."),
+            click.option(
+                "--rpc-timeout",
+                type=FiniteFloat(0.0, inclusive=False),
+                default=120.0,
+                show_default=True,
+                help="Seconds to wait for a board session.",
+            ),
+        ]
+    ):
         function = option(function)
     return function
 

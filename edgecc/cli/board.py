@@ -28,11 +28,16 @@ def _require_loopback_or_consent(host: str, allow_remote: bool, what: str) -> No
     if _is_loopback(host):
         return
     if not allow_remote:
-        raise EdgeccError(f"--host {host} would let any machine that reaches it run arbitrary code here (TVM RPC "
-                          f"has no authentication); {what} serves on 127.0.0.1 by default: pass --allow-remote to "
-                          "serve on a network address anyway, on a network you trust")
-    click.echo(f"WARNING: {what} serves on {host} without authentication: anyone who reaches it can run any code "
-               "on this machine. Only do this on a network you trust.", err=True)
+        raise EdgeccError(
+            f"--host {host} would let any machine that reaches it run arbitrary code here (TVM RPC "
+            f"has no authentication); {what} serves on 127.0.0.1 by default: pass --allow-remote to "
+            "serve on a network address anyway, on a network you trust"
+        )
+    click.echo(
+        f"WARNING: {what} serves on {host} without authentication: anyone who reaches it can run any code "
+        "on this machine. Only do this on a network you trust.",
+        err=True,
+    )
 
 
 @click.group()
@@ -78,8 +83,9 @@ def _wait_forever(watched: list[Watched]) -> None:
                 if w.restart is None:
                     raise EdgeccError(f"{w.name} on {w.thing.address} stopped (exit code {code})")
                 if w.restarts >= RESTARTS:
-                    raise EdgeccError(f"{w.name} on {w.thing.address} stopped (exit code {code}) after {RESTARTS} "
-                                      "restarts; giving up")
+                    raise EdgeccError(
+                        f"{w.name} on {w.thing.address} stopped (exit code {code}) after {RESTARTS} restarts; giving up"
+                    )
                 click.echo(f"{w.name} on {w.thing.address} stopped (exit code {code}); restarting it", err=True)
                 w.thing.stop()
                 w.thing, w.restarts = w.restart(), w.restarts + 1
@@ -111,6 +117,7 @@ def emulate_command(arch, host, port, tracker, key, allow_remote):
     _require_loopback_or_consent(host, allow_remote, "the emulated board")
     if not port_is_free(host, port):
         raise EdgeccError(f"cannot serve on {host}:{port}: the port is in use")
+
     def start():
         return start_board(port=port, host=host, tracker=tracker, key=key, arch=arch, progress=click.echo)
 
@@ -132,5 +139,3 @@ def tracker_command(host, port, allow_remote):
     running = start_tracker(port=port, host=host)
     click.echo(f"tracker ready on {running.address}; boards register with --tracker {running.address} --key KEY")
     _wait_forever([Watched(running, "tracker")])
-
-

@@ -11,17 +11,32 @@ from edgecc.options import PRECISIONS
 
 
 def _model_options(function):
-    for option in reversed([
-        click.option("--batch", type=int, default=None, help="Batch size (default 1)."),
-        click.option("--seq-len", type=int, default=None, help="Sequence length for text models (default 128)."),
-        click.option("--max-seq-len", type=int, default=None,
-                     help="One artifact for every length 1..N (static kernels per bucket, padded inside)."),
-        click.option("--seq-buckets", default=None, metavar="LIST",
-                     help="The buckets' lengths, e.g. 16,32,64,128 (default: powers of two from 16 to --max-seq-len)."),
-        click.option("--max-batch", type=int, default=None, help="One artifact for every batch 1..B."),
-        click.option("--input", "input_specs", multiple=True, metavar="NAME:SHAPE:DTYPE",
-                     help="Fix an input's shape, e.g. input_ids:1x128:int64 (repeatable)."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--batch", type=int, default=None, help="Batch size (default 1)."),
+            click.option("--seq-len", type=int, default=None, help="Sequence length for text models (default 128)."),
+            click.option(
+                "--max-seq-len",
+                type=int,
+                default=None,
+                help="One artifact for every length 1..N (static kernels per bucket, padded inside).",
+            ),
+            click.option(
+                "--seq-buckets",
+                default=None,
+                metavar="LIST",
+                help="The buckets' lengths, e.g. 16,32,64,128 (default: powers of two from 16 to --max-seq-len).",
+            ),
+            click.option("--max-batch", type=int, default=None, help="One artifact for every batch 1..B."),
+            click.option(
+                "--input",
+                "input_specs",
+                multiple=True,
+                metavar="NAME:SHAPE:DTYPE",
+                help="Fix an input's shape, e.g. input_ids:1x128:int64 (repeatable).",
+            ),
+        ]
+    ):
         function = option(function)
     return function
 
@@ -29,8 +44,13 @@ def _model_options(function):
 @click.command()
 @click.argument("model")
 @click.option("--target", "-t", default="host", show_default=True, help="Board name, family or target file.")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Artifact folder (default out/<model>-<target>).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Artifact folder (default out/<model>-<target>).",
+)
 @click.option("--preset", default="default", show_default=True, help="quick, default, tuned or int8.")
 @_model_options
 @click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path), help=".npz of inputs for verification.")
@@ -38,15 +58,23 @@ def _model_options(function):
 @click.option("--calibration", type=click.Path(path_type=Path), help=".npz of calibration inputs for int8.")
 @click.option("--max-accuracy-drop", type=float, default=None)
 @click.option("--sparse-attention", default=None, metavar="SPEC", help="e.g. window=64,global=2")
-@click.option("--fast-math/--no-fast-math", default=None,
-              help="Polynomial exp/erf/tanh (default on; ~1e-7 relative error).")
-@click.option("--fusion/--no-fusion", default=None,
-              help="Fusion graph passes: attention, LayerNorm, transposes into matmuls, GELU (default on).")
+@click.option(
+    "--fast-math/--no-fast-math", default=None, help="Polynomial exp/erf/tanh (default on; ~1e-7 relative error)."
+)
+@click.option(
+    "--fusion/--no-fusion",
+    default=None,
+    help="Fusion graph passes: attention, LayerNorm, transposes into matmuls, GELU (default on).",
+)
 @click.option("--tune", is_flag=True, default=None, help="Auto-tune kernels with MetaSchedule first.")
 @click.option("--trials", type=int, default=None)
 @click.option("--budget", default=None, help="Tuning time budget, e.g. 20m.")
-@click.option("--tuning-logs", multiple=True, type=click.Path(path_type=Path),
-              help="Tuning log folders to use (default ./tuning_logs).")
+@click.option(
+    "--tuning-logs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Tuning log folders to use (default ./tuning_logs).",
+)
 @remote_options
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with ONNX Runtime.")
 @click.option("--tolerance", type=float, default=None, help="Max relative error (fp32 default 1e-4).")
@@ -77,10 +105,20 @@ def compile(model, target, output, preset, budget, print_pipeline, no_verify, no
 @click.option("--target", "-t", default="host", show_default=True)
 @click.option("--trials", type=int, default=64, show_default=True, help="Trial budget across all kernels.")
 @click.option("--budget", default=None, help="Time budget, e.g. 20m; tuning stops cleanly when it is spent.")
-@click.option("--tuning-logs", type=click.Path(path_type=Path), default=Path("tuning_logs"), show_default=True,
-              help="Root of the shared logs; records go to ROOT/<target-name>/.")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Artifact folder (default out/<model>-<target>-tuned).")
+@click.option(
+    "--tuning-logs",
+    type=click.Path(path_type=Path),
+    default=Path("tuning_logs"),
+    show_default=True,
+    help="Root of the shared logs; records go to ROOT/<target-name>/.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Artifact folder (default out/<model>-<target>-tuned).",
+)
 @_model_options
 @remote_options
 @click.option("--min-seconds", type=float, default=None, help="Minimum timing duration per runtime.")
@@ -90,8 +128,17 @@ def tune(model, target, trials, budget, tuning_logs, output, quiet, **values):
     import edgecc
 
     values = {k: v for k, v in values.items() if v not in (None, ())}
-    result = edgecc.tune(model, target, output, trials=trials, budget_seconds=parse_duration(budget),
-                         tuning_logs=tuning_logs, log=stderr_log(quiet), quiet=quiet, **values)
+    result = edgecc.tune(
+        model,
+        target,
+        output,
+        trials=trials,
+        budget_seconds=parse_duration(budget),
+        tuning_logs=tuning_logs,
+        log=stderr_log(quiet),
+        quiet=quiet,
+        **values,
+    )
     print_summary(result.report, result.artifact_dir)
 
 
@@ -103,14 +150,18 @@ def print_summary(report: dict, folder: Path) -> None:
     schedules = report.get("schedules") or {}
     if schedules:
         unscheduled = schedules.get("unscheduled") or []
-        click.echo(f"kernels:  {schedules['kernels']}, {len(unscheduled)} unscheduled"
-                   + (f" ({', '.join(unscheduled)})" if unscheduled else ""))
+        click.echo(
+            f"kernels:  {schedules['kernels']}, {len(unscheduled)} unscheduled"
+            + (f" ({', '.join(unscheduled)})" if unscheduled else "")
+        )
     latency = report.get("latency") or {}
     if latency.get("edgecc"):
         line = f"latency:  edgecc median {latency['edgecc']['median_ms']:.3f} ms"
         if latency.get("onnxruntime"):
-            line += (f", ONNX Runtime {latency['onnxruntime']['median_ms']:.3f} ms "
-                     f"(ratio {latency['ratio_vs_onnxruntime']:.2f}x)")
+            line += (
+                f", ONNX Runtime {latency['onnxruntime']['median_ms']:.3f} ms "
+                f"(ratio {latency['ratio_vs_onnxruntime']:.2f}x)"
+            )
         if latency.get("emulated"):
             line += " [EMULATED board: not a speed measurement]"
         click.echo(line)

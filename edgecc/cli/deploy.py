@@ -10,13 +10,24 @@ import click
 @click.command("deploy")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
-@click.option("--threads", type=click.IntRange(1, 1024), default=None,
-              help="Threads the C API uses by default (default: the board's cores).")
-@click.option("--cuda-runtime", type=click.Path(path_type=Path), default=None,
-              help="Jetson: a libtvm_runtime_cuda.so to ship instead of the wheel's (e.g. one built for CUDA 12).")
-@click.option("--check", is_flag=True,
-              help="Run the bundle here as a bare board would (empty environment; aarch64 under QEMU with a "
-                   "libc-only sysroot) and compare it with ONNX Runtime.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Threads the C API uses by default (default: the board's cores).",
+)
+@click.option(
+    "--cuda-runtime",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Jetson: a libtvm_runtime_cuda.so to ship instead of the wheel's (e.g. one built for CUDA 12).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Run the bundle here as a bare board would (empty environment; aarch64 under QEMU with a "
+    "libc-only sysroot) and compare it with ONNX Runtime.",
+)
 @click.option("--quiet", "-q", is_flag=True)
 def deploy_command(artifact, output, threads, cuda_runtime, check, quiet):
     """Bundle ARTIFACT for its board: model, TVM runtime libraries, C API, bin/edgecc-run, README."""
@@ -25,13 +36,21 @@ def deploy_command(artifact, output, threads, cuda_runtime, check, quiet):
     log = (lambda *_: None) if quiet else (lambda text: click.echo(text, err=True))
     result = deploy(artifact, output, threads=threads, cuda_runtime=cuda_runtime, log=log)
     click.echo(f"bundle:   {result.bundle} ({result.total_bytes / 1e6:.2f} MB, {result.target}, {result.kind})")
-    click.echo(f"runtime:  {', '.join(f'{Path(k).name} {v / 1e6:.2f} MB' for k, v in result.runtime_libraries.items())}"
-               if result.runtime_libraries else "runtime:  none shipped (see README.md)")
+    click.echo(
+        f"runtime:  {', '.join(f'{Path(k).name} {v / 1e6:.2f} MB' for k, v in result.runtime_libraries.items())}"
+        if result.runtime_libraries
+        else "runtime:  none shipped (see README.md)"
+    )
     minimum = result.requirements.get("minimum_versions", {})
     if minimum:
-        click.echo(f"needs:    {', '.join(minimum.values())}"
-                   + (f", CUDA driver >= {result.requirements['cuda']['min_driver_version'] // 1000}"
-                      if "cuda" in result.requirements else ""))
+        click.echo(
+            f"needs:    {', '.join(minimum.values())}"
+            + (
+                f", CUDA driver >= {result.requirements['cuda']['min_driver_version'] // 1000}"
+                if "cuda" in result.requirements
+                else ""
+            )
+        )
     if check:
         from edgecc.bundle.check import check_bundle
         from edgecc.errors import VerificationError
@@ -41,4 +60,3 @@ def deploy_command(artifact, output, threads, cuda_runtime, check, quiet):
         if outcome["status"] == "failed":
             raise VerificationError(f"the bundle's outputs differ from ONNX Runtime: {outcome['reason']}")
     click.echo(f"next:     {result.bundle / 'README.md'}")
-

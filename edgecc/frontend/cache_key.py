@@ -21,10 +21,16 @@ _MODEL_FILE_NAMES = ("config.json", "generation_config.json", "preprocessor_conf
 
 def model_files(folder: Path) -> list[Path]:
     folder = Path(folder)
-    files = [p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
-                                                                   p.relative_to(folder).parts)]
-    return sorted(p for p in files if p.name in _MODEL_FILE_NAMES or p.suffix in _MODEL_FILE_SUFFIXES
-                  or p.name.endswith(".index.json"))
+    files = [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return sorted(
+        p
+        for p in files
+        if p.name in _MODEL_FILE_NAMES or p.suffix in _MODEL_FILE_SUFFIXES or p.name.endswith(".index.json")
+    )
 
 
 def folder_digest(folder: Path) -> str:

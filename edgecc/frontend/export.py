@@ -36,8 +36,10 @@ def require_exporter(what: str) -> None:
 
     missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
     if missing:
-        raise ModelError(f"{what} are exported to ONNX with PyTorch and transformers, and {' and '.join(missing)} "
-                         "is not installed: pip install 'edgecc[models]' (or pass an .onnx file)")
+        raise ModelError(
+            f"{what} are exported to ONNX with PyTorch and transformers, and {' and '.join(missing)} "
+            "is not installed: pip install 'edgecc[models]' (or pass an .onnx file)"
+        )
 
 
 def _text_wrapper(model):
@@ -74,8 +76,9 @@ def _image_wrapper(model):
 _TRACE_BATCH, _TRACE_SEQ_LEN = 2, 16
 
 
-def _export(module, modality: str, batch: int, seq_len: int, image_size: int, path: Path, vocab: int,
-            dynamic: bool = False) -> None:
+def _export(
+    module, modality: str, batch: int, seq_len: int, image_size: int, path: Path, vocab: int, dynamic: bool = False
+) -> None:
     """ONNX at batch x seq_len; with `dynamic`, batch and sequence (text) or batch (image) are symbolic
     and seq_len is only the longest length asked for (checked against the model's positions)."""
     import torch
@@ -97,8 +100,17 @@ def _export(module, modality: str, batch: int, seq_len: int, image_size: int, pa
     dynamic_axes = {name: axes for name in names + outputs} if dynamic else None
     with atomic_output_file(path) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, args, str(tmp), input_names=names, output_names=outputs,
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True, dynamic_axes=dynamic_axes)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(tmp),
+            input_names=names,
+            output_names=outputs,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+            dynamic_axes=dynamic_axes,
+        )
     # torch.onnx.export leaves the wrapper in training mode; references must use eval mode.
     wrapper.eval()
 
@@ -110,8 +122,10 @@ def _longest(module) -> int | None:
 
 def check_length(longest: int | None, seq_len: int, dynamic: bool) -> None:
     if longest is not None and seq_len > longest:
-        raise ModelError(f"this model reads at most {longest} tokens (max_position_embeddings); "
-                         f"{'--max-seq-len' if dynamic else '--seq-len'} {seq_len} is longer")
+        raise ModelError(
+            f"this model reads at most {longest} tokens (max_position_embeddings); "
+            f"{'--max-seq-len' if dynamic else '--seq-len'} {seq_len} is longer"
+        )
 
 
 def _parameters(module) -> int:
@@ -132,9 +146,15 @@ def _builtin_key(spec: BuiltinModel, shape_tag: str) -> str:
     from edgecc.frontend.cache_key import cache_key, exporter_versions, folder_digest, source_digest
 
     weights = spec.weights_folder() if spec.weights_folder is not None else None
-    return cache_key(spec.name, spec.description, shape_tag, f"v{EXPORT_VERSION}",
-                     source_digest(builtin_module, sys.modules[__name__]), exporter_versions(),
-                     folder_digest(weights) if weights is not None else "no weights folder")
+    return cache_key(
+        spec.name,
+        spec.description,
+        shape_tag,
+        f"v{EXPORT_VERSION}",
+        source_digest(builtin_module, sys.modules[__name__]),
+        exporter_versions(),
+        folder_digest(weights) if weights is not None else "no weights folder",
+    )
 
 
 def export_builtin(name: str, batch: int, seq_len: int, progress=print, dynamic: bool = False) -> ExportedModel:

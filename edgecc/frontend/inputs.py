@@ -9,8 +9,18 @@ import numpy as np
 
 from edgecc.errors import InputSpecError
 
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-               10: "float16", 11: "float64", 16: "bfloat16"}
+ONNX_DTYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    16: "bfloat16",
+}
 
 
 @dataclass(frozen=True)
@@ -46,28 +56,36 @@ def parse_input_spec(text: str) -> TensorSpec:
         raise InputSpecError(f"bad shape in --input '{text}': dimensions must be positive")
     dtype = parts[2] if len(parts) == 3 else "float32"
     if dtype not in ONNX_DTYPES.values():
-        raise InputSpecError(f"bad dtype '{dtype}' in --input '{text}'; known: {', '.join(sorted(set(ONNX_DTYPES.values())))}")
+        raise InputSpecError(
+            f"bad dtype '{dtype}' in --input '{text}'; known: {', '.join(sorted(set(ONNX_DTYPES.values())))}"
+        )
     return TensorSpec(parts[0], shape, dtype)
 
 
-def resolve_input_specs(graph_inputs: list[tuple[str, list, str]], overrides: list[TensorSpec],
-                        batch: int, seq_len: int) -> list[TensorSpec]:
+def resolve_input_specs(
+    graph_inputs: list[tuple[str, list, str]], overrides: list[TensorSpec], batch: int, seq_len: int
+) -> list[TensorSpec]:
     """Fix every input's shape: explicit overrides first, then symbolic dims from batch / seq_len."""
     by_name = {name: (dims, dtype) for name, dims, dtype in graph_inputs}
     for spec in overrides:
         if spec.name not in by_name:
-            raise InputSpecError(f"the model has no input '{spec.name}'; its inputs are: "
-                                 + ", ".join(f"{n} {_fmt(d)} {t}" for n, d, t in graph_inputs))
+            raise InputSpecError(
+                f"the model has no input '{spec.name}'; its inputs are: "
+                + ", ".join(f"{n} {_fmt(d)} {t}" for n, d, t in graph_inputs)
+            )
         dims, dtype = by_name[spec.name]
         if spec.dtype != dtype:
             raise InputSpecError(f"input '{spec.name}' has dtype {dtype} in the model, not {spec.dtype}")
         if len(spec.shape) != len(dims):
-            raise InputSpecError(f"input '{spec.name}' has rank {len(dims)} {_fmt(dims)} in the model, "
-                                 f"but --input gives rank {len(spec.shape)} {_fmt(spec.shape)}")
+            raise InputSpecError(
+                f"input '{spec.name}' has rank {len(dims)} {_fmt(dims)} in the model, "
+                f"but --input gives rank {len(spec.shape)} {_fmt(spec.shape)}"
+            )
         for axis, (want, got) in enumerate(zip(dims, spec.shape)):
             if isinstance(want, int) and want > 0 and want != got:
-                raise InputSpecError(f"input '{spec.name}' dimension {axis} is fixed to {want} in the model, "
-                                     f"but --input gives {got}")
+                raise InputSpecError(
+                    f"input '{spec.name}' dimension {axis} is fixed to {want} in the model, but --input gives {got}"
+                )
     given = {spec.name: spec for spec in overrides}
     specs = []
     for name, dims, dtype in graph_inputs:
@@ -98,7 +116,7 @@ def sample_inputs(specs: list[TensorSpec], index_bounds: dict[str, int], seed: i
             if "mask" in lname:
                 array = np.ones(spec.shape, dtype=spec.dtype)
                 if len(spec.shape) >= 2 and spec.shape[-1] >= 4:
-                    array[..., -(spec.shape[-1] // 4):] = 0  # exercise the padding path
+                    array[..., -(spec.shape[-1] // 4) :] = 0  # exercise the padding path
             elif "token_type" in lname or "segment" in lname:
                 array = np.zeros(spec.shape, dtype=spec.dtype)
             else:
@@ -128,8 +146,10 @@ def check_inputs(arrays: dict, specs: list[TensorSpec], where: str) -> None:
     missing = [s.name for s in specs if s.name not in arrays]
     extra = sorted(set(arrays) - names)
     if missing or extra:
-        raise InputSpecError(f"{where}: expected inputs {', '.join(sorted(names))}; "
-                             f"missing {missing or 'none'}, unexpected {extra or 'none'}")
+        raise InputSpecError(
+            f"{where}: expected inputs {', '.join(sorted(names))}; "
+            f"missing {missing or 'none'}, unexpected {extra or 'none'}"
+        )
     if any(spec.dynamic_axes for spec in specs):
         from edgecc.buckets.shapes import check_dynamic_shapes
 
@@ -137,8 +157,10 @@ def check_inputs(arrays: dict, specs: list[TensorSpec], where: str) -> None:
     for spec in specs:
         array = arrays[spec.name]
         if not spec.dynamic_axes and tuple(array.shape) != tuple(spec.shape):
-            raise InputSpecError(f"{where}: input '{spec.name}' has shape {_fmt(array.shape)}, "
-                                 f"the artifact was compiled for {_fmt(spec.shape)}")
+            raise InputSpecError(
+                f"{where}: input '{spec.name}' has shape {_fmt(array.shape)}, "
+                f"the artifact was compiled for {_fmt(spec.shape)}"
+            )
         if str(array.dtype) != spec.dtype:
             raise InputSpecError(f"{where}: input '{spec.name}' has dtype {array.dtype}, expected {spec.dtype}")
 
@@ -158,4 +180,5 @@ def check_value_ranges(arrays: dict, ranges: dict[str, tuple[int, int]], where: 
             raise InputSpecError(
                 f"{where}: input '{name}' holds {int(array[first])} at {list(first)} ({int(bad.sum())} value(s) "
                 f"outside {low} <= v < {high}); it indexes a table of {high} rows (e.g. the vocabulary), so "
-                f"every value must be in that range")
+                f"every value must be in that range"
+            )

@@ -29,9 +29,13 @@ class ImportedModel:
         """report.json["model"]["import"]: whether the graph was simplified, and why not."""
         import onnxslim
 
-        return {"simplifier": f"onnxslim {getattr(onnxslim, '__version__', '?')}", "simplified": self.simplified,
-                "fallback": None if self.simplified else f"imported the unsimplified graph: onnxslim failed: "
-                                                          f"{self.simplify_error}"}
+        return {
+            "simplifier": f"onnxslim {getattr(onnxslim, '__version__', '?')}",
+            "simplified": self.simplified,
+            "fallback": None
+            if self.simplified
+            else f"imported the unsimplified graph: onnxslim failed: {self.simplify_error}",
+        }
 
 
 def load_onnx(path: Path):
@@ -45,11 +49,13 @@ def load_onnx(path: Path):
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        raise ModelError(f"{path} is not a readable ONNX file (corrupt, truncated or another format): "
-                         f"{error_line(exc)}") from None
+        raise ModelError(
+            f"{path} is not a readable ONNX file (corrupt, truncated or another format): {error_line(exc)}"
+        ) from None
     if not model.graph.node:
-        raise ModelError(f"{path} is not a usable ONNX model: its graph has no nodes "
-                         "(an empty, truncated or non-ONNX file)")
+        raise ModelError(
+            f"{path} is not a usable ONNX model: its graph has no nodes (an empty, truncated or non-ONNX file)"
+        )
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
@@ -117,9 +123,12 @@ def check_opset(model, path: Path) -> None:
     newest = onnx.defs.onnx_opset_version()
     for entry in model.opset_import:
         if entry.domain in ("", "ai.onnx") and entry.version > newest:
-            raise ModelError(f"{path}: the model uses ONNX opset {entry.version}, newer than this installation knows "
-                             f"(onnx {onnx.__version__}, the reference ONNX Runtime is checked against, knows opsets up to {newest}); "
-                             f"export it with opset {newest} or lower")
+            raise ModelError(
+                f"{path}: the model uses ONNX opset {entry.version}, newer than this installation knows "
+                f"(onnx {onnx.__version__}, the reference ONNX Runtime is checked against, knows opsets up to "
+                f"{newest}); "
+                f"export it with opset {newest} or lower"
+            )
 
 
 def _type_name(elem_type: int) -> str:
@@ -133,8 +142,10 @@ def _type_name(elem_type: int) -> str:
 
 def _unsupported_type(path: Path, kind: str, name: str, dtype: str) -> ModelError:
     number = int(dtype.removeprefix("onnx-type-"))
-    return ModelError(f"{path}: {kind} '{name}' has element type {_type_name(number)}, which edgecc does not "
-                      f"support (supported: {', '.join(sorted(set(ONNX_DTYPES.values())))})")
+    return ModelError(
+        f"{path}: {kind} '{name}' has element type {_type_name(number)}, which edgecc does not "
+        f"support (supported: {', '.join(sorted(set(ONNX_DTYPES.values())))})"
+    )
 
 
 def import_onnx(path: Path, input_overrides: list[TensorSpec], batch: int, seq_len: int) -> ImportedModel:
@@ -154,14 +165,21 @@ def import_onnx(path: Path, input_overrides: list[TensorSpec], batch: int, seq_l
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        raise ModelError(f"{path}: shape inference failed with inputs "
-                         f"{', '.join(f'{s.name}:{s.shape}' for s in specs)}: {error_line(exc)}") from None
+        raise ModelError(
+            f"{path}: shape inference failed with inputs "
+            f"{', '.join(f'{s.name}:{s.shape}' for s in specs)}: {error_line(exc)}"
+        ) from None
     simplified, simplify_error = _simplify(model)
     if simplified is not None:
         model = simplified
-    outputs = [TensorSpec(v.name, tuple(d.dim_value for d in v.type.tensor_type.shape.dim),
-                          ONNX_DTYPES.get(v.type.tensor_type.elem_type, f"onnx-type-{v.type.tensor_type.elem_type}"))
-               for v in model.graph.output]
+    outputs = [
+        TensorSpec(
+            v.name,
+            tuple(d.dim_value for d in v.type.tensor_type.shape.dim),
+            ONNX_DTYPES.get(v.type.tensor_type.elem_type, f"onnx-type-{v.type.tensor_type.elem_type}"),
+        )
+        for v in model.graph.output
+    ]
     bad = [s for s in outputs if s.dtype.startswith("onnx-type")]
     if bad:
         raise _unsupported_type(path, "output", bad[0].name, bad[0].dtype)
@@ -169,8 +187,17 @@ def import_onnx(path: Path, input_overrides: list[TensorSpec], batch: int, seq_l
     counts: dict[str, int] = {}
     for node in model.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return ImportedModel(Path(path), model, relax_module, specs, outputs, _index_bounds(model, specs), counts,
-                         simplified is not None, simplify_error)
+    return ImportedModel(
+        Path(path),
+        model,
+        relax_module,
+        specs,
+        outputs,
+        _index_bounds(model, specs),
+        counts,
+        simplified is not None,
+        simplify_error,
+    )
 
 
 def _simplify(model):
@@ -205,8 +232,10 @@ def initializer_elements(model) -> int:
 def initializer_bytes(model) -> int:
     import onnx
 
-    return sum(_numel(init.dims) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
-               for init in model.graph.initializer)
+    return sum(
+        _numel(init.dims) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        for init in model.graph.initializer
+    )
 
 
 def _numel(dims) -> int:

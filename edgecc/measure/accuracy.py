@@ -66,37 +66,52 @@ def pair_similarities(embeddings: np.ndarray) -> np.ndarray:
 
 def embedding_agreement(candidate: np.ndarray, reference: np.ndarray) -> dict:
     cosines = cosine_rows(candidate, reference)
-    return {"sentences": int(len(cosines)), "mean_cosine": float(cosines.mean()),
-            "worst_cosine": float(cosines.min()),
-            "spearman_pair_similarity": spearman(pair_similarities(candidate), pair_similarities(reference)),
-            "accuracy_drop": float(1.0 - cosines.mean())}
+    return {
+        "sentences": int(len(cosines)),
+        "mean_cosine": float(cosines.mean()),
+        "worst_cosine": float(cosines.min()),
+        "spearman_pair_similarity": spearman(pair_similarities(candidate), pair_similarities(reference)),
+        "accuracy_drop": float(1.0 - cosines.mean()),
+    }
 
 
-def sentence_embedding_accuracy(run, hf_folder: Path, input_names: list[str], batch: int, seq_len: int,
-                                sentences: list[str] | None = None) -> dict:
+def sentence_embedding_accuracy(
+    run, hf_folder: Path, input_names: list[str], batch: int, seq_len: int, sentences: list[str] | None = None
+) -> dict:
     """`run`: inputs dict -> outputs dict (first output: last_hidden_state [batch, seq, hidden])."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     sentences = sentences or evaluation_sentences()
-    sentences = sentences[:len(sentences) - len(sentences) % batch]
+    sentences = sentences[: len(sentences) - len(sentences) % batch]
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder))
     model = AutoModel.from_pretrained(str(hf_folder)).eval()
     compiled, reference = [], []
     for start in range(0, len(sentences), batch):
-        encoded = tokenizer(sentences[start:start + batch], padding="max_length", truncation=True,
-                            max_length=seq_len, return_tensors="np")
-        inputs = {name: (encoded[name] if name in encoded else np.zeros((batch, seq_len))).astype(np.int64)
-                  for name in input_names}
+        encoded = tokenizer(
+            sentences[start : start + batch],
+            padding="max_length",
+            truncation=True,
+            max_length=seq_len,
+            return_tensors="np",
+        )
+        inputs = {
+            name: (encoded[name] if name in encoded else np.zeros((batch, seq_len))).astype(np.int64)
+            for name in input_names
+        }
         hidden = next(iter(run(inputs).values()))
         compiled.append(mean_pool(hidden, encoded["attention_mask"]))
         with torch.no_grad():
             torch_hidden = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state.numpy()
         reference.append(mean_pool(torch_hidden, encoded["attention_mask"]))
     result = embedding_agreement(np.concatenate(compiled), np.concatenate(reference))
-    return {"method": "sentence embeddings (mean pooling) of held-out real sentences vs PyTorch FP32",
-            "reference": f"PyTorch FP32 ({Path(hf_folder).name})", "seq_len": seq_len, **result}
+    return {
+        "method": "sentence embeddings (mean pooling) of held-out real sentences vs PyTorch FP32",
+        "reference": f"PyTorch FP32 ({Path(hf_folder).name})",
+        "seq_len": seq_len,
+        **result,
+    }
 
 
 def output_error_accuracy(run, onnx_path: Path, samples: list[dict]) -> dict:
@@ -117,9 +132,15 @@ def output_error_accuracy(run, onnx_path: Path, samples: list[dict]) -> dict:
             if is_class_scores(e.shape):
                 top1 += list(a.argmax(axis=1) == e.argmax(axis=1))
     mean_cosine = float(np.mean(cosines))
-    result = {"method": "model outputs vs the FP32 ONNX model in ONNX Runtime", "samples": len(samples),
-              "mean_cosine": mean_cosine, "worst_cosine": float(np.min(cosines)), "max_abs_error": max_abs,
-              "max_relative_error": max_abs / max(max_ref, 1e-30), "accuracy_drop": 1.0 - mean_cosine}
+    result = {
+        "method": "model outputs vs the FP32 ONNX model in ONNX Runtime",
+        "samples": len(samples),
+        "mean_cosine": mean_cosine,
+        "worst_cosine": float(np.min(cosines)),
+        "max_abs_error": max_abs,
+        "max_relative_error": max_abs / max(max_ref, 1e-30),
+        "accuracy_drop": 1.0 - mean_cosine,
+    }
     if top1:  # a classifier: does the compiled model pick the reference's class?
         result["top1_agreement"] = float(np.mean(top1))
         result["top1_rows"] = len(top1)
@@ -156,11 +177,15 @@ def evaluate(ctx) -> dict:
         # a classifier's top-1 agreement needs more than a few rows to mean anything
         classifier = any(is_class_scores(tuple(o.shape)) for o in ctx.imported.outputs)
         count = TOP1_SAMPLES - 1 if classifier else 3
-        samples = [ctx.sample_inputs] + builtin_samples(ctx.imported.relax_module, count=count, seed=ctx.options.seed + 1)
+        samples = [ctx.sample_inputs] + builtin_samples(
+            ctx.imported.relax_module, count=count, seed=ctx.options.seed + 1
+        )
         result = output_error_accuracy(ctx.artifact.run, ctx.source.onnx_path, samples)
         if classifier:
-            result["inputs"] = (f"{len(samples)} seeded random inputs (no labelled image set ships with edgecc): "
-                                "top-1 agreement says how often the compiled model picks the FP32 model's class")
+            result["inputs"] = (
+                f"{len(samples)} seeded random inputs (no labelled image set ships with edgecc): "
+                "top-1 agreement says how often the compiled model picks the FP32 model's class"
+            )
     result["precision"] = ctx.options.precision
     result["sparse_attention"] = ctx.options.sparse_attention
     stats = ctx.pass_stats

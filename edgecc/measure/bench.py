@@ -22,20 +22,36 @@ def artifact_sample_inputs(artifact, seed: int = 0, seq_len: int | None = None, 
     return sample_inputs(specs, bounds, seed)
 
 
-def bench_artifact(folder, *, inputs=None, min_seconds=2.0, rpc=None, tracker=None, key=None, timeout=120.0,
-                   compare_onnxruntime=True, seq_len=None, batch=None) -> dict:
+def bench_artifact(
+    folder,
+    *,
+    inputs=None,
+    min_seconds=2.0,
+    rpc=None,
+    tracker=None,
+    key=None,
+    timeout=120.0,
+    compare_onnxruntime=True,
+    seq_len=None,
+    batch=None,
+) -> dict:
     """edgecc's latency here or on a board; ONNX Runtime in alternating rounds beside it when run here."""
     artifact = load_artifact(folder, rpc=rpc, tracker=tracker, key=key, timeout=timeout)
     inputs = inputs if inputs is not None else artifact_sample_inputs(artifact, seq_len=seq_len, batch=batch)
-    result = {"where": artifact.where, "emulated": artifact.emulated,
-              "input_shapes": {name: list(value.shape) for name, value in inputs.items()}}
+    result = {
+        "where": artifact.where,
+        "emulated": artifact.emulated,
+        "input_shapes": {name: list(value.shape) for name, value in inputs.items()},
+    }
     name = artifact.manifest.get("reference_model", "reference.onnx")
     reference = Path(folder) / str(name)
     if compare_onnxruntime and artifact.session is None and reference.exists():
         reference = checked_file(folder, artifact.manifest, name, "reference model")
         threads = artifact.manifest["target"]["board"]["cores"] or host_threads()
-        result.update(measure_side_by_side(artifact, onnxruntime_session(reference, threads), inputs, min_seconds),
-                      onnxruntime_threads=threads)
+        result.update(
+            measure_side_by_side(artifact, onnxruntime_session(reference, threads), inputs, min_seconds),
+            onnxruntime_threads=threads,
+        )
     else:
         result["edgecc"] = time_artifact(artifact, inputs, min_seconds)
     return result

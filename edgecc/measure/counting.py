@@ -15,9 +15,17 @@ _MATH_CALLS = ("exp", "erf", "tanh", "sqrt", "rsqrt", "log", "sigmoid", "pow", "
 # the precision class of their data). vpdpbusd/sdot: 4 int8 products and 4 sums per int32 lane;
 # vpmaddubsw: 2 products and a sum per int16 lane, then vpmaddwd (by ones) one more sum per int32
 # lane; vdpbf16ps: 2 bf16 products and 2 sums per fp32 lane.
-_DOT_INTRINSICS = {"vpdpbusd": (8, "int8"), "sdot": (8, "int8"), "udot": (8, "int8"),
-                   "pmaddubs": (3, "int8"), "pmadd.ub.sw": (3, "int8"), "pmaddw.d": (1, "int8"),
-                   "pmadd.wd": (1, "int8"), "dpbf16ps": (4, "bf16"), "bfdot": (4, "bf16")}
+_DOT_INTRINSICS = {
+    "vpdpbusd": (8, "int8"),
+    "sdot": (8, "int8"),
+    "udot": (8, "int8"),
+    "pmaddubs": (3, "int8"),
+    "pmadd.ub.sw": (3, "int8"),
+    "pmaddw.d": (1, "int8"),
+    "pmadd.wd": (1, "int8"),
+    "dpbf16ps": (4, "bf16"),
+    "bfdot": (4, "bf16"),
+}
 _VALUE_FIELDS = ("a", "b", "value", "condition", "true_value", "false_value", "base", "stride")
 
 
@@ -159,4 +167,5 @@ COUNTING_METHOD = (
     "element once: the bounding box of the indices its loads and stores reach over their loop ranges; a "
     "gather counts the rows it reads indices for, a broadcast operand and a packed weight count once, "
     "buffers a kernel allocates for itself are not counted. That is the least traffic a kernel causes; "
-    "data still in cache from the previous kernel can arrive faster than DRAM bandwidth.")
+    "data still in cache from the previous kernel can arrive faster than DRAM bandwidth."
+)

@@ -73,8 +73,10 @@ def environment(root: str | Path = "/") -> dict:
         "warnings": [],
     }
     if load and load[0] > 0.5 * cores:
-        env["warnings"].append(f"machine is loaded (1-min load {load[0]:.2f} on {cores} cores); timings may be "
-                               "slower and noisier than on an idle machine")
+        env["warnings"].append(
+            f"machine is loaded (1-min load {load[0]:.2f} on {cores} cores); timings may be "
+            "slower and noisier than on an idle machine"
+        )
     if governors and governors != ["performance"]:
         env["warnings"].append(f"CPU governor is {', '.join(governors)}, not performance; frequency may vary")
     hot = {k: v for k, v in env["thermal_c"].items() if v >= 80}

@@ -84,8 +84,13 @@ class KernelTimer:
         cold = device.dlpack_device_type() == 1 and argument_bytes(args[1:]) > COLD_ARGUMENT_BYTES
         number = 1 if cold else max(1, int(_BATCH_SECONDS / estimate))
         self.round_seconds = estimate * number * SAMPLES_PER_ROUND
-        self._timer = lib.time_evaluator(name, device, number=number, repeat=SAMPLES_PER_ROUND,
-                                         f_preproc="cache_flush_cpu_non_first_arg" if cold else "")
+        self._timer = lib.time_evaluator(
+            name,
+            device,
+            number=number,
+            repeat=SAMPLES_PER_ROUND,
+            f_preproc="cache_flush_cpu_non_first_arg" if cold else "",
+        )
 
     def __call__(self) -> float:
         """Median seconds per call over one round's samples."""

@@ -78,8 +78,10 @@ LATENCY_ROUNDS = 8
 def ratio_summary(first: list[float], second: list[float], ratios: list[float]) -> dict:
     """second / first: the ratio of the two medians, both over the same alternating rounds, and the
     interquartile range of the rounds' own ratios (how far one round's comparison can be trusted)."""
-    return {"ratio": float(np.median(second) / np.median(first)),
-            "spread": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))]}
+    return {
+        "ratio": float(np.median(second) / np.median(first)),
+        "spread": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))],
+    }
 
 
 def compare_artifacts_here(first, second, inputs: dict, min_seconds: float, rounds: int = LATENCY_ROUNDS) -> dict:
@@ -97,8 +99,13 @@ def compare_artifacts_here(first, second, inputs: dict, min_seconds: float, roun
             samples[index].extend(taken)
             medians.append(float(np.median(taken)))
         ratios.append(medians[1] / medians[0])
-    return {"a": latency_stats(samples[0]), "b": latency_stats(samples[1]), "rounds": rounds,
-            "runs_per_sample": number, **ratio_summary(samples[0], samples[1], ratios)}
+    return {
+        "a": latency_stats(samples[0]),
+        "b": latency_stats(samples[1]),
+        "rounds": rounds,
+        "runs_per_sample": number,
+        **ratio_summary(samples[0], samples[1], ratios),
+    }
 
 
 def measure_side_by_side(artifact, session, inputs: dict, min_seconds: float, rounds: int = LATENCY_ROUNDS) -> dict:
@@ -121,8 +128,14 @@ def measure_side_by_side(artifact, session, inputs: dict, min_seconds: float, ro
     edgecc_stats = latency_stats(edgecc_samples)
     edgecc_stats["runs_per_sample"] = number
     summary = ratio_summary(ort_samples, edgecc_samples, ratios)
-    return {"edgecc": edgecc_stats, "onnxruntime": latency_stats(ort_samples), "interleaved": True, "rounds": rounds,
-            "ratio_vs_onnxruntime": summary["ratio"], "ratio_spread": summary["spread"]}
+    return {
+        "edgecc": edgecc_stats,
+        "onnxruntime": latency_stats(ort_samples),
+        "interleaved": True,
+        "rounds": rounds,
+        "ratio_vs_onnxruntime": summary["ratio"],
+        "ratio_spread": summary["spread"],
+    }
 
 
 def measure_latency(artifact, onnx_path, inputs: dict, min_seconds: float, ort_threads: int, log=print) -> dict:
@@ -130,14 +143,20 @@ def measure_latency(artifact, onnx_path, inputs: dict, min_seconds: float, ort_t
     rounds, when the artifact runs here."""
     latency = {"where": artifact.where, "emulated": artifact.emulated, "warnings": []}
     if artifact.session is None:
-        log(f"timing edgecc and ONNX Runtime ({ort_threads} threads) in alternating rounds for at least "
-            f"{2 * min_seconds:g} s ...")
-        latency.update(measure_side_by_side(artifact, onnxruntime_session(onnx_path, ort_threads), inputs,
-                                            min_seconds), onnxruntime_threads=ort_threads)
+        log(
+            f"timing edgecc and ONNX Runtime ({ort_threads} threads) in alternating rounds for at least "
+            f"{2 * min_seconds:g} s ..."
+        )
+        latency.update(
+            measure_side_by_side(artifact, onnxruntime_session(onnx_path, ort_threads), inputs, min_seconds),
+            onnxruntime_threads=ort_threads,
+        )
     else:
         log(f"timing edgecc on {artifact.where} for at least {min_seconds:g} s ...")
         latency["edgecc"] = time_artifact(artifact, inputs, min_seconds)
     for name in ("edgecc", "onnxruntime"):
         if latency.get(name, {}).get("unstable"):
-            latency["warnings"].append(f"{name} timings are unstable (CV {latency[name]['cv']:.2f}); is the machine busy?")
+            latency["warnings"].append(
+                f"{name} timings are unstable (CV {latency[name]['cv']:.2f}); is the machine busy?"
+            )
     return latency

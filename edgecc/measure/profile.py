@@ -21,8 +21,16 @@ from edgecc.measure.kernel_timer import COLD_ARGUMENT_BYTES, SAMPLES_PER_ROUND, 
 from edgecc.measure.roofline import Machine, roofline
 from edgecc.measure.traffic import kernel_traffic
 
-__all__ = ["KernelTimer", "call_counts", "count_flops", "kernel_args", "profile_artifact", "profile_in_model",
-           "profile_kernels", "roofline"]
+__all__ = [
+    "KernelTimer",
+    "call_counts",
+    "count_flops",
+    "kernel_args",
+    "profile_artifact",
+    "profile_in_model",
+    "profile_kernels",
+    "roofline",
+]
 
 _MIN_ROUNDS, _MAX_ROUNDS = 7, 40
 
@@ -62,13 +70,23 @@ def kernel_entry(mod, name: str, calls: int, seconds_per_call: float, machine: M
     traffic = kernel_traffic(func)
     precision = dominant_precision(ops)
     flops = sum(ops.values())
-    entry = {"name": name, "calls": calls, "ms_per_call": seconds_per_call * 1e3,
-             "total_ms": seconds_per_call * 1e3 * calls, "flops": flops, "ops_by_precision": ops,
-             "precision": precision, "bytes": traffic.bytes, "bytes_read": traffic.bytes_read,
-             "bytes_written": traffic.bytes_written, "argument_bytes": traffic.argument_bytes,
-             "gathered": [b.name for b in traffic.buffers if b.gathered]}
-    entry.update(roofline(flops, traffic.bytes, seconds_per_call, machine.peak(precision), machine.bandwidth_gbs,
-                          machine))
+    entry = {
+        "name": name,
+        "calls": calls,
+        "ms_per_call": seconds_per_call * 1e3,
+        "total_ms": seconds_per_call * 1e3 * calls,
+        "flops": flops,
+        "ops_by_precision": ops,
+        "precision": precision,
+        "bytes": traffic.bytes,
+        "bytes_read": traffic.bytes_read,
+        "bytes_written": traffic.bytes_written,
+        "argument_bytes": traffic.argument_bytes,
+        "gathered": [b.name for b in traffic.buffers if b.gathered],
+    }
+    entry.update(
+        roofline(flops, traffic.bytes, seconds_per_call, machine.peak(precision), machine.bandwidth_gbs, machine)
+    )
     return entry
 
 
@@ -77,11 +95,20 @@ def _summary(kernels: list[dict], skipped: list, machine: Machine, rounds: int, 
     total = sum(k["total_ms"] for k in kernels)
     for k in kernels:
         k["share"] = k["total_ms"] / total if total else 0.0
-    return {"kernels": kernels, "skipped": skipped, "sum_ms": total, "kernel_count": len(kernels), "rounds": rounds,
-            "peak_gflops": machine.peak("fp32"), "peaks_gflops": dict(machine.peaks),
-            "memory_bandwidth_gbs": machine.bandwidth_gbs, "cache_bytes": machine.cache_bytes,
-            "above_roof": sum(1 for k in kernels if k.get("above_roof")),
-            "method": method, "counting": COUNTING_METHOD}
+    return {
+        "kernels": kernels,
+        "skipped": skipped,
+        "sum_ms": total,
+        "kernel_count": len(kernels),
+        "rounds": rounds,
+        "peak_gflops": machine.peak("fp32"),
+        "peaks_gflops": dict(machine.peaks),
+        "memory_bandwidth_gbs": machine.bandwidth_gbs,
+        "cache_bytes": machine.cache_bytes,
+        "above_roof": sum(1 for k in kernels if k.get("above_roof")),
+        "method": method,
+        "counting": COUNTING_METHOD,
+    }
 
 
 class _CallRecorder:
@@ -115,8 +142,9 @@ def _plain_run(vm, arguments) -> float:
     return time.perf_counter() - started
 
 
-def profile_in_model(mod, vm, arguments, peak_gflops=None, bandwidth_gbs=None, seconds: float = 1.0,
-                     machine: Machine | None = None) -> dict:
+def profile_in_model(
+    mod, vm, arguments, peak_gflops=None, bandwidth_gbs=None, seconds: float = 1.0, machine: Machine | None = None
+) -> dict:
     """Every kernel timed inside real inferences: blocks of plain and instrumented runs alternate
     (P I P I ... P), each instrumented block compared with the mean of the plain blocks on either
     side of it, so a burst of load from other work hits both sides of a comparison; each block is
@@ -164,15 +192,24 @@ def profile_in_model(mod, vm, arguments, peak_gflops=None, bandwidth_gbs=None, s
         # per kernel the block's median: a time slice lost to other work lands on one kernel of one run
         block_sum = sum(float(np.median(samples)) for samples in block_kernels.values())
         ratios.append(block_sum / ((plain[index] + plain[index + 1]) / 2))
-    kernels = [kernel_entry(mod, name, counts[name], float(np.median(samples)) / counts[name], machine)
-               for name, samples in per_kernel.items()]
-    summary = _summary(kernels, [], machine, rounds,
-                       "each kernel timed inside real inferences (the VM's instrument hook brackets every call), "
-                       f"blocks of {per_block} instrumented runs alternating with blocks of plain runs of the whole model; "
-                       f"per-kernel medians over all runs, the hook's own {hook * 1e6:.2f} us per call taken off")
+    kernels = [
+        kernel_entry(mod, name, counts[name], float(np.median(samples)) / counts[name], machine)
+        for name, samples in per_kernel.items()
+    ]
+    summary = _summary(
+        kernels,
+        [],
+        machine,
+        rounds,
+        "each kernel timed inside real inferences (the VM's instrument hook brackets every call), "
+        f"blocks of {per_block} instrumented runs alternating with blocks of plain runs of the whole model; "
+        f"per-kernel medians over all runs, the hook's own {hook * 1e6:.2f} us per call taken off",
+    )
     summary["hook_us_per_call"] = hook * 1e6
-    summary["runtime_calls"] = {"calls_per_run": sum(1 for name, _ in blocks[0][0] if name not in counts),
-                                "ms": float(np.median(runtime_sums)) * 1e3}
+    summary["runtime_calls"] = {
+        "calls_per_run": sum(1 for name, _ in blocks[0][0] if name not in counts),
+        "ms": float(np.median(runtime_sums)) * 1e3,
+    }
     summary["runs_per_block"] = per_block
     summary = with_end_to_end(summary, float(np.median(plain)) * 1e3)
     # the spread of the rounds' own ratios: how far one round's comparison can be trusted
@@ -180,8 +217,17 @@ def profile_in_model(mod, vm, arguments, peak_gflops=None, bandwidth_gbs=None, s
     return summary
 
 
-def profile_kernels(mod, lib, device, peak_gflops=None, bandwidth_gbs=None, end_to_end=None, seconds: float = 1.0,
-                    progress=None, machine: Machine | None = None) -> dict:
+def profile_kernels(
+    mod,
+    lib,
+    device,
+    peak_gflops=None,
+    bandwidth_gbs=None,
+    end_to_end=None,
+    seconds: float = 1.0,
+    progress=None,
+    machine: Machine | None = None,
+) -> dict:
     """Every kernel `main` calls timed alone (on a board over RPC); top kernels (by total time) first.
 
     `lib`: the built or loaded runtime module (host or RPC); `end_to_end`: when given, a callable
@@ -205,16 +251,26 @@ def profile_kernels(mod, lib, device, peak_gflops=None, bandwidth_gbs=None, end_
         try:
             timers[name] = KernelTimer(lib, name, args, device, rng)
         except Exception as exc:  # noqa: BLE001 - a kernel the runtime cannot call alone; say so, keep the rest
-            skipped.append({"name": name, "reason": str(exc).strip().splitlines()[-1][:200] if str(exc).strip()
-                            else type(exc).__name__})
+            skipped.append(
+                {
+                    "name": name,
+                    "reason": str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__,
+                }
+            )
     samples, model_seconds, rounds = _timed_rounds(timers, end_to_end, seconds)
-    kernels = [kernel_entry(mod, name, counts[name], float(np.median(times)), machine)
-               for name, times in samples.items()]
-    summary = _summary(kernels, skipped, machine, rounds,
-                       "each kernel timed alone with time_evaluator on random inputs of its buffer shapes (caches "
-                       f"flushed of all but its first argument when those exceed {COLD_ARGUMENT_BYTES >> 20} MiB, "
-                       "on the local CPU), times its call count in main; rounds alternate one timing of the "
-                       "whole model with every kernel, medians over rounds")
+    kernels = [
+        kernel_entry(mod, name, counts[name], float(np.median(times)), machine) for name, times in samples.items()
+    ]
+    summary = _summary(
+        kernels,
+        skipped,
+        machine,
+        rounds,
+        "each kernel timed alone with time_evaluator on random inputs of its buffer shapes (caches "
+        f"flushed of all but its first argument when those exceed {COLD_ARGUMENT_BYTES >> 20} MiB, "
+        "on the local CPU), times its call count in main; rounds alternate one timing of the "
+        "whole model with every kernel, medians over rounds",
+    )
     return with_end_to_end(summary, float(np.median(model_seconds)) * 1e3) if model_seconds else summary
 
 
@@ -270,7 +326,13 @@ def profile_artifact(module, artifact, library: Path, inputs: dict, machine: Mac
         return {"kernels": [], "sum_ms": 0.0, "kernel_count": 0, "skipped": [], "error": str(exc)[:200]}
     if progress:
         progress(f"profiling kernels one by one {'on the board' if artifact.session is not None else 'here'} ...")
-    profile = profile_kernels(module, lib, artifact.device, progress=progress, machine=machine,
-                              end_to_end=lambda runs: float(np.median(artifact.time(inputs, repeat=runs))))
+    profile = profile_kernels(
+        module,
+        lib,
+        artifact.device,
+        progress=progress,
+        machine=machine,
+        end_to_end=lambda runs: float(np.median(artifact.time(inputs, repeat=runs))),
+    )
     profile["emulated"] = bool(artifact.emulated)
     return profile

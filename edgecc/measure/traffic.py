@@ -198,8 +198,9 @@ class _AccessWalker:
 
         if isinstance(stmt, tirx.For):
             extent = _extent(stmt.extent)
-            self.analyzer.bind(stmt.loop_var, tvm.ir.Range.from_min_extent(stmt.min, max(extent, 1)),
-                               allow_override=True)
+            self.analyzer.bind(
+                stmt.loop_var, tvm.ir.Range.from_min_extent(stmt.min, max(extent, 1)), allow_override=True
+            )
             self.stmt(stmt.body)
         elif isinstance(stmt, tirx.BufferStore):
             self._record(self.writes, stmt.buffer, stmt.indices)
@@ -241,8 +242,15 @@ class _AccessWalker:
             written = self.writes[param].elements() * size if param in self.writes else 0
             # an output's own partial results read back (reductions) are not extra traffic
             read = self.reads[param].elements() * size if param in self.reads and not written else 0
-            buffers.append(BufferTraffic(str(getattr(param, "name", param)), min(read, full), min(written, full),
-                                         full, param in self.gathered))
+            buffers.append(
+                BufferTraffic(
+                    str(getattr(param, "name", param)),
+                    min(read, full),
+                    min(written, full),
+                    full,
+                    param in self.gathered,
+                )
+            )
         return KernelTraffic(tuple(buffers))
 
 
@@ -256,5 +264,3 @@ def kernel_traffic(func) -> KernelTraffic:
 def count_bytes(func) -> int:
     """Bytes one call of a PrimFunc moves: its argument buffers' footprints, read plus written."""
     return kernel_traffic(func).bytes
-
-

@@ -16,15 +16,28 @@ def output_errors(actual: dict, reference: dict) -> list[dict]:
         got = np.asarray(actual[name], dtype=np.float64)
         ref = np.asarray(ref, dtype=np.float64)
         if got.shape != ref.shape:
-            rows.append({"name": name, "shape": list(ref.shape), "max_abs_error": float("inf"),
-                         "max_rel_error": float("inf"), "note": f"shape {list(got.shape)} != {list(ref.shape)}"})
+            rows.append(
+                {
+                    "name": name,
+                    "shape": list(ref.shape),
+                    "max_abs_error": float("inf"),
+                    "max_rel_error": float("inf"),
+                    "note": f"shape {list(got.shape)} != {list(ref.shape)}",
+                }
+            )
             continue
         abs_err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         finite = bool(np.all(np.isfinite(got)))
-        rows.append({"name": name, "shape": list(ref.shape), "max_abs_error": abs_err if finite else float("inf"),
-                     "max_rel_error": (abs_err / scale if scale > 0 else abs_err) if finite else float("inf"),
-                     "reference_max_abs": scale})
+        rows.append(
+            {
+                "name": name,
+                "shape": list(ref.shape),
+                "max_abs_error": abs_err if finite else float("inf"),
+                "max_rel_error": (abs_err / scale if scale > 0 else abs_err) if finite else float("inf"),
+                "reference_max_abs": scale,
+            }
+        )
     return rows
 
 
@@ -33,8 +46,10 @@ DEGENERATE_SCALE = 1e-12  # reference outputs this close to zero cannot tell rig
 
 def verdict(rows: list[dict], tolerance: float | None) -> tuple[str, str]:
     if rows and all(r.get("reference_max_abs", 1.0) < DEGENERATE_SCALE for r in rows):
-        return "inconclusive", ("every reference output is ~0 (max |value| < 1e-12), so the comparison proves "
-                                "nothing; use real weights or --inputs that exercise the model")
+        return "inconclusive", (
+            "every reference output is ~0 (max |value| < 1e-12), so the comparison proves "
+            "nothing; use real weights or --inputs that exercise the model"
+        )
     wrong_shape = [r for r in rows if r.get("note", "").startswith("shape")]
     if wrong_shape:
         row = wrong_shape[0]

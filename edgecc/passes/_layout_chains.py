@@ -82,7 +82,7 @@ class Chain:
                 indices = reshape_index(indices, step[2], step[1])
             elif step[0] == "take":
                 axis = step[1]
-                indices = [*indices[:axis], next(tables)[indices[axis]], *indices[axis + 1:]]
+                indices = [*indices[:axis], next(tables)[indices[axis]], *indices[axis + 1 :]]
         return indices
 
     def value(self, tensor, indices: list, tables=()):
@@ -139,7 +139,7 @@ def _unravel(linear, dims: list[int]) -> list:
         return [linear]
     out = []
     for position, dim in enumerate(dims):
-        stride = int(np.prod(dims[position + 1:], dtype=np.int64))
+        stride = int(np.prod(dims[position + 1 :], dtype=np.int64))
         value = tirx.floordiv(linear, stride) if stride > 1 else linear
         out.append(tirx.floormod(value, dim) if position > 0 else value)
     return out
@@ -152,8 +152,7 @@ def _linear_reshape_index(indices, out_shape, in_shape):
     return _unravel(linear if linear is not None else tirx.const(0, "int64"), in_shape)
 
 
-def strip_chain(expr, producer, allow_scaling: bool = True, stop=lambda expr: False,
-                allow_take: bool = False) -> Chain:
+def strip_chain(expr, producer, allow_scaling: bool = True, stop=lambda expr: False, allow_take: bool = False) -> Chain:
     """Walk back from `expr` through layout-only producers; `producer(var)` gives a var's bound value.
 
     Stops at anything else, at a non-float32 or dynamically shaped tensor, or where `stop` says so.
@@ -165,8 +164,7 @@ def strip_chain(expr, producer, allow_scaling: bool = True, stop=lambda expr: Fa
             return chain
         if is_op(value, "relax.permute_dims"):
             ndim = len(static_shape(value))
-            axes = [int(a) for a in value.attrs.axes] if value.attrs.axes is not None else \
-                list(reversed(range(ndim)))
+            axes = [int(a) for a in value.attrs.axes] if value.attrs.axes is not None else list(reversed(range(ndim)))
             axes = [a % ndim for a in axes]
             step, nxt = ("permute", axes), value.args[0]
         elif is_op(value, "relax.reshape"):

@@ -51,8 +51,10 @@ def _check_constant(call) -> None:
         return
     low, high = int(np.min(indices)), int(np.max(indices))
     if low < -rows or high >= rows:
-        raise ModelError(f"a constant gather index is outside its table of {rows} rows (indices {low}..{high}): "
-                         "the model reads past the end of a tensor")
+        raise ModelError(
+            f"a constant gather index is outside its table of {rows} rows (indices {low}..{high}): "
+            "the model reads past the end of a tensor"
+        )
 
 
 @tvm.transform.module_pass(opt_level=0, name="clamp_gather_indices")
@@ -76,9 +78,16 @@ class ClampGatherIndices:
                     _check_constant(value)
                     constant[0] += 1
                     continue
-                found[var] = (lambda call: lambda mutator: relax.op.take(
-                    mutator.visit_expr(call.args[0]), mutator.visit_expr(call.args[1]),
-                    axis=call.attrs.axis, mode="clip"))(value)
+                found[var] = (
+                    lambda call: (
+                        lambda mutator: relax.op.take(
+                            mutator.visit_expr(call.args[0]),
+                            mutator.visit_expr(call.args[1]),
+                            axis=call.attrs.axis,
+                            mode="clip",
+                        )
+                    )
+                )(value)
             clamped[0] += len(found)
             return found
 

@@ -143,8 +143,10 @@ def count_convs(mod, layout: str) -> int:
     found = []
     for _, func in mod.functions_items():
         if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func, lambda e: found.append(1) if (
-                is_op(e, "relax.nn.conv2d") and e.attrs.data_layout == layout) else None)
+            relax.analysis.post_order_visit(
+                func,
+                lambda e: found.append(1) if (is_op(e, "relax.nn.conv2d") and e.attrs.data_layout == layout) else None,
+            )
     return len(found)
 
 

@@ -70,6 +70,7 @@ class FoldTransposesIntoMatmuls:
                 gvar = mutator.builder_.add_func(folded_matmul_kernel(a, b, shapes, self.lanes), "folded_matmul")
                 folded[0] += 1
                 return relax.call_tir(gvar, [mutator.visit_expr(a.source), mutator.visit_expr(b.source)], ty)
+
             return build
 
         def find(func):

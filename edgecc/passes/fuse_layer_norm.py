@@ -50,8 +50,11 @@ class _Matcher:
                 if is_op(other, "relax.rsqrt"):
                     root = other
                     break
-                if is_op(other, "relax.divide") and scalar_constant(other.args[0]) == 1.0 and \
-                        is_op(self.bound(other.args[1]), "relax.sqrt"):
+                if (
+                    is_op(other, "relax.divide")
+                    and scalar_constant(other.args[0]) == 1.0
+                    and is_op(self.bound(other.args[1]), "relax.sqrt")
+                ):
                     root = self.bound(other.args[1])
                     break
             else:
@@ -168,8 +171,14 @@ class FuseLayerNorm:
 
         def make(x, gamma, beta, axes, eps, norm_shape):
             def build(mutator):
-                return relax.op.nn.layer_norm(mutator.visit_expr(x), _parameter(mutator, gamma, norm_shape, 1.0),
-                                              _parameter(mutator, beta, norm_shape, 0.0), axes=axes, epsilon=eps)
+                return relax.op.nn.layer_norm(
+                    mutator.visit_expr(x),
+                    _parameter(mutator, gamma, norm_shape, 1.0),
+                    _parameter(mutator, beta, norm_shape, 0.0),
+                    axes=axes,
+                    epsilon=eps,
+                )
+
             return build
 
         def find(func):

@@ -34,11 +34,24 @@ from edgecc.passes._layout_chains import static_shape
 
 # Pad a channel count only if the padded tensors are at most this much larger.
 MAX_GROWTH = 1.34
-_UNARY = {"relax.erf": "erf", "relax.tanh": np.tanh, "relax.exp": np.exp, "relax.sqrt": np.sqrt,
-          "relax.negative": np.negative, "relax.nn.relu": lambda x: np.maximum(x, 0),
-          "relax.sigmoid": lambda x: 1 / (1 + np.exp(-x)), "relax.nn.silu": lambda x: x / (1 + np.exp(-x))}
-_BINARY = {"relax.add": np.add, "relax.subtract": np.subtract, "relax.multiply": np.multiply,
-           "relax.divide": np.divide, "relax.maximum": np.maximum, "relax.minimum": np.minimum}
+_UNARY = {
+    "relax.erf": "erf",
+    "relax.tanh": np.tanh,
+    "relax.exp": np.exp,
+    "relax.sqrt": np.sqrt,
+    "relax.negative": np.negative,
+    "relax.nn.relu": lambda x: np.maximum(x, 0),
+    "relax.sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "relax.nn.silu": lambda x: x / (1 + np.exp(-x)),
+}
+_BINARY = {
+    "relax.add": np.add,
+    "relax.subtract": np.subtract,
+    "relax.multiply": np.multiply,
+    "relax.divide": np.divide,
+    "relax.maximum": np.maximum,
+    "relax.minimum": np.minimum,
+}
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,8 @@ class _ChannelPadder(PyExprMutator):
         if expr not in self.sliced:
             rank = len(static_shape(expr))
             self.sliced[expr] = self.builder_.emit(
-                relax.op.strided_slice(expr, axes=[rank - 1], begin=[0], end=[state.channels]))
+                relax.op.strided_slice(expr, axes=[rank - 1], begin=[0], end=[state.channels])
+            )
         return self.sliced[expr]
 
     def _args(self, call):
@@ -169,10 +183,18 @@ class _ChannelPadder(PyExprMutator):
         else:
             raise _Unsupported
         self.rewritten += 1
-        new = relax.op.nn.conv2d(data, relax.const(np.ascontiguousarray(w)), strides=attrs.strides,
-                                 padding=attrs.padding, dilation=attrs.dilation, groups=groups,
-                                 data_layout=attrs.data_layout, kernel_layout=attrs.kernel_layout,
-                                 out_layout=attrs.out_layout, out_dtype=attrs.out_dtype)
+        new = relax.op.nn.conv2d(
+            data,
+            relax.const(np.ascontiguousarray(w)),
+            strides=attrs.strides,
+            padding=attrs.padding,
+            dilation=attrs.dilation,
+            groups=groups,
+            data_layout=attrs.data_layout,
+            kernel_layout=attrs.kernel_layout,
+            out_layout=attrs.out_layout,
+            out_dtype=attrs.out_dtype,
+        )
         return new, out
 
     def _matmul(self, call):
@@ -248,7 +270,8 @@ class _ChannelPadder(PyExprMutator):
         if state is None:
             raise _Unsupported
         return relax.Call(call.op, [data], call.attrs, call.ty_args), Padded(
-            state.channels, state.padded_to, _apply(_UNARY[call.op.name], state.value))
+            state.channels, state.padded_to, _apply(_UNARY[call.op.name], state.value)
+        )
 
     def _reshape(self, call):
         data = self.visit_expr(call.args[0])

@@ -88,8 +88,10 @@ def _request_from_tracker(tracker: str, key: str, timeout: float) -> tuple[str, 
             _send_json(sock, [_TRACKER_REQUEST, key, "", 1])
             reply = _recv_json(sock)
         except TimeoutError:
-            raise RemoteError(f"tracker {tracker} had no free board under key '{key}' within {timeout:g} s "
-                              f"(is a board registered with --tracker {tracker} --key {key}?)") from None
+            raise RemoteError(
+                f"tracker {tracker} had no free board under key '{key}' within {timeout:g} s "
+                f"(is a board registered with --tracker {tracker} --key {key}?)"
+            ) from None
         except (OSError, ConnectionError, ValueError) as exc:
             raise RemoteError(f"tracker {tracker} vanished while asked for key '{key}': {error_line(exc)}") from None
     if reply[0] != _TRACKER_SUCCESS:
@@ -98,8 +100,9 @@ def _request_from_tracker(tracker: str, key: str, timeout: float) -> tuple[str, 
     return host, int(port), match_key
 
 
-def open_session(rpc: str | None = None, tracker: str | None = None, key: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT):
+def open_session(
+    rpc: str | None = None, tracker: str | None = None, key: str | None = None, timeout: float = DEFAULT_TIMEOUT
+):
     """A tvm.rpc.RPCSession on the board at `rpc`, or on a free board the tracker has under `key`.
 
     `timeout` bounds the wait for a connection or a free board, and is also the session timeout the
@@ -146,9 +149,11 @@ def _connect_within(host: str, port: int, match_key: str, timeout: float, where:
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise RemoteError(f"{where} accepted the connection but did not complete the RPC handshake within "
-                          f"{timeout:g} s: its server is busy with another session, wedged or dead "
-                          "(restart it; raise the wait with --rpc-timeout SECONDS)")
+        raise RemoteError(
+            f"{where} accepted the connection but did not complete the RPC handshake within "
+            f"{timeout:g} s: its server is busy with another session, wedged or dead "
+            "(restart it; raise the wait with --rpc-timeout SECONDS)"
+        )
     if "error" in outcome:
         raise RemoteError(f"{where} refused the RPC session: {error_line(outcome['error'])}")
     return outcome["session"]
@@ -202,6 +207,8 @@ def remote_reason(exc: BaseException) -> str:
     if "session has expired" in text or "SessionTimeout" in text:
         return "the session timeout ran out (raise it with --rpc-timeout SECONDS)"
     if "kShutdown" in text or "connection" in text.lower() or "socket" in text.lower():
-        return ("the board closed the session: its worker stopped or crashed (a library that crashes on the "
-                "board ends the session; the board itself goes on serving), or the session timeout ran out")
+        return (
+            "the board closed the session: its worker stopped or crashed (a library that crashes on the "
+            "board ends the session; the board itself goes on serving), or the session timeout ran out"
+        )
     return text

@@ -63,16 +63,28 @@ def port_is_free(host: str, port: int) -> bool:
             return False
 
 
-def start_tracker(port: int | None = None, host: str = "127.0.0.1", wait: bool = True,
-                  capture: bool = True) -> Tracker:
+def start_tracker(port: int | None = None, host: str = "127.0.0.1", wait: bool = True, capture: bool = True) -> Tracker:
     port = port or free_port(host)
     if not port_is_free(host, port):
         raise RemoteError(f"cannot start a tracker on {host}:{port}: the port is in use")
     process = subprocess.Popen(
-        [sys.executable, "-c", PARENT_WATCH + TRACKER_MAIN, "--host", host, "--port", str(port), "--port-end",
-         str(port + 1)],
-        stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None,
-        stdin=subprocess.DEVNULL, text=True, start_new_session=True,
-        env={**os.environ, "TVM_USE_RUNTIME_LIB": "1"})  # the tracker needs only tvm.rpc: faster start
+        [
+            sys.executable,
+            "-c",
+            PARENT_WATCH + TRACKER_MAIN,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+        ],
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.STDOUT if capture else None,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TVM_USE_RUNTIME_LIB": "1"},
+    )  # the tracker needs only tvm.rpc: faster start
     tracker = Tracker(process, host, port)
     return tracker.wait_ready() if wait else tracker

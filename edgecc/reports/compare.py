@@ -72,8 +72,13 @@ def _change(a, b) -> str:
 def workload_differences(a: dict, b: dict) -> list[str]:
     """What makes A and B different workloads (then no latency comparison is like with like)."""
     out = []
-    for label, path in (("model", ("model", "name")), ("target", ("target", "name")), ("batch", ("options", "batch")),
-                        ("sequence length", ("options", "seq_len")), ("inputs", ("options", "input_specs"))):
+    for label, path in (
+        ("model", ("model", "name")),
+        ("target", ("target", "name")),
+        ("batch", ("options", "batch")),
+        ("sequence length", ("options", "seq_len")),
+        ("inputs", ("options", "input_specs")),
+    ):
         x, y = _get(a, *path), _get(b, *path)
         if x != y:
             out.append(f"{label} {_fmt(x)} vs {_fmt(y)}")
@@ -81,10 +86,12 @@ def workload_differences(a: dict, b: dict) -> list[str]:
 
 
 def compare_rows(a: dict, b: dict) -> list[tuple[str, str, str, str]]:
-    rows = [("model", _get(a, "model", "name"), _get(b, "model", "name"), ""),
-            ("target", _get(a, "target", "name"), _get(b, "target", "name"), ""),
-            ("precision", _get(a, "options", "precision"), _get(b, "options", "precision"), ""),
-            ("verification", _get(a, "verification", "status"), _get(b, "verification", "status"), "")]
+    rows = [
+        ("model", _get(a, "model", "name"), _get(b, "model", "name"), ""),
+        ("target", _get(a, "target", "name"), _get(b, "target", "name"), ""),
+        ("precision", _get(a, "options", "precision"), _get(b, "options", "precision"), ""),
+        ("verification", _get(a, "verification", "status"), _get(b, "verification", "status"), ""),
+    ]
     rows = [(label, _fmt(x), _fmt(y), "" if x == y else "changed") for label, x, y, _ in rows]
     for label, path, unit in ROWS:
         x, y = _get(a, *path), _get(b, *path)
@@ -102,8 +109,15 @@ def kernel_changes(a: dict, b: dict, top: int = 8) -> list[tuple[str, str, str, 
     ka = {k["name"]: k["total_ms"] for k in _get(a, "profile", "kernels") or []}
     kb = {k["name"]: k["total_ms"] for k in _get(b, "profile", "kernels") or []}
     names = sorted(set(ka) | set(kb), key=lambda n: abs(kb.get(n, 0.0) - ka.get(n, 0.0)), reverse=True)
-    return [(n, _fmt(ka.get(n)), _fmt(kb.get(n)), _change(ka.get(n), kb.get(n)) if n in ka and n in kb
-             else ("new" if n not in ka else "gone")) for n in names[:top]]
+    return [
+        (
+            n,
+            _fmt(ka.get(n)),
+            _fmt(kb.get(n)),
+            _change(ka.get(n), kb.get(n)) if n in ka and n in kb else ("new" if n not in ka else "gone"),
+        )
+        for n in names[:top]
+    ]
 
 
 def _table(rows, header) -> str:
@@ -130,13 +144,19 @@ class SideBySide:
 
     def text(self, a: str, b: str) -> str:
         r = self.result
-        rows = [(name, f"{s['median_ms']:.3f}", f"{s['min_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['cv']:.3f}", s["runs"])
-                for name, s in ((f"A {a}", r["a"]), (f"B {b}", r["b"]))]
-        out = (f"Re-measured side by side on this machine ({self.machine}, {self.threads}): {r['rounds']} alternating "
-               f"rounds (A, B, A, B, ...), the same inputs for both.\n")
+        rows = [
+            (name, f"{s['median_ms']:.3f}", f"{s['min_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['cv']:.3f}", s["runs"])
+            for name, s in ((f"A {a}", r["a"]), (f"B {b}", r["b"]))
+        ]
+        out = (
+            f"Re-measured side by side on this machine ({self.machine}, {self.threads}): {r['rounds']} alternating "
+            f"rounds (A, B, A, B, ...), the same inputs for both.\n"
+        )
         out += _table(rows, ("", "median ms", "min ms", "p90 ms", "CV", "samples"))
-        out += (f"\nB/A: {r['ratio']:.2f}x (B's median over A's; the rounds' own ratios span {r['spread'][0]:.2f}-"
-                f"{r['spread'][1]:.2f}x, interquartile): {self.verdict()}.")
+        out += (
+            f"\nB/A: {r['ratio']:.2f}x (B's median over A's; the rounds' own ratios span {r['spread'][0]:.2f}-"
+            f"{r['spread'][1]:.2f}x, interquartile): {self.verdict()}."
+        )
         return out
 
 
@@ -156,20 +176,28 @@ class Comparison:
     def text(self) -> str:
         parts = []
         if self.differences:
-            parts.append("A and B are different workloads (" + "; ".join(self.differences) + "): their latencies "
-                         "are not a like-with-like comparison.")
+            parts.append(
+                "A and B are different workloads (" + "; ".join(self.differences) + "): their latencies "
+                "are not a like-with-like comparison."
+            )
         if self.side_by_side is not None:
             parts.append(self.side_by_side.text(self.a, self.b))
-            parts.append("Stored figures, from each compile's own report (different runs; for latency use the "
-                         "side-by-side figures above):")
+            parts.append(
+                "Stored figures, from each compile's own report (different runs; for latency use the "
+                "side-by-side figures above):"
+            )
         else:
-            parts.append(f"Not re-measured: {self.not_remeasured}. The latencies below were stored by two "
-                         "different compiles, taken under whatever load each one saw: differences of a few "
-                         "percent (on a shared machine, far more) can be noise.")
+            parts.append(
+                f"Not re-measured: {self.not_remeasured}. The latencies below were stored by two "
+                "different compiles, taken under whatever load each one saw: differences of a few "
+                "percent (on a shared machine, far more) can be noise."
+            )
         parts.append(_table(self.rows, ("", self.a, self.b, "change")))
         if self.kernels:
-            parts.append("Kernels that changed most (ms per inference, stored profiles):\n"
-                         + _table(self.kernels, ("kernel", self.a, self.b, "change")))
+            parts.append(
+                "Kernels that changed most (ms per inference, stored profiles):\n"
+                + _table(self.kernels, ("kernel", self.a, self.b, "change"))
+            )
         return "\n\n".join(parts)
 
 
@@ -204,14 +232,18 @@ def remeasure(out_a, out_b, seconds: float = SIDE_BY_SIDE_SECONDS) -> SideBySide
         second.close()
     import os
 
-    return SideBySide(environment().get("processor") or "this machine",
-                      f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '?')} for both", result)
+    return SideBySide(
+        environment().get("processor") or "this machine",
+        f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '?')} for both",
+        result,
+    )
 
 
 def compare_artifacts(out_a, out_b, remeasure_here: bool = True, seconds: float = SIDE_BY_SIDE_SECONDS) -> Comparison:
     a, b = load_report(out_a), load_report(out_b)
-    comparison = Comparison(str(out_a), str(out_b), compare_rows(a, b), kernel_changes(a, b),
-                            differences=workload_differences(a, b))
+    comparison = Comparison(
+        str(out_a), str(out_b), compare_rows(a, b), kernel_changes(a, b), differences=workload_differences(a, b)
+    )
     if not remeasure_here:
         comparison.not_remeasured = "--stored was given"
         return comparison

@@ -33,8 +33,10 @@ class Table:
     def aligned(self) -> list[bool]:
         if self.numeric is not None:
             return self.numeric
-        return [bool(self.rows) and all(_looks_numeric(row[i]) for row in self.rows if row[i] not in ("", "-"))
-                for i in range(len(self.header))]
+        return [
+            bool(self.rows) and all(_looks_numeric(row[i]) for row in self.rows if row[i] not in ("", "-"))
+            for i in range(len(self.header))
+        ]
 
 
 @dataclass
@@ -83,13 +85,16 @@ def cell(value) -> str:
 
 # --- markdown ---------------------------------------------------------------------------------
 
+
 def _md_cell(value) -> str:
     return cell(value).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(table: Table) -> list[str]:
-    lines = ["| " + " | ".join(_md_cell(h) for h in table.header) + " |",
-             "|" + "|".join("---:" if right else "---" for right in table.aligned()) + "|"]
+    lines = [
+        "| " + " | ".join(_md_cell(h) for h in table.header) + " |",
+        "|" + "|".join("---:" if right else "---" for right in table.aligned()) + "|",
+    ]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
     if table.caption:
         lines += ["", table.caption]
@@ -114,6 +119,7 @@ def to_markdown(title: str, sections: list[Section]) -> str:
 
 # --- HTML ---------------------------------------------------------------------------------------
 
+
 def inline_html(text: str) -> str:
     """Escape, then turn **bold** and `code` into tags."""
     out = html.escape(str(text), quote=True)
@@ -124,8 +130,12 @@ def inline_html(text: str) -> str:
 def html_table(table: Table) -> str:
     right = table.aligned()
     head = "".join(f"<th class='{'num' if r else ''}'>{inline_html(cell(h))}</th>" for h, r in zip(table.header, right))
-    body = "".join("<tr>" + "".join(f"<td class='{'num' if r else ''}'>{inline_html(cell(c))}</td>"
-                                    for c, r in zip(row, right)) + "</tr>" for row in table.rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td class='{'num' if r else ''}'>{inline_html(cell(c))}</td>" for c, r in zip(row, right))
+        + "</tr>"
+        for row in table.rows
+    )
     caption = f"<caption>{inline_html(table.caption)}</caption>" if table.caption else ""
     thead = f"<thead><tr>{head}</tr></thead>" if any(str(h) for h in table.header) else ""  # key/value tables
     return f"<div class='table-wrap'><table>{caption}{thead}<tbody>{body}</tbody></table></div>"
@@ -143,6 +153,8 @@ def html_blocks(blocks: list, plots: dict[str, str | None]) -> str:
             parts.append(html_table(block))
         elif isinstance(block, Plot) and plots.get(block.key):
             caption = f"<figcaption>{inline_html(block.caption)}</figcaption>" if block.caption else ""
-            parts.append(f"<figure><img class='plot' alt='{html.escape(block.key)}' "
-                         f"src='data:image/png;base64,{plots[block.key]}'>{caption}</figure>")
+            parts.append(
+                f"<figure><img class='plot' alt='{html.escape(block.key)}' "
+                f"src='data:image/png;base64,{plots[block.key]}'>{caption}</figure>"
+            )
     return "\n".join(parts)

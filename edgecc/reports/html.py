@@ -41,9 +41,12 @@ def _plots(folder: Path, report: dict) -> dict[str, str | None]:
 
     if not plots.available():
         return {}
-    return {"Tuning curve": plots.tuning_curve(report), "Per-kernel time": plots.kernel_bars(report),
-            "Roofline": plots.roofline(report),
-            "Latency / size / accuracy": plots.pareto(comparable_points(folder, report))}
+    return {
+        "Tuning curve": plots.tuning_curve(report),
+        "Per-kernel time": plots.kernel_bars(report),
+        "Roofline": plots.roofline(report),
+        "Latency / size / accuracy": plots.pareto(comparable_points(folder, report)),
+    }
 
 
 def render_html(folder: Path, report: dict, markdown: str | None = None) -> str:
@@ -53,14 +56,18 @@ def render_html(folder: Path, report: dict, markdown: str | None = None) -> str:
 
     sections = report_sections(report, folder)
     figures = _plots(Path(folder), report)
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-             f"<title>{html.escape(title(report))}</title><style>{_STYLE}</style></head><body>",
-             f"<h1>{html.escape(title(report))}</h1>",
-             "<nav>" + "".join(f"<a href='#{_anchor(s)}'>{html.escape(s.title)}</a>" for s in sections) + "</nav>"]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>{html.escape(title(report))}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title(report))}</h1>",
+        "<nav>" + "".join(f"<a href='#{_anchor(s)}'>{html.escape(s.title)}</a>" for s in sections) + "</nav>",
+    ]
     if not plot_module.available():
-        parts.append("<p class='note'>Plots need matplotlib, which is not installed: "
-                     "<code>pip install 'edgecc[plots]'</code>.</p>")
+        parts.append(
+            "<p class='note'>Plots need matplotlib, which is not installed: "
+            "<code>pip install 'edgecc[plots]'</code>.</p>"
+        )
     for section in sections:
         parts.append(f"<section id='{_anchor(section)}' class='{section.css}'><h2>{inline_html(section.title)}</h2>")
         parts.append(html_blocks(section.blocks, figures))

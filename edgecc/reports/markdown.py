@@ -27,8 +27,10 @@ def headline(report: dict) -> Paragraph:
         machine += f" ({mcpu}, {board.get('cores')} cores)"
     versions = report.get("versions") or {}
     built = ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("edgecc", "tvm"))
-    text = (f"`{model['source']}` ({model.get('kind', 'model')}, weights: {model.get('weights', '-')}), "
-            f"**{options.get('precision', 'fp32')}**, {shape}, for **{target['name']}**: {machine}.")
+    text = (
+        f"`{model['source']}` ({model.get('kind', 'model')}, weights: {model.get('weights', '-')}), "
+        f"**{options.get('precision', 'fp32')}**, {shape}, for **{target['name']}**: {machine}."
+    )
     if target.get("resolved_from"):
         text += f" Target '{target['resolved_from']}' resolved to board {target['name']}."
     if model.get("description"):

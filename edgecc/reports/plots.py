@@ -21,7 +21,7 @@ def available() -> bool:
 
 
 def _short(name: str) -> str:
-    return name if len(name) <= _LABEL else name[:_LABEL - 1] + "…"
+    return name if len(name) <= _LABEL else name[: _LABEL - 1] + "…"
 
 
 def _figure(width=8.0, height=4.5):
@@ -76,9 +76,13 @@ def kernel_bars(report: dict) -> str | None:
     top = kernels[:TOP_KERNELS][::-1]
     plt, fig, ax = _figure(8, 1.2 + 0.32 * len(top))
     colours = {"compute": "tab:red", "memory": "tab:blue", None: "tab:gray"}
-    ax.barh([f"{_short(k['name'])} x{k['calls']}" for k in top], [k["total_ms"] for k in top],
-            color=[colours.get(k.get("bound")) for k in top],
-            hatch=["//" if k.get("above_roof") else "" for k in top], edgecolor="white")
+    ax.barh(
+        [f"{_short(k['name'])} x{k['calls']}" for k in top],
+        [k["total_ms"] for k in top],
+        color=[colours.get(k.get("bound")) for k in top],
+        hatch=["//" if k.get("above_roof") else "" for k in top],
+        edgecolor="white",
+    )
     ax.set_xlabel("ms per inference")
     ax.tick_params(axis="y", labelsize=8)
     ax.grid(axis="x", alpha=0.3)
@@ -107,17 +111,36 @@ def roofline(report: dict, numbered: int = 8) -> str | None:
     high = max(intensities + [max(peaks.values()) / bandwidth]) * 4
     x = np.logspace(math.log10(low), math.log10(high), 200)
     for (precision, peak), style in zip(sorted(peaks.items(), key=lambda kv: kv[1]), ("k-", "k--", "k:", "k-.")):
-        ax.loglog(x, np.minimum(peak, x * bandwidth), style, linewidth=1.2,
-                  label=f"{precision} roof: {peak:g} GFLOP/s, {bandwidth:g} GB/s")
+        ax.loglog(
+            x,
+            np.minimum(peak, x * bandwidth),
+            style,
+            linewidth=1.2,
+            label=f"{precision} roof: {peak:g} GFLOP/s, {bandwidth:g} GB/s",
+        )
     colours = ["tab:red" if k.get("bound") == "compute" else "tab:blue" for k in kernels]
     achieved = [max(k["achieved_gflops"], 1e-6) for k in kernels]
-    ax.scatter(intensities, achieved, s=[20 + 300 * k.get("share", 0) for k in kernels], c=colours, alpha=0.6,
-               edgecolors="black", linewidths=0.4)
+    ax.scatter(
+        intensities,
+        achieved,
+        s=[20 + 300 * k.get("share", 0) for k in kernels],
+        c=colours,
+        alpha=0.6,
+        edgecolors="black",
+        linewidths=0.4,
+    )
     ranked = sorted(range(len(kernels)), key=lambda i: kernels[i]["total_ms"], reverse=True)[:numbered]
     points = [(math.log10(intensities[i]), math.log10(achieved[i])) for i in ranked]
     for rank, (i, offset) in enumerate(zip(ranked, _spread_labels(points, 0.12)), 1):
-        ax.annotate(str(rank), (intensities[i], achieved[i]), xytext=offset, textcoords="offset points", fontsize=8,
-                    fontweight="bold", annotation_clip=True)
+        ax.annotate(
+            str(rank),
+            (intensities[i], achieved[i]),
+            xytext=offset,
+            textcoords="offset points",
+            fontsize=8,
+            fontweight="bold",
+            annotation_clip=True,
+        )
     ax.set_xlim(low, high)
     top = max(max(peaks.values()), max(achieved)) * 3
     ax.set_ylim(min(min(achieved), low * bandwidth) / 2, top)
@@ -131,8 +154,11 @@ def roofline(report: dict, numbered: int = 8) -> str | None:
 def roofline_key(report: dict, numbered: int = 8) -> str:
     kernels = [k for k in (report.get("profile") or {}).get("kernels") or [] if k.get("arithmetic_intensity", 0) > 0]
     ranked = sorted(kernels, key=lambda k: k["total_ms"], reverse=True)[:numbered]
-    return "Numbers: " + "; ".join(f"{rank} `{k['name']}`" for rank, k in enumerate(ranked, 1)) + \
-        ". Red: compute-bound, blue: memory-bound; marker area: share of kernel time."
+    return (
+        "Numbers: "
+        + "; ".join(f"{rank} `{k['name']}`" for rank, k in enumerate(ranked, 1))
+        + ". Red: compute-bound, blue: memory-bound; marker area: share of kernel time."
+    )
 
 
 def pareto(points) -> str | None:
@@ -151,8 +177,17 @@ def pareto(points) -> str | None:
     coords = [(math.log10(max(x, 1e-9)), math.log10(max(y, 1e-9))) for x, y in zip(latency, size)]
     for p, x, y, offset in zip(points, latency, size, _spread_labels(coords, 0.08)):
         ax.annotate(_short(p.name), (x, y), xytext=offset, textcoords="offset points", fontsize=8)
-    front = [p for p in points if not any(q is not p and q.median_ms <= p.median_ms and q.library_mb <= p.library_mb
-                                          and q.accuracy_drop <= p.accuracy_drop for q in points)]
+    front = [
+        p
+        for p in points
+        if not any(
+            q is not p
+            and q.median_ms <= p.median_ms
+            and q.library_mb <= p.library_mb
+            and q.accuracy_drop <= p.accuracy_drop
+            for q in points
+        )
+    ]
     front.sort(key=lambda p: p.median_ms)
     ax.plot([p.median_ms for p in front], [p.library_mb for p in front], "r--", alpha=0.5, label="Pareto front")
     ax.margins(x=0.25, y=0.25)

@@ -6,11 +6,22 @@ from __future__ import annotations
 from edgecc.reports.document import Paragraph, Section, Table, cell
 
 PRECISION_KEYS = ("instruction", "fallbacks", "timings", "pareto_front", "int8_layers", "bf16_layers")
-_FACTS = (("instruction", "instruction"), ("arithmetic", "arithmetic"), ("accumulation", "accumulation"),
-          ("weights", "weights"), ("activations", "activations"), ("fp16_math_layers", "FP16-math layers"),
-          ("timing", "timing"), ("latency", "latency"), ("int8_math_layers", "INT8-math layers"),
-          ("bf16_math_layers", "BF16-math layers"), ("fp32_layers", "FP32 layers"), ("attention", "attention"),
-          ("budget", "accuracy budget"), ("evaluated_configurations", "configurations evaluated"))
+_FACTS = (
+    ("instruction", "instruction"),
+    ("arithmetic", "arithmetic"),
+    ("accumulation", "accumulation"),
+    ("weights", "weights"),
+    ("activations", "activations"),
+    ("fp16_math_layers", "FP16-math layers"),
+    ("timing", "timing"),
+    ("latency", "latency"),
+    ("int8_math_layers", "INT8-math layers"),
+    ("bf16_math_layers", "BF16-math layers"),
+    ("fp32_layers", "FP32 layers"),
+    ("attention", "attention"),
+    ("budget", "accuracy budget"),
+    ("evaluated_configurations", "configurations evaluated"),
+)
 
 
 def is_precision_pass(stats) -> bool:
@@ -32,24 +43,51 @@ def _pass_blocks(name: str, stats: dict) -> list:
             facts.append([label, stats[key] or "none on this target (compiled as FP32)"])
         elif stats.get(key) not in (None, "", [], {}):
             facts.append([label, _count(stats[key]) if key.endswith("_layers") else stats[key]])
-    blocks = [Paragraph(f"`{name}`:"), Table(["", ""], facts, numeric=[False, False])] if facts else \
-        [Paragraph(f"`{name}`: no details recorded.")]
+    blocks = (
+        [Paragraph(f"`{name}`:"), Table(["", ""], facts, numeric=[False, False])]
+        if facts
+        else [Paragraph(f"`{name}`: no details recorded.")]
+    )
     if stats.get("fallbacks"):
-        blocks.append(Table(["layer kept FP32", "weight", "reason"],
-                            [[f["layer"], _shape(f.get("shape")), f["reason"]] for f in stats["fallbacks"]],
-                            numeric=[False, False, False]))
+        blocks.append(
+            Table(
+                ["layer kept FP32", "weight", "reason"],
+                [[f["layer"], _shape(f.get("shape")), f["reason"]] for f in stats["fallbacks"]],
+                numeric=[False, False, False],
+            )
+        )
     if stats.get("timings"):
         precisions = [k[:-3] for k in stats["timings"][0] if k.endswith("_us")]
-        blocks.append(Table(["input", "N", "layers", *(f"{p} us" for p in precisions), "kept"],
-                            [[_shape(t["input_shape"]), t["n"], len(t["layers"]),
-                              *(f"{t[p + '_us']:.1f}" for p in precisions), t["kept"]] for t in stats["timings"]],
-                            caption="Each shape timed in each precision here; the fastest is kept."))
+        blocks.append(
+            Table(
+                ["input", "N", "layers", *(f"{p} us" for p in precisions), "kept"],
+                [
+                    [
+                        _shape(t["input_shape"]),
+                        t["n"],
+                        len(t["layers"]),
+                        *(f"{t[p + '_us']:.1f}" for p in precisions),
+                        t["kept"],
+                    ]
+                    for t in stats["timings"]
+                ],
+                caption="Each shape timed in each precision here; the fastest is kept.",
+            )
+        )
     if stats.get("pareto_front"):
-        rows = [[f"{p['latency_us']:.0f}", f"{p['weight_bytes'] / 1e6:.1f}", f"{p['accuracy_drop']:.2e}",
-                 f"{p['counts']['int8']} / {p['counts']['bf16']} / {p['counts']['fp32']}", "yes" if p["chosen"] else ""]
-                for p in stats["pareto_front"]]
-        blocks.append(Table(["dense latency us", "weight MB", "calibration drop", "int8 / bf16 / fp32", "chosen"],
-                            rows))
+        rows = [
+            [
+                f"{p['latency_us']:.0f}",
+                f"{p['weight_bytes'] / 1e6:.1f}",
+                f"{p['accuracy_drop']:.2e}",
+                f"{p['counts']['int8']} / {p['counts']['bf16']} / {p['counts']['fp32']}",
+                "yes" if p["chosen"] else "",
+            ]
+            for p in stats["pareto_front"]
+        ]
+        blocks.append(
+            Table(["dense latency us", "weight MB", "calibration drop", "int8 / bf16 / fp32", "chosen"], rows)
+        )
     if stats.get("layers") and stats.get("pareto_front"):
         rows = []
         for layer in stats["layers"]:

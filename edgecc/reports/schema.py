@@ -31,21 +31,30 @@ SCHEMA = {
     "compile": ({"total_seconds": (NUMBER, True), "steps": (list, True)}, True),
     "artifact": ({"library": (str, True), "files": (dict, True)}, True),
     "verification": ({"status": (str, True)}, True),
-    "latency": (dict, False),        # {edgecc: stats, onnxruntime: stats, where, emulated, warnings}
-    "energy": (dict, False),         # {kind: measured|estimated, joules_per_inference, avg_watts, ...}
-    "profile": (dict, False),        # {kernels: [...], sum_ms, end_to_end_ms, peak_gflops, ...}
-    "environment": (dict, False),    # {governors, cpus, thermal_c, nvpmodel, load_average, warnings}
+    "latency": (dict, False),  # {edgecc: stats, onnxruntime: stats, where, emulated, warnings}
+    "energy": (dict, False),  # {kind: measured|estimated, joules_per_inference, avg_watts, ...}
+    "profile": (dict, False),  # {kernels: [...], sum_ms, end_to_end_ms, peak_gflops, ...}
+    "environment": (dict, False),  # {governors, cpus, thermal_c, nvpmodel, load_average, warnings}
     "tuning": (dict, False),
     "accuracy": (dict, False),
-    "passes": (dict, False),         # {graph pass name: its statistics}
-    "schedules": (dict, False),      # {kernels, by_source: {tuned|rule:<name>|pass:<name>|dlight: n}, unscheduled, ...}
-    "buckets": (dict, False),        # dynamic shapes: {batch, sequence, buckets: [...], verification: [...]}
+    "passes": (dict, False),  # {graph pass name: its statistics}
+    "schedules": (dict, False),  # {kernels, by_source: {tuned|rule:<name>|pass:<name>|dlight: n}, unscheduled, ...}
+    "buckets": (dict, False),  # dynamic shapes: {batch, sequence, buckets: [...], verification: [...]}
 }
 
 LATENCY_STATS = ("runs", "min_ms", "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "cv")
 ENERGY_FIELDS = ("kind", "meter", "joules_per_inference", "avg_watts", "peak_watts")
-KERNEL_FIELDS = ("name", "calls", "ms_per_call", "total_ms", "flops", "bytes", "arithmetic_intensity",
-                 "achieved_gflops", "achieved_gbs")
+KERNEL_FIELDS = (
+    "name",
+    "calls",
+    "ms_per_call",
+    "total_ms",
+    "flops",
+    "bytes",
+    "arithmetic_intensity",
+    "achieved_gflops",
+    "achieved_gbs",
+)
 
 
 def _check(value, spec, path: str, errors: list[str]) -> None:

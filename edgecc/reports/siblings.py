@@ -51,8 +51,13 @@ def _workload(report: dict) -> dict:
     options = report.get("options") or {}
     inputs = (report.get("model") or {}).get("inputs")
     shapes = tuple((i["name"], tuple(i["shape"]), i["dtype"]) for i in inputs) if inputs else None
-    return {"target": (report.get("target") or {}).get("name"), "batch": options.get("batch"),
-            "seq_len": options.get("seq_len"), "inputs": tuple(options.get("input_specs") or ()), "shapes": shapes}
+    return {
+        "target": (report.get("target") or {}).get("name"),
+        "batch": options.get("batch"),
+        "seq_len": options.get("seq_len"),
+        "inputs": tuple(options.get("input_specs") or ()),
+        "shapes": shapes,
+    }
 
 
 def _difference(mine: dict, theirs: dict) -> str:
@@ -100,16 +105,36 @@ def builds_section(folder: Path, report: dict) -> Section | None:
     if not builds:
         return None
     own = build_name(folder, report)
-    rows = [[f"**{own}** (this build)", (report.get("options") or {}).get("precision"), _fmt(Build(own, report).median_ms),
-             _fmt(Build(own, report).library_mb), _fmt(Build(own, report).accuracy_drop), "-"]]
-    rows += [[b.name, (b.report.get("options") or {}).get("precision"), _fmt(b.median_ms), _fmt(b.library_mb),
-              _fmt(b.accuracy_drop), b.differs or "comparable"] for b in builds]
+    rows = [
+        [
+            f"**{own}** (this build)",
+            (report.get("options") or {}).get("precision"),
+            _fmt(Build(own, report).median_ms),
+            _fmt(Build(own, report).library_mb),
+            _fmt(Build(own, report).accuracy_drop),
+            "-",
+        ]
+    ]
+    rows += [
+        [
+            b.name,
+            (b.report.get("options") or {}).get("precision"),
+            _fmt(b.median_ms),
+            _fmt(b.library_mb),
+            _fmt(b.accuracy_drop),
+            b.differs or "comparable",
+        ]
+        for b in builds
+    ]
     section = Section("Other builds of this model").add(
-        Paragraph("Builds in the folders next to this one. Only those with the same target and input shapes are "
-                  "plotted together; the latencies come from each build's own compile (different runs), so "
-                  "differences of a few percent are noise: re-measure two builds side by side with "
-                  "`edgecc compare A B`."),
-        Table(["build", "precision", "median ms", "library MB", "accuracy drop", "differs in"], rows))
+        Paragraph(
+            "Builds in the folders next to this one. Only those with the same target and input shapes are "
+            "plotted together; the latencies come from each build's own compile (different runs), so "
+            "differences of a few percent are noise: re-measure two builds side by side with "
+            "`edgecc compare A B`."
+        ),
+        Table(["build", "precision", "median ms", "library MB", "accuracy drop", "differs in"], rows),
+    )
     if len(comparable_points(folder, report)) >= 2:
         section.add(Plot("Latency / size / accuracy", "Comparable builds only; the red line joins the Pareto-best."))
     return section

@@ -28,11 +28,16 @@ def latency_line(report: dict) -> str:
         return text + " (**emulated board**: says nothing about the real board's speed)"
     ort, ratio = latency.get("onnxruntime"), latency.get("ratio_vs_onnxruntime")
     if ort and ratio:
-        how = ("interleaved rounds, same inputs and threads" if latency.get("interleaved")
-               else "timed one after the other on the same inputs")
+        how = (
+            "interleaved rounds, same inputs and threads"
+            if latency.get("interleaved")
+            else "timed one after the other on the same inputs"
+        )
         verdict = "faster" if ratio < 1 else "slower"
-        text += (f"; ONNX Runtime {ms(ort['median_ms'])}: **{ratio:.2f}x** (edgecc {verdict}; {how}, "
-                 f"{latency.get('onnxruntime_threads', '?')} threads)")
+        text += (
+            f"; ONNX Runtime {ms(ort['median_ms'])}: **{ratio:.2f}x** (edgecc {verdict}; {how}, "
+            f"{latency.get('onnxruntime_threads', '?')} threads)"
+        )
     return text
 
 
@@ -41,11 +46,14 @@ def correctness_line(report: dict) -> str:
     accuracy = report.get("accuracy") or {}
     text = f"verification **{verification.get('status', '-')}**: {verification.get('reason', '')}".rstrip(": ")
     if accuracy.get("accuracy_drop") is not None:
-        text += (f"; {accuracy.get('precision', report['options'].get('precision'))} accuracy drop "
-                 f"**{accuracy['accuracy_drop']:.3g}** ({accuracy.get('method', 'vs the FP32 reference')})")
+        text += (
+            f"; {accuracy.get('precision', report['options'].get('precision'))} accuracy drop "
+            f"**{accuracy['accuracy_drop']:.3g}** ({accuracy.get('method', 'vs the FP32 reference')})"
+        )
         if accuracy.get("top1_agreement") is not None:
-            text += (f", top-1 agreement **{100 * accuracy['top1_agreement']:.1f} %** over "
-                     f"{accuracy['top1_rows']} inputs")
+            text += (
+                f", top-1 agreement **{100 * accuracy['top1_agreement']:.1f} %** over {accuracy['top1_rows']} inputs"
+            )
     elif accuracy.get("status") == "skipped":
         text += f"; accuracy not evaluated: {accuracy.get('reason')}"
     return text
@@ -82,19 +90,24 @@ def tuning_line(report: dict) -> str:
     if tried:
         if compared:
             dropped = len(compared.get("kept_default") or [])
-            text = (f"tuned {tried - dropped} of {total} kernels ({tried} tried, {dropped} lost to the default "
-                    f"schedule and were dropped)")
+            text = (
+                f"tuned {tried - dropped} of {total} kernels ({tried} tried, {dropped} lost to the default "
+                f"schedule and were dropped)"
+            )
         else:
             text = f"tuned {tried} of {total} kernels (not compared with the default schedules here)"
     elif applied:
         ignored = applied.get("records_other_targets", 0)
         text = f"not tuned: default schedules for all {total} kernels" + (
-            f" ({ignored} records for other targets ignored)" if ignored else "")
+            f" ({ignored} records for other targets ignored)" if ignored else ""
+        )
     else:
         text = "not tuned: default schedules"
     if run:
-        text += (f"; this compile ran {run.get('trials_run', 0)} trials in {run.get('wall_seconds', 0):.0f} s "
-                 f"(stopped by {run.get('stopped_by')})")
+        text += (
+            f"; this compile ran {run.get('trials_run', 0)} trials in {run.get('wall_seconds', 0):.0f} s "
+            f"(stopped by {run.get('stopped_by')})"
+        )
     return text
 
 
@@ -104,7 +117,9 @@ def kernel_reason(kernel: dict, profile: dict) -> str:
     if profile.get("emulated"):
         return "emulated board: timed, but not placed on the real board's roof"
     if kernel.get("bound") is None or not bandwidth:
-        return f"{kernel.get('achieved_gflops', 0):.1f} GFLOP/s, {kernel.get('achieved_gbs', 0):.1f} GB/s (no roof known)"
+        return (
+            f"{kernel.get('achieved_gflops', 0):.1f} GFLOP/s, {kernel.get('achieved_gbs', 0):.1f} GB/s (no roof known)"
+        )
     of_bandwidth = kernel.get("pct_of_peak_bandwidth", 100 * kernel.get("achieved_gbs", 0) / bandwidth)
     if kernel.get("flops", 0) == 0:
         text = f"moves data only, at {pct(of_bandwidth)} of the {bandwidth:g} GB/s bandwidth"
@@ -128,18 +143,27 @@ def profile_check_line(profile: dict) -> str | None:
     text = f"kernels account for **{100 * ratio:.0f}%** of the {ms(e2e)} end to end"
     runtime = profile.get("runtime_calls")
     if ratio > 1.10:
-        return text + (" (kernels timed inside the model ran slower than plain runs: the timing hook's presence or "
-                       "load from other work; no runtime overhead can be read off)" if runtime else
-                       " (kernels timed alone ran slower than inside the model: cold caches or load from other work)")
-    measured = (f"{ms(runtime['ms'])} measured inside its {runtime['calls_per_run']} allocation/view calls"
-                if runtime else "")
+        return text + (
+            " (kernels timed inside the model ran slower than plain runs: the timing hook's presence or "
+            "load from other work; no runtime overhead can be read off)"
+            if runtime
+            else " (kernels timed alone ran slower than inside the model: cold caches or load from other work)"
+        )
+    measured = (
+        f"{ms(runtime['ms'])} measured inside its {runtime['calls_per_run']} allocation/view calls" if runtime else ""
+    )
     if ratio >= 1.0:
-        return text + " (all of it, within timing noise)" + (
-            f"; the runtime's own work, {measured}, is inside that noise" if runtime else "")
+        return (
+            text
+            + " (all of it, within timing noise)"
+            + (f"; the runtime's own work, {measured}, is inside that noise" if runtime else "")
+        )
     rest = e2e * (1 - ratio)
     if runtime:
-        return text + (f"; the other {ms(rest)} is the runtime's own work: {measured}, the remaining "
-                       f"{ms(max(rest - runtime['ms'], 0))} dispatch between kernels and noise")
+        return text + (
+            f"; the other {ms(rest)} is the runtime's own work: {measured}, the remaining "
+            f"{ms(max(rest - runtime['ms'], 0))} dispatch between kernels and noise"
+        )
     return text + f"; the other {ms(rest)} is the runtime's own work between kernels (dispatch, allocation) and noise"
 
 
@@ -159,19 +183,31 @@ def drift_note(report: dict) -> str:
     e2e = (report.get("profile") or {}).get("end_to_end_ms")
     if not latency or not e2e or abs(e2e / latency - 1) <= 0.2:
         return ""
-    return (f" (its own end-to-end timing, {ms(e2e)}, is {100 * abs(e2e / latency - 1):.0f}% "
-            f"{'below' if e2e < latency else 'above'} the latency above: the machine's speed changed between the two)")
+    return (
+        f" (its own end-to-end timing, {ms(e2e)}, is {100 * abs(e2e / latency - 1):.0f}% "
+        f"{'below' if e2e < latency else 'above'} the latency above: the machine's speed changed between the two)"
+    )
 
 
 def summary_section(report: dict) -> Section:
     profile = report.get("profile") or {}
-    rows = [["Latency", latency_line(report)], ["Correctness", correctness_line(report)],
-            ["Size", size_line(report)], ["Energy", energy_line(report)], ["Tuning", tuning_line(report)]]
+    rows = [
+        ["Latency", latency_line(report)],
+        ["Correctness", correctness_line(report)],
+        ["Size", size_line(report)],
+        ["Energy", energy_line(report)],
+        ["Tuning", tuning_line(report)],
+    ]
     schedules = report.get("schedules") or {}
     if schedules:
         unscheduled = len(schedules.get("unscheduled") or [])
-        rows.append(["Schedules", f"{schedules['kernels']} kernels, {unscheduled} unscheduled"
-                     + (f", {len(schedules['failures'])} with a failed rule" if schedules.get("failures") else "")])
+        rows.append(
+            [
+                "Schedules",
+                f"{schedules['kernels']} kernels, {unscheduled} unscheduled"
+                + (f", {len(schedules['failures'])} with a failed rule" if schedules.get("failures") else ""),
+            ]
+        )
     check = profile_check_line(profile)
     if check:
         rows.append(["Profile", check + load_note(report) + drift_note(report)])
@@ -179,9 +215,17 @@ def summary_section(report: dict) -> Section:
     section.add(Table(["", ""], rows, numeric=[False, False]))
     kernels = profile.get("kernels") or []
     if kernels:
-        section.add(Paragraph("Slowest kernels:"), Bullets([
-            f"`{k['name']}`: {100 * k.get('share', 0):.0f}% of kernel time ({ms(k['total_ms'])}, {k['calls']} "
-            f"call{'s' if k['calls'] != 1 else ''}): {kernel_reason(k, profile)}" for k in kernels[:3]], ordered=True))
+        section.add(
+            Paragraph("Slowest kernels:"),
+            Bullets(
+                [
+                    f"`{k['name']}`: {100 * k.get('share', 0):.0f}% of kernel time ({ms(k['total_ms'])}, {k['calls']} "
+                    f"call{'s' if k['calls'] != 1 else ''}): {kernel_reason(k, profile)}"
+                    for k in kernels[:3]
+                ],
+                ordered=True,
+            ),
+        )
     warning = conditions_warning(report)
     if warning:
         section.add(Paragraph(warning, "warning"))
@@ -191,11 +235,20 @@ def summary_section(report: dict) -> Section:
 def conditions_warning(report: dict) -> str | None:
     """One line on how far the timings can be trusted: unstable runs, a busy or throttled machine."""
     latency, env = report.get("latency") or {}, report.get("environment") or {}
-    parts = [f"{name} CV {latency[name]['cv']:.2f}" for name in ("edgecc", "onnxruntime")
-             if (latency.get(name) or {}).get("unstable")]
+    parts = [
+        f"{name} CV {latency[name]['cv']:.2f}"
+        for name in ("edgecc", "onnxruntime")
+        if (latency.get(name) or {}).get("unstable")
+    ]
     text = f"Timings are unstable ({', '.join(parts)})" if parts else ""
     other = [w for w in env.get("warnings") or [] if "unstable" not in w]
     if other:
         text = (text + "; " if text else "") + "; ".join(other)
-    return (text + ": side-by-side ratios share the load, but two runtimes can suffer from it differently, "
-                   "so re-measure on an idle machine before acting on them.") if text else None
+    return (
+        (
+            text + ": side-by-side ratios share the load, but two runtimes can suffer from it differently, "
+            "so re-measure on an idle machine before acting on them."
+        )
+        if text
+        else None
+    )

@@ -46,9 +46,20 @@ from edgecc.schedules.reductions import RowReductionRule
 from edgecc.schedules.rule import KernelView
 
 # First match wins; GenericRule takes anything and is counted as a fallback.
-CPU_RULES = (DotMatmulRule(), Fp16MatmulRule(), Conv2dNHWCRule(), DepthwiseConv2dNHWCRule(), Pool2dNHWCRule(),
-             MatmulRule(), RowReductionRule(), ChannelVectorReductionRule(), SingleRowReductionRule(), GatherRule(),
-             ElementwiseRule(), GenericRule())
+CPU_RULES = (
+    DotMatmulRule(),
+    Fp16MatmulRule(),
+    Conv2dNHWCRule(),
+    DepthwiseConv2dNHWCRule(),
+    Pool2dNHWCRule(),
+    MatmulRule(),
+    RowReductionRule(),
+    ChannelVectorReductionRule(),
+    SingleRowReductionRule(),
+    GatherRule(),
+    ElementwiseRule(),
+    GenericRule(),
+)
 
 
 def apply_cpu_default_schedules(mod, target, rules=CPU_RULES):
@@ -63,8 +74,9 @@ def apply_cpu_default_schedules(mod, target, rules=CPU_RULES):
         if not isinstance(func, PrimFunc) or is_scheduled(func):
             continue
         name = gvar.name_hint
-        updates[gvar] = schedule_kernel(func, name, lanes, target, frozenset(constants.get(name, ())), rules,
-                                        packed_attr=PACKED_ATTR)
+        updates[gvar] = schedule_kernel(
+            func, name, lanes, target, frozenset(constants.get(name, ())), rules, packed_attr=PACKED_ATTR
+        )
     if updates:
         mod = mod.clone()  # callers keep their module; item assignment would change it in place
         for gvar, func in updates.items():
@@ -72,8 +84,15 @@ def apply_cpu_default_schedules(mod, target, rules=CPU_RULES):
     return pack_weight_arguments(mod)
 
 
-def schedule_kernel(func, name: str, lanes: int, target=None, constant_inputs=frozenset(), rules=CPU_RULES,
-                    packed_attr: str = "edgecc.packed_weights"):
+def schedule_kernel(
+    func,
+    name: str,
+    lanes: int,
+    target=None,
+    constant_inputs=frozenset(),
+    rules=CPU_RULES,
+    packed_attr: str = "edgecc.packed_weights",
+):
     """`func` scheduled by the first rule that matches and succeeds; unchanged (and so counted as
     unscheduled) when none does. Failures are recorded on the kernel, never swallowed."""
     from tvm import s_tir

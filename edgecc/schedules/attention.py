@@ -32,14 +32,23 @@ LANES = 8  # float32 lanes the inner loops are split by, unless the caller passe
 MIN_PARALLEL_HEADS = 8  # fewer (batch x heads) than this: row blocks become parallel tasks too
 
 
-def attention_te(q_src, kt_src, v_src, bias, plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES,
-                 tables: dict | None = None):
+def attention_te(
+    q_src,
+    kt_src,
+    v_src,
+    bias,
+    plan: AttentionPlan,
+    fast_math: bool = True,
+    lanes: int = LANES,
+    tables: dict | None = None,
+):
     """TE stages of the fused attention; the last one is the output. `tables`: for "q", "kt" and
     "v", TE tensors standing for the index constants of that chain's `take` steps."""
     tables = tables or {}
     q_value, kt_value, v_value = (
         (lambda src, i, chain=chain, name=name: chain.value(src, i, tables.get(name, ())))
-        for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v)))
+        for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v))
+    )
     rank = len(plan.batch) + 2
     batch, seq, keys, dim, value_dim = plan.batch, plan.seq, plan.keys, plan.dim, plan.value_dim
     # V padded to whole vectors; when that leaves room, a column of ones after V makes the weighted
@@ -49,22 +58,30 @@ def attention_te(q_src, kt_src, v_src, bias, plan: AttentionPlan, fast_math: boo
 
     kt_packed = te.compute((*batch, dim, keys), lambda *i: kt_value(kt_src, list(i)), name="attn_kt_pack")
     if ones_column:
-        v_packed = te.compute((*batch, keys, padded), lambda *i: tirx.if_then_else(
-            i[-1] < value_dim, v_value(v_src, [*i[:-1], tirx.min(i[-1], value_dim - 1)]),
-            tirx.if_then_else(i[-1] == value_dim, tirx.const(1.0, "float32"), tirx.const(0.0, "float32"))),
-            name="attn_v_pack")
+        v_packed = te.compute(
+            (*batch, keys, padded),
+            lambda *i: tirx.if_then_else(
+                i[-1] < value_dim,
+                v_value(v_src, [*i[:-1], tirx.min(i[-1], value_dim - 1)]),
+                tirx.if_then_else(i[-1] == value_dim, tirx.const(1.0, "float32"), tirx.const(0.0, "float32")),
+            ),
+            name="attn_v_pack",
+        )
     else:
         v_packed = te.compute((*batch, keys, value_dim), lambda *i: v_value(v_src, list(i)), name="attn_v_pack")
     # Q copied per row block with its scaling applied, so the scores' inner loop broadcasts a plain
     # load instead of loading, scaling and broadcasting every element
     q_packed = te.compute((*batch, seq, dim), lambda *i: q_value(q_src, list(i)), name="attn_q_pack")
     d = te.reduce_axis((0, dim), "d")
-    scores = te.compute((*batch, seq, keys), lambda *i: te.sum(
-        q_packed[(*i[:-1], d)] * kt_packed[(*i[:-2], d, i[-1])], axis=d), name="attn_scores")
+    scores = te.compute(
+        (*batch, seq, keys),
+        lambda *i: te.sum(q_packed[(*i[:-1], d)] * kt_packed[(*i[:-2], d, i[-1])], axis=d),
+        name="attn_scores",
+    )
 
     def bias_at(i):
         dims = static_shape(plan.bias)
-        lead = list(i[len(i) - len(dims):])
+        lead = list(i[len(i) - len(dims) :])
         return bias[tuple(0 if n == 1 else idx for n, idx in zip(dims, lead))]
 
     def logit(*i):
@@ -82,12 +99,16 @@ def attention_te(q_src, kt_src, v_src, bias, plan: AttentionPlan, fast_math: boo
     # max from -inf (te.max starts at the lowest finite float), so a row whose keys are all masked
     # with -inf is recognisable: its exps are made NaN, as softmax makes them, and the where wrapper
     # (nan_to_zero) then gives 0 like the unfused graph
-    row_maximum = te.comm_reducer(lambda a, b: tirx.max(a, b), lambda t: tirx.const(float("-inf"), t),
-                                  name="max_from_neg_inf")
+    row_maximum = te.comm_reducer(
+        lambda a, b: tirx.max(a, b), lambda t: tirx.const(float("-inf"), t), name="max_from_neg_inf"
+    )
     if keys % lanes == 0:  # lanes partial maxima per row (a vector), then their max
         to = te.reduce_axis((0, keys // lanes), "to")
-        partial = te.compute((*batch, seq, lanes), lambda *i: row_maximum(
-            logits[(*i[:-1], to * lanes + i[-1])], axis=to), name="attn_max_partial")
+        partial = te.compute(
+            (*batch, seq, lanes),
+            lambda *i: row_maximum(logits[(*i[:-1], to * lanes + i[-1])], axis=to),
+            name="attn_max_partial",
+        )
         lane = te.reduce_axis((0, lanes), "lane")
         row_max = te.compute((*batch, seq), lambda *i: row_maximum(partial[(*i, lane)], axis=lane), name="attn_max")
     else:
@@ -98,23 +119,34 @@ def attention_te(q_src, kt_src, v_src, bias, plan: AttentionPlan, fast_math: boo
         raw_exps = topi.fast_exp(shifted)
     else:
         raw_exps = te.compute(scores.shape, lambda *i: te.exp(shifted[i]), name="T_exp")
-    exps = te.compute(scores.shape, lambda *i: tirx.if_then_else(
-        row_max[i[:-1]] == tirx.const(float("-inf"), "float32"), tirx.const(float("nan"), "float32"), raw_exps[i]),
-        name="attn_exp")
+    exps = te.compute(
+        scores.shape,
+        lambda *i: tirx.if_then_else(
+            row_max[i[:-1]] == tirx.const(float("-inf"), "float32"), tirx.const(float("nan"), "float32"), raw_exps[i]
+        ),
+        name="attn_exp",
+    )
     t3 = te.reduce_axis((0, keys), "t3")
-    weighted = te.compute((*batch, seq, padded), lambda *i: te.sum(
-        exps[(*i[:-1], t3)] * v_packed[(*i[:-2], t3, i[-1])], axis=t3), name="attn_weighted")
+    weighted = te.compute(
+        (*batch, seq, padded),
+        lambda *i: te.sum(exps[(*i[:-1], t3)] * v_packed[(*i[:-2], t3, i[-1])], axis=t3),
+        name="attn_weighted",
+    )
 
     if ones_column:
         # its own stage: a block reading weighted[.., e] and weighted[.., value_dim] defeats region analysis
         row_total = te.compute((*batch, seq), lambda *i: weighted[(*i, value_dim)], name="attn_total")
     elif keys % lanes == 0:  # vector partial sums, then their sum
         to2 = te.reduce_axis((0, keys // lanes), "to2")
-        partial_sum = te.compute((*batch, seq, lanes), lambda *i: te.sum(
-            exps[(*i[:-1], to2 * lanes + i[-1])], axis=to2), name="attn_sum_partial")
+        partial_sum = te.compute(
+            (*batch, seq, lanes),
+            lambda *i: te.sum(exps[(*i[:-1], to2 * lanes + i[-1])], axis=to2),
+            name="attn_sum_partial",
+        )
         lane2 = te.reduce_axis((0, lanes), "lane2")
-        row_total = te.compute((*batch, seq), lambda *i: te.sum(partial_sum[(*i, lane2)], axis=lane2),
-                               name="attn_total")
+        row_total = te.compute(
+            (*batch, seq), lambda *i: te.sum(partial_sum[(*i, lane2)], axis=lane2), name="attn_total"
+        )
     else:
         t2 = te.reduce_axis((0, keys), "t2")
         row_total = te.compute((*batch, seq), lambda *i: te.sum(exps[(*i, t2)], axis=t2), name="attn_total")
@@ -260,9 +292,13 @@ def attention_kernel(plan: AttentionPlan, fast_math: bool = True, lanes: int = L
     v_src = te.placeholder(plan.v.shape, "float32", name="v")
     bias = te.placeholder(static_shape(plan.bias), "float32", name="bias") if plan.bias is not None else None
     # sparse attention's gathers, read inside the kernel (see _layout_chains)
-    tables = {name: [te.placeholder([int(d) for d in c.value.shape], str(c.value.dtype), name=f"{name}_index{n}")
-                     for n, c in enumerate(chain.tables)]
-              for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v))}
+    tables = {
+        name: [
+            te.placeholder([int(d) for d in c.value.shape], str(c.value.dtype), name=f"{name}_index{n}")
+            for n, c in enumerate(chain.tables)
+        ]
+        for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v))
+    }
     out = attention_te(q_src, kt_src, v_src, bias, plan, fast_math, lanes, tables)
     args = [q_src, kt_src, v_src, *([bias] if bias is not None else []), *tables["q"], *tables["kt"], *tables["v"], out]
     func = te.create_prim_func(args).without_attr("global_symbol")
@@ -273,5 +309,3 @@ def attention_kernel(plan: AttentionPlan, fast_math: bool = True, lanes: int = L
         # failure is reported with the kernel
         func = schedule_failed(func, "pass:fused-attention", exc)
     return func.with_attr("op_pattern", OPAQUE_PATTERN)
-
-

@@ -52,8 +52,13 @@ class ScheduleSummary:
     failures: dict[str, list[str]] = field(default_factory=dict)  # kernel -> rules that raised, and why
 
     def to_dict(self) -> dict:
-        return {"kernels": self.kernels, "by_source": dict(sorted(self.by_source.items())),
-                "unscheduled": self.unscheduled, "fallbacks": self.fallbacks, "failures": self.failures}
+        return {
+            "kernels": self.kernels,
+            "by_source": dict(sorted(self.by_source.items())),
+            "unscheduled": self.unscheduled,
+            "fallbacks": self.fallbacks,
+            "failures": self.failures,
+        }
 
     def line(self) -> str:
         parts = ", ".join(f"{count} {source}" for source, count in sorted(self.by_source.items()))
@@ -89,6 +94,7 @@ def schedule_summary(mod) -> ScheduleSummary:
 
 # --- loop and block helpers -------------------------------------------------------------------
 
+
 def loop_extent(sch, loop) -> int | None:
     value = sch.get(loop).extent
     return int(value) if hasattr(value, "value") or isinstance(value, int) else None
@@ -107,7 +113,7 @@ def child_blocks(sch) -> list:
 
 
 def iter_types(sch, block) -> list[str]:
-    """"0" spatial, "2" reduction, per block iterator."""
+    """ "0" spatial, "2" reduction, per block iterator."""
     return [str(iv.iter_type) for iv in sch.get(block).iter_vars]
 
 

@@ -80,7 +80,7 @@ def register_tile(rows: int, vectors: int, registers: int) -> tuple[int, int]:
 
 
 def _pad_block(kernel: KernelView, conv):
-    before = kernel.blocks[:kernel.blocks.index(conv)]
+    before = kernel.blocks[: kernel.blocks.index(conv)]
     pads = [b for b in before if block_name(kernel, b).startswith("pad_temp")]
     return pads[0] if pads else None
 
@@ -91,7 +91,7 @@ def _pads_nothing(kernel: KernelView, pad) -> bool:
 
 
 def _inline_prologue(kernel: KernelView, conv, keep=None) -> None:
-    for block in kernel.blocks[:kernel.blocks.index(conv)]:
+    for block in kernel.blocks[: kernel.blocks.index(conv)]:
         if keep is None or not kernel.sch.get(block).same_as(kernel.sch.get(keep)):
             kernel.sch.compute_inline(block)
 
@@ -106,7 +106,7 @@ def _epilogue_onto(kernel: KernelView, conv, loop, vec: int, fuse_pixels: bool) 
 
     sch = kernel.sch
     conv_shape = extents(kernel, conv)[:4]  # n, h, w, c
-    epilogue = kernel.blocks[kernel.blocks.index(conv) + 1:]
+    epilogue = kernel.blocks[kernel.blocks.index(conv) + 1 :]
     for block in epilogue[:-1]:
         sch.compute_inline(block)
     if not epilogue:

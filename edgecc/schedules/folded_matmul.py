@@ -29,15 +29,26 @@ def folded_matmul_te(a_src, b_src, a: Chain, b: Chain, shapes, lanes: int = LANE
     padded = n if n % lanes == 0 else -(-n // lanes) * lanes
 
     def broadcast(index, shape):
-        lead = list(index[len(index) - len(shape):]) if shape else []
+        lead = list(index[len(index) - len(shape) :]) if shape else []
         return [0 if size == 1 else i for size, i in zip(shape, lead)]
 
-    b_packed = te.compute((*b_shape[:-1], padded), lambda *i: tirx.if_then_else(
-        i[-1] < n, b.value(b_src, [*i[:-1], tirx.min(i[-1], n - 1)]), tirx.const(0.0, "float32")), name="b_pack")
+    b_packed = te.compute(
+        (*b_shape[:-1], padded),
+        lambda *i: tirx.if_then_else(
+            i[-1] < n, b.value(b_src, [*i[:-1], tirx.min(i[-1], n - 1)]), tirx.const(0.0, "float32")
+        ),
+        name="b_pack",
+    )
     k = te.reduce_axis((0, k_extent), "k")
-    product = te.compute((*out_shape[:-1], padded), lambda *i: te.sum(
-        a.value(a_src, [*broadcast(i[:-2], a_shape[:-2]), i[-2], k])
-        * b_packed[(*broadcast(i[:-2], b_shape[:-2]), k, i[-1])], axis=k), name="folded_matmul")
+    product = te.compute(
+        (*out_shape[:-1], padded),
+        lambda *i: te.sum(
+            a.value(a_src, [*broadcast(i[:-2], a_shape[:-2]), i[-2], k])
+            * b_packed[(*broadcast(i[:-2], b_shape[:-2]), k, i[-1])],
+            axis=k,
+        ),
+        name="folded_matmul",
+    )
     if padded == n:
         return product
     return te.compute(out_shape, lambda *i: product[i], name="folded_matmul_unpad")

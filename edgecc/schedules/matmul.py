@@ -38,7 +38,7 @@ def schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset())
     """Register-tile the matmul; returns [[param, n_axis, tile]] for a weight repacked to panels."""
     params = schedule_parameters()["matmul"]
     index = blocks.index(block)
-    epilogue = blocks[index + 1:]
+    epilogue = blocks[index + 1 :]
     *_, j_loop, _ = sch.get_loops(block)
     n = loop_extent(sch, j_loop)
     vec = largest_divisor(n, [lanes, lanes // 2, 4, 2]) if lanes > 1 else 1

@@ -60,8 +60,9 @@ INT8_INSTRUCTIONS = (
     DotInstruction("sdot", "dotprod", 4, "int8", (-128, 127)),
 )
 BF16_INSTRUCTIONS = (
-    DotInstruction("vdpbf16ps", "avx512bf16", 16, "bfloat16", None, group=2, weight_dtype="bfloat16",
-                   accumulator="float32"),
+    DotInstruction(
+        "vdpbf16ps", "avx512bf16", 16, "bfloat16", None, group=2, weight_dtype="bfloat16", accumulator="float32"
+    ),
 )
 INSTRUCTIONS = INT8_INSTRUCTIONS + BF16_INSTRUCTIONS
 
@@ -128,8 +129,9 @@ def register_intrinsic(ins: DotInstruction) -> str:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:group], B[0:lanes, 0:group])
             T.writes(C[0:lanes])
-            C[T.ramp(T.int32(0), 1, lanes)] = _dot(ins, C.vload([0], dtype=f"{acc}x{lanes}"), _broadcast(ins, A),
-                                                   B.vload([0, 0], dtype=f"{w_dtype}x{vec}"))
+            C[T.ramp(T.int32(0), 1, lanes)] = _dot(
+                ins, C.vload([0], dtype=f"{acc}x{lanes}"), _broadcast(ins, A), B.vload([0, 0], dtype=f"{w_dtype}x{vec}")
+            )
 
     name = ins.intrinsic
     try:
@@ -174,10 +176,15 @@ def _dot(ins: DotInstruction, acc, a_vec, b_vec):
         return llvm("llvm.aarch64.neon.sdot.v4i32.v16i8", f"int32x{lanes}", acc, a_vec, b_vec)
     # vpmaddubsw: u8 x s8 pairs summed to int16, then vpmaddwd with ones sums pairs to int32
     wide = ins.lanes == 16
-    pairs = llvm("llvm.x86.avx512.pmaddubs.w.512" if wide else "llvm.x86.avx2.pmadd.ub.sw",
-                 f"int16x{2 * lanes}", a_vec, b_vec)
-    quads = llvm("llvm.x86.avx512.pmaddw.d.512" if wide else "llvm.x86.avx2.pmadd.wd", f"int32x{lanes}",
-                 pairs, T.broadcast(T.int16(1), 2 * lanes))
+    pairs = llvm(
+        "llvm.x86.avx512.pmaddubs.w.512" if wide else "llvm.x86.avx2.pmadd.ub.sw", f"int16x{2 * lanes}", a_vec, b_vec
+    )
+    quads = llvm(
+        "llvm.x86.avx512.pmaddw.d.512" if wide else "llvm.x86.avx2.pmadd.wd",
+        f"int32x{lanes}",
+        pairs,
+        T.broadcast(T.int16(1), 2 * lanes),
+    )
     return acc + quads
 
 
@@ -206,7 +213,7 @@ class DotMatmulRule:
         vectors = next(v for v in self.vectors_per_tile if (n // ins.lanes) % v == 0)
         tile, group = ins.lanes * vectors, ins.group
         sch.transform_layout(block, ("read", self._weight_read(sch, block, position)), _dot_layout(n_axis, tile, group))
-        for inner in blocks[index + 1:-1]:
+        for inner in blocks[index + 1 : -1]:
             sch.compute_inline(inner)
         for prologue in blocks[:index]:
             sch.compute_inline(prologue)
@@ -251,8 +258,14 @@ class DotMatmulRule:
                 continue
             dtypes = sorted(str(r.source.dtype) for r in stmt.reads)
             stored = str(_stored_buffer(stmt).dtype)
-            ins = next((c for c in candidates if dtypes == sorted([c.activation_dtype, c.weight_dtype])
-                        and stored == c.accumulator), None)
+            ins = next(
+                (
+                    c
+                    for c in candidates
+                    if dtypes == sorted([c.activation_dtype, c.weight_dtype]) and stored == c.accumulator
+                ),
+                None,
+            )
             if ins is None:
                 continue
             *_, j_loop, k_loop = sch.get_loops(block)

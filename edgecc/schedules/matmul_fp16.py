@@ -52,8 +52,16 @@ def fp16_instruction(target) -> DotInstruction | None:
     if target is None or getattr(target, "kind", "llvm") != "llvm" or FP16_FEATURE not in target_features(target):
         return None
     # 16-bit lanes of the vector registers the FP32 rule uses (NEON: 4 float32 -> 8 float16)
-    return DotInstruction("fmla", FP16_FEATURE, 2 * vector_lanes(target), "float16", None, group=1,
-                          weight_dtype="float16", accumulator="float32")
+    return DotInstruction(
+        "fmla",
+        FP16_FEATURE,
+        2 * vector_lanes(target),
+        "float16",
+        None,
+        group=1,
+        weight_dtype="float16",
+        accumulator="float32",
+    )
 
 
 @cache
@@ -113,12 +121,17 @@ def register_fp16_intrinsic(rows: int, vectors: int, k_block: int, lanes: int) -
                 for v in T.unroll(vectors):
                     for r in T.unroll(rows):
                         acc[r, T.ramp(v * lanes, 1, lanes)] = T.call_llvm_pure_intrin(
-                            T.llvm_lookup_intrinsic_id(fma), T.broadcast(A[r, k], lanes),
-                            W[k, T.ramp(v * lanes, 1, lanes)], acc[r, T.ramp(v * lanes, 1, lanes)], dtype=vec16)
+                            T.llvm_lookup_intrinsic_id(fma),
+                            T.broadcast(A[r, k], lanes),
+                            W[k, T.ramp(v * lanes, 1, lanes)],
+                            acc[r, T.ramp(v * lanes, 1, lanes)],
+                            dtype=vec16,
+                        )
             for r in T.unroll(rows):
                 for v in T.unroll(vectors):
-                    C[r, T.ramp(v * lanes, 1, lanes)] = (C[r, T.ramp(v * lanes, 1, lanes)]
-                                                         + T.cast(acc[r, T.ramp(v * lanes, 1, lanes)], vec32))
+                    C[r, T.ramp(v * lanes, 1, lanes)] = C[r, T.ramp(v * lanes, 1, lanes)] + T.cast(
+                        acc[r, T.ramp(v * lanes, 1, lanes)], vec32
+                    )
 
     name = f"edgecc_fp16_fmla_{rows}x{vectors}x{lanes}_k{k_block}"
     try:
@@ -154,7 +167,7 @@ class Fp16MatmulRule(DotMatmulRule):
         if k_block is None:
             raise ValueError(f"{kernel.name}: K={k} has no divisor between {MIN_K_BLOCK} and {params['k_block']}")
         sch.transform_layout(block, ("read", self._weight_read(sch, block, position)), panel_layout(n_axis, tile))
-        for inner in blocks[index + 1:-1]:
+        for inner in blocks[index + 1 : -1]:
             sch.compute_inline(inner)
         for prologue in blocks[:index]:
             sch.compute_inline(prologue)

@@ -35,7 +35,7 @@ def _reduction_blocks(kernel: KernelView) -> list:
 
 def _epilogue_onto(kernel: KernelView, reduction, loop, vec: int) -> None:
     sch = kernel.sch
-    after = kernel.blocks[kernel.blocks.index(reduction) + 1:]
+    after = kernel.blocks[kernel.blocks.index(reduction) + 1 :]
     for block in after[:-1]:
         sch.compute_inline(block)
     if after:
@@ -44,7 +44,7 @@ def _epilogue_onto(kernel: KernelView, reduction, loop, vec: int) -> None:
 
 
 def _inline_before(kernel: KernelView, block) -> None:
-    for before in kernel.blocks[:kernel.blocks.index(block)]:
+    for before in kernel.blocks[: kernel.blocks.index(block)]:
         kernel.sch.compute_inline(before)
 
 
@@ -114,7 +114,7 @@ class ChannelVectorReductionRule:
         block = self._reduction(kernel)
         types = iter_types(kernel.sch, block)
         loops = sch.get_loops(block)
-        spatial, reduce = loops[:types.count("0")], loops[types.count("0"):]
+        spatial, reduce = loops[: types.count("0")], loops[types.count("0") :]
         channels = loop_extent(sch, spatial[-1])
         vec = _vector(channels, kernel.lanes)
         _inline_before(kernel, block)

@@ -29,23 +29,32 @@ def quantize_rows_te(x, qmin: int, qmax: int, dtype: str, lanes: int):
     *lead, k_extent = [int(d) for d in x.shape]
     parts = lanes if k_extent % lanes == 0 else 1
     # (max, min) in one reduction: one pass over the row, and one block to place in the row loop
-    max_min = te.comm_reducer(lambda a, b: (tirx.max(a[0], b[0]), tirx.min(a[1], b[1])),
-                              lambda t0, t1: (tirx.min_value(t0), tirx.max_value(t1)), name="max_min")
+    max_min = te.comm_reducer(
+        lambda a, b: (tirx.max(a[0], b[0]), tirx.min(a[1], b[1])),
+        lambda t0, t1: (tirx.min_value(t0), tirx.max_value(t1)),
+        name="max_min",
+    )
     ko = te.reduce_axis((0, k_extent // parts), name="ko")
     hi_part, lo_part = te.compute(
-        (*lead, parts), lambda *i: max_min((x[(*i[:-1], ko * parts + i[-1])],) * 2, axis=ko),
-        name="range_part")
+        (*lead, parts), lambda *i: max_min((x[(*i[:-1], ko * parts + i[-1])],) * 2, axis=ko), name="range_part"
+    )
     lane = te.reduce_axis((0, parts), name="lane")
-    hi, lo = te.compute((*lead, 1), lambda *i: max_min((hi_part[(*i[:-1], lane)], lo_part[(*i[:-1], lane)]), axis=lane),
-                        name="range")
+    hi, lo = te.compute(
+        (*lead, 1), lambda *i: max_min((hi_part[(*i[:-1], lane)], lo_part[(*i[:-1], lane)]), axis=lane), name="range"
+    )
     zero = tirx.const(0.0, "float32")
     levels = tirx.const(float(qmax - qmin), "float32")
     tiny = tirx.const(1e-30, "float32")
-    scale = te.compute((*lead, 1), lambda *i: tirx.max((tirx.max(hi[i], zero) - tirx.min(lo[i], zero)) / levels, tiny),
-                       name="row_scale")
-    zero_point = te.compute((*lead, 1), lambda *i: (tirx.const(qmin, "float32")
-                                                    - tirx.round(tirx.min(lo[i], zero) / scale[i])).astype("int32"),
-                            name="row_zero_point")
+    scale = te.compute(
+        (*lead, 1),
+        lambda *i: tirx.max((tirx.max(hi[i], zero) - tirx.min(lo[i], zero)) / levels, tiny),
+        name="row_scale",
+    )
+    zero_point = te.compute(
+        (*lead, 1),
+        lambda *i: (tirx.const(qmin, "float32") - tirx.round(tirx.min(lo[i], zero) / scale[i])).astype("int32"),
+        name="row_zero_point",
+    )
     inverse = te.compute((*lead, 1), lambda *i: tirx.const(1.0, "float32") / scale[i], name="inverse")
 
     def code(*i):
@@ -57,12 +66,16 @@ def quantize_rows_te(x, qmin: int, qmax: int, dtype: str, lanes: int):
     q = te.compute(x.shape, code, name="q")
     # the outputs are copies of the row values, so that the row values can be computed inside the
     # row loop (an output block cannot be moved there)
-    return (q, te.compute(scale.shape, lambda *i: scale[i], name="scale"),
-            te.compute(zero_point.shape, lambda *i: zero_point[i], name="zero_point"))
+    return (
+        q,
+        te.compute(scale.shape, lambda *i: scale[i], name="scale"),
+        te.compute(zero_point.shape, lambda *i: zero_point[i], name="zero_point"),
+    )
 
 
-def quantize_rows_kernel(shape, qmin: int, qmax: int, dtype: str, lanes: int,
-                         source: str = "pass:quantize_dense_layers_int8"):
+def quantize_rows_kernel(
+    shape, qmin: int, qmax: int, dtype: str, lanes: int, source: str = "pass:quantize_dense_layers_int8"
+):
     """The pre-scheduled PrimFunc (x) -> (q, scale, zero_point)."""
     from tvm import s_tir, te
 
@@ -71,7 +84,7 @@ def quantize_rows_kernel(shape, qmin: int, qmax: int, dtype: str, lanes: int,
     func = te.create_prim_func([x, q, scale, zero_point]).without_attr("global_symbol")
     sch = s_tir.Schedule(func)
     # every stage inside the first stage's row loop, in data-flow order
-    rows = sch.get_loops(sch.get_sblock("range_part"))[:len(shape) - 1]
+    rows = sch.get_loops(sch.get_sblock("range_part"))[: len(shape) - 1]
     row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
     for name in ("range", "row_scale", "row_zero_point", "inverse", "q", "scale", "zero_point"):
         sch.reverse_compute_at(sch.get_sblock(name), row)

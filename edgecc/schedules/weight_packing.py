@@ -52,6 +52,7 @@ def constant_parameters(mod) -> dict[str, set[int]]:
 def panel_layout(n_axis: int, tile: int, ndim: int = 2):
     """Index map of a weight (n on `n_axis`, the other axes K) to panels [N / tile, *K, tile]: a
     2-D matmul weight [K, N] or [N, K], or a convolution's HWIO weight [KH, KW, I, O] (n_axis 3)."""
+
     def index_map(*indices):
         n = indices[n_axis]
         rest = [index for axis, index in enumerate(indices) if axis != n_axis]
@@ -114,10 +115,12 @@ def pack_weight_arguments(mod):
             for position, n_axis, tile, *group in packing[name]:
                 arg = args[position]
                 if isinstance(arg, Constant) and len(arg.value.shape) == unpacked_rank[name][position]:
-                    args[position] = relax.const(pack_array(arg.value.numpy(), n_axis, tile, *group),
-                                                 str(arg.value.dtype))
-            return relax.Call(call.op, [renamed[name], relax.Tuple(args), *call.args[2:]], call.attrs,
-                              call.ty_args, call.span)
+                    args[position] = relax.const(
+                        pack_array(arg.value.numpy(), n_axis, tile, *group), str(arg.value.dtype)
+                    )
+            return relax.Call(
+                call.op, [renamed[name], relax.Tuple(args), *call.args[2:]], call.attrs, call.ty_args, call.span
+            )
 
     packer = _Packer(mod)
     functions = {}

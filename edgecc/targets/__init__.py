@@ -43,13 +43,13 @@ _BOARD_SCHEMA = {
     "cores": (int, True),
     "peak_gflops": (dict, True),
     "memory_bandwidth_gbs": ((int, float), True),
-    "tdp_watts": ((int, float), False),   # without both power figures, energy is measured or not reported
+    "tdp_watts": ((int, float), False),  # without both power figures, energy is measured or not reported
     "idle_watts": ((int, float), False),
     "power_modes": (list, False),
     "default_power_mode": (str, False),
     "soc": (str, False),
-    "cache_bytes": (int, False),          # on-chip cache a kernel's data can stay in between kernels
-    "sources": (dict, False),             # where each figure comes from (datasheet, measured, derived)
+    "cache_bytes": (int, False),  # on-chip cache a kernel's data can stay in between kernels
+    "sources": (dict, False),  # where each figure comes from (datasheet, measured, derived)
 }
 _CAPABILITY_SCHEMA = {
     "fp16_math": (bool, True),
@@ -70,8 +70,7 @@ class Toolchain:
         path = find_tool(self.compiler)
         if path is None:
             raise ToolchainError(
-                f"cross-compiler '{self.compiler}' not found on PATH; install it with "
-                f"`apt-get install {self.package}`"
+                f"cross-compiler '{self.compiler}' not found on PATH; install it with `apt-get install {self.package}`"
             )
         return path
 
@@ -85,8 +84,10 @@ def _versioned_tool(name: str) -> str | None:
     """Debian installs LLVM tools also as `tool-NN` (e.g. `ld64.lld-14`); take the newest."""
     import glob
 
-    candidates = sorted(glob.glob(f"/usr/bin/{name}-[0-9]*"), key=lambda p: int(p.rsplit("-", 1)[1])
-                        if p.rsplit("-", 1)[1].isdigit() else -1)
+    candidates = sorted(
+        glob.glob(f"/usr/bin/{name}-[0-9]*"),
+        key=lambda p: int(p.rsplit("-", 1)[1]) if p.rsplit("-", 1)[1].isdigit() else -1,
+    )
     return candidates[-1] if candidates else None
 
 
@@ -157,8 +158,9 @@ class Target:
             "family": self.family,
             "tvm_target": self.tvm_target,
             "tvm_host": self.tvm_host,
-            "toolchain": None if self.toolchain is None else {
-                "compiler": self.toolchain.compiler, "package": self.toolchain.package},
+            "toolchain": None
+            if self.toolchain is None
+            else {"compiler": self.toolchain.compiler, "package": self.toolchain.package},
             "board": {k: getattr(self.board, k) for k in BoardFacts.__dataclass_fields__},
             "capabilities": {k: getattr(self.capabilities, k) for k in Capabilities.__dataclass_fields__},
             "source": self.source,
@@ -190,8 +192,10 @@ def parse_target(data: dict, source: str) -> Target:
     _check_table(data, _TOP_SCHEMA, "", source)
     if not _NAME.fullmatch(data["name"]) or data["name"] in (".", ".."):
         # the name becomes a folder (tuning_logs/<name>/): no separators, no "..", nothing hidden
-        raise TargetError(f"{source}: field 'name' must be letters, digits, '.', '_' or '-' (it names the "
-                          f"target's tuning-log folder), not {data['name']!r}")
+        raise TargetError(
+            f"{source}: field 'name' must be letters, digits, '.', '_' or '-' (it names the "
+            f"target's tuning-log folder), not {data['name']!r}"
+        )
     if data["kind"] not in KINDS:
         raise TargetError(f"{source}: kind '{data['kind']}' is not one of {', '.join(KINDS)}")
     tvm_table = data["tvm"]
@@ -201,12 +205,15 @@ def parse_target(data: dict, source: str) -> Target:
     toolchain = None
     if "toolchain" in data:
         _check_table(data["toolchain"], _TOOLCHAIN_SCHEMA, "toolchain.", source)
-        toolchain = Toolchain(data["toolchain"]["compiler"], data["toolchain"]["package"],
-                              tuple(data["toolchain"].get("options", ())))
+        toolchain = Toolchain(
+            data["toolchain"]["compiler"], data["toolchain"]["package"], tuple(data["toolchain"].get("options", ()))
+        )
     _check_table(data["board"], _BOARD_SCHEMA, "board.", source)
     for precision, value in data["board"]["peak_gflops"].items():
         if precision not in ARITHMETIC_PRECISIONS or not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise TargetError(f"{source}: board.peak_gflops.{precision} must be a number for one of {ARITHMETIC_PRECISIONS}")
+            raise TargetError(
+                f"{source}: board.peak_gflops.{precision} must be a number for one of {ARITHMETIC_PRECISIONS}"
+            )
     if "fp32" not in data["board"]["peak_gflops"]:
         raise TargetError(f"{source}: board.peak_gflops.fp32 is required")
     _check_table(data["capabilities"], _CAPABILITY_SCHEMA, "capabilities.", source)
@@ -215,10 +222,19 @@ def parse_target(data: dict, source: str) -> Target:
     caps = dict(data["capabilities"])
     caps["expected_failures"] = tuple(caps.get("expected_failures", ()))
     return Target(
-        name=data["name"], description=data["description"], kind=data["kind"], arch=data["arch"],
-        os=data["os"], family=data.get("family"), notes=data.get("notes", ""),
-        tvm_target=dict(tvm_table["target"]), tvm_host=tvm_table.get("host"), toolchain=toolchain,
-        board=BoardFacts(**board), capabilities=Capabilities(**caps), source=source,
+        name=data["name"],
+        description=data["description"],
+        kind=data["kind"],
+        arch=data["arch"],
+        os=data["os"],
+        family=data.get("family"),
+        notes=data.get("notes", ""),
+        tvm_target=dict(tvm_table["target"]),
+        tvm_host=tvm_table.get("host"),
+        toolchain=toolchain,
+        board=BoardFacts(**board),
+        capabilities=Capabilities(**caps),
+        source=source,
         extra={"detect_host": data.get("detect_host", False)},
     )
 

@@ -38,19 +38,30 @@ def detect_host(target: Target) -> Target:
     sources = {
         "peak_gflops": peak_source,
         "clock": clock_source,
-        "memory_bandwidth_gbs": measured.bandwidth_method + (
-            f"; cached in {measured.cache_file} ({measured.measured_at}, 1-min load "
-            f"{measured.load_average:.2f})" if measured.cache_file and measured.load_average is not None else ""),
-        "caches": ", ".join(f"{level} {size >> 10} KiB" for level, size in sorted(caches.items())) +
-        " (sysfs)" if caches else "not readable",
-        "power": "no power figures for this machine: a power meter is used when readable, else energy is "
-                 "not measured",
+        "memory_bandwidth_gbs": measured.bandwidth_method
+        + (
+            f"; cached in {measured.cache_file} ({measured.measured_at}, 1-min load {measured.load_average:.2f})"
+            if measured.cache_file and measured.load_average is not None
+            else ""
+        ),
+        "caches": ", ".join(f"{level} {size >> 10} KiB" for level, size in sorted(caches.items())) + " (sysfs)"
+        if caches
+        else "not readable",
+        "power": "no power figures for this machine: a power meter is used when readable, else energy is not measured",
     }
     if not measured.bandwidth_gbs:
         sources["memory_bandwidth_gbs"] += f"; the target file's {bandwidth:g} GB/s is used instead"
-    board = replace(target.board, cores=cores, peak_gflops=peaks, soc=model, memory_bandwidth_gbs=bandwidth,
-                    cache_bytes=sum(caches.get(level, 0) for level in ("L2", "L3")) or None, sources=sources,
-                    tdp_watts=None, idle_watts=None)
+    board = replace(
+        target.board,
+        cores=cores,
+        peak_gflops=peaks,
+        soc=model,
+        memory_bandwidth_gbs=bandwidth,
+        cache_bytes=sum(caches.get(level, 0) for level in ("L2", "L3")) or None,
+        sources=sources,
+        tdp_watts=None,
+        idle_watts=None,
+    )
     return replace(target, tvm_target=tvm_target, board=board, arch=platform.machine())
 
 
@@ -62,13 +73,17 @@ def host_peaks(cpu: str, model: str, cores: int, measured) -> tuple[dict, str, s
     arithmetic = core_arithmetic(cpu, model)
     if arithmetic is None:
         per_cycle = {"fp32": _fp32_per_cycle_from_flags()}
-        how = (f"'{cpu}' is not in the microarchitecture table: {per_cycle['fp32']} FLOP/cycle/core guessed from "
-               "the CPU flags (2 FMA pipes of the widest vector unit)")
+        how = (
+            f"'{cpu}' is not in the microarchitecture table: {per_cycle['fp32']} FLOP/cycle/core guessed from "
+            "the CPU flags (2 FMA pipes of the widest vector unit)"
+        )
     else:
         per_cycle = arithmetic.per_cycle()
-        how = (f"{cpu}: {arithmetic.datapath} x 2 = {arithmetic.fp32} fp32 FLOP/cycle/core; "
-               + ", ".join(f"{p} {n}" for p, n in per_cycle.items() if p != "fp32")
-               + f" ({arithmetic.source})")
+        how = (
+            f"{cpu}: {arithmetic.datapath} x 2 = {arithmetic.fp32} fp32 FLOP/cycle/core; "
+            + ", ".join(f"{p} {n}" for p, n in per_cycle.items() if p != "fp32")
+            + f" ({arithmetic.source})"
+        )
     peaks = {precision: round(n * cores * ghz, 1) for precision, n in per_cycle.items()}
     return peaks, f"{how} x {cores} cores x {ghz:.2f} GHz", clock_source
 

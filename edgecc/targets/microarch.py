@@ -37,13 +37,25 @@ class CoreArithmetic:
 
 
 def _x86(fp32: int, datapath: str, source: str, bf16: bool = False, int8: bool = False, fp16: bool = False):
-    return CoreArithmetic(fp32, fp16=2 * fp32 if fp16 else None, bf16=2 * fp32 if bf16 else None,
-                          int8=4 * fp32 if int8 else None, datapath=datapath, source=source)
+    return CoreArithmetic(
+        fp32,
+        fp16=2 * fp32 if fp16 else None,
+        bf16=2 * fp32 if bf16 else None,
+        int8=4 * fp32 if int8 else None,
+        datapath=datapath,
+        source=source,
+    )
 
 
 def _arm(fp32: int, datapath: str, fp16: bool = True, dot: bool = True, bf16: bool = False):
-    return CoreArithmetic(fp32, fp16=2 * fp32 if fp16 else None, bf16=2 * fp32 if bf16 else None,
-                          int8=4 * fp32 if dot else None, datapath=datapath, source=ARM)
+    return CoreArithmetic(
+        fp32,
+        fp16=2 * fp32 if fp16 else None,
+        bf16=2 * fp32 if bf16 else None,
+        int8=4 * fp32 if dot else None,
+        datapath=datapath,
+        source=ARM,
+    )
 
 
 _AVX2_2FMA = "2 FMA pipes x 8 fp32 lanes (256-bit)"
@@ -56,8 +68,9 @@ TABLE: dict[str, CoreArithmetic] = {
     "znver1": _x86(16, "2 FMA pipes x 4 fp32 lanes (128-bit; 256-bit ops split in two)", AMD_ZEN1),
     "znver2": _x86(32, _AVX2_2FMA, AMD_ZEN2),
     "znver3": _x86(32, _AVX2_2FMA, AMD_ZEN3),
-    "znver4": _x86(32, "2 FMA pipes x 8 fp32 lanes (256-bit; 512-bit ops double-pumped)", AMD_ZEN4,
-                   bf16=True, int8=True),
+    "znver4": _x86(
+        32, "2 FMA pipes x 8 fp32 lanes (256-bit; 512-bit ops double-pumped)", AMD_ZEN4, bf16=True, int8=True
+    ),
     "znver5": _x86(64, "2 FMA pipes x 16 fp32 lanes (full 512-bit datapath)", AMD_ZEN5, bf16=True, int8=True),
     "haswell": _x86(32, _AVX2_2FMA, INTEL),
     "broadwell": _x86(32, _AVX2_2FMA, INTEL),
@@ -73,12 +86,15 @@ TABLE: dict[str, CoreArithmetic] = {
     "cascadelake": _x86(64, _AVX512_2FMA + " (Xeon Gold/Platinum; one-unit parts do half)", INTEL, int8=True),
     "cooperlake": _x86(64, _AVX512_2FMA, INTEL, bf16=True, int8=True),
     "icelake-server": _x86(64, _AVX512_2FMA, INTEL, int8=True),
-    "sapphirerapids": _x86(64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL,
-                           bf16=True, int8=True, fp16=True),
-    "emeraldrapids": _x86(64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL,
-                          bf16=True, int8=True, fp16=True),
-    "graniterapids": _x86(64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL,
-                          bf16=True, int8=True, fp16=True),
+    "sapphirerapids": _x86(
+        64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL, bf16=True, int8=True, fp16=True
+    ),
+    "emeraldrapids": _x86(
+        64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL, bf16=True, int8=True, fp16=True
+    ),
+    "graniterapids": _x86(
+        64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL, bf16=True, int8=True, fp16=True
+    ),
     "cortex-a53": _arm(8, "1 NEON pipe x 4 fp32 lanes (128-bit)", fp16=False, dot=False),
     "cortex-a55": _arm(8, "1 NEON pipe x 4 fp32 lanes (128-bit)"),
     "cortex-a72": _arm(16, _NEON_2, fp16=False, dot=False),
@@ -106,6 +122,11 @@ def core_arithmetic(llvm_cpu: str, model_name: str = "") -> CoreArithmetic | Non
     """The entry for an LLVM CPU name; Zen 5 mobile parts (Ryzen AI, "Strix") have a 256-bit datapath."""
     entry = TABLE.get(llvm_cpu)
     if llvm_cpu == "znver5" and "ryzen ai" in model_name.lower():
-        return _x86(32, "2 FMA pipes x 8 fp32 lanes (256-bit datapath of the mobile Zen 5; 512-bit ops "
-                        "double-pumped)", AMD_ZEN5, bf16=True, int8=True)
+        return _x86(
+            32,
+            "2 FMA pipes x 8 fp32 lanes (256-bit datapath of the mobile Zen 5; 512-bit ops double-pumped)",
+            AMD_ZEN5,
+            bf16=True,
+            int8=True,
+        )
     return entry

@@ -128,7 +128,7 @@ def _timed_copy(source, destination, threads: int) -> float:
 
     def work(k):
         barrier.wait()
-        np.copyto(destination[k * step:(k + 1) * step], source[k * step:(k + 1) * step])
+        np.copyto(destination[k * step : (k + 1) * step], source[k * step : (k + 1) * step])
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
     for worker in workers:
@@ -162,21 +162,26 @@ def _load_average() -> float | None:
 
 def measure_host(key: str, threads: int, caches: dict[str, int]) -> HostMeasurements:
     try:
-        clock, clock_method = measure_clock_ghz(), (
-            f"measured: a chain of dependent one-cycle integer operations, fastest of {_CLOCK_BURSTS} bursts")
+        clock, clock_method = (
+            measure_clock_ghz(),
+            (f"measured: a chain of dependent one-cycle integer operations, fastest of {_CLOCK_BURSTS} bursts"),
+        )
     except Exception as exc:  # noqa: BLE001 - no TVM/LLVM here: the caller falls back to /proc/cpuinfo and says so
         clock, clock_method = None, f"not measured ({type(exc).__name__})"
     size = copy_buffer_bytes(caches)
     try:
         best, median = measure_copy_bandwidth(threads, size)
-        method = (f"measured: copy of a {size >> 20} MiB buffer into another (> 4x the last-level cache) by "
-                  f"{threads} threads and by 1, alternating; read + written bytes; fastest of {_COPY_ROUNDS} "
-                  f"rounds (median {median:.1f} GB/s)")
+        method = (
+            f"measured: copy of a {size >> 20} MiB buffer into another (> 4x the last-level cache) by "
+            f"{threads} threads and by 1, alternating; read + written bytes; fastest of {_COPY_ROUNDS} "
+            f"rounds (median {median:.1f} GB/s)"
+        )
     except MemoryError:
         best = median = None
         method = f"not measured: no memory for two {size >> 20} MiB buffers"
-    return HostMeasurements(key, clock, clock_method, best, median, method, _load_average(),
-                            datetime.now(UTC).isoformat(timespec="seconds"))
+    return HostMeasurements(
+        key, clock, clock_method, best, median, method, _load_average(), datetime.now(UTC).isoformat(timespec="seconds")
+    )
 
 
 def _cached(path: Path, key: str) -> HostMeasurements | None:
@@ -204,9 +209,14 @@ def _best_of(previous: HostMeasurements, new: HostMeasurements) -> HostMeasureme
     if previous.clock_ghz and (not new.clock_ghz or previous.clock_ghz > new.clock_ghz):
         out = replace(out, clock_ghz=previous.clock_ghz, clock_method=previous.clock_method)
     if previous.bandwidth_gbs and (not new.bandwidth_gbs or previous.bandwidth_gbs > new.bandwidth_gbs):
-        out = replace(out, bandwidth_gbs=previous.bandwidth_gbs, bandwidth_median_gbs=previous.bandwidth_median_gbs,
-                      bandwidth_method=previous.bandwidth_method, measured_at=previous.measured_at,
-                      load_average=previous.load_average)
+        out = replace(
+            out,
+            bandwidth_gbs=previous.bandwidth_gbs,
+            bandwidth_median_gbs=previous.bandwidth_median_gbs,
+            bandwidth_method=previous.bandwidth_method,
+            measured_at=previous.measured_at,
+            load_average=previous.load_average,
+        )
     return out
 
 

@@ -53,9 +53,12 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
     tvm_target = target.tvm()
     key = target_key(tvm_target)
     matching = [r for r in readout.records if r.data["target"] == key]
-    summary = TuningSummary(records_for_target=len(matching), records_other_targets=len(readout.records) - len(matching),
-                            bad_lines=len(readout.bad_lines),
-                            skipped=[f"{file}:{number}: {why}" for file, number, why in readout.bad_lines])
+    summary = TuningSummary(
+        records_for_target=len(matching),
+        records_other_targets=len(readout.records) - len(matching),
+        bad_lines=len(readout.bad_lines),
+        skipped=[f"{file}:{number}: {why}" for file, number, why in readout.bad_lines],
+    )
     # Kernels a graph pass already scheduled (fused attention) are neither tuned nor default.
     kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc) and not is_scheduled(func)]
     summary.kernels = len(kernels)

@@ -53,8 +53,9 @@ class InProcessBuilder(PyBuilder):
         results = []
         for build_input in build_inputs:
             try:
-                path = build_candidate(build_input.mod, build_input.target, self.fcompile, self.extension,
-                                       self.work_dir)
+                path = build_candidate(
+                    build_input.mod, build_input.target, self.fcompile, self.extension, self.work_dir
+                )
                 results.append(BuilderResult(path, None))
                 self.built += 1
             except Exception as exc:  # noqa: BLE001 - a bad candidate fails alone; the search goes on

@@ -3,8 +3,16 @@ read from the workload's PrimFunc (the 24-character workload key alone tells a r
 
 from __future__ import annotations
 
-_DTYPES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "int64": "i64", "int32": "i32", "int8": "i8",
-           "uint8": "u8", "bool": "bool"}
+_DTYPES = {
+    "float32": "f32",
+    "float16": "f16",
+    "bfloat16": "bf16",
+    "int64": "i64",
+    "int32": "i32",
+    "int8": "i8",
+    "uint8": "u8",
+    "bool": "bool",
+}
 
 
 def _buffer(param) -> str:

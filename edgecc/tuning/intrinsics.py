@@ -21,9 +21,17 @@ PACKAGE = "tvm.s_tir.tensor_intrin"
 # TVM target kind -> intrinsic modules its schedule rules may name.
 BY_KIND = {"cuda": ("cuda",), "rocm": ("rocm",), "metal": ("metal",), "hexagon": ("hexagon",)}
 # LLVM CPU targets: first component of the triple -> intrinsic modules.
-BY_CPU = {"x86_64": ("x86",), "i686": ("x86",), "aarch64": ("arm_cpu",), "arm64": ("arm_cpu",),
-          "armv7": ("arm_cpu",), "arm": ("arm_cpu",), "riscv64": ("riscv_cpu",), "riscv32": ("riscv_cpu",),
-          "hexagon": ("hexagon",)}
+BY_CPU = {
+    "x86_64": ("x86",),
+    "i686": ("x86",),
+    "aarch64": ("arm_cpu",),
+    "arm64": ("arm_cpu",),
+    "armv7": ("arm_cpu",),
+    "arm": ("arm_cpu",),
+    "riscv64": ("riscv_cpu",),
+    "riscv32": ("riscv_cpu",),
+    "hexagon": ("hexagon",),
+}
 
 
 def modules_for(tvm_target) -> tuple[str, ...] | None:

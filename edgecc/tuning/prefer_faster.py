@@ -28,9 +28,14 @@ class Comparison:
     choices: list[KernelChoice] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"compared": len(self.choices), "kept_default": [c.name for c in self.choices if c.kept == "default"],
-                "kernels": [{"name": c.name, "tuned_us": round(c.tuned_us, 2), "default_us": round(c.default_us, 2),
-                             "kept": c.kept} for c in self.choices]}
+        return {
+            "compared": len(self.choices),
+            "kept_default": [c.name for c in self.choices if c.kept == "default"],
+            "kernels": [
+                {"name": c.name, "tuned_us": round(c.tuned_us, 2), "default_us": round(c.default_us, 2), "kept": c.kept}
+                for c in self.choices
+            ],
+        }
 
 
 def prefer_faster_schedules(tuned_mod, unscheduled_mod, target, default_schedule, tuned_names: list[str]):

@@ -54,18 +54,21 @@ def make_record(workload_json, record_json, tvm_target, board: str, latency_s: f
 
     from edgecc import __version__
 
-    return Record({
-        "format": FORMAT,
-        "kind": "record",
-        "workload_key": workload_key(workload_json),
-        "trace": record_json,  # TVM's TuningRecord JSON: [trace, run_secs, target, args_info]
-        "target": target_key(tvm_target),
-        "board": board,
-        "latency_s": float(latency_s),
-        "tvm": tvm.__version__,
-        "edgecc": __version__,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-    }, workload=workload_json)
+    return Record(
+        {
+            "format": FORMAT,
+            "kind": "record",
+            "workload_key": workload_key(workload_json),
+            "trace": record_json,  # TVM's TuningRecord JSON: [trace, run_secs, target, args_info]
+            "target": target_key(tvm_target),
+            "board": board,
+            "latency_s": float(latency_s),
+            "tvm": tvm.__version__,
+            "edgecc": __version__,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        workload=workload_json,
+    )
 
 
 def workload_line(key: str, workload_json) -> str:
@@ -146,7 +149,7 @@ def _workload_keys_in(path: Path) -> set:
     if path.exists():
         with open(path, "rb") as handle:
             for raw in handle:
-                if raw.startswith(b'{') and b'"kind":"workload"' in raw:
+                if raw.startswith(b"{") and b'"kind":"workload"' in raw:
                     try:
                         keys.add(json.loads(raw)["workload_key"])
                     except (json.JSONDecodeError, KeyError, TypeError):
@@ -203,8 +206,10 @@ def append_records(path: Path, records: list[Record]) -> None:
                 os.fsync(fd)
             except OSError as exc:
                 _cut_back(fd, start)
-                raise LogWriteError(f"cannot append {len(records)} record(s) to the tuning log {path}: "
-                                    f"{exc.strerror or exc} (nothing of this append was kept)") from None
+                raise LogWriteError(
+                    f"cannot append {len(records)} record(s) to the tuning log {path}: "
+                    f"{exc.strerror or exc} (nothing of this append was kept)"
+                ) from None
         finally:
             os.close(fd)
         stat = path.stat()
@@ -237,8 +242,9 @@ def _ends_with_newline(path: Path) -> bool:
 
 def valid_latency(record: Record) -> bool:
     latency = record.data.get("latency_s")
-    return (isinstance(latency, (int, float)) and not isinstance(latency, bool) and math.isfinite(latency)
-            and latency > 0)
+    return (
+        isinstance(latency, (int, float)) and not isinstance(latency, bool) and math.isfinite(latency) and latency > 0
+    )
 
 
 def best_records(records: list[Record]) -> dict[tuple[str, str], Record]:
@@ -288,8 +294,10 @@ def merge_logs(sources, destination: Path) -> MergeResult:
         readout = read_logs(sources)
         best = best_records(readout.records)
         if not best and destination.exists() and destination.stat().st_size > 0:
-            raise EdgeccError(f"no good record in {', '.join(str(s) for s in sources)} "
-                              f"({len(readout.bad_lines)} bad line(s)); {destination} was left as it was")
+            raise EdgeccError(
+                f"no good record in {', '.join(str(s) for s in sources)} "
+                f"({len(readout.bad_lines)} bad line(s)); {destination} was left as it was"
+            )
         write_text_atomic(destination, _merged_text(list(best.values())))
     return MergeResult(readout, best)
 

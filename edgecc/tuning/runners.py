@@ -48,10 +48,12 @@ def make_runner(session: dict | None):
 
     host, port = parse_address(rpc or tracker)  # a bad address fails now, with one line, not per candidate
     # RPCConfig only passes its sanity check and sets the future's timeout; sessions come from create_session.
-    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key or "-",
-                                 session_timeout_sec=int(timeout * (attempts + 1)))
+    config = ms.runner.RPCConfig(
+        tracker_host=host, tracker_port=port, tracker_key=key or "-", session_timeout_sec=int(timeout * (attempts + 1))
+    )
     return ms.runner.RPCRunner(
         rpc_config=config,
         evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50),
         f_create_session=functools.partial(create_session, rpc, tracker, key, timeout, attempts, pause_s),
-        max_workers=1)
+        max_workers=1,
+    )

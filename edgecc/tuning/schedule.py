@@ -36,8 +36,15 @@ def schedule_module(lowered, target, backend, options, log=print):
 
     tuning: dict = {}
     if options.tune:
-        result = tune(lowered, target, own_log_dir(options, target), trials=options.trials,
-                      budget_s=options.budget_seconds, session=remote_spec(options), progress=not options.quiet)
+        result = tune(
+            lowered,
+            target,
+            own_log_dir(options, target),
+            trials=options.trials,
+            budget_s=options.budget_seconds,
+            session=remote_spec(options),
+            progress=not options.quiet,
+        )
         tuning["run"] = result.to_dict()
     mod = lowered
     log_dirs = tuning_log_dirs(options, target)
@@ -57,8 +64,11 @@ def _keep_faster_of_tuned_and_default(lowered, tuned, target, backend, log):
     from edgecc.schedules.common import is_scheduled
     from edgecc.tuning.prefer_faster import prefer_faster_schedules
 
-    names = [gv.name_hint for gv, func in lowered.functions.items()
-             if isinstance(func, PrimFunc) and not is_scheduled(func) and is_scheduled(tuned[gv.name_hint])]
+    names = [
+        gv.name_hint
+        for gv, func in lowered.functions.items()
+        if isinstance(func, PrimFunc) and not is_scheduled(func) and is_scheduled(tuned[gv.name_hint])
+    ]
     log(f"timing {len(names)} tuned kernels against their default schedules ...")
     mod, comparison = prefer_faster_schedules(tuned, lowered, target, backend.default_schedule, names)
     return mod, comparison.to_dict()

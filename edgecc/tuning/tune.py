@@ -51,8 +51,9 @@ class BudgetSpent(Exception):
 class RecordAndReport(PyMeasureCallback):
     """After each batch: append the measured schedules to the log, print progress, enforce the budget."""
 
-    def __init__(self, log_path, tvm_target, board, result: TuneResult, total_trials, budget_s, weights,
-                 progress, started):
+    def __init__(
+        self, log_path, tvm_target, board, result: TuneResult, total_trials, budget_s, weights, progress, started
+    ):
         super().__init__()
         self.log_path, self.tvm_target, self.board = Path(log_path), tvm_target, board
         self.result, self.total_trials, self.budget_s = result, total_trials, budget_s
@@ -106,10 +107,10 @@ class RecordAndReport(PyMeasureCallback):
                 self.result.run_failures += 1
                 self._note_error("run", f"measured latency {latency!r} is not a finite time > 0")
                 continue
-            tvm_record = ms.database.TuningRecord(candidate.sch.trace, workload, ran.run_secs, self.tvm_target,
-                                                  candidate.args_info)
-            records.append(make_record(workload.as_json(), tvm_record.as_json(), self.tvm_target, self.board,
-                                       latency))
+            tvm_record = ms.database.TuningRecord(
+                candidate.sch.trace, workload, ran.run_secs, self.tvm_target, candidate.args_info
+            )
+            records.append(make_record(workload.as_json(), tvm_record.as_json(), self.tvm_target, self.board, latency))
             best = self.result.best_ms_per_task.get(str(task_id))
             if best is None or latency * 1e3 < best:
                 self.result.best_ms_per_task[str(task_id)] = latency * 1e3
@@ -128,8 +129,15 @@ class RecordAndReport(PyMeasureCallback):
     def _print(self, elapsed, estimate):
         if not self.progress:
             return
-        line = self.bar.line(time.monotonic(), self.submitted, self.result.trials_run, estimate,
-                             self.result.build_failures + self.result.run_failures, self.budget_s, elapsed)
+        line = self.bar.line(
+            time.monotonic(),
+            self.submitted,
+            self.result.trials_run,
+            estimate,
+            self.result.build_failures + self.result.run_failures,
+            self.budget_s,
+            elapsed,
+        )
         sys.stderr.write("\r" + line + " ")
         sys.stderr.flush()
 
@@ -146,8 +154,16 @@ class ProgressBar:
         self.total = max(total, 1)
         self.search_started: float | None = None
 
-    def line(self, now: float, submitted: int, measured: int, estimate_ms: float, failures: int,
-             budget_s: float | None, elapsed: float) -> str:
+    def line(
+        self,
+        now: float,
+        submitted: int,
+        measured: int,
+        estimate_ms: float,
+        failures: int,
+        budget_s: float | None,
+        elapsed: float,
+    ) -> str:
         if self.search_started is None:
             self.search_started = now
         shown = min(max(submitted, measured), self.total)
@@ -160,9 +176,12 @@ class ProgressBar:
             eta = f"~{left:.0f}s left"
         else:
             eta = "time left: after the first measurements"
-        return (f"tuning [{'#' * filled}{'.' * (self.width - filled)}] {shown}/{self.total} trials "
-                f"({measured} measured{', the last batch ran past the total' if measured > self.total else ''}), est. kernels {estimate_ms:.2f} ms, failures {failures}, "
-                f"{elapsed:.0f}s elapsed, {eta}")
+        return (
+            f"tuning [{'#' * filled}{'.' * (self.width - filled)}] {shown}/{self.total} trials "
+            f"({measured} measured{', the last batch ran past the total' if measured > self.total else ''}), "
+            f"est. kernels {estimate_ms:.2f} ms, failures {failures}, "
+            f"{elapsed:.0f}s elapsed, {eta}"
+        )
 
 
 def _batch_size(trials: int, tasks: int, budget_s: float | None) -> int:
@@ -175,8 +194,16 @@ def _batch_size(trials: int, tasks: int, budget_s: float | None) -> int:
     return size
 
 
-def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None, session: dict | None = None,
-         progress: bool = True, max_trials_per_task: int | None = None) -> TuneResult:
+def tune(
+    mod,
+    target,
+    log_dir: Path,
+    trials: int,
+    budget_s: float | None = None,
+    session: dict | None = None,
+    progress: bool = True,
+    max_trials_per_task: int | None = None,
+) -> TuneResult:
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
@@ -198,8 +225,7 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     # Resume counts only this model's kernels on this target: another model's records in the same
     # folder must not use up this model's trial budget.
     kernels = {workload_key(ms.database.Workload(task.dispatched[0]).as_json()) for task in extracted}
-    prior = [r for r in read_logs([log_dir]).records
-             if r.data["target"] == key and r.data["workload_key"] in kernels]
+    prior = [r for r in read_logs([log_dir]).records if r.data["target"] == key and r.data["workload_key"] in kernels]
     result = TuneResult(str(log_path), tasks=len(extracted), trials_before=len(prior))
     remaining = trials - len(prior)
     if remaining <= 0:
@@ -208,14 +234,36 @@ def tune(mod, target, log_dir: Path, trials: int, budget_s: float | None = None,
     if not extracted:
         return result
     with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work_dir, only_target_intrinsics(tvm_target):
-        contexts, weights = extracted_tasks_to_tune_contexts(extracted, work_dir=work_dir, strategy="evolutionary",
-                                                             space="post-order-apply", seed=0)
-        callback = RecordAndReport(log_path, tvm_target, target.name, result, remaining, budget_s,
-                                   [float(w) for w in weights], progress, started)
+        contexts, weights = extracted_tasks_to_tune_contexts(
+            extracted, work_dir=work_dir, strategy="evolutionary", space="post-order-apply", seed=0
+        )
+        callback = RecordAndReport(
+            log_path,
+            tvm_target,
+            target.name,
+            result,
+            remaining,
+            budget_s,
+            [float(w) for w in weights],
+            progress,
+            started,
+        )
         database = _database_for(best_records(prior).values()) if prior else ms.database.MemoryDatabase()
         try:
-            _tune_tasks(ms, contexts, weights, work_dir, remaining, max_trials_per_task, budget_s, target, session,
-                        runner, database, callback)
+            _tune_tasks(
+                ms,
+                contexts,
+                weights,
+                work_dir,
+                remaining,
+                max_trials_per_task,
+                budget_s,
+                target,
+                session,
+                runner,
+                database,
+                callback,
+            )
         except Exception:
             if result.stopped_by != "time budget":
                 raise
@@ -235,23 +283,36 @@ def _require_measurements(result: TuneResult, session: dict | None) -> None:
     where = f" on the board {session.get('rpc') or session.get('tracker')}" if session else ""
     if not result.trials_run:
         if result.stopped_by == "time budget":
-            raise TuningError(f"tuning{where} measured nothing before the time budget ran out; give it more "
-                              "time (--budget)")
+            raise TuningError(
+                f"tuning{where} measured nothing before the time budget ran out; give it more time (--budget)"
+            )
         raise TuningError(f"tuning{where} ran no trial ({result.tasks} kernel(s) to tune)")
     first = result.first_errors[0] if result.first_errors else "no error message"
-    raise TuningError(f"tuning{where} measured nothing: all {result.trials_run} trials failed "
-                      f"({result.build_failures} to build, {result.run_failures} to run); first error: {first}")
+    raise TuningError(
+        f"tuning{where} measured nothing: all {result.trials_run} trials failed "
+        f"({result.build_failures} to build, {result.run_failures} to run); first error: {first}"
+    )
 
 
-def _tune_tasks(ms, contexts, weights, work_dir, trials, max_trials_per_task, budget_s, target, session, runner,
-                database, callback):
+def _tune_tasks(
+    ms, contexts, weights, work_dir, trials, max_trials_per_task, budget_s, target, session, runner, database, callback
+):
     from edgecc.tuning.builder import InProcessBuilder, shared_library_compiler
 
     ms.tune.tune_tasks(
-        tasks=contexts, task_weights=weights, work_dir=work_dir, max_trials_global=trials,
-        max_trials_per_task=max_trials_per_task, num_trials_per_iter=_batch_size(trials, len(contexts), budget_s),
-        builder=InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else (None, None)),
-                                 before_batch=callback.before_build),
-        runner=runner, database=database, cost_model="xgb",
+        tasks=contexts,
+        task_weights=weights,
+        work_dir=work_dir,
+        max_trials_global=trials,
+        max_trials_per_task=max_trials_per_task,
+        num_trials_per_iter=_batch_size(trials, len(contexts), budget_s),
+        builder=InProcessBuilder(
+            work_dir,
+            *(shared_library_compiler(target) if session else (None, None)),
+            before_batch=callback.before_build,
+        ),
+        runner=runner,
+        database=database,
+        cost_model="xgb",
         measure_callbacks=[*ms.MeasureCallback.create("default"), callback],
     )

@@ -96,11 +96,22 @@ def through_edgecc(case: Path, work: Path) -> str:
     except ValueError:
         pass  # object arrays (strings): edgecc refuses the model before it reads the file
     # the test data fixes every input's shape (models often leave dims symbolic); strings are not numbers
-    specs = [f"{name}:{'x'.join(map(str, array.shape))}:{array.dtype}" for name, array in inputs.items()
-             if array.ndim and all(d > 0 for d in array.shape) and array.dtype.kind in "biuf"]
+    specs = [
+        f"{name}:{'x'.join(map(str, array.shape))}:{array.dtype}"
+        for name, array in inputs.items()
+        if array.ndim and all(d > 0 for d in array.shape) and array.dtype.kind in "biuf"
+    ]
     try:
-        result = edgecc.compile(model_path, "host", work / "artifact", input_specs=tuple(specs), sample_inputs=npz,
-                                verify=False, measure=False, log=lambda *_: None)
+        result = edgecc.compile(
+            model_path,
+            "host",
+            work / "artifact",
+            input_specs=tuple(specs),
+            sample_inputs=npz,
+            verify=False,
+            measure=False,
+            log=lambda *_: None,
+        )
         actual = edgecc.run(result.artifact_dir, inputs)
     except EdgeccError as exc:
         return f"error: {str(exc).splitlines()[0]}"
@@ -110,8 +121,15 @@ def through_edgecc(case: Path, work: Path) -> str:
     # A wrong answer must not reach a user silently: a normal compile (verified against ONNX Runtime
     # on the same inputs) has to refuse it.
     try:
-        edgecc.compile(model_path, "host", work / "verified", input_specs=tuple(specs), sample_inputs=npz,
-                       measure=False, log=lambda *_: None)
+        edgecc.compile(
+            model_path,
+            "host",
+            work / "verified",
+            input_specs=tuple(specs),
+            sample_inputs=npz,
+            measure=False,
+            log=lambda *_: None,
+        )
     except EdgeccError as exc:
         return f"mismatch ({wrong}); a verified compile refuses it: {str(exc).splitlines()[0]}"
     return f"mismatch ({wrong}) and a verified compile passes: SILENT WRONG ANSWER"
@@ -168,9 +186,11 @@ def main(argv=None) -> int:
         print(f"{o.name:60s} bare TVM: {o.bare_tvm[:40]:40s} edgecc: {o.edgecc[:150]}  ({o.seconds:.1f} s)")
     builds = [o for o in outcomes if o.bare_tvm == "builds"]
     match = [o for o in builds if o.edgecc == "match"]
-    print(f"{len(outcomes)} models; bare TVM builds {len(builds)}; of those edgecc matches {len(match)} "
-          f"({100 * len(match) / max(len(builds), 1):.1f}%); edgecc matches {sum(o.edgecc == 'match' for o in outcomes)} "
-          f"in all")
+    print(
+        f"{len(outcomes)} models; bare TVM builds {len(builds)}; of those edgecc matches {len(match)} "
+        f"({100 * len(match) / max(len(builds), 1):.1f}%); edgecc matches {sum(o.edgecc == 'match' for o in outcomes)} "
+        f"in all"
+    )
     if args.json:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
     return 0

@@ -9,8 +9,16 @@ from edgecc.measure.energy.detect import detect_meter
 from edgecc.measure.energy.estimate import estimate_energy
 from edgecc.measure.energy.measure import energy_per_inference
 
-__all__ = ["EnergySample", "Meter", "PowerReading", "detect_meter", "estimate_energy", "energy_per_inference",
-           "measure_energy", "not_measured"]
+__all__ = [
+    "EnergySample",
+    "Meter",
+    "PowerReading",
+    "detect_meter",
+    "estimate_energy",
+    "energy_per_inference",
+    "measure_energy",
+    "not_measured",
+]
 
 
 def not_measured(why: str) -> dict:
@@ -26,8 +34,10 @@ def measure_energy(artifact, inputs: dict, target, latency_s: float, log=print, 
     meter = remote_meter(artifact.session) if artifact.session is not None else detect_meter()
     if meter is None:
         if not target.board.has_power_figures:
-            return not_measured(f"no power meter readable where the model ran, and target '{target.name}' has no "
-                                "power figures (board.tdp_watts, board.idle_watts) to estimate from")
+            return not_measured(
+                f"no power meter readable where the model ran, and target '{target.name}' has no "
+                "power figures (board.tdp_watts, board.idle_watts) to estimate from"
+            )
         result = estimate_energy(target, latency_s)
         result["why_estimated"] = "no power meter readable where the model ran"
         return result

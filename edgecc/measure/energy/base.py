@@ -113,12 +113,17 @@ def summarise(name: str, readings: list[PowerReading], wrap_of=lambda rail: None
         # power meters report peak as the largest instantaneous reading, not the interval average
         interval_watts = [sum(r.watts.values()) for r in readings]
     joules = sum(rail_joules.values())
-    return EnergySample(meter=name, seconds=seconds, joules=joules,
-                        avg_watts=joules / seconds if seconds > 0 else 0.0,
-                        peak_watts=max(interval_watts) if interval_watts else 0.0,
-                        samples=len(readings),
-                        sample_rate_hz=(len(readings) - 1) / seconds if seconds > 0 else 0.0,
-                        rails=sorted(rail_joules), rail_joules=rail_joules)
+    return EnergySample(
+        meter=name,
+        seconds=seconds,
+        joules=joules,
+        avg_watts=joules / seconds if seconds > 0 else 0.0,
+        peak_watts=max(interval_watts) if interval_watts else 0.0,
+        samples=len(readings),
+        sample_rate_hz=(len(readings) - 1) / seconds if seconds > 0 else 0.0,
+        rails=sorted(rail_joules),
+        rail_joules=rail_joules,
+    )
 
 
 def now() -> float:

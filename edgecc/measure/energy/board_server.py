@@ -36,7 +36,8 @@ def main() -> None:
     atexit.register(shutil.rmtree, boot, True)
     package_root = str(Path(__file__).resolve().parents[3])  # so workers import this edgecc
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(boot), package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+        [str(boot), package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    )
     os.environ[PROBES_ENV] = "1"
     sys.path[:0] = [str(boot)]
     from edgecc.measure.energy.remote import register_board_probes

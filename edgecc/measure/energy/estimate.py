@@ -17,15 +17,16 @@ def estimate_energy(target, latency_s: float, utilisation: float = 1.0) -> dict:
         raise EdgeccError(f"utilisation must be in (0, 1], got {utilisation}")
     board = target.board
     if not board.has_power_figures:
-        raise EdgeccError(f"target '{target.name}' has no power figures (board.tdp_watts, board.idle_watts) to "
-                          "estimate energy from")
+        raise EdgeccError(
+            f"target '{target.name}' has no power figures (board.tdp_watts, board.idle_watts) to estimate energy from"
+        )
     idle, tdp = float(board.idle_watts), float(board.tdp_watts)
     active = idle + utilisation * (tdp - idle)
     return {
         "kind": "estimated",
         "meter": "estimate from target file",
         "basis": f"board.idle_watts={idle:g} W, board.tdp_watts={tdp:g} W, utilisation={utilisation:g} "
-                 f"(target '{target.name}')",
+        f"(target '{target.name}')",
         "joules_per_inference": (active - idle) * latency_s,
         "joules_per_inference_total": active * latency_s,
         "avg_watts": active,

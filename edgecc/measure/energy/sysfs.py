@@ -110,7 +110,7 @@ class Ina3221Meter(Meter):
         drivers = Path(root) / "sys/bus/i2c/drivers"
         for hwmon in sorted(drivers.glob("ina3221*/*/hwmon/hwmon*")):
             for label in sorted(hwmon.glob("in*_label")):
-                k = label.name[2:-len("_label")]
+                k = label.name[2 : -len("_label")]
                 volts, amps = hwmon / f"in{k}_input", hwmon / f"curr{k}_input"
                 rail = label.read_text().strip()
                 if rail and _readable(volts) and _readable(amps):

@@ -35,10 +35,16 @@ class NvmlMeter(Meter):
     def read(self) -> PowerReading:
         t = self.clock()
         if self.counter:
-            return PowerReading(t, joules={f"gpu{i}": self.nvml.nvmlDeviceGetTotalEnergyConsumption(h) / 1e3
-                                           for i, h in enumerate(self.handles)})
-        return PowerReading(t, watts={f"gpu{i}": self.nvml.nvmlDeviceGetPowerUsage(h) / 1e3
-                                      for i, h in enumerate(self.handles)})
+            return PowerReading(
+                t,
+                joules={
+                    f"gpu{i}": self.nvml.nvmlDeviceGetTotalEnergyConsumption(h) / 1e3
+                    for i, h in enumerate(self.handles)
+                },
+            )
+        return PowerReading(
+            t, watts={f"gpu{i}": self.nvml.nvmlDeviceGetPowerUsage(h) / 1e3 for i, h in enumerate(self.handles)}
+        )
 
 
 def try_nvml() -> NvmlMeter | None:
@@ -103,8 +109,17 @@ def sample_from_powermetrics(text: str) -> EnergySample:
         peak = max(peak, sum(counted.values()))
         seconds += elapsed
     joules = sum(rail_joules.values())
-    return EnergySample("powermetrics", seconds, joules, joules / seconds, peak, len(blocks),
-                        len(blocks) / seconds, sorted(rail_joules), rail_joules)
+    return EnergySample(
+        "powermetrics",
+        seconds,
+        joules,
+        joules / seconds,
+        peak,
+        len(blocks),
+        len(blocks) / seconds,
+        sorted(rail_joules),
+        rail_joules,
+    )
 
 
 class _ToolMeter(Meter):

@@ -99,7 +99,7 @@ def _slot_positions(seq: int, pattern, padding: int) -> tuple[np.ndarray, np.nda
     """Key position of each slot of each block [blocks, slots], and whether the slot is a real key."""
     block, reach = pattern.block, pattern.neighbours * pattern.block
     width = (2 * pattern.neighbours + 1) * block
-    window = (np.arange(seq // block)[:, None] * block - reach + np.arange(width)[None, :])
+    window = np.arange(seq // block)[:, None] * block - reach + np.arange(width)[None, :]
     window_valid = (window >= 0) & (window < seq) & (window >= pattern.global_tokens)
     blocks = seq // block
     globals_ = np.broadcast_to(np.arange(pattern.global_tokens), (blocks, pattern.global_tokens))

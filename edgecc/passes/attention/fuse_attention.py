@@ -44,10 +44,18 @@ class FuseAttention:
             def build(mutator):
                 kernel = attention_kernel(plan, self.fast_math, self.lanes)
                 gvar = mutator.builder_.add_func(kernel, "fused_attention")
-                sources = [plan.q.source, plan.kt.source, plan.v.source, *([plan.bias] if plan.bias is not None else []),
-                           *plan.q.tables, *plan.kt.tables, *plan.v.tables]
+                sources = [
+                    plan.q.source,
+                    plan.kt.source,
+                    plan.v.source,
+                    *([plan.bias] if plan.bias is not None else []),
+                    *plan.q.tables,
+                    *plan.kt.tables,
+                    *plan.v.tables,
+                ]
                 fused[0] += 1
                 return relax.call_tir(gvar, [mutator.visit_expr(x) for x in sources], ty)
+
             return build
 
         def find(func):

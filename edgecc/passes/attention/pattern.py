@@ -109,20 +109,40 @@ class AttentionMatcher:
         q_shape, kt_shape, v_shape, out_shape = shapes
         batch, (seq, dim) = q_shape[:-2], q_shape[-2:]
         keys, value_dim = kt_shape[-1], v_shape[-1]
-        if kt_shape != [*batch, dim, keys] or v_shape != [*batch, keys, value_dim] or \
-                out_shape != [*batch, seq, value_dim] or shape != [*batch, seq, keys]:
+        if (
+            kt_shape != [*batch, dim, keys]
+            or v_shape != [*batch, keys, value_dim]
+            or out_shape != [*batch, seq, value_dim]
+            or shape != [*batch, seq, keys]
+        ):
             return None
         if bias is not None:
             bias_shape = static_shape(bias)
-            if bias_shape is None or dtype(bias) != "float32" or len(bias_shape) > len(shape) or any(
-                    b not in (1, s) for b, s in zip(reversed(bias_shape), reversed(shape))):
+            if (
+                bias_shape is None
+                or dtype(bias) != "float32"
+                or len(bias_shape) > len(shape)
+                or any(b not in (1, s) for b, s in zip(reversed(bias_shape), reversed(shape)))
+            ):
                 return None
         chain = dict(producer=self.producer, allow_take=True)
-        return AttentionPlan(q=strip_chain(q_expr, **chain), kt=strip_chain(kt_expr, **chain),
-                             v=strip_chain(v_expr, **chain), bias=bias, logit_steps=walked[::-1],
-                             nan_to_zero=nan_to_zero, out_axes=None, batch=batch,
-                             seq=seq, keys=keys, dim=dim, value_dim=value_dim,
-                             q_expr=q_expr, kt_expr=kt_expr, v_expr=v_expr)
+        return AttentionPlan(
+            q=strip_chain(q_expr, **chain),
+            kt=strip_chain(kt_expr, **chain),
+            v=strip_chain(v_expr, **chain),
+            bias=bias,
+            logit_steps=walked[::-1],
+            nan_to_zero=nan_to_zero,
+            out_axes=None,
+            batch=batch,
+            seq=seq,
+            keys=keys,
+            dim=dim,
+            value_dim=value_dim,
+            q_expr=q_expr,
+            kt_expr=kt_expr,
+            v_expr=v_expr,
+        )
 
     def _leads_to_matmul(self, expr) -> bool:
         value = self.bound(expr)
@@ -149,8 +169,11 @@ class AttentionMatcher:
             if absorb_head_merge and len(consumers) == 1 and consumers[0] is not None:
                 consumer = self.values[consumers[0]]
                 rank = len(plan.batch) + 2
-                if is_op(consumer, "relax.permute_dims") and consumer.attrs.axes is not None and \
-                        dtype(consumer) == "float32":
+                if (
+                    is_op(consumer, "relax.permute_dims")
+                    and consumer.attrs.axes is not None
+                    and dtype(consumer) == "float32"
+                ):
                     plan.out_axes = [int(a) % rank for a in consumer.attrs.axes]
                     root = consumers[0]
             found[root] = plan
@@ -159,5 +182,8 @@ class AttentionMatcher:
 
 def count_attentions(mod) -> int:
     """How many attention subgraphs the module holds (what fusion or sparsity would rewrite)."""
-    return sum(len(AttentionMatcher(func).plans(absorb_head_merge=False))
-               for _, func in mod.functions_items() if isinstance(func, relax.Function))
+    return sum(
+        len(AttentionMatcher(func).plans(absorb_head_merge=False))
+        for _, func in mod.functions_items()
+        if isinstance(func, relax.Function)
+    )

@@ -44,14 +44,18 @@ class SparseAttentionStats:
         from edgecc.errors import EdgeccError
 
         reach = self.kept_dense_sequence_lengths
-        why = (f"the pattern keeps {self.keys_per_query} keys per query, and the sequence is only "
-               f"{max(reach)} tokens long: every key is kept (use a smaller window, or no --sparse-attention)"
-               if reach else "its form is not a plain [batch, heads, seq, dim] self-attention")
+        why = (
+            f"the pattern keeps {self.keys_per_query} keys per query, and the sequence is only "
+            f"{max(reach)} tokens long: every key is kept (use a smaller window, or no --sparse-attention)"
+            if reach
+            else "its form is not a plain [batch, heads, seq, dim] self-attention"
+        )
         if self.attentions_rewritten == 0 and refuse:
             if self.attentions_kept_dense == 0:
                 raise EdgeccError("--sparse-attention found no attention to rewrite in this model")
-            raise EdgeccError(f"--sparse-attention rewrote none of the model's {self.attentions_kept_dense} "
-                              f"attention(s): {why}")
+            raise EdgeccError(
+                f"--sparse-attention rewrote none of the model's {self.attentions_kept_dense} attention(s): {why}"
+            )
         if self.attentions_kept_dense:
             log(f"      sparse attention: {self.attentions_kept_dense} attention(s) kept dense: {why}")
 
@@ -84,10 +88,22 @@ class RewriteAttentionSparse:
                 if can_block(seq, pattern, static_shape(bias) if bias is not None else None):
                     return emit_blocked_attention(bb, q_, kt_, bias, v_, [b, h, seq, dim], pattern, shared)
                 if bias is None:
-                    return bb.call_te(lambda a, k, c: sparse_attention_te(a, k, None, c, pattern), q_, kt_, v_,
-                                      primfunc_name_hint="sparse_attention")
-                return bb.call_te(lambda a, k, m, c: sparse_attention_te(a, k, m, c, pattern), q_, kt_, bias, v_,
-                                  primfunc_name_hint="sparse_attention")
+                    return bb.call_te(
+                        lambda a, k, c: sparse_attention_te(a, k, None, c, pattern),
+                        q_,
+                        kt_,
+                        v_,
+                        primfunc_name_hint="sparse_attention",
+                    )
+                return bb.call_te(
+                    lambda a, k, m, c: sparse_attention_te(a, k, m, c, pattern),
+                    q_,
+                    kt_,
+                    bias,
+                    v_,
+                    primfunc_name_hint="sparse_attention",
+                )
+
             return build
 
         def find(func):
@@ -105,9 +121,13 @@ class RewriteAttentionSparse:
         result = replace_bindings(mod, find)
         self.stats = SparseAttentionStats(
             pattern={"block": pattern.block, "neighbours": pattern.neighbours, "global_tokens": pattern.global_tokens},
-            keys_per_query=pattern.keys_per_query, attentions_rewritten=len(flops),
-            attentions_kept_dense=kept_dense[0], kept_dense_sequence_lengths=tuple(short),
-            attention_flops_dense=sum(f["dense"] for f in flops), attention_flops_sparse=sum(f["sparse"] for f in flops))
+            keys_per_query=pattern.keys_per_query,
+            attentions_rewritten=len(flops),
+            attentions_kept_dense=kept_dense[0],
+            kept_dense_sequence_lengths=tuple(short),
+            attention_flops_dense=sum(f["dense"] for f in flops),
+            attention_flops_sparse=sum(f["sparse"] for f in flops),
+        )
         return result
 
 
@@ -153,44 +173,66 @@ def sparse_attention_te(q, kt, bias, v, pattern: SparsePattern):
         if bias is None:
             return tirx.const(0.0, "float32")
         dims = [int(d) for d in bias.shape]
-        lead = [b, h][-(len(dims) - 2):] if len(dims) > 2 else []
+        lead = [b, h][-(len(dims) - 2) :] if len(dims) > 2 else []
         lead = [0 if dims[n] == 1 else idx for n, idx in enumerate(lead)]
         return bias[(*lead, 0 if dims[-2] == 1 else i, k)]
 
     # Keys row-major ([.., S, D]) once, so each gathered key is read contiguously.
     keys = te.compute((*q.shape[:-2], seq, head_dim), lambda b, h, k, e: kt[b, h, e, k], name="keys")
     d = te.reduce_axis((0, head_dim), "d")
-    scores = te.compute((*q.shape[:-1], kept), lambda b, h, i, s: te.sum(
-        q[b, h, i, d] * keys[b, h, clamp(key_index(i, s)), d], axis=d), name="sparse_scores")
+    scores = te.compute(
+        (*q.shape[:-1], kept),
+        lambda b, h, i, s: te.sum(q[b, h, i, d] * keys[b, h, clamp(key_index(i, s)), d], axis=d),
+        name="sparse_scores",
+    )
 
     def masked(b, h, i, s):
         k = key_index(i, s)
-        valid = tirx.all(k >= 0, k < seq, tirx.Or(s < globals_, k >= globals_)) if globals_ else \
-            tirx.all(k >= 0, k < seq)
+        valid = (
+            tirx.all(k >= 0, k < seq, tirx.Or(s < globals_, k >= globals_)) if globals_ else tirx.all(k >= 0, k < seq)
+        )
         return tirx.if_then_else(valid, scores[b, h, i, s] + bias_at(b, h, i, clamp(k)), _MASKED)
 
     logits = te.compute(scores.shape, masked, name="sparse_logits")
     probs = _guarded(topi.nn.softmax(logits, axis=-1))
     s_axis = te.reduce_axis((0, kept), "s")
-    local = te.compute(q.shape, lambda b, h, i, e: te.sum(
-        probs[b, h, i, s_axis] * v[b, h, clamp(key_index(i, s_axis)), e], axis=s_axis), name="sparse_out")
+    local = te.compute(
+        q.shape,
+        lambda b, h, i, e: te.sum(probs[b, h, i, s_axis] * v[b, h, clamp(key_index(i, s_axis)), e], axis=s_axis),
+        name="sparse_out",
+    )
     if not globals_:
         return local
     # Global queries see every key: a small dense attention over their G rows.
     d2 = te.reduce_axis((0, head_dim), "d2")
-    g_scores = te.compute((*q.shape[:-2], globals_, seq), lambda b, h, g, k: te.sum(
-        q[b, h, g, d2] * keys[b, h, k, d2], axis=d2), name="global_scores")
-    g_logits = te.compute(g_scores.shape, lambda b, h, g, k: g_scores[b, h, g, k] + bias_at(b, h, g, k),
-                          name="global_logits")
+    g_scores = te.compute(
+        (*q.shape[:-2], globals_, seq),
+        lambda b, h, g, k: te.sum(q[b, h, g, d2] * keys[b, h, k, d2], axis=d2),
+        name="global_scores",
+    )
+    g_logits = te.compute(
+        g_scores.shape, lambda b, h, g, k: g_scores[b, h, g, k] + bias_at(b, h, g, k), name="global_logits"
+    )
     g_probs = _guarded(topi.nn.softmax(g_logits, axis=-1))
     k_axis = te.reduce_axis((0, seq), "k")
-    g_out = te.compute((*q.shape[:-2], globals_, head_dim), lambda b, h, g, e: te.sum(
-        g_probs[b, h, g, k_axis] * v[b, h, k_axis, e], axis=k_axis), name="global_out")
-    return te.compute(q.shape, lambda b, h, i, e: tirx.if_then_else(
-        i < globals_, g_out[b, h, tirx.min(i, globals_ - 1), e], local[b, h, i, e]), name="attention_out")
+    g_out = te.compute(
+        (*q.shape[:-2], globals_, head_dim),
+        lambda b, h, g, e: te.sum(g_probs[b, h, g, k_axis] * v[b, h, k_axis, e], axis=k_axis),
+        name="global_out",
+    )
+    return te.compute(
+        q.shape,
+        lambda b, h, i, e: tirx.if_then_else(
+            i < globals_, g_out[b, h, tirx.min(i, globals_ - 1), e], local[b, h, i, e]
+        ),
+        name="attention_out",
+    )
 
 
 def _guarded(probs):
     """0 instead of NaN for a row whose every kept key is masked with -inf (torch's where(isnan))."""
-    return te.compute(probs.shape, lambda *i: tirx.if_then_else(tirx.isnan(probs(*i)), tirx.const(0.0, "float32"),
-                                                                probs(*i)), name="guarded_probs")
+    return te.compute(
+        probs.shape,
+        lambda *i: tirx.if_then_else(tirx.isnan(probs(*i)), tirx.const(0.0, "float32"), probs(*i)),
+        name="guarded_probs",
+    )

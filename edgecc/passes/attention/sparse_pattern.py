@@ -38,8 +38,9 @@ class SparsePattern:
 
 def parse_sparse_attention(text: str) -> SparsePattern:
     def fail(why: str):
-        raise EdgeccError(f"bad --sparse-attention '{text}': {why}; expected window=W[,global=G] or "
-                          f"block=B[,neighbours=N][,global=G]")
+        raise EdgeccError(
+            f"bad --sparse-attention '{text}': {why}; expected window=W[,global=G] or block=B[,neighbours=N][,global=G]"
+        )
 
     values: dict[str, int] = {}
     for part in [p.strip() for p in text.split(",") if p.strip()]:
@@ -62,5 +63,6 @@ def parse_sparse_attention(text: str) -> SparsePattern:
         if "neighbours" in values:
             fail("neighbours= goes with block=, not window=")
         return SparsePattern(block=values["window"], neighbours=1, global_tokens=values.get("global", 0))
-    return SparsePattern(block=values["block"], neighbours=values.get("neighbours", 1),
-                         global_tokens=values.get("global", 0))
+    return SparsePattern(
+        block=values["block"], neighbours=values.get("neighbours", 1), global_tokens=values.get("global", 0)
+    )

@@ -62,8 +62,17 @@ def precision_passes(options, target) -> list:
     if options.precision == "mixed" and (int8 or bf16):
         from edgecc.passes.precision.choose_mixed_precisions import ChooseMixedPrecisions
 
-        return [ChooseMixedPrecisions(int8, bf16, lanes, target, timed, max_accuracy_drop=options.max_accuracy_drop,
-                                      calibration=options.calibration)]
+        return [
+            ChooseMixedPrecisions(
+                int8,
+                bf16,
+                lanes,
+                target,
+                timed,
+                max_accuracy_drop=options.max_accuracy_drop,
+                calibration=options.calibration,
+            )
+        ]
     if options.precision == "mixed":
         return [ChooseLayerPrecisions(calibration=options.calibration, max_accuracy_drop=options.max_accuracy_drop)]
     return []

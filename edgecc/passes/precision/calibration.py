@@ -50,16 +50,20 @@ def load_calibration_file(path: Path, specs: list[InputSpec]) -> list[dict]:
         raise EdgeccError(f"{path} is not a readable .npz file: {str(exc).splitlines()[0]}") from None
     missing = [s.name for s in specs if s.name not in data]
     if missing:
-        raise EdgeccError(f"calibration file {path} lacks input(s) {', '.join(missing)} "
-                          f"(it has {', '.join(sorted(data)) or 'nothing'})")
+        raise EdgeccError(
+            f"calibration file {path} lacks input(s) {', '.join(missing)} "
+            f"(it has {', '.join(sorted(data)) or 'nothing'})"
+        )
     counts = set()
     for spec in specs:
         array = data[spec.name]
         if tuple(array.shape) == spec.shape:
             data[spec.name] = array[None]
         elif tuple(array.shape[1:]) != spec.shape:
-            raise EdgeccError(f"calibration input '{spec.name}' in {path} has shape {tuple(array.shape)}; "
-                              f"expected {spec.shape} or (N, {', '.join(map(str, spec.shape))})")
+            raise EdgeccError(
+                f"calibration input '{spec.name}' in {path} has shape {tuple(array.shape)}; "
+                f"expected {spec.shape} or (N, {', '.join(map(str, spec.shape))})"
+            )
         counts.add(data[spec.name].shape[0])
     if len(counts) != 1:
         raise EdgeccError(f"calibration inputs in {path} hold different sample counts: {sorted(counts)}")
@@ -86,8 +90,13 @@ def tokenize(sentences: list[str], specs: list[InputSpec], tokenizer) -> list[di
     batch, seq_len = by_name["input_ids"].shape
     samples = []
     for start in range(0, len(sentences) - batch + 1, batch):
-        encoded = tokenizer(sentences[start:start + batch], padding="max_length", truncation=True,
-                            max_length=seq_len, return_tensors="np")
+        encoded = tokenizer(
+            sentences[start : start + batch],
+            padding="max_length",
+            truncation=True,
+            max_length=seq_len,
+            return_tensors="np",
+        )
         sample = {}
         for spec in specs:
             if spec.name in encoded:
@@ -123,7 +132,7 @@ def builtin_samples(mod, count: int = 8, seed: int = 0) -> list[dict]:
                 sample[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
             elif "mask" in spec.name:
                 mask = np.ones(spec.shape, dtype=spec.dtype)
-                mask[..., rng.integers(1, spec.shape[-1] + 1):] = 0
+                mask[..., rng.integers(1, spec.shape[-1] + 1) :] = 0
                 sample[spec.name] = mask
             elif spec.name == "input_ids":
                 sample[spec.name] = rng.integers(0, vocab or 100, spec.shape).astype(spec.dtype)
@@ -146,10 +155,17 @@ def build_on_host(mod):
     from edgecc.backends import finalize_pipeline
 
     target = tvm.target.Target({"kind": "llvm"})
-    lowering = tvm.transform.Sequential([
-        relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(), relax.transform.FuseOps(),
-        relax.transform.FuseTIR()])
+    lowering = tvm.transform.Sequential(
+        [
+            relax.backend.DispatchSampling(),
+            relax.backend.DispatchSortScan(),
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
     with target:
         lowered = lowering(mod)
     executable = relax.build(lowered, target, relax_pipeline=finalize_pipeline())
@@ -202,8 +218,9 @@ def tvm_module(functions: dict):
 MAX_ACTIVATION_ERROR = 0.02
 
 
-def activation_scales(mod, samples: list[dict], max_error: float = MAX_ACTIVATION_ERROR,
-                      report: dict | None = None) -> dict[str, float]:
+def activation_scales(
+    mod, samples: list[dict], max_error: float = MAX_ACTIVATION_ERROR, report: dict | None = None
+) -> dict[str, float]:
     """Symmetric per-tensor INT8 scale (max |x| / 127 over the samples) of each dense layer's input.
 
     Layers whose quantized input would exceed `max_error` relative error get no scale; `report`

@@ -106,16 +106,27 @@ class _DenseBf16Rewriter(PyExprMutator):
         return self.builder_.get()
 
 
-def cast_dense_layers_bf16(mod: tvm.IRModule, ins, lanes: int, keep_fp32: dict[str, str] | None = None,
-                           keys: set[str] | None = None, tables: bool = True):
+def cast_dense_layers_bf16(
+    mod: tvm.IRModule,
+    ins,
+    lanes: int,
+    keep_fp32: dict[str, str] | None = None,
+    keys: set[str] | None = None,
+    tables: bool = True,
+):
     """(module, Bf16DenseStats): dense layers (all, or those whose weight_key is in `keys`) in BF16
     math on `ins` (edgecc.schedules.matmul_dot); embedding tables (those in `keys`) stored bf16 if `tables`."""
     rewriter = _DenseBf16Rewriter(fold_weight_transposes(mod), ins, lanes, keep_fp32, keys, tables)
     result = relax.transform.DeadCodeElimination()(rewriter.transform())
-    stats = Bf16DenseStats(f"{ins.name} ({ins.feature})", bf16_layers=tuple(rewriter.layers),
-                           fallbacks=tuple(rewriter.fallbacks), bf16_math_layers=len(rewriter.layers),
-                           fp32_layers=len(rewriter.fallbacks), rounded_inputs=len(rewriter.rounded),
-                           embedding_tables=rewriter.embeddings)
+    stats = Bf16DenseStats(
+        f"{ins.name} ({ins.feature})",
+        bf16_layers=tuple(rewriter.layers),
+        fallbacks=tuple(rewriter.fallbacks),
+        bf16_math_layers=len(rewriter.layers),
+        fp32_layers=len(rewriter.fallbacks),
+        rounded_inputs=len(rewriter.rounded),
+        embedding_tables=rewriter.embeddings,
+    )
     return result, stats
 
 
@@ -133,8 +144,11 @@ class CastDenseLayersBf16:
 
     @property
     def description(self) -> str:
-        return (f"bf16 math on {self.instruction.name}" if self.instruction
-                else "no bf16 arithmetic on target: compiled as fp32")
+        return (
+            f"bf16 math on {self.instruction.name}"
+            if self.instruction
+            else "no bf16 arithmetic on target: compiled as fp32"
+        )
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         from edgecc.passes.precision.low_precision_timing import slower_layers
@@ -144,8 +158,13 @@ class CastDenseLayersBf16:
             return mod
         mod = fold_weight_transposes(mod)
         keep_fp32, timings, note = slower_layers(
-            mod, self.target, self.instruction, "bf16", self.timed,
-            lambda m: cast_dense_layers_bf16(m, self.instruction, self.lanes)[0])
+            mod,
+            self.target,
+            self.instruction,
+            "bf16",
+            self.timed,
+            lambda m: cast_dense_layers_bf16(m, self.instruction, self.lanes)[0],
+        )
         mod, stats = cast_dense_layers_bf16(mod, self.instruction, self.lanes, keep_fp32)
         self.stats = replace(stats, timing=note, timings=tuple(t.to_dict() for t in timings))
         return mod

@@ -133,8 +133,7 @@ class _DenseFp16Rewriter(PyExprMutator):
             return call
         weight, _, name = chosen
         self.layers.append(name)
-        return relax.op.matmul(self._rounded(call.args[0]), relax.const(weight.astype(np.float16)),
-                               out_dtype="float32")
+        return relax.op.matmul(self._rounded(call.args[0]), relax.const(weight.astype(np.float16)), out_dtype="float32")
 
     def _rounded(self, x):
         for var, rounded in self.rounded:
@@ -171,8 +170,9 @@ class Fp16Stats:
 
     def summary(self) -> str:
         if self.instruction:
-            return fallback_summary(f"FP16 dense layers: {self.fp16_math_layers} on {self.instruction}, "
-                                    f"{self.accumulation}", self.fallbacks)
+            return fallback_summary(
+                f"FP16 dense layers: {self.fp16_math_layers} on {self.instruction}, {self.accumulation}", self.fallbacks
+            )
         if self.fp16_math:
             return f"FP16: {self.arithmetic}"
         return f"FP16 storage only: {self.arithmetic}; weights stored FP16, computed in FP32"
@@ -182,8 +182,10 @@ def storage_only_reason(target) -> str:
     arch = getattr(target, "arch", "")
     name = getattr(target, "name", "target")
     if arch in ("x86_64", "x86"):
-        return (f"'{name}' is an x86 CPU, which has no FP16 arithmetic edgecc uses (AVX512-FP16 exists only "
-                "on Intel Sapphire Rapids and later)")
+        return (
+            f"'{name}' is an x86 CPU, which has no FP16 arithmetic edgecc uses (AVX512-FP16 exists only "
+            "on Intel Sapphire Rapids and later)"
+        )
     if arch in ("aarch64", "arm64"):
         return f"'{name}' has no FP16 arithmetic (+fullfp16)"
     return f"'{name}' has no FP16 arithmetic (capabilities.fp16_math)"
@@ -196,13 +198,20 @@ def cast_dense_layers_fp16(mod, ins, keep_fp32=None):
     rewriter = _DenseFp16Rewriter(fold_weight_transposes(mod), ins, keep_fp32)
     result = relax.transform.DeadCodeElimination()(rewriter.transform())
     block = schedule_parameters()["matmul_fp16"]["k_block"]
-    stats = Fp16Stats(True, f"{ins.name} .{ins.lanes}h ({ins.feature})", "CPU dense layers",
-                      weights=f"float16, packed for the {ins.lanes}-lane FP16 tile at compile time",
-                      activations="rounded to float16 at run time; softmax, LayerNorm, reductions stay FP32",
-                      accumulation=f"FP16 accumulators over K blocks of at most {block} products, FP32 across blocks",
-                      fp16_layers=tuple(rewriter.layers), fallbacks=tuple(rewriter.fallbacks),
-                      fp16_math_layers=len(rewriter.layers), fp32_layers=len(rewriter.fallbacks),
-                      rounded_inputs=len(rewriter.rounded), embedding_tables=rewriter.tables)
+    stats = Fp16Stats(
+        True,
+        f"{ins.name} .{ins.lanes}h ({ins.feature})",
+        "CPU dense layers",
+        weights=f"float16, packed for the {ins.lanes}-lane FP16 tile at compile time",
+        activations="rounded to float16 at run time; softmax, LayerNorm, reductions stay FP32",
+        accumulation=f"FP16 accumulators over K blocks of at most {block} products, FP32 across blocks",
+        fp16_layers=tuple(rewriter.layers),
+        fallbacks=tuple(rewriter.fallbacks),
+        fp16_math_layers=len(rewriter.layers),
+        fp32_layers=len(rewriter.fallbacks),
+        rounded_inputs=len(rewriter.rounded),
+        embedding_tables=rewriter.tables,
+    )
     return result, stats
 
 
@@ -230,17 +239,31 @@ class CastMatmulsToFp16:
             return self._dense_fp16(mod)
         caster = _Fp16Caster(mod, self.fp16_math)
         result = relax.transform.DeadCodeElimination()(caster.transform())
-        arithmetic = ("every matmul's operands FP16, FP32 accumulation in the GPU kernels" if self.fp16_math
-                      else storage_only_reason(self.target))
-        self.stats = Fp16Stats(self.fp16_math, None, arithmetic, activations="float16" if self.fp16_math
-                               else "float32", embedding_tables=caster.tables)
+        arithmetic = (
+            "every matmul's operands FP16, FP32 accumulation in the GPU kernels"
+            if self.fp16_math
+            else storage_only_reason(self.target)
+        )
+        self.stats = Fp16Stats(
+            self.fp16_math,
+            None,
+            arithmetic,
+            activations="float16" if self.fp16_math else "float32",
+            embedding_tables=caster.tables,
+        )
         return result
 
     def _dense_fp16(self, mod):
         from edgecc.passes.precision.low_precision_timing import slower_layers
 
-        keep_fp32, timings, note = slower_layers(mod, self.target, self.instruction, "fp16", self.timed,
-                                                 lambda m: cast_dense_layers_fp16(m, self.instruction)[0])
+        keep_fp32, timings, note = slower_layers(
+            mod,
+            self.target,
+            self.instruction,
+            "fp16",
+            self.timed,
+            lambda m: cast_dense_layers_fp16(m, self.instruction)[0],
+        )
         mod, stats = cast_dense_layers_fp16(mod, self.instruction, keep_fp32)
         self.stats = replace(stats, timing=note, timings=tuple(t.to_dict() for t in timings))
         return mod

@@ -86,8 +86,16 @@ class ChooseMixedPrecisions:
     """--precision mixed on a target with INT8 and/or BF16 dot products (`int8` / `bf16`: the
     instructions, None where the target lacks them; `timed`: the target runs on this machine)."""
 
-    def __init__(self, int8, bf16, lanes: int, target, timed: bool, max_accuracy_drop: float | None = None,
-                 calibration: Path | None = None):
+    def __init__(
+        self,
+        int8,
+        bf16,
+        lanes: int,
+        target,
+        timed: bool,
+        max_accuracy_drop: float | None = None,
+        calibration: Path | None = None,
+    ):
         self.int8, self.bf16, self.lanes = int8, bf16, lanes
         self.target, self.timed = target, timed
         self.budget = DEFAULT_BUDGET if max_accuracy_drop is None else max_accuracy_drop
@@ -106,8 +114,9 @@ class ChooseMixedPrecisions:
         mod = fold_weight_transposes(mod)
         plans, latency_note = self._plans(mod)
         samples = calibration_samples(mod, self.calibration, count=4)
-        simulator = PrecisionSimulator(mod, samples, self.int8.activation_range if self.int8 else (0, 255),
-                                       log=lambda *_: None)
+        simulator = PrecisionSimulator(
+            mod, samples, self.int8.activation_range if self.int8 else (0, 255), log=lambda *_: None
+        )
         for plan in plans:
             for precision in plan.latency_us if plan.kind == "dense" else ("int8", "bf16"):
                 if precision != "fp32":
@@ -115,8 +124,15 @@ class ChooseMixedPrecisions:
             plan.sensitivity["fp32"] = 0.0
         allowed = self.budget * SEARCH_MARGIN
         front, evaluated = self._search(plans, simulator, allowed)
-        self.stats = MixedPrecisionStats(self.budget, allowed, latency_note, tuple(p.to_dict() for p in plans),
-                                         tuple(front), _counts(plans), evaluated)
+        self.stats = MixedPrecisionStats(
+            self.budget,
+            allowed,
+            latency_note,
+            tuple(p.to_dict() for p in plans),
+            tuple(front),
+            _counts(plans),
+            evaluated,
+        )
         return self._apply(mod, plans)
 
     # -- candidates and their latency -----------------------------------------------------------
@@ -155,8 +171,7 @@ class ChooseMixedPrecisions:
         else:
             for plan in plans:  # multiply-adds per cycle of each instruction, relative to FP32 FMA
                 plan.latency_us = {p: macs / SPEEDUP_ESTIMATE[p] / 1e4 for p, macs in plan.latency_us.items()}
-            note = (f"estimated (INT8 4x, BF16 2x FP32 throughput): '{self.target.name}' does not run on this "
-                    "machine")
+            note = f"estimated (INT8 4x, BF16 2x FP32 throughput): '{self.target.name}' does not run on this machine"
         return plans, note
 
     def _rewrites(self) -> dict:
@@ -217,9 +232,17 @@ class ChooseMixedPrecisions:
         for plan in plans:
             plan.precision = chosen.get(plan.key, plan.precision)
         points = [self._point(plans, path[i], drops[i], i == low) for i in sorted(drops)]
-        front = [p for p in points if p.chosen or not any(
-            q.latency_us <= p.latency_us and q.accuracy_drop <= p.accuracy_drop and
-            (q.latency_us, q.accuracy_drop) != (p.latency_us, p.accuracy_drop) for q in points)]
+        front = [
+            p
+            for p in points
+            if p.chosen
+            or not any(
+                q.latency_us <= p.latency_us
+                and q.accuracy_drop <= p.accuracy_drop
+                and (q.latency_us, q.accuracy_drop) != (p.latency_us, p.accuracy_drop)
+                for q in points
+            )
+        ]
         return front, len(drops)
 
     @staticmethod

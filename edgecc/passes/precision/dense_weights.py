@@ -121,8 +121,11 @@ def choose_dense_layer(call, names: dict, keys, keep_fp32: dict, ins, fallbacks:
     if keys is not None and key not in keys:
         return None
     name = names.get(key, key)
-    reason = (keep_fp32.get(key) or unsupported_reason(call.args[0], weight, ins)
-              or (kernel_reason(weight) if kernel_reason else None))
+    reason = (
+        keep_fp32.get(key)
+        or unsupported_reason(call.args[0], weight, ins)
+        or (kernel_reason(weight) if kernel_reason else None)
+    )
     if reason:
         fallbacks.append(LayerFallback(name, key, tuple(weight.shape), reason))
         return None

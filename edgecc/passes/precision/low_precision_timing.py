@@ -34,8 +34,13 @@ class ShapeTiming:
         return min(self.us, key=lambda p: (self.us[p], p != "fp32"))
 
     def to_dict(self) -> dict:
-        return {"input_shape": self.input_shape, "n": self.n, "layers": self.layers,
-                **{f"{p}_us": round(v, 2) for p, v in self.us.items()}, "kept": self.kept}
+        return {
+            "input_shape": self.input_shape,
+            "n": self.n,
+            "layers": self.layers,
+            **{f"{p}_us": round(v, 2) for p, v in self.us.items()},
+            "kept": self.kept,
+        }
 
 
 def _layer_module(shape, weight: np.ndarray, rewrite):
@@ -78,8 +83,9 @@ def time_layer_shapes(shapes: dict, target, rewrites: dict) -> list[ShapeTiming]
     for (shape, n), (weight, names) in shapes.items():
         machines = {p: build_here(_layer_module(shape, weight, r), target) for p, r in variants.items()}
         x = tvm.runtime.tensor(rng.standard_normal(shape).astype(np.float32))
-        timers = {p: vm.time_evaluator("main", tvm.cpu(), number=10, repeat=1, min_repeat_ms=20)
-                  for p, vm in machines.items()}
+        timers = {
+            p: vm.time_evaluator("main", tvm.cpu(), number=10, repeat=1, min_repeat_ms=20) for p, vm in machines.items()
+        }
         for timer in timers.values():
             timer(x)  # warm-up: first-call allocation and page faults
         rounds = {p: [] for p in timers}
@@ -116,14 +122,22 @@ def slower_layers(mod, target, ins, precision: str, timed: bool, rewrite):
     from edgecc.passes.precision.dense_weights import layer_names
 
     if not timed:
-        return {}, [], (f"not timed: '{target.name}' does not run on this machine; {precision.upper()} kept on "
-                        "every layer the instruction supports")
+        return (
+            {},
+            [],
+            (
+                f"not timed: '{target.name}' does not run on this machine; {precision.upper()} kept on "
+                "every layer the instruction supports"
+            ),
+        )
     timings = time_layer_shapes(dense_shapes(mod, ins), target, {precision: rewrite})
     by_name = {name: key for key, name in layer_names(mod).items()}
     slower = {}
     for timing in timings:
         if timing.kept == "fp32":
-            reason = (f"{precision.upper()} kernel timed slower than FP32 here ({timing.us[precision]:.1f} vs "
-                      f"{timing.us['fp32']:.1f} us)")
+            reason = (
+                f"{precision.upper()} kernel timed slower than FP32 here ({timing.us[precision]:.1f} vs "
+                f"{timing.us['fp32']:.1f} us)"
+            )
             slower.update({by_name.get(name, name): reason for name in timing.layers})
     return slower, timings, f"each dense shape timed {precision.upper()} vs FP32 on this machine, alternating rounds"

@@ -60,8 +60,9 @@ class _Lifter(PyExprMutator):
         key = weight_key(weight)
         w = self._param(key, weight, "dense")
         if key not in self.flags:
-            self.flags[key] = tuple(relax.Var(f"{name}_{len(self.flags)}", relax.TensorType((), "float32"))
-                                    for name in ("f8", "f16"))
+            self.flags[key] = tuple(
+                relax.Var(f"{name}_{len(self.flags)}", relax.TensorType((), "float32")) for name in ("f8", "f16")
+            )
         f8, f16 = self.flags[key]
         x = call.args[0]
         op = relax.op
@@ -100,8 +101,11 @@ class PrecisionSimulator:
         variants = {}
         for key in self.keys:
             array, axis = lifter.arrays[key], (0 if self.kinds[key] == "embedding" else 1)
-            variants[key] = {"fp32": array, "int8": fake_quantize(array, axis=axis),
-                             "bf16": to_bf16(array).astype(np.float32)}
+            variants[key] = {
+                "fp32": array,
+                "int8": fake_quantize(array, axis=axis),
+                "bf16": to_bf16(array).astype(np.float32),
+            }
         self.weights = {k: {p: tvm.runtime.tensor(a) for p, a in v.items()} for k, v in variants.items()}
         self.flag_values = {v: tvm.runtime.tensor(np.array(v, np.float32)) for v in (0.0, 1.0)}
         self.reference = self._outputs({})

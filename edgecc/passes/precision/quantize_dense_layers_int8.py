@@ -129,8 +129,11 @@ class _DenseInt8Rewriter(PyExprMutator):
             kernel = quantize_rows_kernel(shape, low, high, self.ins.activation_dtype, self.lanes)
             self.kernels[shape] = self.builder_.add_func(kernel, "quantize_rows")
         rows = (*shape[:-1], 1)
-        out = [relax.TensorType(shape, self.ins.activation_dtype), relax.TensorType(rows, "float32"),
-               relax.TensorType(rows, "int32")]
+        out = [
+            relax.TensorType(shape, self.ins.activation_dtype),
+            relax.TensorType(rows, "float32"),
+            relax.TensorType(rows, "int32"),
+        ]
         result = self.builder_.emit(relax.call_tir(self.kernels[shape], [x], out))
         found = tuple(self.builder_.emit(relax.TupleGetItem(result, i)) for i in range(3))
         self.quantized.append((x, found))
@@ -141,8 +144,9 @@ class _DenseInt8Rewriter(PyExprMutator):
         """Calibrated per-tensor scale: zero point at the middle of the code range (symmetric)."""
         low, high = self.ins.activation_range
         zero = (low + high + 1) // 2
-        codes = relax.op.add(relax.op.round(relax.op.multiply(x, relax.const(np.float32(1.0 / scale)))),
-                             relax.const(np.float32(zero)))
+        codes = relax.op.add(
+            relax.op.round(relax.op.multiply(x, relax.const(np.float32(1.0 / scale)))), relax.const(np.float32(zero))
+        )
         q = self.builder_.emit(relax.op.astype(relax.op.clip(codes, low, high), self.ins.activation_dtype))
         rows = (*[int(d) for d in list(x.ty.shape)[:-1]], 1)
         return (q, relax.const(np.full(rows, scale, np.float32)), relax.const(np.full(rows, zero, np.int32)))
@@ -154,20 +158,29 @@ class _DenseInt8Rewriter(PyExprMutator):
         return self.builder_.get()
 
 
-def quantize_dense_layers_int8(mod: tvm.IRModule, ins, lanes: int, keys: set[str] | None = None,
-                               static_scales: dict[str, float] | None = None,
-                               keep_fp32: dict[str, str] | None = None):
+def quantize_dense_layers_int8(
+    mod: tvm.IRModule,
+    ins,
+    lanes: int,
+    keys: set[str] | None = None,
+    static_scales: dict[str, float] | None = None,
+    keep_fp32: dict[str, str] | None = None,
+):
     """(module, Int8DenseStats): dense layers (all, or those whose weight_key is in `keys`) in INT8
     math on instruction `ins` (edgecc.schedules.matmul_dot.DotInstruction); `lanes`: float32 lanes.
     `keep_fp32`: {weight key: reason} of layers to leave FP32 (listed as fallbacks)."""
     rewriter = _DenseInt8Rewriter(fold_weight_transposes(mod), ins, lanes, keys, static_scales, keep_fp32)
     result = relax.transform.DeadCodeElimination()(rewriter.transform())
     tally = rewriter.tally
-    stats = Int8DenseStats(f"{ins.name} ({ins.feature})",
-                           "static per-tensor (calibrated)" if static_scales else dynamic_activation_text(ins),
-                           int8_layers=tuple(tally.layers), fallbacks=tuple(tally.fallbacks),
-                           int8_math_layers=len(tally.layers), fp32_layers=len(tally.fallbacks),
-                           quantized_inputs=tally.inputs)
+    stats = Int8DenseStats(
+        f"{ins.name} ({ins.feature})",
+        "static per-tensor (calibrated)" if static_scales else dynamic_activation_text(ins),
+        int8_layers=tuple(tally.layers),
+        fallbacks=tuple(tally.fallbacks),
+        int8_math_layers=len(tally.layers),
+        fp32_layers=len(tally.fallbacks),
+        quantized_inputs=tally.inputs,
+    )
     return result, stats
 
 
@@ -203,11 +216,18 @@ class QuantizeDenseLayersInt8:
 
             static = activation_scales(mod, calibration_samples(mod, self.calibration))
         keep_fp32, timings, note = slower_layers(
-            mod, self.target, self.instruction, "int8", self.timed,
-            lambda m: quantize_dense_layers_int8(m, self.instruction, self.lanes)[0])
-        mod, stats = quantize_dense_layers_int8(mod, self.instruction, self.lanes, static_scales=static,
-                                                keep_fp32=keep_fp32)
+            mod,
+            self.target,
+            self.instruction,
+            "int8",
+            self.timed,
+            lambda m: quantize_dense_layers_int8(m, self.instruction, self.lanes)[0],
+        )
+        mod, stats = quantize_dense_layers_int8(
+            mod, self.instruction, self.lanes, static_scales=static, keep_fp32=keep_fp32
+        )
         tables = {layer["key"] for layer in list_dense_layers(mod) if layer["kind"] == "embedding"}
-        self.stats = replace(stats, timing=note, timings=tuple(t.to_dict() for t in timings),
-                             embedding_tables=len(tables))
+        self.stats = replace(
+            stats, timing=note, timings=tuple(t.to_dict() for t in timings), embedding_tables=len(tables)
+        )
         return quantize_dense_weights_int8(mod, keys=tables) if tables else mod

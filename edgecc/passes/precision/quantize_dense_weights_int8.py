@@ -135,16 +135,22 @@ class QuantizeDenseWeightsInt8:
         layers = list_dense_layers(mod)
         dense = [layer for layer in layers if layer["kind"] == "dense"]
         self.stats = Int8Stats(
-            layers=len(layers), int8_math_layers=len(scales or {}),
+            layers=len(layers),
+            int8_math_layers=len(scales or {}),
             dequantize_on_load_layers=len(dense) - len(scales or {}),
             activation_error_limit=MAX_ACTIVATION_ERROR if self.int8_math else None,
             calibration=str(self.calibration or "built-in samples") if self.int8_math else None,
-            activation_errors={k: round(v, 5) for k, v in errors.items()})
+            activation_errors={k: round(v, 5) for k, v in errors.items()},
+        )
         return quantize_dense_weights_int8(mod, keys=self.keys, int8_math=self.int8_math, activation_scales=scales)
 
 
-def quantize_dense_weights_int8(mod: tvm.IRModule, keys: set[str] | None = None, int8_math: bool = False,
-                                activation_scales: dict[str, float] | None = None) -> tvm.IRModule:
+def quantize_dense_weights_int8(
+    mod: tvm.IRModule,
+    keys: set[str] | None = None,
+    int8_math: bool = False,
+    activation_scales: dict[str, float] | None = None,
+) -> tvm.IRModule:
     """Quantize the dense weights (all, or those whose `weight_key` is in `keys`).
 
     `int8_math` with a calibrated `activation_scales[key]` computes that layer in INT8 with int32
@@ -153,4 +159,3 @@ def quantize_dense_weights_int8(mod: tvm.IRModule, keys: set[str] | None = None,
     quantizer = _Int8Quantizer(fold_weight_transposes(mod), keys, int8_math, activation_scales)
     result = quantizer.transform()
     return relax.transform.DeadCodeElimination()(result)
-

@@ -33,8 +33,14 @@ class LayerChoice:
     precision: str
 
     def to_dict(self) -> dict:
-        return {"layer": self.name, "key": self.key, "kind": self.kind, "shape": self.shape,
-                "sensitivity": self.sensitivity, "precision": self.precision}
+        return {
+            "layer": self.name,
+            "key": self.key,
+            "kind": self.kind,
+            "shape": self.shape,
+            "sensitivity": self.sensitivity,
+            "precision": self.precision,
+        }
 
 
 def lift_weights(mod, keys: set[str]):
@@ -64,8 +70,9 @@ def lift_weights(mod, keys: set[str]):
                 value = relax.Call(value.op, args, value.attrs, value.ty_args)
                 binding = relax.VarBinding(binding.var, value)
             bindings.append(binding)
-        blocks.append(relax.DataflowBlock(bindings) if isinstance(block, relax.DataflowBlock)
-                      else relax.BindingBlock(bindings))
+        blocks.append(
+            relax.DataflowBlock(bindings) if isinstance(block, relax.DataflowBlock) else relax.BindingBlock(bindings)
+        )
     body = relax.BlockBuilder().normalize(relax.SeqExpr(blocks, func.body.body))
     lifted = relax.Function(new_params, body, attrs=func.attrs)
     # other functions keep their GlobalVars: `main` may call PrimFuncs a graph pass added
@@ -123,9 +130,17 @@ def choose_layer_precisions(mod, samples: list[dict], budget: float | None, log=
             else:
                 high = middle - 1
     kept = set(ranked[:high])
-    return [LayerChoice(key, f"{info[key]['kind']}_{index}", info[key]["kind"], info[key]["shape"],
-                        sensitivity[key], "int8" if key in kept else "fp32")
-            for index, key in enumerate(order)]
+    return [
+        LayerChoice(
+            key,
+            f"{info[key]['kind']}_{index}",
+            info[key]["kind"],
+            info[key]["shape"],
+            sensitivity[key],
+            "int8" if key in kept else "fp32",
+        )
+        for index, key in enumerate(order)
+    ]
 
 
 def _weights_by_key(mod, keys: set[str]) -> dict[str, np.ndarray]:

@@ -96,7 +96,9 @@ def edgecc_board_init():
 
 SITECUSTOMIZE += BOARD_INIT
 
-BOOT = PARENT_WATCH + """\
+BOOT = (
+    PARENT_WATCH
+    + """\
 import argparse, logging, multiprocessing, sys
 sys.executable = sys.argv[1]
 multiprocessing.set_executable(sys.argv[1])
@@ -117,3 +119,4 @@ server = rpc.Server(args.host, args.port, args.port_end, key=args.key or "", tra
                     custom_addr=args.custom_addr, server_init_callback=sitecustomize.edgecc_board_init)
 server.proc.join()
 """
+)

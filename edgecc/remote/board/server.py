@@ -58,7 +58,7 @@ class EmulatedBoard:
             line = line.rstrip()
             self.log.append(line)
             if SESSION_DIED in line:
-                self.events.append(line[line.index(SESSION_DIED):])
+                self.events.append(line[line.index(SESSION_DIED) :])
             if f"bind to {self.host}:{self.port}" in line:
                 self._bound.set()
 
@@ -69,7 +69,9 @@ class EmulatedBoard:
             if self.process.poll() is not None:
                 self._reader.join(2)
                 tail = " | ".join(list(self.log)[-3:]) or "no output"
-                raise RemoteError(f"emulated board on {self.address} exited with code {self.process.returncode}: {tail}")
+                raise RemoteError(
+                    f"emulated board on {self.address} exited with code {self.process.returncode}: {tail}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise RemoteError(f"emulated board on {self.address} did not start within {timeout:.0f} s")
@@ -85,8 +87,10 @@ class EmulatedBoard:
             while tracker_free_count(self.tracker, self.key) < 1:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RemoteError(f"emulated board on {self.address} never registered with tracker "
-                                      f"{self.tracker} under key '{self.key}'")
+                    raise RemoteError(
+                        f"emulated board on {self.address} never registered with tracker "
+                        f"{self.tracker} under key '{self.key}'"
+                    )
                 time.sleep(0.5)
         if progress:
             where = f" (tracker {self.tracker}, key '{self.key}')" if self.tracker else ""
@@ -110,9 +114,16 @@ class EmulatedBoard:
         self.stop()
 
 
-def start_board(port: int | None = None, host: str = "127.0.0.1", tracker: str | None = None,
-                key: str | None = None, arch: str = "aarch64", progress=print, wait: bool = True,
-                timeout: float = 300.0) -> EmulatedBoard:
+def start_board(
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    tracker: str | None = None,
+    key: str | None = None,
+    arch: str = "aarch64",
+    progress=print,
+    wait: bool = True,
+    timeout: float = 300.0,
+) -> EmulatedBoard:
     """Start the emulated board's RPC server (setting the board up first if needed)."""
     if tracker and not key:
         raise RemoteError("registering with a tracker needs a key: pass --key KEY")
@@ -124,22 +135,30 @@ def start_board(port: int | None = None, host: str = "127.0.0.1", tracker: str |
     wrapper = _write_launchers(paths)
     port = port or free_port(host)
     env = dict(os.environ)
-    env.update({
-        "PYTHONPATH": f"{paths.base / 'boot'}:{paths.site}",
-        "PYTHONNOUSERSITE": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "TVM_USE_RUNTIME_LIB": "1",
-        EMULATED_ENV: f"qemu-{arch}",
-    })
+    env.update(
+        {
+            "PYTHONPATH": f"{paths.base / 'boot'}:{paths.site}",
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "TVM_USE_RUNTIME_LIB": "1",
+            EMULATED_ENV: f"qemu-{arch}",
+        }
+    )
     for name in ("PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"):
         env.pop(name, None)
-    args = [str(wrapper), "-c", BOOT, str(wrapper), "--host", host, "--port", str(port),
-            "--port-end", str(port + 1)]
+    args = [str(wrapper), "-c", BOOT, str(wrapper), "--host", host, "--port", str(port), "--port-end", str(port + 1)]
     if tracker:
         args += ["--tracker", tracker, "--key", key, "--custom-addr", host]
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     board = EmulatedBoard(process, host, port, tracker, key)
     if wait:
         try:

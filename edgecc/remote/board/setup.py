@@ -20,16 +20,47 @@ from pathlib import Path
 from edgecc.errors import ToolchainError
 
 ARM64_DEBS = [
-    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libexpat1", "zlib1g",
-    "libffi8", "libssl3", "libbz2-1.0", "liblzma5", "libsqlite3-0", "libncursesw6", "libtinfo6", "libreadline8",
-    "libuuid1", "libstdc++6", "libgcc-s1", "libgomp1", "libcrypt1", "libnsl2", "libtirpc3", "libdb5.3", "libgdbm6",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libc6",
+    "libexpat1",
+    "zlib1g",
+    "libffi8",
+    "libssl3",
+    "libbz2-1.0",
+    "liblzma5",
+    "libsqlite3-0",
+    "libncursesw6",
+    "libtinfo6",
+    "libreadline8",
+    "libuuid1",
+    "libstdc++6",
+    "libgcc-s1",
+    "libgomp1",
+    "libcrypt1",
+    "libnsl2",
+    "libtirpc3",
+    "libdb5.3",
+    "libgdbm6",
 ]
 AARCH64_WHEELS = [
-    "apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post0", "numpy", "ml_dtypes", "psutil", "cloudpickle",
-    "tornado", "typing_extensions",
+    "apache-tvm==0.27.0.post1",
+    "apache-tvm-ffi==0.1.14.post0",
+    "numpy",
+    "ml_dtypes",
+    "psutil",
+    "cloudpickle",
+    "tornado",
+    "typing_extensions",
 ]
-PLATFORMS = ["manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_24_aarch64",
-             "manylinux_2_17_aarch64", "manylinux2014_aarch64"]
+PLATFORMS = [
+    "manylinux_2_28_aarch64",
+    "manylinux_2_27_aarch64",
+    "manylinux_2_24_aarch64",
+    "manylinux_2_17_aarch64",
+    "manylinux2014_aarch64",
+]
 HOST_APT = ["qemu-user-static", "gcc-aarch64-linux-gnu", "g++-aarch64-linux-gnu"]
 QEMU = "qemu-aarch64-static"
 
@@ -84,13 +115,18 @@ def _apt_can_install() -> bool:
 
 def ensure_host_tools(progress=print) -> None:
     """qemu-aarch64-static and the aarch64 cross compiler, installed with apt when missing (root only)."""
-    missing = [p for p, tool in zip(HOST_APT, [QEMU, "aarch64-linux-gnu-gcc", "aarch64-linux-gnu-g++"])
-               if shutil.which(tool) is None]
+    missing = [
+        p
+        for p, tool in zip(HOST_APT, [QEMU, "aarch64-linux-gnu-gcc", "aarch64-linux-gnu-g++"])
+        if shutil.which(tool) is None
+    ]
     if not missing:
         return
     if not _apt_can_install():
-        raise ToolchainError(f"the emulated board needs Debian packages {' '.join(missing)}; "
-                             f"run: sudo apt-get install {' '.join(missing)}")
+        raise ToolchainError(
+            f"the emulated board needs Debian packages {' '.join(missing)}; "
+            f"run: sudo apt-get install {' '.join(missing)}"
+        )
     _say(progress, f"board setup: apt-get install {' '.join(missing)}")
     _run(["apt-get", "update", "-q"], "updating apt")
     _run(["apt-get", "install", "-y", "-q", *missing], "installing host packages")
@@ -101,8 +137,9 @@ def _ensure_arm64_apt(progress) -> None:
     if "arm64" in out:
         return
     if not _apt_can_install():
-        raise ToolchainError("the emulated board needs arm64 packages: run as root "
-                             "`dpkg --add-architecture arm64 && apt-get update`")
+        raise ToolchainError(
+            "the emulated board needs arm64 packages: run as root `dpkg --add-architecture arm64 && apt-get update`"
+        )
     _say(progress, "board setup: dpkg --add-architecture arm64 && apt-get update")
     _run(["dpkg", "--add-architecture", "arm64"], "adding the arm64 architecture")
     _run(["apt-get", "update", "-q"], "updating apt for arm64")
@@ -122,8 +159,21 @@ def _download_debs(into: Path, progress) -> None:
 
 def _download_wheels(into: Path, progress) -> None:
     _say(progress, f"board setup: pip download {len(AARCH64_WHEELS)} aarch64 wheels")
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-           "3.11", "--implementation", "cp", "-d", str(into)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "-d",
+        str(into),
+    ]
     for platform in PLATFORMS:
         cmd += ["--platform", platform]
     _run(cmd + AARCH64_WHEELS, "downloading aarch64 wheels")
