@@ -99,3 +99,13 @@ def test_resume_counts_only_this_models_kernels(tuned_dense, lowered_matmul, tmp
     result = tune(lowered_matmul, load_target("host"), shared, trials=4, progress=False)
     assert result.trials_before == 0 and result.trials_run == 4 and result.build_failures == 0
     assert len(read_logs([shared]).records) == others + 4 - result.run_failures
+
+
+def test_a_budget_sees_measurements_on_a_model_with_many_kernels():
+    """MetaSchedule joins measurements after one batch per kernel: with 70 kernels and a 10-minute budget
+    that first round must fit in about half the budget (it was 28 per kernel: ~33 minutes)."""
+    from edgecc.tuning.tune import SECONDS_PER_CANDIDATE, batch_size
+
+    size = batch_size(2000, 70, 600)
+    assert 70 * size * SECONDS_PER_CANDIDATE <= 600 / 2 + 70 * 4  # at most half, or the floor of 4 each
+    assert batch_size(2000, 1, 600) == 32 and batch_size(64, 12, None) == 5  # no budget: trials per kernel
