@@ -17,13 +17,13 @@ import os
 import platform as host_platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgecc.errors import ToolchainError
+from edgecc.platform_wheels import pip_download_command
 
 TVM_DIST, FFI_DIST = "apache-tvm", "apache-tvm-ffi"
 # pip --platform tags per (os, arch), newest first, as edgecc/board/setup.py uses for aarch64.
@@ -152,23 +152,7 @@ def _download_and_unpack(folder: Path, platforms: list[str], requirements: list[
     with tempfile.TemporaryDirectory(prefix=".runtime-libs-", dir=folder.parent) as tmp:
         wheels, staged = Path(tmp) / "wheels", Path(tmp) / "staged"
         wheels.mkdir()
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "-d",
-            str(wheels),
-        ]
-        for tag in platforms:
-            cmd += ["--platform", tag]
+        cmd = pip_download_command(wheels, platforms)
         proc = subprocess.run(cmd + requirements, capture_output=True, text=True)
         if proc.returncode != 0:
             said = (proc.stderr.strip().splitlines() or ["no output"])[-1]

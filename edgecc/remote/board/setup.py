@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgecc.errors import ToolchainError
+from edgecc.platform_wheels import pip_download_command
 
 ARM64_DEBS = [
     "python3.11-minimal",
@@ -159,24 +159,7 @@ def _download_debs(into: Path, progress) -> None:
 
 def _download_wheels(into: Path, progress) -> None:
     _say(progress, f"board setup: pip download {len(AARCH64_WHEELS)} aarch64 wheels")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "-q",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--python-version",
-        "3.11",
-        "--implementation",
-        "cp",
-        "-d",
-        str(into),
-    ]
-    for platform in PLATFORMS:
-        cmd += ["--platform", platform]
-    _run(cmd + AARCH64_WHEELS, "downloading aarch64 wheels")
+    _run(pip_download_command(into, PLATFORMS) + AARCH64_WHEELS, "downloading aarch64 wheels")
 
 
 def ensure_board(arch: str = "aarch64", progress=print, force: bool = False) -> BoardPaths:
