@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -170,7 +171,10 @@ def _worker_init():
 
 
 def run_all(selected: list[Path], jobs: int = 2) -> list[Outcome]:
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
+    # spawned, not forked: a fork of a process whose TVM thread pool already ran (earlier tests in the
+    # same pytest) inherits the pool's locks held, and its first parallel kernel waits forever
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, mp_context=context) as pool:
         return list(pool.map(run_case, selected, chunksize=1))
 
 
