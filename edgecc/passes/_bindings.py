@@ -67,3 +67,12 @@ def replace_bindings(mod: tvm.IRModule, find) -> tvm.IRModule:
     if not replacer.run(find):
         return mod
     return relax.transform.DeadCodeElimination()(replacer.builder_.get())
+
+
+def rewrite_relax_functions(mutator):
+    """The module with every Relax function of `mutator.mod_` visited by `mutator` (a PyExprMutator
+    built on that module): how a graph pass's mutator rewrites a whole module."""
+    for gv, func in mutator.mod_.functions_items():
+        if isinstance(func, relax.Function):
+            mutator.builder_.update_func(gv, mutator.visit_expr(func))
+    return mutator.builder_.get()

@@ -27,6 +27,7 @@ from tvm import relax
 from tvm.ir.expr import Constant
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes._layout_chains import is_op, static_shape
 
 DATA_LAYOUT, KERNEL_LAYOUT = "NHWC", "HWIO"
@@ -113,10 +114,7 @@ class _TransposePairCanceller(PyExprMutator):
         return folded
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 def _folded_batch_norm(call):

@@ -15,6 +15,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes._layout_chains import dtype, is_op
 
 
@@ -35,10 +36,7 @@ class _SigmoidExpander(PyExprMutator):
         return relax.op.divide(one, self.builder_.emit(relax.op.add(one, exp)))
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from tvm import relax
 from tvm.ir.expr import Constant
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes._layout_chains import static_shape
 
 # Pad a channel count only if the padded tensors are at most this much larger.
@@ -317,10 +318,7 @@ class _ChannelPadder(PyExprMutator):
         self.set_var_remap(binding.var, new_var)
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 class _Unsupported(Exception):

@@ -27,6 +27,7 @@ from tvm import relax
 from tvm.ir.expr import Constant
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes._layout_chains import is_op, scalar_constant, static_shape
 
 UNARY = ("relax.erf", "relax.tanh", "relax.exp", "relax.sigmoid", "relax.nn.relu", "relax.sqrt")
@@ -95,10 +96,7 @@ class _ReshapeSinker(PyExprMutator):
         return relax.op.reshape(self.builder_.emit(call), shape)
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes.precision.dense_weights import (
     LayerFallback,
     choose_dense_layer,
@@ -100,10 +101,7 @@ class _DenseBf16Rewriter(PyExprMutator):
         return rounded
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 def cast_dense_layers_bf16(

@@ -30,6 +30,7 @@ from tvm import relax
 from tvm.ir.expr import Constant
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes.precision.dense_weights import (
     MIN_WEIGHT_ELEMENTS,
     LayerFallback,
@@ -95,10 +96,7 @@ class _Fp16Caster(PyExprMutator):
         return _as_fp16(expr) if isinstance(expr, Constant) else self.builder_.emit(_as_fp16(expr))
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 def _k_reason(weight) -> str | None:
@@ -144,10 +142,7 @@ class _DenseFp16Rewriter(PyExprMutator):
         return rounded
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes.precision.dense_weights import (
     LayerFallback,
     choose_dense_layer,
@@ -152,10 +153,7 @@ class _DenseInt8Rewriter(PyExprMutator):
         return (q, relax.const(np.full(rows, scale, np.float32)), relax.const(np.full(rows, zero, np.int32)))
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 def quantize_dense_layers_int8(

@@ -22,6 +22,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes.precision.dense_weights import dense_weight, embedding_table, fold_weight_transposes, weight_key
 
 
@@ -92,10 +93,7 @@ class _Int8Quantizer(PyExprMutator):
         return relax.op.multiply(product, relax.const(scale))
 
     def transform(self):
-        for gv, func in self.mod_.functions_items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+        return rewrite_relax_functions(self)
 
 
 @dataclass(frozen=True)
