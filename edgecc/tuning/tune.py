@@ -190,8 +190,10 @@ SECONDS_PER_CANDIDATE = 1.0  # built in-process and measured here: ~1 s each on 
 def batch_size(trials: int, tasks: int, budget_s: float | None) -> int:
     """The gradient scheduler gives one task a whole batch at a time, and joins measurements only
     after a first round of one batch per task: small batches let a small budget reach every kernel
-    and see measurements. With a budget, that first round takes at most about half of it (a
-    70-kernel vision model with batches of 28 would wait ~33 minutes for its first measurement)."""
+    and see measurements. With a budget, that first round takes about half of it at
+    SECONDS_PER_CANDIDATE (a 70-kernel vision model with batches of 28 would wait ~33 minutes for
+    its first measurement; its candidates build slower, ~3 s each at batches of 4, so it still
+    overshoots a 10-minute budget)."""
     size = max(4, min(32, trials // max(tasks, 1)))
     if budget_s is not None:
         first_round = budget_s / (2 * SECONDS_PER_CANDIDATE * max(tasks, 1))
