@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecc.remote.board.server import free_port, stop_process_group
+
 
 @pytest.fixture(scope="session")
 def dense_onnx(tmp_path_factory) -> Path:
@@ -75,27 +77,8 @@ def lowered_matmul():
     return passes(builder.get())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop_group(process) -> None:
-    """The RPC server serves sessions in worker processes of its own: end its whole process group."""
-    import os
-    import signal
-
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
-def _wait_listening(port: int, process, seconds: float = 60) -> None:
+def wait_listening(port: int, process, seconds: float = 60) -> None:
+    """Until something accepts connections on 127.0.0.1:`port`; fails when `process` exits first."""
     import socket
     import time
 
@@ -111,6 +94,17 @@ def _wait_listening(port: int, process, seconds: float = 60) -> None:
     raise RuntimeError(f"nothing listening on {port} after {seconds} s")
 
 
+def start_rpc_server(port: int, *extra: str):
+    """TVM's own RPC server on 127.0.0.1:`port` in a process group of its own (it serves sessions in
+    worker processes: `stop_process_group` ends them all); `extra`: e.g. --tracker ADDRESS --key K."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--port-end", str(port + 1), *extra]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 @pytest.fixture(scope="session")
 def rpc_tracker_with_board():
     """A real TVM RPC tracker and one x86 RPC server registered under key 'x86-test' on 127.0.0.1."""
@@ -120,7 +114,7 @@ def rpc_tracker_with_board():
 
     from edgecc.remote.session import tracker_free_count
 
-    tracker_port, server_port = _free_port(), _free_port()
+    tracker_port, server_port = free_port(), free_port()
     tracker = subprocess.Popen(
         [
             sys.executable,
@@ -139,28 +133,9 @@ def rpc_tracker_with_board():
     )
     server = None
     try:
-        _wait_listening(tracker_port, tracker)
+        wait_listening(tracker_port, tracker)
         tracker_address = f"127.0.0.1:{tracker_port}"
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tvm.exec.rpc_server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(server_port),
-                "--port-end",
-                str(server_port + 1),
-                "--tracker",
-                tracker_address,
-                "--key",
-                "x86-test",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        server = start_rpc_server(server_port, "--tracker", tracker_address, "--key", "x86-test")
         deadline = time.time() + 60
         while tracker_free_count(tracker_address, "x86-test") < 1:
             if time.time() > deadline or server.poll() is not None:
@@ -170,34 +145,16 @@ def rpc_tracker_with_board():
     finally:
         for process in (server, tracker):
             if process is not None:
-                _stop_group(process)
+                stop_process_group(process)
 
 
 @pytest.fixture(scope="session")
 def rpc_board():
     """A standalone x86 TVM RPC server on 127.0.0.1 (no tracker): the --rpc HOST:PORT path."""
-    import subprocess
-    import sys
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tvm.exec.rpc_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--port-end",
-            str(port + 1),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    port = free_port()
+    server = start_rpc_server(port)
     try:
-        _wait_listening(port, server)
+        wait_listening(port, server)
         yield f"127.0.0.1:{port}"
     finally:
-        _stop_group(server)
+        stop_process_group(server)

@@ -2,7 +2,6 @@
 
 import functools
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -12,20 +11,15 @@ tvm = pytest.importorskip("tvm")
 from tvm import rpc  # noqa: E402
 
 from edgecc.measure.energy.remote import register_board_probes, remote_meter  # noqa: E402
+from edgecc.remote.board.server import free_port  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "energy"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_probes_registered_in_the_server_measure_on_the_board(tmp_path):
     root = tmp_path / "board"
     shutil.copytree(FIXTURES / "rapl", root)
-    port = _free_port()
+    port = free_port()
     # what edgecc's board-side server must do: register the probes in the server process before serving
     server = rpc.Server(
         "127.0.0.1",
@@ -51,7 +45,7 @@ def test_probes_registered_in_the_server_measure_on_the_board(tmp_path):
 
 
 def test_server_without_probes_gives_no_meter():
-    port = _free_port()
+    port = free_port()
     server = rpc.Server("127.0.0.1", port=port, port_end=port + 1, silent=True)
     try:
         assert remote_meter(rpc.connect("127.0.0.1", server.port, session_timeout=30)) is None

@@ -3,7 +3,6 @@ its meter pointed at a recorded AMD energy hwmon tree."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,21 +11,18 @@ from pathlib import Path
 import pytest
 
 from edgecc.measure.energy.remote import remote_meter
+from edgecc.remote.board.server import free_port
+
+from fixtures_tuning import wait_listening
 
 FIXTURES = Path(__file__).parent / "fixtures" / "energy"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def board(tmp_path):
     root = tmp_path / "amd"
     shutil.copytree(FIXTURES / "amd", root)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EDGECC_ENERGY_ROOT": str(root)}
     proc = subprocess.Popen(
         [
@@ -46,13 +42,7 @@ def board(tmp_path):
         text=True,
         cwd=Path(__file__).parent.parent,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
+    wait_listening(port, proc)
     try:
         yield root, port
     finally:
@@ -82,7 +72,7 @@ def test_remote_meter_reads_the_board_counters(board):
 def test_server_without_probes_gives_no_meter():
     from tvm import rpc
 
-    port = _free_port()
+    port = free_port()
     server = rpc.Server(host="127.0.0.1", port=port, port_end=port + 1)
     try:
         assert remote_meter(rpc.connect("127.0.0.1", server.port)) is None

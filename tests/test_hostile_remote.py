@@ -8,7 +8,6 @@ on the emulated aarch64 board are marked slow.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,35 +20,12 @@ from click.testing import CliRunner
 
 from edgecc.cli import main
 from edgecc.errors import RemoteError
+from edgecc.remote.board.server import free_port, stop_process_group
 from edgecc.remote.session import load_remote_module, open_session
 
+from fixtures_tuning import start_rpc_server, wait_listening
+
 BOOM_C = "__attribute__((constructor)) static void boom(void) { *(volatile int *)0 = 0; }\nint boom_marker = 1;\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_listening(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert process.poll() is None, f"server exited with {process.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"nothing listening on {port}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -89,25 +65,10 @@ def _run_session(address: str, library: Path) -> None:
 def test_tvm_server_wedged_by_a_crash_is_a_bounded_wait_not_a_hang(boom_library, tmp_path):
     """TVM's own server stops serving after a session's worker crashes, but keeps its socket open: the
     next client's wait is now bounded by the RPC timeout instead of forever."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tvm.exec.rpc_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--port-end",
-            str(port + 1),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    port = free_port()
+    server = start_rpc_server(port)
     try:
-        _wait_listening(port, server)
+        wait_listening(port, server, seconds=120)
         with pytest.raises(RemoteError, match="failed to load boom.so: the board closed the session"):
             _run_session(f"127.0.0.1:{port}", boom_library)
         started = time.monotonic()
@@ -115,7 +76,7 @@ def test_tvm_server_wedged_by_a_crash_is_a_bounded_wait_not_a_hang(boom_library,
             open_session(rpc=f"127.0.0.1:{port}", timeout=5)
         assert time.monotonic() - started < 15
     finally:
-        _stop(server)
+        stop_process_group(server)
 
 
 def _start_board_server_code_here(tmp_path: Path, port: int) -> subprocess.Popen:
@@ -151,12 +112,12 @@ def _start_board_server_code_here(tmp_path: Path, port: int) -> subprocess.Popen
 def test_the_board_server_survives_a_crashed_session_and_says_so(boom_library, tmp_path):
     from edgecc.remote.board.boot import SESSION_DIED
 
-    port = _free_port()
+    port = free_port()
     server = _start_board_server_code_here(tmp_path, port)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True).start()
     try:
-        _wait_listening(port, server)
+        wait_listening(port, server, seconds=120)
         address = f"127.0.0.1:{port}"
         for _ in range(2):  # crash it twice: it keeps serving
             with pytest.raises(RemoteError, match="the board closed the session"):
@@ -169,7 +130,7 @@ def test_the_board_server_survives_a_crashed_session_and_says_so(boom_library, t
         died = [line for line in lines if SESSION_DIED in line]
         assert len(died) == 2 and "error code -11" in died[0] and "still serving" in died[0]
     finally:
-        _stop(server)
+        stop_process_group(server)
 
 
 @pytest.mark.parametrize("command", [["board", "emulate", "--host", "0.0.0.0"], ["tracker", "--host", "0.0.0.0"]])
@@ -184,7 +145,7 @@ def test_serving_rpc_on_a_network_address_needs_consent(command):
 
 @pytest.mark.slow  # ~1 min: four trials, each retrying the dead board (tests/test_tuning_remote.py has the fast one)
 def test_a_tune_that_measures_nothing_exits_non_zero_with_one_line(dense_onnx, tmp_path):
-    dead = f"127.0.0.1:{_free_port()}"
+    dead = f"127.0.0.1:{free_port()}"
     result = CliRunner().invoke(
         main,
         [
