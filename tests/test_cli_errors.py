@@ -139,3 +139,13 @@ def test_sequence_longer_than_the_model_reads_is_one_clear_line(tmp_path):
         invoke("compile", "bert-tiny-test", "--seq-len", "513", "-o", out), "at most 512 tokens", "--seq-len 513"
     )
     assert not out.exists()
+
+
+def test_an_exception_without_a_message_still_gives_one_line():
+    """`str(exc).splitlines()[0]` of an empty message raised IndexError (a traceback) where a clear
+    line was due; error_line names the exception's type instead, and can take TVM's last line."""
+    from edgecc.errors import error_line
+
+    assert error_line(ValueError()) == "ValueError"
+    assert error_line(RuntimeError("Traceback:\n  frame\nTVMError: the cause"), last=True) == "TVMError: the cause"
+    assert error_line(OSError("first\nsecond")) == "first" and len(error_line(OSError("x" * 999))) == 300

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecc.artifact.integrity import artifact_file, check_recorded_file, check_whole_elf
 from edgecc.artifact.manifest import MANIFEST, input_valid_ranges, valid_ranges_from_reference
-from edgecc.errors import ArtifactError, EdgeccError, RemoteError
+from edgecc.errors import ArtifactError, EdgeccError, RemoteError, error_line
 from edgecc.frontend.inputs import TensorSpec, check_inputs, check_value_ranges
 
 
@@ -182,8 +182,5 @@ def load_artifact(
         lib = tvm.runtime.load_module(str(library))
         vm = relax.VirtualMachine(lib, device)
     except Exception as exc:  # noqa: BLE001 - TVM raises several types for a library it cannot load
-        text = str(exc).strip()
-        raise ArtifactError(
-            f"{library} cannot be loaded here: {text.splitlines()[-1][:300] if text else type(exc).__name__}"
-        ) from None
+        raise ArtifactError(f"{library} cannot be loaded here: {error_line(exc, last=True)}") from None
     return LoadedArtifact(folder, manifest, vm, device)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecc.atomic import atomic_output_file, write_text_atomic
-from edgecc.errors import ModelError
+from edgecc.errors import ModelError, error_line
 from edgecc.frontend.builtin import BuiltinModel, builtin_model
 
 OPSET = 17
@@ -208,7 +208,7 @@ def export_hf_folder(folder: Path, batch: int, seq_len: int, progress=print, dyn
 
         config = AutoConfig.from_pretrained(str(folder))
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad folder
-        raise ModelError(f"cannot load the Hugging Face model in {folder}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"cannot load the Hugging Face model in {folder}: {error_line(exc)}") from None
     image = hasattr(config, "num_channels") and not hasattr(config, "vocab_size")
     modality = "image" if image else "text"
     image_size = int(getattr(config, "image_size", 224) or 224)
@@ -232,7 +232,7 @@ def export_hf_folder(folder: Path, batch: int, seq_len: int, progress=print, dyn
         loader = AutoModelForImageClassification if image else AutoModel
         module = loader.from_pretrained(str(folder)).eval()
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad folder
-        raise ModelError(f"cannot load the Hugging Face model in {folder}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"cannot load the Hugging Face model in {folder}: {error_line(exc)}") from None
     progress(f"exporting {folder} to ONNX ({tag}) ...")
     _export(module, modality, batch, seq_len, image_size, path, _vocab(module), dynamic)
     parameters = _parameters(module)

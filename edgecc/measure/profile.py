@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecc.errors import error_line
 from edgecc.measure.counting import COUNTING_METHOD, count_flops, count_ops, dominant_precision
 from edgecc.measure.kernel_timer import COLD_ARGUMENT_BYTES, SAMPLES_PER_ROUND, KernelTimer, kernel_args
 from edgecc.measure.roofline import Machine, roofline
@@ -254,7 +255,7 @@ def profile_kernels(
             skipped.append(
                 {
                     "name": name,
-                    "reason": str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__,
+                    "reason": error_line(exc, last=True, limit=200),
                 }
             )
     samples, model_seconds, rounds = _timed_rounds(timers, end_to_end, seconds)

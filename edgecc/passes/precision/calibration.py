@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecc.errors import EdgeccError
+from edgecc.errors import EdgeccError, error_line
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # edgecc/data, shipped in the package
 CALIBRATION_SENTENCES = DATA_DIR / "calibration_sentences.txt"
@@ -47,7 +47,7 @@ def load_calibration_file(path: Path, specs: list[InputSpec]) -> list[dict]:
     try:
         data = dict(np.load(path))
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        raise EdgeccError(f"{path} is not a readable .npz file: {str(exc).splitlines()[0]}") from None
+        raise EdgeccError(f"{path} is not a readable .npz file: {error_line(exc)}") from None
     missing = [s.name for s in specs if s.name not in data]
     if missing:
         raise EdgeccError(
