@@ -13,6 +13,7 @@ FUSION = [
     "fold_transposes_into_matmuls",
     "sink_reshapes_below_elementwise",
 ]
+PAD = ["pad_matmul_columns"]  # CPU-rule targets
 FAST_MATH = ["expand_sigmoid"]
 
 
@@ -24,16 +25,16 @@ def _names(options, target="host"):
 
 
 def test_fusion_runs_by_default_and_is_off_with_no_fusion():
-    assert _names(CompileOptions()) == LAYOUT + FUSION + FAST_MATH
-    assert _names(CompileOptions(fusion=False)) == LAYOUT + FAST_MATH
-    assert _names(CompileOptions(fusion=False, fast_math=False)) == LAYOUT
+    assert _names(CompileOptions()) == LAYOUT + FUSION + PAD + FAST_MATH
+    assert _names(CompileOptions(fusion=False)) == LAYOUT + PAD + FAST_MATH
+    assert _names(CompileOptions(fusion=False, fast_math=False)) == LAYOUT + PAD
 
 
 def test_sparsity_before_fusion_and_precision_after():
     names = _names(CompileOptions(sparse_attention="window=16", precision="int8"))
     assert names[:2] == LAYOUT and names[2] == "rewrite_attention_sparse" and names[3:8] == FUSION
-    assert names[8:9] == FAST_MATH and len(names) == 10
-    assert names[9] in ("quantize_dense_layers_int8", "quantize_dense_weights_int8")  # CPU-dependent
+    assert names[8:10] == PAD + FAST_MATH and len(names) == 11
+    assert names[10] in ("quantize_dense_layers_int8", "quantize_dense_weights_int8")  # CPU-dependent
 
 
 def test_kernels_with_cpu_schedules_only_for_cpu_targets():

@@ -46,6 +46,7 @@ def graph_passes(options, target) -> list:
     from edgecc.passes.fuse_bias_gelu_epilogue import FuseBiasGeluEpilogue
     from edgecc.passes.fuse_layer_norm import FuseLayerNorm
     from edgecc.passes.pad_channels_to_vectors import PadChannelsToVectors
+    from edgecc.passes.pad_matmul_columns import PadMatmulColumns
     from edgecc.passes.precision import precision_passes
     from edgecc.passes.sink_reshapes_below_elementwise import SinkReshapesBelowElementwise
 
@@ -64,6 +65,10 @@ def graph_passes(options, target) -> list:
             lanes = vector_lanes(target)
             passes += [FuseAttention(lanes=lanes, fast_math=options.fast_math), FoldTransposesIntoMatmuls(lanes=lanes)]
         passes.append(SinkReshapesBelowElementwise())
+    if backend_for(target).cpu_kernels:  # after attention fusion, whose pattern a slice would break
+        from edgecc.schedules import vector_lanes
+
+        passes.append(PadMatmulColumns(lanes=vector_lanes(target)))
     if options.fast_math:
         passes.append(ExpandSigmoid())
     return passes + precision_passes(options, target) + [ClampGatherIndices()]
