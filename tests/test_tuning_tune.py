@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 import edgecc
 from edgecc.targets import load_target
 from edgecc.tuning.records import read_logs, target_key
@@ -104,8 +106,45 @@ def test_resume_counts_only_this_models_kernels(tuned_dense, lowered_matmul, tmp
 def test_a_budget_sees_measurements_on_a_model_with_many_kernels():
     """MetaSchedule joins measurements after one batch per kernel: with 70 kernels and a 10-minute budget
     that first round must fit in about half the budget (it was 28 per kernel: ~33 minutes)."""
-    from edgecc.tuning.tune import SECONDS_PER_CANDIDATE, batch_size
+    from edgecc.tuning.tune import SECONDS_PER_CANDIDATE, batch_size, tasks_for_budget
 
-    size = batch_size(2000, 70, 600)
-    assert 70 * size * SECONDS_PER_CANDIDATE <= 600 / 2 + 70 * 4  # at most half, or the floor of 4 each
+    tasks = min(70, tasks_for_budget(600))
+    size = batch_size(2000, tasks, 600)
+    assert tasks * size * SECONDS_PER_CANDIDATE <= 600 / 2  # at most half
     assert batch_size(2000, 1, 600) == 32 and batch_size(64, 12, None) == 5  # no budget: trials per kernel
+
+
+def test_a_short_budget_tunes_the_heaviest_kernels_and_says_so():
+    """The first round cannot be cut short: a budget too short for one round over every kernel tunes
+    the kernels with the most arithmetic (calls x ops), and the result names the ones left out."""
+    import tvm
+    from tvm import relax
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
+
+    from edgecc.tuning.tune import MIN_BATCH, SECONDS_PER_CANDIDATE, heaviest_tasks, tasks_for_budget
+
+    assert tasks_for_budget(600) * MIN_BATCH * SECONDS_PER_CANDIDATE <= 600 / 2
+    assert tasks_for_budget(None) is None and tasks_for_budget(1) == 1
+
+    rng = np.random.default_rng(0)
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((32, 64), "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            big = builder.emit(relax.op.matmul(x, relax.const(rng.standard_normal((64, 256)).astype("float32"))))
+            small = builder.emit(relax.op.matmul(x, relax.const(rng.standard_normal((64, 16)).astype("float32"))))
+            out = builder.emit_output(relax.op.add(relax.op.sum(big, axis=[1]), relax.op.sum(small, axis=[1])))
+        builder.emit_func_output(out)
+    lowered = tvm.transform.Sequential(
+        [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FuseOps()]
+    )(builder.get())
+    lowered = relax.transform.FuseTIR()(lowered)
+    target = load_target("host")
+    with target.tvm():
+        extracted = extract_tasks(lowered, target.tvm())
+    assert len(extracted) >= 3
+    kept, skipped, share = heaviest_tasks(extracted, 1)
+    assert len(kept) == 1 and "matmul" in kept[0].task_name and "256" not in skipped
+    assert len(skipped) == len(extracted) - 1 and 0.5 < share < 1.0
+    everything, none, whole = heaviest_tasks(extracted, None)
+    assert len(everything) == len(extracted) and none == [] and whole == 1.0

@@ -154,6 +154,8 @@ def tuning_section(report: dict) -> Section | None:
                     [k, run.get(k)]
                     for k in (
                         "tasks",
+                        "tasks_tuned",
+                        "tuned_flop_share",
                         "trials_before",
                         "trials_run",
                         "build_failures",

@@ -108,6 +108,12 @@ def tuning_line(report: dict) -> str:
             f"; this compile ran {run.get('trials_run', 0)} trials in {run.get('wall_seconds', 0):.0f} s "
             f"(stopped by {run.get('stopped_by')})"
         )
+        if run.get("skipped_for_budget"):
+            text += (
+                f" over the {run.get('tasks_tuned')} heaviest of {run.get('tasks')} kernels "
+                f"({run.get('tuned_flop_share', 1.0):.0%} of the arithmetic; the budget had no time for the other "
+                f"{len(run['skipped_for_budget'])})"
+            )
     return text
 
 
