@@ -26,15 +26,20 @@ def tune(
     target: str = "host",
     output=None,
     *,
-    trials: int = 64,
+    trials: int | None = None,
     budget_seconds: float | None = None,
     tuning_logs="tuning_logs",
     log=print,
     **options,
 ):
     """Tune `model`'s kernels for `target` (records go to TUNING_LOGS/<target name>/, a rerun resumes
-    from them), then compile with the result. `output` defaults to out/<model>-<target>-tuned."""
+    from them), then compile with the result. `output` defaults to out/<model>-<target>-tuned.
+    `trials` defaults to 64, or with a time budget to as many as the budget allows."""
+    from edgecc.options import DEFAULT_TRIALS, TRIALS_UNDER_A_BUDGET
     from edgecc.pipeline import default_output
+
+    if trials is None:
+        trials = DEFAULT_TRIALS if budget_seconds is None else TRIALS_UNDER_A_BUDGET
 
     output = Path(output) if output is not None else Path(f"{default_output(model, target)}-tuned")
     return compile(

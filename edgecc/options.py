@@ -21,6 +21,8 @@ MODEL_DTYPE_TOLERANCE = {"float16": 2e-2, "bfloat16": 5e-2, "float64": 1e-8}
 
 
 MAX_ELEMENTS = 2**31 - 1
+DEFAULT_TRIALS = 64
+TRIALS_UNDER_A_BUDGET = 100_000  # `tune` with a time budget and no trial count: the budget decides
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class CompileOptions:
     fast_math: bool = True  # polynomial exp/erf/tanh (see pipeline.lower)
     fusion: bool = True  # the fusion graph passes (edgecc/passes/__init__.py)
     tune: bool = False
-    trials: int = 64
+    trials: int = DEFAULT_TRIALS
     budget_seconds: float | None = None
     tuning_logs: tuple[Path, ...] = ()
     rpc: str | None = None

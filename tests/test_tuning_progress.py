@@ -8,7 +8,7 @@ import re
 from click.testing import CliRunner
 
 from edgecc.cli import main
-from edgecc.tuning.tune import ProgressBar
+from edgecc.tuning.progress import ProgressBar
 
 
 def _left(line: str) -> float:

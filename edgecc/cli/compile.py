@@ -103,7 +103,12 @@ def compile(model, target, output, preset, budget, print_pipeline, no_verify, no
 @click.command()
 @click.argument("model")
 @click.option("--target", "-t", default="host", show_default=True)
-@click.option("--trials", type=int, default=64, show_default=True, help="Trial budget across all kernels.")
+@click.option(
+    "--trials",
+    type=int,
+    default=None,
+    help="Trials over all kernels (default 64; with --budget: what the budget allows).",
+)
 @click.option("--budget", default=None, help="Time budget, e.g. 20m; tuning stops cleanly when it is spent.")
 @click.option(
     "--tuning-logs",

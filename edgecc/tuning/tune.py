@@ -15,6 +15,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from edgecc.errors import EdgeccError
+from edgecc.tuning.progress import ProgressBar
 from edgecc.tuning.record_checks import workload_key
 from edgecc.tuning.records import LOG_NAME, append_records, make_record, read_logs, target_key
 
@@ -143,48 +144,6 @@ class RecordAndReport(PyMeasureCallback):
         )
         sys.stderr.write("\r" + line + " ")
         sys.stderr.flush()
-
-
-class ProgressBar:
-    """The tuning progress line. The bar counts trials submitted, never past the total (MetaSchedule
-    may run a batch beyond it); the time left is the measured rate since the search's first batch
-    (task extraction and compiling the workers excluded) times the trials still to measure, so it
-    settles instead of growing as the first round's measurements arrive."""
-
-    width = 24
-
-    def __init__(self, total: int):
-        self.total = max(total, 1)
-        self.search_started: float | None = None
-
-    def line(
-        self,
-        now: float,
-        submitted: int,
-        measured: int,
-        estimate_ms: float,
-        failures: int,
-        budget_s: float | None,
-        elapsed: float,
-    ) -> str:
-        if self.search_started is None:
-            self.search_started = now
-        shown = min(max(submitted, measured), self.total)
-        filled = int(self.width * shown / self.total)
-        if measured > 0 and now > self.search_started:
-            rate = (now - self.search_started) / measured
-            left = rate * max(self.total - measured, 0)
-            if budget_s is not None:
-                left = min(left, max(budget_s - elapsed, 0.0))
-            eta = f"~{left:.0f}s left"
-        else:
-            eta = "time left: after the first measurements"
-        return (
-            f"tuning [{'#' * filled}{'.' * (self.width - filled)}] {shown}/{self.total} trials "
-            f"({measured} measured{', the last batch ran past the total' if measured > self.total else ''}), "
-            f"est. kernels {estimate_ms:.2f} ms, failures {failures}, "
-            f"{elapsed:.0f}s elapsed, {eta}"
-        )
 
 
 # Built in-process and measured on 2 cores: BERT kernels ~1 s per candidate (158 in 169 s),
