@@ -77,12 +77,12 @@ def _apply(fn, *values):
     return result if np.isfinite(result) else None
 
 
-def padded_channels(channels: int, lanes: int) -> int | None:
+def padded_channels(channels: int, lanes: int, max_growth: float = MAX_GROWTH) -> int | None:
     """C' for a channel count worth padding, or None."""
     if lanes <= 1 or channels <= lanes or channels % lanes == 0:
         return None
     padded = -(-channels // lanes) * lanes
-    return padded if padded / channels <= MAX_GROWTH else None
+    return padded if padded / channels <= max_growth else None
 
 
 def _pad_axis(array: np.ndarray, axis: int, size: int, value: float = 0.0) -> np.ndarray:

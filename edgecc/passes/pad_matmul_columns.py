@@ -22,6 +22,7 @@ from tvm.ir.expr import Constant
 
 from edgecc.passes._bindings import binding_map, replace_bindings
 from edgecc.passes._layout_chains import dtype, is_op, static_shape
+from edgecc.passes.pad_channels_to_vectors import padded_channels
 
 # Pad only where the extra columns cost at most this much more arithmetic.
 MAX_GROWTH = 1.05
@@ -29,10 +30,7 @@ MAX_GROWTH = 1.05
 
 def padded_columns(columns: int, lanes: int) -> int | None:
     """N' for an N worth padding, or None."""
-    if lanes <= 1 or columns <= lanes or columns % lanes == 0:
-        return None
-    padded = -(-columns // lanes) * lanes
-    return padded if padded / columns <= MAX_GROWTH else None
+    return padded_channels(columns, lanes, MAX_GROWTH)
 
 
 def _plan(value, lanes: int):
