@@ -118,3 +118,24 @@ def test_precision_pass_names_the_instruction_and_falls_back_without_one():
     pi4 = replace(pi4, capabilities=replace(pi4.capabilities, int8_math=True))
     (step,) = precision_passes(CompileOptions(precision="int8", target="raspberry-pi-4"), pi4)
     assert pass_description(step) == "quantize_dense_weights_int8 (int8 math)"
+
+
+def test_a_decision_timed_on_a_loaded_machine_says_so(monkeypatch):
+    """Under contention INT8 layers (two kernel launches) time slower than FP32; the kept-FP32 line says
+    what the timing was measured under instead of passing it off as a property of the model."""
+    import os
+    from types import SimpleNamespace
+
+    from edgecc.passes.precision import low_precision_timing as timing
+    from edgecc.passes.precision.quantize_dense_layers_int8 import fallback_summary
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    assert timing._load_caveat("int8") == ""
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 5.0, 3.0))
+    caveat = timing._load_caveat("int8")
+    assert "load 7.0 on 2 cores" in caveat and "INT8 on a quiet one" in caveat
+    fallback = SimpleNamespace(layer="dense_1", reason="INT8 kernel timed slower than FP32 here (3.0 vs 1.5 us)")
+    line = fallback_summary("INT8 dense layers: 0 on vpdpbusd", [fallback], "timed here" + caveat)
+    assert line.endswith(caveat.strip()) and "1 kept FP32 (dense_1:" in line
+    assert fallback_summary("INT8 dense layers: 3", [], "timed here" + caveat) == "INT8 dense layers: 3"

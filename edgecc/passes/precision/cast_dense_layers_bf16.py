@@ -50,7 +50,9 @@ class Bf16DenseStats:
     def summary(self) -> str:
         if self.instruction is None:
             return "BF16: this target has no BF16 arithmetic (AVX512-BF16 vdpbf16ps); every layer compiled as FP32"
-        return fallback_summary(f"BF16 dense layers: {self.bf16_math_layers} on {self.instruction}", self.fallbacks)
+        return fallback_summary(
+            f"BF16 dense layers: {self.bf16_math_layers} on {self.instruction}", self.fallbacks, self.timing
+        )
 
 
 def to_bf16(array: np.ndarray) -> np.ndarray:

@@ -140,4 +140,25 @@ def slower_layers(mod, target, ins, precision: str, timed: bool, rewrite):
                 f"{timing.us['fp32']:.1f} us)"
             )
             slower.update({by_name.get(name, name): reason for name in timing.layers})
-    return slower, timings, f"each dense shape timed {precision.upper()} vs FP32 on this machine, alternating rounds"
+    how = f"each dense shape timed {precision.upper()} vs FP32 on this machine, alternating rounds"
+    return slower, timings, how + _load_caveat(precision)
+
+
+def _load_caveat(precision: str) -> str:
+    """Under contention each parallel kernel launch waits for descheduled threads, which costs the
+    low-precision layer (a quantize kernel + the GEMM: two launches) twice what it costs FP32: on a
+    2-core machine at load 7 every MiniLM INT8 layer timed 1.6-2x slower than FP32, against 2-3x
+    faster when quiet. The decision stands, but says what it was measured under."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return ""
+    cores = os.cpu_count() or 1
+    if load <= cores:
+        return ""
+    return (
+        f" (on a loaded machine: 1-min load {load:.1f} on {cores} cores; a layer kept FP32 here may be faster in "
+        f"{precision.upper()} on a quiet one: compile again when it is quiet)"
+    )

@@ -59,16 +59,20 @@ class Int8DenseStats:
     timings: tuple[dict, ...] = ()  # per dense shape: fp32_us, int8_us, kept
 
     def summary(self) -> str:
-        return fallback_summary(f"INT8 dense layers: {self.int8_math_layers} on {self.instruction}", self.fallbacks)
+        return fallback_summary(
+            f"INT8 dense layers: {self.int8_math_layers} on {self.instruction}", self.fallbacks, self.timing
+        )
 
 
-def fallback_summary(text: str, fallbacks) -> str:
-    """`text`, then the layers kept FP32 and why (the first four; the report has them all)."""
+def fallback_summary(text: str, fallbacks, timing: str = "") -> str:
+    """`text`, then the layers kept FP32 and why (the first four; the report has them all), and
+    how the timing that kept some of them was made when it carries a caveat (a loaded machine)."""
     if not fallbacks:
         return text
     listed = "; ".join(f"{f.layer}: {f.reason}" for f in fallbacks[:4])
     more = f"; and {len(fallbacks) - 4} more (report.json)" if len(fallbacks) > 4 else ""
-    return f"{text}; {len(fallbacks)} kept FP32 ({listed}{more})"
+    caveat = timing[timing.index("(") :] if "(" in timing else ""
+    return f"{text}; {len(fallbacks)} kept FP32 ({listed}{more})" + (f" {caveat}" if caveat else "")
 
 
 def dynamic_activation_text(ins) -> str:
