@@ -104,12 +104,13 @@ def test_passes_follow_options():
     )
     sparse = [p for p in passes if pass_name(p) == "rewrite_attention_sparse"]
     assert len(sparse) == 1 and sparse[0].pattern == SparsePattern(32, 2, 1)
-    # without the option only the layout passes (no-ops on a model without convolutions) and
+    # without the option only the layout passes (no-ops on a model without convolutions or odd widths) and
     # clamp_gather_indices, which every compile ends with, remain
     without = graph_passes(CompileOptions(fusion=False, fast_math=False), load_target("host"))
     assert [pass_name(p) for p in without] == [
         "convert_convs_to_nhwc",
         "pad_channels_to_vectors",
+        "pad_matmul_columns",
         "clamp_gather_indices",
     ]
 
