@@ -65,9 +65,7 @@ def register_mmla_intrinsic(ins: DotInstruction = SMMLA) -> str:
             T.reads(C[0:rows, 0:cols], A[0:rows, 0:group], B[0:cols, 0:group])
             T.writes(C[0:rows, 0:cols])
             # the two activation rows are K apart: two 8-byte loads, one 16-byte operand
-            pair = T.vectorcombine(
-                A.vload([0, 0], dtype="int8x8"), A.vload([1, 0], dtype="int8x8"), dtype="int8x16"
-            )
+            pair = T.vectorcombine(A.vload([0, 0], dtype="int8x8"), A.vload([1, 0], dtype="int8x8"), dtype="int8x16")
             C[0, T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smmla.v4i32.v16i8"),
                 C.vload([0, 0], dtype="int32x4"),
