@@ -10,6 +10,10 @@ GELU, residual add) is register-tiled like the FP32 matmul (edgecc.schedules), b
   x86 AVX-512BW      vpmaddubsw+vpmaddwd  (activations limited to 0..127: the pairwise int16
                                       sums saturate above 2 x 127 x 127)
   x86 AVX2           vpmaddubsw+vpmaddwd, 8 lanes (same limit)
+  aarch64 +i8mm      smmla           s8 x s8 -> s32, a 2 x 2 tile of 8-long dot products: 32 multiply-adds
+                                      per instruction (2 rows at once: its kernel is matmul_mmla.py; a
+                                      kernel its tile does not fit runs on sdot here). Checked on the
+                                      emulated board only: its speed on a real core is unmeasured
   aarch64 +dotprod   sdot            s8 x s8 -> s32, 16 multiply-adds per instruction
   x86 AVX512-BF16    vdpbf16ps       bf16 x bf16 -> f32, 32 multiply-adds per instruction
 
