@@ -10,6 +10,7 @@ import pytest
 import tvm
 from tvm import relax, te
 
+from edgecc.measure.counting import count_ops
 from edgecc.passes.precision.dense_weights import instruction_fallback_reason, unsupported_reason
 from edgecc.schedules import schedule_kernel, vector_lanes
 from edgecc.schedules.common import schedule_source
@@ -91,6 +92,8 @@ def test_snapdragon_build_holds_smmla_and_odd_rows_fall_back_to_sdot(tmp_path):
     assert group == 8 and tile % 2 == 0
     listing = _cross_build(scheduled, SNAPDRAGON, tmp_path / "mmla.so")
     assert "smmla\tv" in listing and "sdot\tv" not in listing
+    # the profile's operation count reads smmla's 32 multiply-adds: the matmul plus the epilogue's 2 per output
+    assert count_ops(scheduled) == {"int8": 2 * 24 * 72 * 96 + 2 * 24 * 96}
 
     odd = _schedule(_dense_int8_kernel((1, 25, 72), 96), SNAPDRAGON, CPU_RULES)
     assert schedule_source(odd) == f"rule:{DotMatmulRule.name}"  # counted apart in report.json["schedules"]
