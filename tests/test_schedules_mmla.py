@@ -24,8 +24,9 @@ PI5 = load_target("raspberry-pi-5")
 CROSS = ("aarch64-linux-gnu-g++", "aarch64-linux-gnu-objdump")
 
 
-def _dense_int8_kernel(shape, n):
-    """acc = A @ W (int32), then the INT8 pass's dequantize epilogue; A [..., M, K] int8, W [K, N] int8."""
+def _dense_int8_kernel(shape, n, epilogue=True):
+    """acc = A @ W (int32), then the INT8 pass's dequantize epilogue; A [..., M, K] int8, W [K, N] int8.
+    Without the epilogue the kernel returns acc itself."""
     *lead, m, k = shape
     a = te.placeholder(shape, "int8", name="a")
     w = te.placeholder((k, n), "int8", name="w")
@@ -35,6 +36,8 @@ def _dense_int8_kernel(shape, n):
     acc = te.compute(
         (*lead, m, n), lambda *i: te.sum(a[(*i[:-1], r)].astype("int32") * w[r, i[-1]].astype("int32"), axis=r)
     )
+    if not epilogue:
+        return te.create_prim_func([a, w, acc])
     out = te.compute((*lead, m, n), lambda *i: (acc[i] - zp[(*i[:-1], 0)] * colsum[i[-1]]).astype("float32"))
     return te.create_prim_func([a, w, colsum, zp, out])
 
@@ -133,3 +136,16 @@ def test_smmla_kernels_are_exact_on_the_emulated_board(emulated_board, tmp_path)
         kernel(*[tvm.runtime.tensor(v, device) for v in inputs], out)
         expected = a.astype(np.int64) @ w.astype(np.int64) - zp * colsum  # exact: |values| < 2^24
         np.testing.assert_array_equal(out.numpy(), expected.astype(np.float32), err_msg=str(shape))
+
+    # no epilogue: the rule adds a copy that reads the 2 x 2 tiled accumulator back into [M, N]
+    bare = _schedule(_dense_int8_kernel((16, 32), 8, epilogue=False), SNAPDRAGON, (MmlaMatmulRule(),))
+    assert schedule_source(bare) == f"rule:{MmlaMatmulRule.name}"
+    ((_, n_axis, tile, group),) = [tuple(int(v) for v in e) for e in bare.attrs[PACKED_ATTR]]
+    _cross_build(bare, SNAPDRAGON, tmp_path / "bare.so")
+    session.upload(str(tmp_path / "bare.so"))
+    a = rng.integers(-128, 128, (16, 32)).astype("int8")
+    w = rng.integers(-128, 128, (32, 8)).astype("int8")
+    out = tvm.runtime.tensor(np.zeros((16, 8), np.int32), device)
+    packed = tvm.runtime.tensor(pack_array(w, n_axis, tile, group), device)
+    session.load_module("bare.so")["main"](tvm.runtime.tensor(a, device), packed, out)
+    np.testing.assert_array_equal(out.numpy(), a.astype(np.int32) @ w.astype(np.int32))
