@@ -283,3 +283,21 @@ def test_precision_passes_get_their_own_tables(tmp_path):
     assert "| instruction | vpdpbusd (avx512vnni) |" in precision and "| INT8-math layers | 2 |" in precision
     assert "| head | 384x2 | INT8 timed slower than FP32 here |" in precision
     assert "| 128x384 | 384 | 1 | 90.0 | 40.0 | int8 |" in precision
+
+
+def test_layers_on_the_fallback_instruction_get_their_own_table(tmp_path):
+    report = _report()
+    layer = {"layer": "dense_2", "key": "k", "shape": [100, 48], "reason": "K=100 is not a multiple of 8"}
+    report["passes"] = {
+        "quantize_dense_layers_int8": {
+            "instruction": "smmla (i8mm)",
+            "int8_math_layers": 2,
+            "fallbacks": [],
+            "instruction_fallbacks": [layer],
+            "fallback_instruction": "sdot (dotprod)",
+        },
+    }
+    render_reports(tmp_path, report)
+    precision = (tmp_path / "report.md").read_text().split("## Precision")[1].split("\n## ")[0]
+    assert "| instruction | smmla (i8mm) |" in precision and "layer kept FP32" not in precision
+    assert "layer on sdot (dotprod)" in precision and "| dense_2 | 100x48 | K=100 is not a multiple of 8 |" in precision

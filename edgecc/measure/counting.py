@@ -13,12 +13,14 @@ from __future__ import annotations
 _MATH_CALLS = ("exp", "erf", "tanh", "sqrt", "rsqrt", "log", "sigmoid", "pow", "fabs", "exp2")
 # Dot-product instructions a schedule may tensorize into: (useful operations per output lane and call,
 # the precision class of their data). vpdpbusd/sdot: 4 int8 products and 4 sums per int32 lane;
-# vpmaddubsw: 2 products and a sum per int16 lane, then vpmaddwd (by ones) one more sum per int32
-# lane; vdpbf16ps: 2 bf16 products and 2 sums per fp32 lane.
+# smmla: 8 products and 8 sums per int32 lane of its 2 x 2 tile; vpmaddubsw: 2 products and a sum
+# per int16 lane, then vpmaddwd (by ones) one more sum per int32 lane; vdpbf16ps: 2 bf16 products and
+# 2 sums per fp32 lane.
 _DOT_INTRINSICS = {
     "vpdpbusd": (8, "int8"),
     "sdot": (8, "int8"),
     "udot": (8, "int8"),
+    "smmla": (16, "int8"),
     "pmaddubs": (3, "int8"),
     "pmadd.ub.sw": (3, "int8"),
     "pmaddw.d": (1, "int8"),

@@ -56,6 +56,14 @@ def _pass_blocks(name: str, stats: dict) -> list:
                 numeric=[False, False, False],
             )
         )
+    if stats.get("instruction_fallbacks"):  # INT8 still, on the one-row instruction (smmla -> sdot)
+        blocks.append(
+            Table(
+                [f"layer on {stats.get('fallback_instruction') or 'the fallback instruction'}", "weight", "reason"],
+                [[f["layer"], _shape(f.get("shape")), f["reason"]] for f in stats["instruction_fallbacks"]],
+                numeric=[False, False, False],
+            )
+        )
     if stats.get("timings"):
         precisions = [k[:-3] for k in stats["timings"][0] if k.endswith("_us")]
         blocks.append(

@@ -6,6 +6,8 @@ against ONNX Runtime's ~7 ms here). Each family module holds one rule (see `rule
 and to the next one when a rule raises (the failure is kept on the kernel and reported). Every
 kernel leaves marked with its schedule's source (`common.schedule_summary` counts them).
 
+  matmul_mmla.py     INT8 dense kernels on aarch64 i8mm `smmla` (2 x 2 x 8 tiles); before matmul_dot.py,
+                     which takes the kernels its tile does not fit (on sdot)
   matmul_dot.py      INT8 / BF16 dense kernels on the CPU's dot-product instruction (vpdpbusd,
                      vpmaddubsw, sdot, vdpbf16ps); before matmul.py, which would take them too
   matmul_fp16.py     FP16 dense kernels on aarch64 +fullfp16 (fmla .8h, FP16 accumulators in K
@@ -40,6 +42,7 @@ from edgecc.schedules.gather import GatherRule
 from edgecc.schedules.matmul import MatmulRule
 from edgecc.schedules.matmul_dot import DotMatmulRule
 from edgecc.schedules.matmul_fp16 import Fp16MatmulRule
+from edgecc.schedules.matmul_mmla import MmlaMatmulRule
 from edgecc.schedules.parameters import vector_lanes
 from edgecc.schedules.pooling import ChannelVectorReductionRule, Pool2dNHWCRule, SingleRowReductionRule
 from edgecc.schedules.reductions import RowReductionRule
@@ -47,6 +50,7 @@ from edgecc.schedules.rule import KernelView
 
 # First match wins; GenericRule takes anything and is counted as a fallback.
 CPU_RULES = (
+    MmlaMatmulRule(),
     DotMatmulRule(),
     Fp16MatmulRule(),
     Conv2dNHWCRule(),

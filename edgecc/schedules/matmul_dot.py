@@ -10,6 +10,10 @@ GELU, residual add) is register-tiled like the FP32 matmul (edgecc.schedules), b
   x86 AVX-512BW      vpmaddubsw+vpmaddwd  (activations limited to 0..127: the pairwise int16
                                       sums saturate above 2 x 127 x 127)
   x86 AVX2           vpmaddubsw+vpmaddwd, 8 lanes (same limit)
+  aarch64 +i8mm      smmla           s8 x s8 -> s32, a 2 x 2 tile of 8-long dot products: 32 multiply-adds
+                                      per instruction (2 rows at once: its kernel is matmul_mmla.py; a
+                                      kernel its tile does not fit runs on sdot here). Checked on the
+                                      emulated board only: its speed on a real core is unmeasured
   aarch64 +dotprod   sdot            s8 x s8 -> s32, 16 multiply-adds per instruction
   x86 AVX512-BF16    vdpbf16ps       bf16 x bf16 -> f32, 32 multiply-adds per instruction
 
@@ -29,7 +33,7 @@ to float32, so `vdpbf16ps` is called through a three-line LLVM IR function takin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from edgecc.schedules.common import iter_types, loop_extent, vectorize_innermost
@@ -46,18 +50,30 @@ class DotInstruction:
     group: int = 4  # consecutive k each lane sums per instruction
     weight_dtype: str = "int8"
     accumulator: str = "int32"
+    rows: int = 1  # activation rows one instruction reads (2: a matrix multiply-accumulate such as smmla)
+    fallback: DotInstruction | None = None  # the one-row instruction for layers whose shape the tile does not fit
+
+    @property
+    def label(self) -> str:
+        """How reports name it: "sdot (dotprod)"."""
+        return f"{self.name} ({self.feature})"
 
     @property
     def intrinsic(self) -> str:
         return f"edgecc_dot_{self.name}_{self.lanes}x{self.group}"
 
 
+SDOT = DotInstruction("sdot", "dotprod", 4, "int8", (-128, 127))
+# smmla: a 2 x 8 block of activations times two weight columns' 8 k, a 2 x 2 int32 tile per
+# instruction (`lanes` counts its columns); its kernel is edgecc.schedules.matmul_mmla
+SMMLA = DotInstruction("smmla", "i8mm", 2, "int8", (-128, 127), group=8, rows=2, fallback=SDOT)
 # Best first: the first one whose feature the target has is used.
 INT8_INSTRUCTIONS = (
     DotInstruction("vpdpbusd", "avx512vnni", 16, "uint8", (0, 255)),
     DotInstruction("vpmaddubsw", "avx512bw", 16, "uint8", (0, 127)),
     DotInstruction("vpmaddubsw", "avx2", 8, "uint8", (0, 127)),
-    DotInstruction("sdot", "dotprod", 4, "int8", (-128, 127)),
+    SMMLA,
+    SDOT,
 )
 BF16_INSTRUCTIONS = (
     DotInstruction(
@@ -96,7 +112,15 @@ def dot_instruction(target, precision: str = "int8") -> DotInstruction | None:
         return None
     features = target_features(target)
     table = BF16_INSTRUCTIONS if precision == "bf16" else INT8_INSTRUCTIONS
-    return next((ins for ins in table if ins.feature in features), None)
+    ins = next((ins for ins in table if ins.feature in features), None)
+    if ins is not None and ins.fallback is not None and ins.fallback.feature not in features:
+        ins = replace(ins, fallback=None)  # i8mm without dotprod: a layer the tile does not fit stays FP32
+    return ins
+
+
+def one_row_instruction(ins: DotInstruction | None) -> DotInstruction | None:
+    """The instruction matmul-dot tiles with: `ins` itself, or a matrix instruction's fallback."""
+    return ins.fallback if ins is not None and ins.rows > 1 else ins
 
 
 @cache
@@ -245,7 +269,8 @@ class DotMatmulRule:
     @staticmethod
     def candidates(target) -> list[DotInstruction]:
         """The instructions this rule may tile for on `target` (matched by operand dtypes)."""
-        return [ins for ins in (dot_instruction(target, "int8"), dot_instruction(target, "bf16")) if ins is not None]
+        found = (one_row_instruction(dot_instruction(target, precision)) for precision in ("int8", "bf16"))
+        return [ins for ins in found if ins is not None]
 
     def _plan(self, kernel: KernelView):
         """(instruction, matmul block, weight parameter position, weight's n axis) or None."""

@@ -10,7 +10,7 @@
          and embedding tables stored bf16 (cast_dense_layers_bf16.py); elsewhere FP32, and the
          compile says so.
   int8   on a CPU with an INT8 dot-product instruction (VNNI, AVX-512BW/AVX2 vpmaddubsw, aarch64
-         sdot) every dense layer computes in INT8: activations quantized per row at run time (static
+         sdot, i8mm smmla) every dense layer computes in INT8: activations quantized per row at run time (static
          per-tensor scales with --calibration), int32 accumulation, dequantize in the epilogue
          (quantize_dense_layers_int8.py). Other targets: per-channel INT8 weights, and with
          capabilities.int8_math calibrated per-tensor INT8 matmuls where the activation error allows,

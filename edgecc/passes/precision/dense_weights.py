@@ -87,17 +87,36 @@ def fold_weight_transposes(mod):
 
 
 def unsupported_reason(x, weight, ins) -> str | None:
-    """Why the dense layer `x @ weight` cannot run on instruction `ins`, or None."""
-    k, n = weight.shape
+    """Why the dense layer `x @ weight` cannot run on instruction `ins` (nor on its fallback), or None."""
     ty = x.ty
     if str(getattr(ty, "dtype", "")) != "float32" or getattr(ty, "shape", None) is None:
         return "input is not a float32 tensor of known shape"
     if any(not isinstance(d, tvm.tirx.IntImm) for d in ty.shape):
         return "input shape is not static"
+    reason = _shape_reason(x, weight, ins)
+    if reason and ins.fallback is not None:
+        fallback_reason = _shape_reason(x, weight, ins.fallback)
+        return f"{reason}; on {ins.fallback.name}: {fallback_reason}" if fallback_reason else None
+    return reason
+
+
+def instruction_fallback_reason(x, weight, ins) -> str | None:
+    """Why a layer `ins` takes (unsupported_reason None) runs on `ins.fallback` (a matrix instruction
+    such as smmla whose tile its shape does not fit), or None when it runs on `ins` itself."""
+    return _shape_reason(x, weight, ins) if ins.fallback is not None else None
+
+
+def _shape_reason(x, weight, ins) -> str | None:
+    k, n = weight.shape
     if k % ins.group:
         return f"K={k} is not a multiple of {ins.group}"
     if n % ins.lanes:
-        return f"N={n} is not a multiple of the instruction's {ins.lanes} lanes"
+        what = f"{ins.lanes} columns" if ins.rows > 1 else f"{ins.lanes} lanes"
+        return f"N={n} is not a multiple of the instruction's {what}"
+    shape = x.ty.shape
+    rows = int(shape[-2]) if len(shape) > 1 else 1
+    if rows % ins.rows:
+        return f"M={rows} rows are not a multiple of the instruction's {ins.rows}"
     return None
 
 

@@ -3,7 +3,8 @@
 `matmul(x, W)` with W a float32 [K, N] constant becomes
 
     q, s, zp = quantize_rows(x)                       # run time, per row (edgecc.schedules.quantize_rows)
-    acc      = matmul(q, Wq, out_dtype=int32)         # vpdpbusd / vpmaddubsw / sdot (edgecc.schedules.matmul_dot)
+    acc      = matmul(q, Wq, out_dtype=int32)         # vpdpbusd / vpmaddubsw / sdot (edgecc.schedules.matmul_dot),
+                                                      # smmla (edgecc.schedules.matmul_mmla)
     y        = float32(acc - zp * colsum(Wq)) * s * w # dequantize, fused into the GEMM's epilogue
 
 with Wq = int8(round(W / w)), w per output column (symmetric, max |W[:, j]| / 127) and colsum(Wq) a
@@ -13,7 +14,9 @@ V) is quantized once. With calibrated static scales (`--calibration`, per-tensor
 is replaced by a fixed scale and zero point. Embedding tables are stored as per-row INT8.
 
 A layer the instruction cannot take (K not a multiple of 4, N not a multiple of the vector's
-lanes, a non-float32 input) stays FP32 and is listed in the statistics with the reason; so is a
+lanes, a non-float32 input) stays FP32 and is listed in the statistics with the reason; on a matrix
+instruction (smmla) a layer its 2 x 2 x 8 tile does not fit runs on the one-row fallback (sdot) and
+is listed in `instruction_fallbacks` with the reason. So is a
 layer whose INT8 kernel timed slower than FP32 on this machine (edgecc.passes.precision.
 low_precision_timing). Attention's QK^T and PV are not dense layers: they stay in the fused FP32
 attention kernel.
@@ -34,6 +37,7 @@ from edgecc.passes.precision.dense_weights import (
     LayerFallback,
     choose_dense_layer,
     fold_weight_transposes,
+    instruction_fallback_reason,
     layer_names,
 )
 from edgecc.passes.precision.quantize_dense_weights_int8 import quantize_per_channel
@@ -50,6 +54,9 @@ class Int8DenseStats:
     weights: str = "per-channel symmetric int8, packed for the instruction at compile time"
     int8_layers: tuple[str, ...] = ()
     fallbacks: tuple[LayerFallback, ...] = ()
+    # INT8 layers on the instruction's one-row fallback (smmla -> sdot: the tile does not fit) and why
+    instruction_fallbacks: tuple[LayerFallback, ...] = ()
+    fallback_instruction: str | None = None  # e.g. "sdot (dotprod)"
     int8_math_layers: int = 0
     fp32_layers: int = 0
     quantized_inputs: int = 0  # row-quantize kernels (one per distinct dense input)
@@ -59,9 +66,12 @@ class Int8DenseStats:
     timings: tuple[dict, ...] = ()  # per dense shape: fp32_us, int8_us, kept
 
     def summary(self) -> str:
-        return fallback_summary(
-            f"INT8 dense layers: {self.int8_math_layers} on {self.instruction}", self.fallbacks, self.timing
-        )
+        text = f"INT8 dense layers: {self.int8_math_layers} on {self.instruction}"
+        if self.instruction_fallbacks:
+            listed = "; ".join(f"{f.layer}: {f.reason}" for f in self.instruction_fallbacks[:4])
+            more = f"; and {len(self.instruction_fallbacks) - 4} more" if len(self.instruction_fallbacks) > 4 else ""
+            text += f", {len(self.instruction_fallbacks)} of them on {self.fallback_instruction} ({listed}{more})"
+        return fallback_summary(text, self.fallbacks, self.timing)
 
 
 def fallback_summary(text: str, fallbacks, timing: str = "") -> str:
@@ -84,6 +94,7 @@ def dynamic_activation_text(ins) -> str:
 class _Tally:
     layers: list = field(default_factory=list)
     fallbacks: list = field(default_factory=list)
+    on_fallback: list = field(default_factory=list)  # LayerFallback: INT8 on the instruction's fallback
     inputs: int = 0
 
 
@@ -109,6 +120,9 @@ class _DenseInt8Rewriter(PyExprMutator):
             return call
         weight, key, name = chosen
         self.tally.layers.append(name)
+        why = instruction_fallback_reason(call.args[0], weight, self.ins)
+        if why:
+            self.tally.on_fallback.append(LayerFallback(name, key, tuple(weight.shape), why))
         return self._rewrite(call.args[0], weight, key)
 
     def _rewrite(self, x, weight, key):
@@ -175,10 +189,12 @@ def quantize_dense_layers_int8(
     result = relax.transform.DeadCodeElimination()(rewriter.transform())
     tally = rewriter.tally
     stats = Int8DenseStats(
-        f"{ins.name} ({ins.feature})",
+        ins.label,
         "static per-tensor (calibrated)" if static_scales else dynamic_activation_text(ins),
         int8_layers=tuple(tally.layers),
         fallbacks=tuple(tally.fallbacks),
+        instruction_fallbacks=tuple(tally.on_fallback),
+        fallback_instruction=ins.fallback.label if ins.fallback else None,
         int8_math_layers=len(tally.layers),
         fp32_layers=len(tally.fallbacks),
         quantized_inputs=tally.inputs,
