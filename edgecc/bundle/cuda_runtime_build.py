@@ -162,7 +162,7 @@ def cuda12_aarch64(log=print) -> Path:
 
 
 def _header_release(include: Path) -> str:
-    found = re.search(r"#define\s+CUDART_VERSION\s+(\d+)", (include / "cuda_runtime_api.h").read_text())
+    found = re.search(r"#define\s+CUDART_VERSION\s+(\d+)", (include / "cuda_runtime_api.h").read_text(errors="replace"))
     version = int(found.group(1)) if found else 0
     return f"{version // 1000}.{(version % 1000) // 10}"
 
@@ -189,7 +189,7 @@ def oldest_cudart_check(module: Path, nm: str) -> dict:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace")  # g++ quotes with ‘’
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.strip().splitlines() or ["?"]
         raise ToolchainError(f"{what} failed: {lines[0][:400]}")
