@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,20 +37,11 @@ def _require_nvrtc12():
         pytest.skip(f"CUDA 12 device code needs `pip install {' '.join(missing)}`")
 
 
-def _tvm_source(tmp_root: Path) -> Path:
+def _tvm_source() -> Path:
     given = os.environ.get("EDGECC_TVM_SOURCE")
     if not given or not Path(given).exists():
-        pytest.skip("set EDGECC_TVM_SOURCE to a checkout (or bare git directory) of apache/tvm to build the module")
-    source = Path(given)
-    if (source / "src").is_dir():
-        return source
-    out = tmp_root / "tvm-source"
-    out.mkdir()
-    paths = ["include", "src/backend/cuda/runtime", "src/runtime", "src/support"]
-    archive = subprocess.run(["git", "--git-dir", str(source), "archive", "HEAD", *paths], capture_output=True)
-    assert archive.returncode == 0, archive.stderr.decode()[:300]
-    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
-    return out
+        pytest.skip("set EDGECC_TVM_SOURCE to a checkout (or bare clone) of apache/tvm to build TVM's CUDA 12 module")
+    return Path(given)
 
 
 @pytest.fixture(scope="session")
@@ -64,13 +56,13 @@ def cuda12_artifact(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cuda12_runtime_module(tmp_path_factory):
+def cuda12_runtime_module():
     """TVM's CUDA 12 runtime module: from edgecc's cache, else built once from EDGECC_TVM_SOURCE."""
     from edgecc.bundle.cuda_runtime_build import cached_runtime_folder, cuda12_runtime
 
     require_cross_tools()
     library = cached_runtime_folder() / "libtvm_runtime_cuda.so"
-    source = None if library.is_file() else _tvm_source(tmp_path_factory.mktemp("tvm"))
+    source = None if library.is_file() else _tvm_source()
     return cuda12_runtime(source, log=quiet)
 
 
@@ -233,3 +225,19 @@ def test_cuda12_runtime_mismatch_is_refused(cuda12_artifact, tmp_path):
     wheel_module = runtime_libraries("linux", "aarch64").path("libtvm_runtime_cuda")  # links libcudart.so.13
     with pytest.raises(EdgeccError, match=r"CUDA 12\.2, but .* links libcudart\.so\.13.*--cuda 13"):
         cuda_needs(manifest, wheel_module)
+
+
+@pytest.mark.slow  # compiles TVM's three CUDA runtime sources with the cross g++ (~20 s on 2 cores)
+def test_cuda12_runtime_module_builds_from_a_tvm_source_and_records_how(tmp_path):
+    from edgecc.bundle.cuda_runtime_build import build_cuda12_runtime, build_record, wheel_commit
+
+    require_cross_tools()
+    source = _tvm_source()
+    started = time.monotonic()
+    library = build_cuda12_runtime(source, tmp_path / "cuda-runtime", log=quiet)
+    record = build_record(library)
+    assert record["wheel_commit"] == wheel_commit() and record["wheel_headers_laid_over"] > 0
+    assert record["tvm_source_commit"] != "" and record["driver_functions"]
+    assert "cuLaunchKernelEx" in record["driver_functions"]  # in every CUDA 12 driver (added in 12.0)
+    assert sorted(p.name for p in library.parent.iterdir()) == ["build.json", "libtvm_runtime_cuda.so"]
+    assert time.monotonic() - started < 300

@@ -83,42 +83,63 @@ def build_record(library: Path) -> dict:
         return {}
 
 
-def _check_source(source: Path) -> list[Path]:
-    if not (source / SOURCES[1]).is_file():
+def _bare_git(source: Path) -> bool:
+    """A clone without a work tree (git clone --bare, or a mirror): read through git itself."""
+    return not (source / "src").is_dir() and (source / "HEAD").is_file() and (source / "objects").is_dir()
+
+
+def _git(source: Path, *args: str, text: bool = True):
+    where = ["--git-dir", str(source)] if _bare_git(source) else ["-C", str(source)]
+    return subprocess.run(["git", *where, *args], capture_output=True, text=text)
+
+
+def _check_source(source: Path) -> None:
+    if _bare_git(source):
+        found = _git(source, "cat-file", "-e", f"HEAD:{SOURCES[1]}").returncode == 0
+    else:
+        found = (source / SOURCES[1]).is_file()
+    if not found:
         raise EdgeccError(
             f"--tvm-source {source} is not a TVM source tree (no {SOURCES[1]}); check out apache/tvm at the "
             f"wheel's commit {wheel_commit()} (or the closest v0.27 commit you have)"
         )
-    found = [source / s for s in SOURCES]
-    for pattern in SOURCE_GLOBS:
-        found += sorted(source.glob(pattern))
-    return found
 
 
 def _source_commit(source: Path) -> str:
-    """HEAD of the checkout, only when `source` is itself the top of a git work tree."""
-    top = subprocess.run(["git", "-C", str(source), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != source.resolve():
-        return "unknown"
-    return subprocess.run(
-        ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    """HEAD of a bare clone, or of a checkout when `source` is the top of its git work tree."""
+    if not _bare_git(source):
+        top = _git(source, "rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != source.resolve():
+            return "unknown"
+    head = _git(source, "rev-parse", "HEAD")
+    return head.stdout.strip() if head.returncode == 0 else "unknown"
 
 
-def _staged_source(source: Path, stage: Path) -> list[str]:
-    """The sources' subtrees, then the installed wheel's release headers laid over them; returns what was laid."""
-    for part in COPIED:
-        if (source / part).is_dir():
-            shutil.copytree(source / part, stage / part, dirs_exist_ok=True)
+def _staged_source(source: Path, stage: Path) -> tuple[list[Path], int]:
+    """The sources' subtrees copied (or archived from a bare clone's HEAD), then the installed wheel's release
+    headers laid over them; returns the .cc files to compile and how many headers were laid."""
+    stage.mkdir(parents=True)
+    if _bare_git(source):
+        archive = _git(source, "archive", "HEAD", *COPIED, text=False)
+        if archive.returncode != 0:
+            raise ToolchainError(f"git archive of {source} failed: {archive.stderr.decode(errors='replace')[:300]}")
+        subprocess.run(["tar", "-x", "-C", str(stage)], input=archive.stdout, check=True)
+    else:
+        for part in COPIED:
+            if (source / part).is_dir():
+                shutil.copytree(source / part, stage / part, dirs_exist_ok=True)
     wheel = Path(importlib.util.find_spec("tvm").origin).parent
-    laid = []
+    laid = 0
     for part in ("include", "src/runtime"):
         for path in sorted((wheel / part).rglob("*.h")):
             relative = path.relative_to(wheel)
             (stage / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, stage / relative)
-            laid.append(str(relative))
-    return laid
+            laid += 1
+    sources = [stage / s for s in SOURCES]
+    for pattern in SOURCE_GLOBS:
+        sources += sorted(stage.glob(pattern))
+    return sources, laid
 
 
 def cuda12_aarch64(log=print) -> Path:
@@ -213,7 +234,7 @@ def build_cuda12_runtime(source: Path, folder: Path, log=print) -> Path:
     gxx = shutil.which(CROSS_GXX)
     if gxx is None:
         raise ToolchainError(f"{CROSS_GXX} is not installed; install it with `apt-get install g++-aarch64-linux-gnu`")
-    sources = _check_source(source)
+    _check_source(source)
     cuda = cuda12_aarch64(log)
     headers, cudart, cuda_release = (
         [cuda / "include"],
@@ -229,11 +250,10 @@ def build_cuda12_runtime(source: Path, folder: Path, log=print) -> Path:
     with tempfile.TemporaryDirectory(prefix=".cuda-runtime-", dir=folder.parent) as tmp:
         stage, out = Path(tmp) / "tvm", Path(tmp) / "out"
         out.mkdir()
-        laid = _staged_source(source, stage)
+        staged, laid = _staged_source(source, stage)
         flags = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-DNDEBUG", "-DTVM_RUNTIME_EXPORTS"]
         flags += ["-DTVM_FFI_EXPORTS", f"-I{stage / 'include'}", f"-I{ffi_include}", *(f"-I{h}" for h in headers)]
-        objects = [out / f"{s.stem}.o" for s in sources]
-        staged = [stage / s.relative_to(source) for s in sources]
+        objects = [out / f"{s.stem}.o" for s in staged]
         with ThreadPoolExecutor(max_workers=2) as pool:  # the machine's two cores
             jobs = [
                 pool.submit(_run, [gxx, *flags, "-c", str(s), "-o", str(o)], f"compiling {s.name}")
@@ -278,7 +298,7 @@ def build_cuda12_runtime(source: Path, folder: Path, log=print) -> Path:
             "tvm_source": str(source),
             "tvm_source_commit": _source_commit(source),
             "wheel_commit": wheel_commit(),
-            "wheel_headers_laid_over": len(laid),
+            "wheel_headers_laid_over": laid,
             "compiler": subprocess.run([gxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         }
         final = Path(tmp) / "final"  # only the module and its record are kept (no objects, no driver stub)
