@@ -148,6 +148,9 @@ def compile_buckets(ctx: CompileContext):
 
 def build(ctx: CompileContext):
     ctx.built = ctx.backend.build(ctx.scheduled, ctx.target)
+    if "cuda_release" in ctx.built.details:  # CUDA: which release made the device code decides the board's JetPack
+        details = ctx.built.details
+        ctx.log(f"      device code: CUDA {details['cuda_release']}, {details['device_code']}")
     return ctx.built
 
 

@@ -241,3 +241,10 @@ def test_cuda12_runtime_module_builds_from_a_tvm_source_and_records_how(tmp_path
     assert "cuLaunchKernelEx" in record["driver_functions"]  # in every CUDA 12 driver (added in 12.0)
     assert sorted(p.name for p in library.parent.iterdir()) == ["build.json", "libtvm_runtime_cuda.so"]
     assert time.monotonic() - started < 300
+
+
+def test_cuda12_extra_pins_what_the_toolkit_table_loads():
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert tuple(pyproject["project"]["optional-dependencies"]["cuda12"]) == TOOLKITS["12"].compile_packages
