@@ -178,7 +178,7 @@ def test_cuda12_bundle_says_jetpack6_and_opens_under_qemu_up_to_the_driver(
     bundle = result.bundle
     cuda = json.loads((bundle / "model.json").read_text())["cuda"]
     assert cuda["min_driver_version"] == 12020 and cuda["runtime_library"] == "libcudart.so.12"
-    assert cuda["cuda_release"] == "12.2" and cuda["device_code"] == "sm_87"
+    assert cuda["cuda_release"] == "12.2" and cuda["device_code"] == "sm_87" and "JetPack 6" in cuda["jetpack"]
     assert read_elf_needs(bundle / "lib" / "libtvm_runtime_cuda.so").needed.count("libcudart.so.12") == 1
     readme = (bundle / "README.md").read_text()
     assert "CUDA 12.2 or newer" in readme and "JetPack 6" in readme and "Not verified on a device" in readme
@@ -214,6 +214,8 @@ def test_cuda12_deploy_without_a_runtime_says_what_to_pass(cuda12_artifact, tmp_
         edgecc.deploy(cuda12_artifact, tmp_path / "bundle", log=quiet)
     with pytest.raises(EdgeccError, match="is not a TVM source tree"):
         edgecc.deploy(cuda12_artifact, tmp_path / "bundle", tvm_source=tmp_path, log=quiet)
+    with pytest.raises(EdgeccError, match="--cuda-runtime FILE .* or --tvm-source DIR"):
+        edgecc.deploy(cuda12_artifact, tmp_path / "bundle", tvm_source=tmp_path, cuda_runtime=tmp_path, log=quiet)
     assert not (tmp_path / "bundle").exists()
 
 

@@ -57,6 +57,7 @@ class CudaNeeds:
             "device_code": self.device_arch,
             "cuda_release": f"{self.nvcc_release[0]}.{self.nvcc_release[1]}",
             "device_compiler": self.device_compiler,
+            "jetpack": self.jetpack,
         }
         if self.device_compiler.startswith("Cuda compilation tools"):  # nvcc; the key bundles had before NVRTC
             described["nvcc_release"] = described["cuda_release"]

@@ -205,6 +205,8 @@ def _cuda_runtime(manifest: dict, kind, cuda_runtime, tvm_source, log) -> tuple[
             "--tvm-source builds TVM's CUDA 12 runtime module, for artifacts compiled with `--cuda 12`; "
             f"{manifest['target']['name']}'s artifact does not need it"
         )
+    if cuda_runtime is not None and tvm_source is not None:
+        raise EdgeccError("pass --cuda-runtime FILE (a module you built) or --tvm-source DIR (edgecc builds one)")
     if cuda_runtime is not None:
         path = Path(cuda_runtime)
         return path, build_record(path) if path.is_file() else None
