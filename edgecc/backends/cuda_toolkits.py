@@ -5,9 +5,9 @@ linked against the same CUDA major. The JetPack on the board fixes both:
 - CUDA 13 (JetPack 7): nvcc 13 on PATH compiles a fatbin; TVM's aarch64 wheel ships the runtime
   module (libtvm_runtime_cuda.so, links libcudart.so.13).
 - CUDA 12 (JetPack 6, most Orin boards in the field): NVRTC 12.2 from PyPI compiles sm_87 SASS
-  (a cubin; 12.2 is the oldest CUDA of JetPack 6, so every JetPack 6 driver loads it), and the
-  runtime module is built here from TVM's source against CUDA 12.2 headers
-  (edgecc/bundle/cuda_runtime_build.py), because no TVM wheel ships one.
+  (a cubin; 12.2 is the oldest CUDA of JetPack 6, so no JetPack 6 driver is older than it), and the
+  runtime module is built here from TVM's source against CUDA 12 headers and checked against
+  CUDA 12.2's libcudart (edgecc/bundle/cuda_runtime_build.py), because no TVM wheel ships one.
 `edgecc compile --cuda 12|13` picks the row; the default is the one TVM's wheel can deploy as is.
 """
 

@@ -2,11 +2,13 @@
 
 TVM's aarch64 wheel has libtvm_runtime_cuda.so for CUDA 13 only. For a JetPack 6 bundle edgecc
 compiles the same three sources the wheel's module is made of (src/backend/cuda/runtime/*.cc,
-src/runtime/vm/cuda/*.cc) with the aarch64 cross g++ against CUDA 12.2 headers (the oldest CUDA of
-JetPack 6), links them against the wheel's own aarch64 libtvm_runtime.so / libtvm_ffi.so with
---no-undefined (every symbol the module needs exists in the libraries it ships beside), against
-libcudart.so.12 from NVIDIA's aarch64 runtime wheel, and against a stand-in libcuda.so.1 made only
-for linking (never shipped: the board's driver provides the real one).
+src/runtime/vm/cuda/*.cc) with the aarch64 cross g++ against CUDA 12.9 headers (TVM 0.27 names a
+CUDA 12.8 launch attribute), links them against the wheel's own aarch64 libtvm_runtime.so /
+libtvm_ffi.so with --no-undefined (every symbol the module needs exists in the libraries it ships
+beside), against libcudart.so.12 from NVIDIA's aarch64 runtime wheel, and against a stand-in
+libcuda.so.1 made only for linking (never shipped: the board's driver provides the real one). Every
+CUDA runtime function the module calls is then looked up in CUDA 12.2's libcudart (the oldest of
+JetPack 6), so the bundle can say which JetPack 6 releases have them.
 
 The source is the user's checkout of apache/tvm (`--tvm-source DIR`); nothing of it is stored in
 edgecc. The installed TVM wheel's own headers (tvm/include, tvm/src/runtime: the exact release)
