@@ -119,11 +119,15 @@ def report(artifact_dir) -> list[Path]:
     return [folder / "report.md", folder / "report.html"]
 
 
-def deploy(artifact_dir, output, *, threads: int | None = None, cuda_runtime=None, log=print):
+def deploy(artifact_dir, output, *, threads: int | None = None, cuda_runtime=None, tvm_source=None, log=print):
     """Bundle a compiled artifact for its board: model, TVM runtime libraries, C API, example program.
 
-    Returns an edgecc.bundle.DeployResult (bundle folder, files and sizes, board requirements).
+    `tvm_source`: for a Jetson artifact compiled with cuda="12", a TVM checkout to build TVM's CUDA 12
+    runtime module from (once; cached). Returns an edgecc.bundle.DeployResult (bundle folder, files
+    and sizes, board requirements).
     """
     from edgecc.bundle import deploy as deploy_bundle
 
-    return deploy_bundle(artifact_dir, output, threads=threads, cuda_runtime=cuda_runtime, log=log)
+    return deploy_bundle(
+        artifact_dir, output, threads=threads, cuda_runtime=cuda_runtime, tvm_source=tvm_source, log=log
+    )

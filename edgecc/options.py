@@ -59,6 +59,7 @@ class CompileOptions:
     dump_ir: Path | None = None
     seed: int = 0
     quiet: bool = False
+    cuda: str | None = None  # CUDA targets: "12" (JetPack 6) or "13" (JetPack 7); see backends/cuda_toolkits.py
 
     def __post_init__(self):
         if self.seq_buckets:  # "16,32,64" from the command line, or any sequence of lengths

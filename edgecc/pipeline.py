@@ -26,10 +26,14 @@ def default_output(model: str, target: str) -> Path:
 
 def resolve_target(ctx: CompileContext):
     from edgecc.backends import backend_for
+    from edgecc.backends.cuda_toolkits import select_cuda, toolkit_of
     from edgecc.targets import load_target
 
-    ctx.target = load_target(ctx.options.target)
+    ctx.target = select_cuda(load_target(ctx.options.target), ctx.options.cuda)
     ctx.backend = backend_for(ctx.target)
+    if ctx.target.kind == "cuda":
+        chosen = toolkit_of(ctx.target)
+        ctx.log(f"      cuda: CUDA {chosen.major} for {chosen.jetpack}, device code by {chosen.device_compiler}")
     if ctx.target.toolchain is not None and not ctx.target.capabilities.runs_on_host:
         ctx.target.toolchain.require()  # a missing cross-compiler fails now, not after the build
     return ctx.target
@@ -144,6 +148,9 @@ def compile_buckets(ctx: CompileContext):
 
 def build(ctx: CompileContext):
     ctx.built = ctx.backend.build(ctx.scheduled, ctx.target)
+    if "cuda_release" in ctx.built.details:  # CUDA: which release made the device code decides the board's JetPack
+        details = ctx.built.details
+        ctx.log(f"      device code: CUDA {details['cuda_release']}, {details['device_code']}")
     return ctx.built
 
 

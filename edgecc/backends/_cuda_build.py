@@ -1,4 +1,5 @@
-"""Ahead-of-time CUDA device code: nvcc compiles TVM's CUDA C into a fatbin packed into the library.
+"""Ahead-of-time CUDA device code: nvcc (CUDA 13) or NVRTC (CUDA 12, _nvrtc.py) compiles TVM's CUDA C, packed
+into the library.
 
 TVM's compiler only builds a real (serializable) CUDA module when its CUDA runtime library is
 loaded, and that library needs the driver's libcuda.so.1. A build machine without a GPU has no
@@ -129,18 +130,19 @@ def _load_tvm_cuda_runtime() -> None:
 
 
 @contextmanager
-def nvcc_compile_callback(arch: str, nvcc: str, record: dict):
-    """While active, TVM hands each CUDA source to nvcc; the previous callback is restored after."""
+def device_compile_callback(compile_source, record: dict):
+    """While active, TVM hands each CUDA source to `compile_source(code) -> bytes` (nvcc's fatbin or
+    NVRTC's cubin); the previous callback is restored after."""
     import tvm_ffi
 
     previous = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
 
-    def compile_with_nvcc(code, *_target):
+    def compile_kernels(code, *_target):
         record["sources"] = record.get("sources", 0) + 1
         record["cuda_source_bytes"] = record.get("cuda_source_bytes", 0) + len(code)
-        return bytearray(compile_fatbin(code, arch, nvcc))
+        return bytearray(compile_source(code))
 
-    tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_with_nvcc, override=True)
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_kernels, override=True)
     try:
         yield record
     finally:

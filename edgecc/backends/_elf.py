@@ -9,6 +9,7 @@ from pathlib import Path
 ELF_MAGIC = b"\x7fELF"
 EM_NAMES = {3: "x86", 40: "arm", 62: "x86_64", 164: "hexagon", 183: "aarch64", 190: "cuda"}
 EM_CUDA = 190
+CUDA_13_ELF_ABI = 8
 FATBIN_MAGIC = struct.pack("<I", 0xBA55ED50)
 MACHO_MAGIC_64 = struct.pack("<I", 0xFEEDFACF)
 MACHO_CPU_ARM64 = 0x0100000C
@@ -20,6 +21,7 @@ class ElfHeader:
     machine: str
     elf_type: str
     flags: int
+    abi_version: int = 0  # e_ident[EI_ABIVERSION]; CUDA cubins: 7 up to CUDA 12, 8 from CUDA 13
 
 
 def read_elf_header(data: bytes, offset: int = 0) -> ElfHeader | None:
@@ -33,7 +35,8 @@ def read_elf_header(data: bytes, offset: int = 0) -> ElfHeader | None:
     flags_at = offset + (48 if elf_class == 2 else 36)
     (flags,) = struct.unpack_from("<I", data, flags_at)
     types = {1: "relocatable", 2: "executable", 3: "shared object"}
-    return ElfHeader(offset, EM_NAMES.get(e_machine, str(e_machine)), types.get(e_type, str(e_type)), flags)
+    machine = EM_NAMES.get(e_machine, str(e_machine))
+    return ElfHeader(offset, machine, types.get(e_type, str(e_type)), flags, data[offset + 8])
 
 
 def elf_headers(path: Path) -> list[ElfHeader]:
@@ -51,11 +54,17 @@ def elf_headers(path: Path) -> list[ElfHeader]:
 def cuda_sm_arch(header: ElfHeader) -> str:
     """The SM version a cubin was built for (e.g. 'sm_87'), from its e_flags.
 
-    CUDA 12+ cubins keep the SM number in bits 8-15; older ones kept it in bits 0-7.
+    CUDA 13 cubins (ELF ABI version 8) keep the SM number in bits 8-15; CUDA 12 and older ones
+    (ABI version 7) keep it in bits 0-7 (seen: nvcc 13 e_flags 0x6005704, NVRTC 12.2 0x570557).
     """
-    new_abi = (header.flags >> 8) & 0xFF
-    old_abi = header.flags & 0xFF
-    return f"sm_{new_abi if new_abi else old_abi}"
+    if header.abi_version >= CUDA_13_ELF_ABI:
+        return f"sm_{(header.flags >> 8) & 0xFF}"
+    return f"sm_{header.flags & 0xFF}"
+
+
+def cuda_toolkit_generation(header: ElfHeader) -> str:
+    """'13+' or '12 or older': which CUDA ELF ABI a cubin uses (a CUDA 12 driver cannot load an ABI-8 cubin)."""
+    return "13+" if header.abi_version >= CUDA_13_ELF_ABI else "12 or older"
 
 
 def cuda_device_code(path: Path) -> dict:
@@ -64,6 +73,7 @@ def cuda_device_code(path: Path) -> dict:
     cubins = [h for h in elf_headers(path) if h.machine == "cuda"]
     return {
         "cubin_archs": sorted({cuda_sm_arch(h) for h in cubins}),
+        "cubin_cuda": sorted({cuda_toolkit_generation(h) for h in cubins}),
         "cubins": len(cubins),
         "fatbin": FATBIN_MAGIC in data,
     }

@@ -62,16 +62,62 @@ def _requirements(result, cuda) -> list[str]:
             + ". Nothing else: no Python, no TVM installation."
         )
     if cuda is not None:
-        major, minor = cuda.nvcc_release
-        lines += [
-            f"- An NVIDIA driver for CUDA {cuda.min_driver_version // 1000}.0 or newer, and `{cuda.runtime_library}`: "
-            f"model.so's {cuda.device_arch} device code was compiled by nvcc {major}.{minor}, and TVM's CUDA runtime "
-            f"module (`lib/libtvm_runtime_cuda.so`) links `{cuda.runtime_library}`.",
-            f"- On a Jetson that means {cuda.jetpack}. An older JetPack cannot load this bundle; "
-            "`edgecc_model_open` checks the driver's CUDA version (cuDriverGetVersion, through dlopen of "
-            "libcuda.so.1) and says so in one line instead of failing in the loader.",
-        ]
+        lines += _cuda_requirements(cuda, req.get("cuda", {}).get("runtime_build"))
     return lines
+
+
+def _cuda_text(version: int) -> str:
+    return f"{version // 1000}.{(version % 1000) // 10}"
+
+
+def _cuda_requirements(cuda, runtime_build: dict | None) -> list[str]:
+    major, minor = cuda.nvcc_release
+    minimum = _cuda_text(cuda.min_driver_version)
+    lines = [
+        f"- An NVIDIA driver for CUDA {minimum} or newer, and `{cuda.runtime_library}`: model.so's {cuda.device_arch} "
+        f"device code was compiled by {cuda.device_compiler} (CUDA {major}.{minor}) as SASS for {cuda.device_arch}, "
+        "so the driver loads it without JIT-compiling PTX, and TVM's CUDA runtime module "
+        f"(`lib/libtvm_runtime_cuda.so`) links `{cuda.runtime_library}`, which the board's CUDA installation provides "
+        "(it is not shipped).",
+        f"- On a Jetson that means {cuda.jetpack}. An older JetPack cannot load this bundle; "
+        "`edgecc_model_open` checks the driver's CUDA version (cuDriverGetVersion, through dlopen of "
+        "libcuda.so.1) and says so in one line instead of failing in the loader.",
+    ]
+    if runtime_build:
+        oldest = runtime_build.get("oldest_cudart", {})
+        checked = (
+            f"each of the {oldest['functions']} CUDA runtime functions it calls was checked to exist in CUDA "
+            f"{oldest['release']}'s libcudart.so.12"
+            if oldest.get("checked") and not oldest.get("missing")
+            else "its CUDA runtime functions were not checked against an older libcudart"
+        )
+        lines.append(
+            f"- `lib/libtvm_runtime_cuda.so` was built by edgecc for CUDA 12 (no TVM wheel ships one): TVM "
+            f"{runtime_build.get('tvm_version')}'s CUDA runtime sources from `{runtime_build.get('tvm_source')}` "
+            f"(commit {runtime_build.get('tvm_source_commit', 'unknown')[:12]}; the wheel was built from "
+            f"{runtime_build.get('wheel_commit')}) with the wheel's runtime headers laid over them, against CUDA "
+            f"{runtime_build.get('cuda_release')} headers, linked with no undefined symbols against the shipped "
+            f"libtvm_runtime.so and libtvm_ffi.so; {checked}."
+        )
+    return lines
+
+
+def _not_verified(cuda, runtime_build: dict | None) -> list[str]:
+    emulated = (
+        "under QEMU user-mode with a stand-in driver and NVIDIA's aarch64 libcudart.so.12, edgecc's tests open a "
+        "bundle like this one up to the first call into the driver (the CUDA runtime module loads and registers "
+        "with the shipped TVM runtime, model.so and its CUDA module load)"
+        if runtime_build
+        else "under emulation the aarch64 binaries load up to the CUDA driver check"
+    )
+    return [
+        f"**Not verified on a device:** edgecc has no Jetson and no GPU. Checked: the aarch64 binaries link; "
+        f"{emulated}; the device code's SM architecture and CUDA ELF ABI; the CUDA sonames and versions stated "
+        "above. Not checked: that the kernels run and give the right answers on the GPU, and that "
+        f"{cuda.jetpack}'s driver accepts this device code and runtime (NVIDIA's compatibility rules say it "
+        "does; no driver was here to ask).",
+        "",
+    ]
 
 
 def _files_table(result) -> list[str]:
@@ -234,12 +280,7 @@ def bundle_readme(result, manifest, kind, inputs, cuda, built) -> str:
         lines += _threads_section(result) + _c_api_section(result)
     lines += ["## Board requirements", ""] + _requirements(result, cuda) + [""]
     if cuda is not None:
-        lines += [
-            "**Not verified on a device:** edgecc has no Jetson and no GPU. Checked here: the aarch64 "
-            "binaries link and load under emulation up to the CUDA check, the device code's SM "
-            "architecture, and the CUDA sonames and versions stated above.",
-            "",
-        ]
+        lines += _not_verified(cuda, result.requirements.get("cuda", {}).get("runtime_build"))
     lines += ["## Files", ""] + _files_table(result) + [""]
     runtime = sum(result.runtime_libraries.values())
     lines += [

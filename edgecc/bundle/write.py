@@ -55,7 +55,10 @@ class DeployResult:
         return sum(self.files.values())
 
 
-def deploy(artifact, output, *, threads: int | None = None, cuda_runtime=None, log=print) -> DeployResult:
+def deploy(
+    artifact, output, *, threads: int | None = None, cuda_runtime=None, tvm_source=None, log=print
+) -> DeployResult:
+    """`cuda_runtime`: a libtvm_runtime_cuda.so to ship; `tvm_source`: a TVM checkout to build the CUDA 12 one from."""
     artifact, output = Path(artifact), Path(output)
     manifest = read_manifest(artifact)
     target = manifest["target"]
@@ -65,6 +68,7 @@ def deploy(artifact, output, *, threads: int | None = None, cuda_runtime=None, l
     _check_output(output, artifact)
     if cuda_runtime is not None and not kind.needs_cuda:
         raise EdgeccError(f"--cuda-runtime applies to CUDA targets; {target['name']} is a {kind.kind} target")
+    cuda_runtime, runtime_record = _cuda_runtime(manifest, kind, cuda_runtime, tvm_source, log)
     threads = threads or int(target.get("board", {}).get("cores") or 1)
     inputs = inputs_with_ranges(manifest, artifact, log)
     with staged_directory(output) as stage:
@@ -75,7 +79,7 @@ def deploy(artifact, output, *, threads: int | None = None, cuda_runtime=None, l
             libs = runtime_libraries(target["os"], target["arch"], progress=log)
             shipped = _copy_runtime(libs, kind, stage, cuda_runtime)
         if kind.needs_cuda:
-            cuda = cuda_needs(manifest, stage / "lib" / f"libtvm_runtime_cuda{SUFFIX[target['os']]}")
+            cuda = cuda_needs(manifest, stage / "lib" / f"libtvm_runtime_cuda{SUFFIX[target['os']]}", runtime_record)
         device_runtime = [f"lib/{name}{SUFFIX[target['os']]}" for name in kind.device_runtime]
         write_json_atomic(
             stage / MODEL_JSON,
@@ -93,7 +97,7 @@ def deploy(artifact, output, *, threads: int | None = None, cuda_runtime=None, l
                 stage / "src" / "third_party" / "tvm-ffi" / "include",
                 [n.removeprefix("lib") for n in reversed(kind.libraries)],
             )
-        requirements = _requirements(stage, manifest, shipped, cuda)
+        requirements = _requirements(stage, manifest, shipped, cuda, runtime_record)
         result = DeployResult(
             output,
             target["name"],
@@ -191,6 +195,27 @@ def _copy_runtime(libs, kind, stage: Path, cuda_runtime) -> list[str]:
     return shipped
 
 
+def _cuda_runtime(manifest: dict, kind, cuda_runtime, tvm_source, log) -> tuple[Path | None, dict | None]:
+    """The libtvm_runtime_cuda.so to ship (None: the wheel's) and, for one edgecc built, its build record."""
+    from edgecc.bundle.cuda_runtime_build import build_record, cuda12_runtime
+
+    built_here = manifest.get("contents", {}).get("cuda_runtime_module") == "build"  # compiled with --cuda 12
+    if tvm_source is not None and not (kind.needs_cuda and built_here):
+        raise EdgeccError(
+            "--tvm-source builds TVM's CUDA 12 runtime module, for artifacts compiled with `--cuda 12`; "
+            f"{manifest['target']['name']}'s artifact does not need it"
+        )
+    if cuda_runtime is not None and tvm_source is not None:
+        raise EdgeccError("pass --cuda-runtime FILE (a module you built) or --tvm-source DIR (edgecc builds one)")
+    if cuda_runtime is not None:
+        path = Path(cuda_runtime)
+        return path, build_record(path) if path.is_file() else None
+    if built_here:
+        path = cuda12_runtime(Path(tvm_source) if tvm_source is not None else None, log)
+        return path, build_record(path)
+    return None, None
+
+
 def _copy_sources(stage: Path) -> None:
     (stage / "include").mkdir()
     shutil.copy2(SOURCES / "edgecc_model.h", stage / "include" / "edgecc_model.h")
@@ -205,7 +230,7 @@ def _copy_sources(stage: Path) -> None:
     )
 
 
-def _requirements(stage: Path, manifest: dict, shipped: list[str], cuda) -> dict:
+def _requirements(stage: Path, manifest: dict, shipped: list[str], cuda, runtime_record=None) -> dict:
     elf_files = [
         p
         for p in sorted(stage.rglob("*"))
@@ -221,4 +246,6 @@ def _requirements(stage: Path, manifest: dict, shipped: list[str], cuda) -> dict
     }
     if cuda is not None:
         found["cuda"] = {**cuda.to_model_json(), "jetpack": cuda.jetpack}
+        if runtime_record:
+            found["cuda"]["runtime_build"] = runtime_record
     return found

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgecc.backends.cuda_toolkits import DEFAULT_CUDA, TOOLKITS
 from edgecc.cli._shared import parse_duration, remote_options, stderr_log
 from edgecc.options import PRECISIONS
 
@@ -55,6 +56,12 @@ def _model_options(function):
 @_model_options
 @click.option("--inputs", "sample_inputs", type=click.Path(path_type=Path), help=".npz of inputs for verification.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None)
+@click.option(
+    "--cuda",
+    type=click.Choice(sorted(TOOLKITS)),
+    default=None,
+    help=f"Jetson: the CUDA major of the board's JetPack (12: JetPack 6, 13: JetPack 7; default {DEFAULT_CUDA}).",
+)
 @click.option("--calibration", type=click.Path(path_type=Path), help=".npz of calibration inputs for int8.")
 @click.option("--max-accuracy-drop", type=float, default=None)
 @click.option("--sparse-attention", default=None, metavar="SPEC", help="e.g. window=64,global=2")
