@@ -31,7 +31,7 @@ def resolve_target(ctx: CompileContext):
 
     ctx.target = select_cuda(load_target(ctx.options.target), ctx.options.cuda)
     ctx.backend = backend_for(ctx.target)
-    if ctx.target.kind == "cuda":
+    if "cuda" in ctx.target.extra:  # select_cuda records the CUDA row on CUDA targets only
         chosen = toolkit_of(ctx.target)
         ctx.log(f"      cuda: CUDA {chosen.major} for {chosen.jetpack}, device code by {chosen.device_compiler}")
     if ctx.target.toolchain is not None and not ctx.target.capabilities.runs_on_host:
