@@ -179,9 +179,11 @@ def heaviest_tasks(extracted, limit: int | None):
     of it): what a budget too short for every kernel tunes; the rest keep their default schedule."""
     from edgecc.measure.counting import count_flops
 
+    if limit is None or limit >= len(extracted):  # all of them: nothing to rank
+        return list(extracted), [], 1.0
     work = [max(int(task.weight), 1) * count_flops(task.dispatched[0]["main"]) for task in extracted]
     order = sorted(range(len(extracted)), key=lambda i: -work[i])
-    kept = sorted(order[:limit]) if limit is not None else list(range(len(extracted)))
+    kept = sorted(order[:limit])
     skipped = [extracted[i].task_name for i in order[len(kept) :]]
     share = sum(work[i] for i in kept) / sum(work) if sum(work) else 1.0
     return [extracted[i] for i in kept], skipped, share
