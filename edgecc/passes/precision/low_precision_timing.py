@@ -159,6 +159,15 @@ def _load_caveat(precision: str) -> str:
     if load <= cores:
         return ""
     return (
-        f" (on a loaded machine: 1-min load {load:.1f} on {cores} cores; a layer kept FP32 here may be faster in "
+        f" {LOADED_MACHINE}: 1-min load {load:.1f} on {cores} cores; a layer kept FP32 here may be faster in "
         f"{precision.upper()} on a quiet one: compile again when it is quiet)"
     )
+
+
+LOADED_MACHINE = "(on a loaded machine"  # opens the caveat _load_caveat appends to how a decision was timed
+
+
+def load_caveat_of(timing: str) -> str:
+    """The loaded-machine caveat in `timing` (a stats' `timing` text), or ''."""
+    _, marker, rest = timing.partition(LOADED_MACHINE)
+    return marker + rest

@@ -40,6 +40,7 @@ from edgecc.passes.precision.dense_weights import (
     instruction_fallback_reason,
     layer_names,
 )
+from edgecc.passes.precision.low_precision_timing import load_caveat_of
 from edgecc.passes.precision.quantize_dense_weights_int8 import quantize_per_channel
 
 ATTENTION = "FP32 (QK^T and PV in the fused FP32 attention kernel, which has no low-precision variant)"
@@ -68,10 +69,15 @@ class Int8DenseStats:
     def summary(self) -> str:
         text = f"INT8 dense layers: {self.int8_math_layers} on {self.instruction}"
         if self.instruction_fallbacks:
-            listed = "; ".join(f"{f.layer}: {f.reason}" for f in self.instruction_fallbacks[:4])
-            more = f"; and {len(self.instruction_fallbacks) - 4} more" if len(self.instruction_fallbacks) > 4 else ""
-            text += f", {len(self.instruction_fallbacks)} of them on {self.fallback_instruction} ({listed}{more})"
+            listed = _listed(self.instruction_fallbacks, "")
+            text += f", {len(self.instruction_fallbacks)} of them on {self.fallback_instruction} ({listed})"
         return fallback_summary(text, self.fallbacks, self.timing)
+
+
+def _listed(fallbacks, where_the_rest_are: str) -> str:
+    """The first four layers and why, then how many more."""
+    listed = "; ".join(f"{f.layer}: {f.reason}" for f in fallbacks[:4])
+    return listed + (f"; and {len(fallbacks) - 4} more{where_the_rest_are}" if len(fallbacks) > 4 else "")
 
 
 def fallback_summary(text: str, fallbacks, timing: str = "") -> str:
@@ -79,10 +85,10 @@ def fallback_summary(text: str, fallbacks, timing: str = "") -> str:
     how the timing that kept some of them was made when it carries a caveat (a loaded machine)."""
     if not fallbacks:
         return text
-    listed = "; ".join(f"{f.layer}: {f.reason}" for f in fallbacks[:4])
-    more = f"; and {len(fallbacks) - 4} more (report.json)" if len(fallbacks) > 4 else ""
-    caveat = timing[timing.index("(") :] if "(" in timing else ""
-    return f"{text}; {len(fallbacks)} kept FP32 ({listed}{more})" + (f" {caveat}" if caveat else "")
+    caveat = load_caveat_of(timing)
+    return f"{text}; {len(fallbacks)} kept FP32 ({_listed(fallbacks, ' (report.json)')})" + (
+        f" {caveat}" if caveat else ""
+    )
 
 
 def dynamic_activation_text(ins) -> str:
