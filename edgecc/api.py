@@ -34,12 +34,8 @@ def tune(
 ):
     """Tune `model`'s kernels for `target` (records go to TUNING_LOGS/<target name>/, a rerun resumes
     from them), then compile with the result. `output` defaults to out/<model>-<target>-tuned.
-    `trials` defaults to 64, or with a time budget to as many as the budget allows."""
-    from edgecc.options import DEFAULT_TRIALS, TRIALS_UNDER_A_BUDGET
+    `trials` defaults to 64, or with a time budget to as many as the budget allows (CompileOptions)."""
     from edgecc.pipeline import default_output
-
-    if trials is None:
-        trials = DEFAULT_TRIALS if budget_seconds is None else TRIALS_UNDER_A_BUDGET
 
     output = Path(output) if output is not None else Path(f"{default_output(model, target)}-tuned")
     return compile(

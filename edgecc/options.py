@@ -45,7 +45,7 @@ class CompileOptions:
     fast_math: bool = True  # polynomial exp/erf/tanh (see pipeline.lower)
     fusion: bool = True  # the fusion graph passes (edgecc/passes/__init__.py)
     tune: bool = False
-    trials: int = DEFAULT_TRIALS
+    trials: int | None = None  # None: DEFAULT_TRIALS, or with a time budget TRIALS_UNDER_A_BUDGET
     budget_seconds: float | None = None
     tuning_logs: tuple[Path, ...] = ()
     rpc: str | None = None
@@ -62,6 +62,9 @@ class CompileOptions:
     cuda: str | None = None  # CUDA targets: "12" (JetPack 6) or "13" (JetPack 7); see backends/cuda_toolkits.py
 
     def __post_init__(self):
+        if self.trials is None:  # a time budget alone decides how long tuning runs
+            trials = DEFAULT_TRIALS if self.budget_seconds is None else TRIALS_UNDER_A_BUDGET
+            object.__setattr__(self, "trials", trials)
         if self.seq_buckets:  # "16,32,64" from the command line, or any sequence of lengths
             from edgecc.buckets.plan import parse_seq_buckets
 

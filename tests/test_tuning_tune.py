@@ -148,3 +148,12 @@ def test_a_short_budget_tunes_the_heaviest_kernels_and_says_so():
     assert len(skipped) == len(extracted) - 1 and 0.5 < share < 1.0
     everything, none, whole = heaviest_tasks(extracted, None)
     assert len(everything) == len(extracted) and none == [] and whole == 1.0
+
+
+def test_a_budget_without_a_trial_count_lets_the_budget_decide():
+    """The same for `edgecc tune --budget` and `edgecc compile --tune --budget`: both build CompileOptions."""
+    from edgecc.options import DEFAULT_TRIALS, TRIALS_UNDER_A_BUDGET, CompileOptions
+
+    assert CompileOptions().trials == DEFAULT_TRIALS
+    assert CompileOptions(tune=True, budget_seconds=600).trials == TRIALS_UNDER_A_BUDGET
+    assert CompileOptions(tune=True, trials=5, budget_seconds=600).trials == 5

@@ -74,7 +74,7 @@ def _model_options(function):
     help="Fusion graph passes: attention, LayerNorm, transposes into matmuls, GELU (default on).",
 )
 @click.option("--tune", is_flag=True, default=None, help="Auto-tune kernels with MetaSchedule first.")
-@click.option("--trials", type=int, default=None)
+@click.option("--trials", type=int, default=None, help="Tuning trials (default 64; with --budget: what it allows).")
 @click.option("--budget", default=None, help="Tuning time budget, e.g. 20m.")
 @click.option(
     "--tuning-logs",
