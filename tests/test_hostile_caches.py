@@ -81,3 +81,16 @@ def test_a_builtin_export_is_keyed_by_its_definition(cache, monkeypatch):
     assert (
         export_module._builtin_key(export_module.builtin_model("bert-tiny-test"), "b1-s8") not in first.onnx_path.name
     )
+
+
+def test_a_failed_wheel_download_is_one_line_and_leaves_nothing(tmp_path):
+    """The one pip-download path behind the bundle's runtime libraries and the CUDA 12 headers."""
+
+    from edgecc.errors import ToolchainError
+    from edgecc.platform_wheels import download_wheels
+
+    with pytest.raises(ToolchainError) as raised:
+        download_wheels(tmp_path, ["manylinux2014_aarch64"], ["not a requirement!!"], "the test wheels for aarch64")
+    message = str(raised.value)
+    assert message.startswith("could not download the test wheels for aarch64: pip said: ")
+    assert "\n" not in message and list(tmp_path.iterdir()) == []

@@ -34,7 +34,7 @@ from edgecc.backends._nvrtc import distribution_version, package_folder
 from edgecc.backends.cuda_toolkits import RUNTIME_BUILD_12
 from edgecc.bundle.runtime_libs import PIP_PLATFORMS, installed_versions, runtime_libraries
 from edgecc.errors import EdgeccError, ToolchainError
-from edgecc.platform_wheels import pip_download_command
+from edgecc.platform_wheels import download_wheels
 
 CROSS_GXX = "aarch64-linux-gnu-g++"
 SOURCES = ("src/backend/cuda/runtime/cuda_device_api.cc", "src/backend/cuda/runtime/cuda_module.cc")
@@ -156,11 +156,7 @@ def cuda12_aarch64(log=print) -> Path:
     log(f"deploy: downloading {' and '.join(wheels)} for aarch64 (once, cached in {folder})")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".cuda-", dir=folder.parent) as tmp:
-        cmd = pip_download_command(Path(tmp), PIP_PLATFORMS[("linux", "aarch64")]) + list(wheels)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            said = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ToolchainError(f"could not download {' '.join(wheels)} for aarch64: pip said: {said}")
+        download_wheels(Path(tmp), PIP_PLATFORMS[("linux", "aarch64")], list(wheels), f"{' '.join(wheels)} for aarch64")
         staged = Path(tmp) / "staged"
         for wheel in sorted(Path(tmp).glob("*.whl")):
             with zipfile.ZipFile(wheel) as archive:

@@ -16,14 +16,13 @@ import importlib.util
 import os
 import platform as host_platform
 import shutil
-import subprocess
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgecc.errors import ToolchainError
-from edgecc.platform_wheels import pip_download_command
+from edgecc.platform_wheels import download_wheels
 
 TVM_DIST, FFI_DIST = "apache-tvm", "apache-tvm-ffi"
 # pip --platform tags per (os, arch), newest first, as edgecc/board/setup.py uses for aarch64.
@@ -152,14 +151,9 @@ def _download_and_unpack(folder: Path, platforms: list[str], requirements: list[
     with tempfile.TemporaryDirectory(prefix=".runtime-libs-", dir=folder.parent) as tmp:
         wheels, staged = Path(tmp) / "wheels", Path(tmp) / "staged"
         wheels.mkdir()
-        cmd = pip_download_command(wheels, platforms)
-        proc = subprocess.run(cmd + requirements, capture_output=True, text=True)
-        if proc.returncode != 0:
-            said = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ToolchainError(
-                f"could not download the TVM runtime wheels ({' '.join(requirements)}) for "
-                f"{platforms[0]}: pip said: {said}"
-            )
+        download_wheels(
+            wheels, platforms, requirements, f"the TVM runtime wheels ({' '.join(requirements)}) for {platforms[0]}"
+        )
         for wheel in sorted(wheels.glob("*.whl")):
             with zipfile.ZipFile(wheel) as archive:
                 for member in archive.namelist():
