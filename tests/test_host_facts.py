@@ -28,7 +28,7 @@ def _measured(clock=3.5, bandwidth=30.0, load=0.1):
         ("znver4", 32, 128),
         ("znver5", 64, 256),
         ("skylake-avx512", 64, None),
-        ("sapphirerapids", 64, 256),
+        ("sapphirerapids", 64, 2048),  # AMX tiles
         ("icelake-client", 32, 128),
         ("cortex-a76", 16, 64),
         ("cortex-a72", 16, None),

@@ -50,7 +50,8 @@ def test_dense_layers_run_on_vdpbf16ps_and_match_the_bf16_rounded_model(rng, tmp
 
 
 @needs_bf16
-def test_the_host_build_holds_vdpbf16ps(rng, tmp_path):
+def test_the_host_build_holds_its_bf16_instruction(rng, tmp_path):
+    """vdpbf16ps, inlined; or on a CPU with AMX the tiles' tdpbf16ps (this layer fits them)."""
     if shutil.which("objdump") is None:
         pytest.skip("objdump (binutils) is not installed")
     from edgecc.backends import backend_for
@@ -61,7 +62,10 @@ def test_the_host_build_holds_vdpbf16ps(rng, tmp_path):
     executable = backend_for(HOST).build(scheduled, HOST).executable
     executable.export_library(str(tmp_path / "m.so"))
     listing = subprocess.run(["objdump", "-d", str(tmp_path / "m.so")], capture_output=True, text=True).stdout
-    assert "vdpbf16ps" in listing and "edgecc_dpbf16ps" not in listing  # inlined, not called
+    if BF16.name == "tdpbf16ps":
+        assert "tdpbf16ps" in listing and "ldtilecfg" in listing
+    else:
+        assert "vdpbf16ps" in listing and "edgecc_dpbf16ps" not in listing  # inlined, not called
 
 
 def test_a_target_without_bf16_arithmetic_says_so_and_stays_fp32(rng):

@@ -11,7 +11,13 @@ from tvm import te
 
 from edgecc.schedules import schedule_kernel, vector_lanes
 from edgecc.schedules.common import schedule_source
-from edgecc.schedules.matmul_dot import INSTRUCTIONS, DotMatmulRule, dot_instruction, target_features
+from edgecc.schedules.matmul_dot import (
+    INSTRUCTIONS,
+    DotMatmulRule,
+    dot_instruction,
+    one_row_instruction,
+    target_features,
+)
 from edgecc.schedules.quantize_rows import quantize_rows_kernel
 from edgecc.schedules.weight_packing import PACKED_ATTR, pack_array
 from edgecc.targets import load_target
@@ -46,7 +52,7 @@ def schedule_dot_kernel(func, target, lanes, constant_inputs):
 
 
 def _build(target, m=24, k=72, n=96):
-    ins = dot_instruction(target)
+    ins = one_row_instruction(dot_instruction(target))
     func = _dense_int8_kernel(m, k, n, ins.activation_dtype)
     scheduled = schedule_dot_kernel(func, target, vector_lanes(target), constant_inputs={1})
     assert scheduled is not None, "the rule should match a u8/s8 x s8 -> s32 matmul with a constant weight"
@@ -55,7 +61,7 @@ def _build(target, m=24, k=72, n=96):
 
 def _host_instructions():
     features = target_features(HOST)
-    return [ins for ins in INSTRUCTIONS if ins.feature in features and ins.feature != "dotprod"]
+    return [ins for ins in INSTRUCTIONS if ins.feature in features and ins.feature != "dotprod" and ins.rows == 1]
 
 
 def _host_like(mcpu):
@@ -74,7 +80,7 @@ def _x86_targets():
     chosen = []
     for label, mcpu in X86_VARIANTS.items():
         target = HOST if mcpu is None else _host_like(mcpu)
-        ins = dot_instruction(target)
+        ins = one_row_instruction(dot_instruction(target))
         if ins is not None and ins.feature in features and (mcpu is not None or ins.name == "vpdpbusd"):
             chosen.append(pytest.param(target, id=label))
     return chosen or [pytest.param(None, marks=pytest.mark.skip(reason="this CPU has no x86 INT8 dot instruction"))]
@@ -171,7 +177,7 @@ def test_quantize_rows_kernel_reconstructs_each_row_within_half_a_step(dtype, lo
 def test_bf16_matmul_rule_matches_numpy_on_bf16_rounded_operands(tmp_path):
     import ml_dtypes
 
-    ins = dot_instruction(HOST, "bf16")
+    ins = one_row_instruction(dot_instruction(HOST, "bf16"))
     if ins is None:
         pytest.skip("this CPU has no AVX512-BF16 (vdpbf16ps)")
     a = te.placeholder((8, 64), "bfloat16", name="a")

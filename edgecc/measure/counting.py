@@ -15,7 +15,7 @@ _MATH_CALLS = ("exp", "erf", "tanh", "sqrt", "rsqrt", "log", "sigmoid", "pow", "
 # the precision class of their data). vpdpbusd/sdot: 4 int8 products and 4 sums per int32 lane;
 # smmla: 8 products and 8 sums per int32 lane of its 2 x 2 tile; vpmaddubsw: 2 products and a sum
 # per int16 lane, then vpmaddwd (by ones) one more sum per int32 lane; vdpbf16ps: 2 bf16 products and
-# 2 sums per fp32 lane.
+# 2 sums per fp32 lane. (AMX's tile instructions: _TILE_INTRINSICS.)
 _DOT_INTRINSICS = {
     "vpdpbusd": (8, "int8"),
     "sdot": (8, "int8"),
@@ -28,6 +28,9 @@ _DOT_INTRINSICS = {
     "dpbf16ps": (4, "bf16"),
     "bfdot": (4, "bf16"),
 }
+# AMX tile instructions, statements of their own (no value stored): operations per call, precision.
+# tdpbf16ps: a 16 x 16 fp32 tile += 16 x 32 bf16 . 32 x 16 bf16; tdpbusd: 16 x 16 int32 += 16 x 64 . 64 x 16.
+_TILE_INTRINSICS = {"tdpbf16ps": (2 * 16 * 16 * 32, "bf16"), "tdpbusd": (2 * 16 * 16 * 64, "int8")}
 _VALUE_FIELDS = ("a", "b", "value", "condition", "true_value", "false_value", "base", "stride")
 
 
@@ -146,6 +149,11 @@ def count_ops(func) -> dict[str, int]:
         elif isinstance(stmt, tirx.BufferStore):
             for kind, n in expression_ops(stmt.value).items():
                 totals[kind] = totals.get(kind, 0) + trips * n
+        elif isinstance(stmt, tirx.Evaluate):
+            name = _call_name(stmt.value)
+            tile = next((spec for key, spec in _TILE_INTRINSICS.items() if name.endswith(key)), None)
+            if tile is not None:
+                totals[tile[1]] = totals.get(tile[1], 0) + trips * tile[0]
         elif isinstance(stmt, tirx.SeqStmt):
             for s in stmt.seq:
                 walk(s, trips)

@@ -6,6 +6,8 @@ against ONNX Runtime's ~7 ms here). Each family module holds one rule (see `rule
 and to the next one when a rule raises (the failure is kept on the kernel and reported). Every
 kernel leaves marked with its schedule's source (`common.schedule_summary` counts them).
 
+  matmul_amx.py      BF16 / INT8 dense kernels on Intel AMX tiles (tdpbf16ps, tdpbusd); first, and a
+                     kernel its tiles do not fit goes on to matmul_dot.py
   matmul_mmla.py     INT8 dense kernels on aarch64 i8mm `smmla` (2 x 2 x 8 tiles); before matmul_dot.py,
                      which takes the kernels its tile does not fit (on sdot)
   matmul_dot.py      INT8 / BF16 dense kernels on the CPU's dot-product instruction (vpdpbusd,
@@ -40,6 +42,7 @@ from edgecc.schedules.conv import Conv2dNHWCRule, DepthwiseConv2dNHWCRule
 from edgecc.schedules.elementwise import ElementwiseRule, GenericRule
 from edgecc.schedules.gather import GatherRule
 from edgecc.schedules.matmul import MatmulRule
+from edgecc.schedules.matmul_amx import AmxMatmulRule
 from edgecc.schedules.matmul_dot import DotMatmulRule
 from edgecc.schedules.matmul_fp16 import Fp16MatmulRule
 from edgecc.schedules.matmul_mmla import MmlaMatmulRule
@@ -50,6 +53,7 @@ from edgecc.schedules.rule import KernelView
 
 # First match wins; GenericRule takes anything and is counted as a fallback.
 CPU_RULES = (
+    AmxMatmulRule(),
     MmlaMatmulRule(),
     DotMatmulRule(),
     Fp16MatmulRule(),

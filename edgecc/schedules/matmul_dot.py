@@ -52,6 +52,7 @@ class DotInstruction:
     accumulator: str = "int32"
     rows: int = 1  # activation rows one instruction reads (2: a matrix multiply-accumulate such as smmla)
     fallback: DotInstruction | None = None  # the one-row instruction for layers whose shape the tile does not fit
+    k_tile: int = 0  # k one instruction reads when that is more than `group` (AMX tiles: 32 bf16, 64 int8)
 
     @property
     def label(self) -> str:
@@ -63,23 +64,41 @@ class DotInstruction:
         return f"edgecc_dot_{self.name}_{self.lanes}x{self.group}"
 
 
+VPDPBUSD = DotInstruction("vpdpbusd", "avx512vnni", 16, "uint8", (0, 255))
+VDPBF16PS = DotInstruction(
+    "vdpbf16ps", "avx512bf16", 16, "bfloat16", None, group=2, weight_dtype="bfloat16", accumulator="float32"
+)
+# Intel AMX: a 16 x 16 accumulator tile per instruction (its kernel is edgecc.schedules.matmul_amx), with
+# matmul-dot's weight layout and operand dtypes; a layer the tiles do not fit runs on the AVX-512 one
+TDPBUSD = DotInstruction("tdpbusd", "amx-int8", 16, "uint8", (0, 255), rows=16, fallback=VPDPBUSD, k_tile=64)
+TDPBF16PS = DotInstruction(
+    "tdpbf16ps",
+    "amx-bf16",
+    16,
+    "bfloat16",
+    None,
+    group=2,
+    weight_dtype="bfloat16",
+    accumulator="float32",
+    rows=16,
+    fallback=VDPBF16PS,
+    k_tile=32,
+)
+TILE_INSTRUCTIONS = (TDPBUSD, TDPBF16PS)
 SDOT = DotInstruction("sdot", "dotprod", 4, "int8", (-128, 127))
 # smmla: a 2 x 8 block of activations times two weight columns' 8 k, a 2 x 2 int32 tile per
 # instruction (`lanes` counts its columns); its kernel is edgecc.schedules.matmul_mmla
 SMMLA = DotInstruction("smmla", "i8mm", 2, "int8", (-128, 127), group=8, rows=2, fallback=SDOT)
 # Best first: the first one whose feature the target has is used.
 INT8_INSTRUCTIONS = (
-    DotInstruction("vpdpbusd", "avx512vnni", 16, "uint8", (0, 255)),
+    TDPBUSD,
+    VPDPBUSD,
     DotInstruction("vpmaddubsw", "avx512bw", 16, "uint8", (0, 127)),
     DotInstruction("vpmaddubsw", "avx2", 8, "uint8", (0, 127)),
     SMMLA,
     SDOT,
 )
-BF16_INSTRUCTIONS = (
-    DotInstruction(
-        "vdpbf16ps", "avx512bf16", 16, "bfloat16", None, group=2, weight_dtype="bfloat16", accumulator="float32"
-    ),
-)
+BF16_INSTRUCTIONS = (TDPBF16PS, VDPBF16PS)
 INSTRUCTIONS = INT8_INSTRUCTIONS + BF16_INSTRUCTIONS
 
 # vdpbf16ps for TIR: bf16 bits in, bitcast to LLVM's bfloat inside (see the module docstring)
@@ -112,10 +131,19 @@ def dot_instruction(target, precision: str = "int8") -> DotInstruction | None:
         return None
     features = target_features(target)
     table = BF16_INSTRUCTIONS if precision == "bf16" else INT8_INSTRUCTIONS
-    ins = next((ins for ins in table if ins.feature in features), None)
+    ins = next((ins for ins in table if ins.feature in features and _usable(ins, features)), None)
     if ins is not None and ins.fallback is not None and ins.fallback.feature not in features:
         ins = replace(ins, fallback=None)  # i8mm without dotprod: a layer the tile does not fit stays FP32
     return ins
+
+
+def _usable(ins: DotInstruction, features: set[str]) -> bool:
+    """AMX also needs the tile feature and Linux's leave to use the tile state in this process."""
+    if ins not in TILE_INSTRUCTIONS:
+        return True
+    from edgecc.schedules.matmul_amx import amx_permitted
+
+    return "amx-tile" in features and amx_permitted()
 
 
 def one_row_instruction(ins: DotInstruction | None) -> DotInstruction | None:

@@ -31,7 +31,7 @@ from edgecc.schedules.rule import KernelView
 def mmla_instruction(target) -> DotInstruction | None:
     """smmla when it is `target`'s best INT8 instruction, else None."""
     ins = dot_instruction(target, "int8")
-    return ins if ins is not None and ins.rows > 1 else None
+    return ins if ins is not None and ins.name == SMMLA.name else None
 
 
 @cache

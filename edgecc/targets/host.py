@@ -1,6 +1,7 @@
 """The `host` target's facts, read, derived or measured on this machine, never assumed.
 
-- LLVM CPU name and core count: read.
+- LLVM CPU name and core count: read; the name's features corrected to what the CPU's flags say
+  (edgecc/targets/cpu_flags.py).
 - Compute peaks per precision: derived, operations per cycle per core from the microarchitecture
   table (edgecc/targets/microarch.py) x cores x clock. The clock: the sysfs maximum frequency
   where the kernel exposes it, else measured (a VM's /proc/cpuinfo shows the nominal TSC rate,
@@ -24,6 +25,7 @@ def detect_host(target: Target) -> Target:
     """Fill in this machine's CPU name, core count, peaks, bandwidth and caches for the `host` target."""
     from tvm.target import codegen
 
+    from edgecc.targets.cpu_flags import host_feature_corrections
     from edgecc.targets.probe import cache_bytes, host_measurements
     from edgecc.threads import host_threads
 
@@ -33,7 +35,11 @@ def detect_host(target: Target) -> Target:
     caches = cache_bytes()
     measured = host_measurements(model, cpu, cores, caches)
     tvm_target = dict(target.tvm_target, mcpu=cpu, **{"num-cores": cores})
-    peaks, peak_source, clock_source = host_peaks(cpu, model, cores, measured)
+    corrections = host_feature_corrections(cpu, platform.machine())
+    if corrections:  # the CPU's flags and LLVM's name for it disagree (a VM's model number, say)
+        tvm_target["mattr"] = [*tvm_target.get("mattr", []), *corrections]
+    features = {c[1:] for c in corrections if c.startswith("+")}
+    peaks, peak_source, clock_source = host_peaks(cpu, model, cores, measured, features)
     bandwidth = round(measured.bandwidth_gbs, 1) if measured.bandwidth_gbs else target.board.memory_bandwidth_gbs
     sources = {
         "peak_gflops": peak_source,
@@ -65,12 +71,12 @@ def detect_host(target: Target) -> Target:
     return replace(target, tvm_target=tvm_target, board=board, arch=platform.machine())
 
 
-def host_peaks(cpu: str, model: str, cores: int, measured) -> tuple[dict, str, str]:
+def host_peaks(cpu: str, model: str, cores: int, measured, features=()) -> tuple[dict, str, str]:
     """({precision: GFLOP/s}, how the peak was derived, where the clock came from)."""
     from edgecc.targets.microarch import core_arithmetic
 
     ghz, clock_source = host_clock(measured)
-    arithmetic = core_arithmetic(cpu, model)
+    arithmetic = core_arithmetic(cpu, model, features)
     if arithmetic is None:
         per_cycle = {"fp32": _fp32_per_cycle_from_flags()}
         how = (

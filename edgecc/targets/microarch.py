@@ -64,6 +64,18 @@ _AVX512_1FMA = "1 512-bit FMA unit (ports 0+1 fused) x 16 fp32 lanes, or 2 x 256
 _NEON_2 = "2 FP/NEON pipes x 4 fp32 lanes (128-bit)"
 _NEON_4 = "4 FP/NEON pipes x 4 fp32 lanes (128-bit)"
 
+# Xeons with AMX (Sapphire, Emerald, Granite Rapids): bf16 and int8 peaks are the tiles' (one
+# tdpbf16ps, 16 x 16 x 32 multiply-adds, per 16 cycles: 1024 FLOP/cycle; tdpbusd twice that), which
+# edgecc.schedules.matmul_amx uses for dense layers
+AMX_XEON = CoreArithmetic(
+    64,
+    fp16=128,
+    bf16=1024,
+    int8=2048,
+    datapath=_AVX512_2FMA + "; AMX: 1 tile multiply (16 x 16 x 32 bf16 or 16 x 16 x 64 int8) per 16 cycles",
+    source=INTEL,
+)
+
 TABLE: dict[str, CoreArithmetic] = {
     "znver1": _x86(16, "2 FMA pipes x 4 fp32 lanes (128-bit; 256-bit ops split in two)", AMD_ZEN1),
     "znver2": _x86(32, _AVX2_2FMA, AMD_ZEN2),
@@ -86,15 +98,9 @@ TABLE: dict[str, CoreArithmetic] = {
     "cascadelake": _x86(64, _AVX512_2FMA + " (Xeon Gold/Platinum; one-unit parts do half)", INTEL, int8=True),
     "cooperlake": _x86(64, _AVX512_2FMA, INTEL, bf16=True, int8=True),
     "icelake-server": _x86(64, _AVX512_2FMA, INTEL, int8=True),
-    "sapphirerapids": _x86(
-        64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL, bf16=True, int8=True, fp16=True
-    ),
-    "emeraldrapids": _x86(
-        64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL, bf16=True, int8=True, fp16=True
-    ),
-    "graniterapids": _x86(
-        64, _AVX512_2FMA + " (AMX tiles not counted: TVM does not emit them)", INTEL, bf16=True, int8=True, fp16=True
-    ),
+    "sapphirerapids": AMX_XEON,
+    "emeraldrapids": AMX_XEON,
+    "graniterapids": AMX_XEON,
     "cortex-a53": _arm(8, "1 NEON pipe x 4 fp32 lanes (128-bit)", fp16=False, dot=False),
     "cortex-a55": _arm(8, "1 NEON pipe x 4 fp32 lanes (128-bit)"),
     "cortex-a72": _arm(16, _NEON_2, fp16=False, dot=False),
@@ -118,8 +124,12 @@ TABLE: dict[str, CoreArithmetic] = {
 }
 
 
-def core_arithmetic(llvm_cpu: str, model_name: str = "") -> CoreArithmetic | None:
-    """The entry for an LLVM CPU name; Zen 5 mobile parts (Ryzen AI, "Strix") have a 256-bit datapath."""
+def core_arithmetic(llvm_cpu: str, model_name: str = "", features=()) -> CoreArithmetic | None:
+    """The entry for an LLVM CPU name; Zen 5 mobile parts (Ryzen AI, "Strix") have a 256-bit datapath.
+    A CPU whose flags (`features`, LLVM names) have AMX is one of the AMX Xeons whatever it is named
+    (a VM's model number can make LLVM call it `rocketlake`)."""
+    if "amx-tile" in features:
+        return AMX_XEON
     entry = TABLE.get(llvm_cpu)
     if llvm_cpu == "znver5" and "ryzen ai" in model_name.lower():
         return _x86(

@@ -26,10 +26,11 @@ from edgecc.passes.precision.dense_weights import (
     choose_dense_layer,
     embedding_table,
     fold_weight_transposes,
+    instruction_fallback_reason,
     layer_names,
     weight_key,
 )
-from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION, fallback_summary
+from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION, fallback_summary, listed_fallbacks
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Bf16DenseStats:
     activations: str = "rounded to bfloat16 at run time; softmax, LayerNorm, reductions stay FP32"
     bf16_layers: tuple[str, ...] = ()
     fallbacks: tuple[LayerFallback, ...] = ()
+    # BF16 layers on the instruction's fallback (AMX tdpbf16ps -> vdpbf16ps: the tiles do not fit) and why
+    instruction_fallbacks: tuple[LayerFallback, ...] = ()
+    fallback_instruction: str | None = None
     bf16_math_layers: int = 0
     fp32_layers: int = 0
     rounded_inputs: int = 0
@@ -50,9 +54,11 @@ class Bf16DenseStats:
     def summary(self) -> str:
         if self.instruction is None:
             return "BF16: this target has no BF16 arithmetic (AVX512-BF16 vdpbf16ps); every layer compiled as FP32"
-        return fallback_summary(
-            f"BF16 dense layers: {self.bf16_math_layers} on {self.instruction}", self.fallbacks, self.timing
-        )
+        text = f"BF16 dense layers: {self.bf16_math_layers} on {self.instruction}"
+        if self.instruction_fallbacks:
+            listed = listed_fallbacks(self.instruction_fallbacks, "")
+            text += f", {len(self.instruction_fallbacks)} of them on {self.fallback_instruction} ({listed})"
+        return fallback_summary(text, self.fallbacks, self.timing)
 
 
 def to_bf16(array: np.ndarray) -> np.ndarray:
@@ -72,7 +78,7 @@ class _DenseBf16Rewriter(PyExprMutator):
         self.lanes = lanes
         self.keep_fp32 = keep_fp32 or {}
         self.names = layer_names(mod)
-        self.layers, self.fallbacks, self.embeddings = [], [], 0
+        self.layers, self.fallbacks, self.on_fallback, self.embeddings = [], [], [], 0
         self.rounded: list = []  # (input var, bf16 var)
 
     def visit_call_(self, call):
@@ -86,8 +92,11 @@ class _DenseBf16Rewriter(PyExprMutator):
         chosen = choose_dense_layer(call, self.names, self.keys, self.keep_fp32, self.ins, self.fallbacks)
         if chosen is None:
             return call
-        weight, _, name = chosen
+        weight, key, name = chosen
         self.layers.append(name)
+        why = instruction_fallback_reason(call.args[0], weight, self.ins)
+        if why:
+            self.on_fallback.append(LayerFallback(name, key, tuple(weight.shape), why))
         x = self._rounded(call.args[0])
         return relax.op.matmul(x, relax.const(to_bf16(weight)), out_dtype="float32")
 
@@ -122,6 +131,8 @@ def cast_dense_layers_bf16(
         f"{ins.name} ({ins.feature})",
         bf16_layers=tuple(rewriter.layers),
         fallbacks=tuple(rewriter.fallbacks),
+        instruction_fallbacks=tuple(rewriter.on_fallback),
+        fallback_instruction=ins.fallback.label if ins.fallback else None,
         bf16_math_layers=len(rewriter.layers),
         fp32_layers=len(rewriter.fallbacks),
         rounded_inputs=len(rewriter.rounded),

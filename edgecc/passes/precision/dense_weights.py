@@ -110,6 +110,8 @@ def _shape_reason(x, weight, ins) -> str | None:
     k, n = weight.shape
     if k % ins.group:
         return f"K={k} is not a multiple of {ins.group}"
+    if ins.k_tile and k % ins.k_tile:
+        return f"K={k} is not a multiple of the tile's {ins.k_tile}"
     if n % ins.lanes:
         what = f"{ins.lanes} columns" if ins.rows > 1 else f"{ins.lanes} lanes"
         return f"N={n} is not a multiple of the instruction's {what}"

@@ -1,0 +1,258 @@
+"""BF16 and INT8 dense kernels on Intel AMX tiles (schedule rule `matmul-amx`).
+
+AMX holds eight 16-row x 64-byte tile registers and multiplies them in one instruction:
+
+  tdpbf16ps   C[16 x 16] f32 += A[16 x 32] bf16 . B[32 x 16] bf16     16 x 16 x 32 multiply-adds
+  tdpbusd     C[16 x 16] s32 += A[16 x 64] u8 . B[64 x 16] s8         16 x 16 x 64 multiply-adds
+
+that is 8192 (bf16) or 16384 (int8) multiply-adds per instruction, against 32 (vdpbf16ps) or 64
+(vpdpbusd) for the AVX-512 kernels of matmul_dot.py. The kernels are the ones matmul-dot takes (the
+activations rounded to bf16 or quantized to u8 by their own kernel, a constant weight, the fused
+epilogue); this rule runs before it on targets with amx-bf16 / amx-int8, and a kernel whose shape
+the tiles do not fit is left to it.
+
+  weight        repacked at compile time to [N / T, K / G, T, G] (matmul-dot's layout; G = 2 for
+                bf16, 4 for int8): the B tile of 16 columns and 16 x G consecutive k is 16 rows of
+                64 bytes, `T x G` elements apart
+  activations   read in place: an A tile is 16 rows of the [M, K] input, K elements apart
+  accumulator   an R x T block (R, T in 16, 32; four C tiles at most) over the whole K in one
+                tensorized call, held in tiles 0-3 while A (4-5) and B (6-7) tiles stream past,
+                then stored for the epilogue (dequantize, bias, GELU, residual) to read back
+
+The tile configuration is per thread, and another library in the process (oneDNN, say) may
+change it between two of our calls, so every call loads it (ldtilecfg) first. The kernel also
+asks Linux once per process for permission to use the tile data state (arch_prctl
+ARCH_REQ_XCOMP_PERM): without it the first tile instruction is an illegal instruction. The compile
+checks the permission on this machine (`amx_permitted`) before it picks AMX at all (matmul_dot.dot_instruction).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from functools import cache
+
+from edgecc.schedules.common import largest_divisor, loop_extent, vectorize_innermost
+from edgecc.schedules.matmul_dot import TILE_INSTRUCTIONS, DotInstruction, DotMatmulRule, _dot_layout, dot_instruction
+from edgecc.schedules.rule import KernelView
+
+TILE_ROWS = 16
+TILE_BYTES = 64
+
+
+# Once per process: permission for the tile data state (Linux >= 5.16); then, every call, the
+# uniform configuration: palette 1, all eight tiles 16 rows x 64 bytes.
+_CONFIGURE_IR = """
+@edgecc_amx_asked = internal global i32 0
+declare i64 @syscall(i64, ...)
+declare void @llvm.x86.ldtilecfg(ptr)
+define internal void @edgecc_amx_configure() #0 {
+entry:
+  %asked = load i32, ptr @edgecc_amx_asked
+  %done = icmp ne i32 %asked, 0
+  br i1 %done, label %configure, label %ask
+ask:
+  %r = call i64 (i64, ...) @syscall(i64 158, i64 4131, i64 18)
+  store i32 1, ptr @edgecc_amx_asked
+  br label %configure
+configure:
+  %cfg = alloca <64 x i8>, align 64
+  store <64 x i8> <i8 1, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0,
+    i8 64, i8 0, i8 64, i8 0, i8 64, i8 0, i8 64, i8 0, i8 64, i8 0, i8 64, i8 0, i8 64, i8 0, i8 64, i8 0,
+    i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0,
+    i8 16, i8 16, i8 16, i8 16, i8 16, i8 16, i8 16, i8 16, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0, i8 0>,
+    ptr %cfg, align 64
+  call void @llvm.x86.ldtilecfg(ptr %cfg)
+  ret void
+}
+attributes #0 = { noinline nounwind "target-features"="+amx-tile" }
+"""
+
+
+def tile_instruction(target, precision: str) -> DotInstruction | None:
+    """The AMX instruction for `precision` ("bf16" / "int8") on `target` when it is the best one there
+    (the target has it and Linux lets this process use the tiles), else None."""
+    ins = dot_instruction(target, precision)
+    return ins if ins in TILE_INSTRUCTIONS else None
+
+
+@cache
+def amx_permitted() -> bool:
+    """Whether Linux grants this process the AMX tile data state (asked once, as the kernels do)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(158, 0x1023, 18) == 0  # arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+    except (OSError, AttributeError):
+        return False
+
+
+@cache
+def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int) -> str:
+    """Register (once per process) an R x T x K block on `ins`; returns its name."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    group, a_dtype, w_dtype, acc = ins.group, ins.activation_dtype, ins.weight_dtype, ins.accumulator
+    k_step = ins.k_tile  # k of one A tile's row
+    element_bytes = TILE_BYTES // k_step
+    row_tiles, col_tiles = rows // TILE_ROWS, cols // TILE_ROWS
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (rows, k), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (k // group, cols, group), w_dtype, offset_factor=1)
+        C = T.match_buffer(c, (rows, cols), acc, offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:rows, 0:cols], A[0:rows, 0:k], B[0 : k // group, 0:cols, 0:group])
+            T.writes(C[0:rows, 0:cols])
+            for i, j, kk in T.grid(rows, cols, k):
+                with T.sblock("update"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, kk])
+                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], acc) * T.cast(B[vk // group, vj, vk % group], acc)
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        sa = T.int32()
+        sc = T.int32()
+        A = T.match_buffer(a, (rows, k), a_dtype, offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (k // group, cols, group), w_dtype, offset_factor=1)
+        C = T.match_buffer(c, (rows, cols), acc, offset_factor=1, strides=[sc, 1])
+        with T.sblock("root"):
+            T.reads(C[0:rows, 0:cols], A[0:rows, 0:k], B[0 : k // group, 0:cols, 0:group])
+            T.writes(C[0:rows, 0:cols])
+            T.evaluate(T.call_extern("void", "edgecc_amx_configure"))
+            for r in T.unroll(row_tiles):
+                for t in T.unroll(col_tiles):
+                    T.evaluate(
+                        _tile(
+                            "llvm.x86.tileloadd64",
+                            r * col_tiles + t,
+                            C.access_ptr("r", offset=r * TILE_ROWS * sc + t * TILE_ROWS),
+                            sc * 4,
+                        )
+                    )
+            for s in range(k // k_step):
+                for r in T.unroll(row_tiles):
+                    T.evaluate(
+                        _tile(
+                            "llvm.x86.tileloadd64",
+                            4 + r,
+                            T.address_of(A[r * TILE_ROWS, s * k_step]),
+                            sa * element_bytes,
+                        )
+                    )
+                for t in T.unroll(col_tiles):
+                    T.evaluate(
+                        _tile(
+                            "llvm.x86.tileloadd64",
+                            6 + t,
+                            T.address_of(B[s * (k_step // group), t * TILE_ROWS, 0]),
+                            cols * group * element_bytes,
+                        )
+                    )
+                for r in T.unroll(row_tiles):
+                    for t in T.unroll(col_tiles):
+                        T.evaluate(
+                            T.call_llvm_intrin(
+                                "void",
+                                T.llvm_lookup_intrinsic_id(f"llvm.x86.{ins.name}"),
+                                T.uint8(r * col_tiles + t),
+                                T.uint8(4 + r),
+                                T.uint8(6 + t),
+                            )
+                        )
+            for r in T.unroll(row_tiles):
+                for t in T.unroll(col_tiles):
+                    T.evaluate(
+                        _tile(
+                            "llvm.x86.tilestored64",
+                            r * col_tiles + t,
+                            C.access_ptr("w", offset=r * TILE_ROWS * sc + t * TILE_ROWS),
+                            sc * 4,
+                        )
+                    )
+
+    name = f"edgecc_amx_{ins.name}_{rows}x{cols}x{k}"
+    try:
+        TensorIntrin.register(name, desc, impl)
+    except Exception:  # noqa: BLE001 - tvm's error type for "already registered" (an earlier import here)
+        pass
+    return name
+
+
+def _tile(intrinsic: str, tile: int, pointer, stride_bytes):
+    from tvm.script import tirx as T
+
+    return T.call_llvm_intrin(
+        "void", T.llvm_lookup_intrinsic_id(intrinsic), T.uint8(tile), pointer, T.cast(stride_bytes, "int64")
+    )
+
+
+class AmxMatmulRule(DotMatmulRule):
+    """R x T blocks of AMX tiles over the whole K, for the BF16 / INT8 dense kernels matmul-dot
+    takes, on targets with AMX (see the module docstring)."""
+
+    name = "matmul-amx"
+
+    def __init__(self, row_tiles=(32, 16), column_tiles=(32, 16)):
+        super().__init__()
+        self.row_tiles = tuple(row_tiles)
+        self.column_tiles = tuple(column_tiles)
+
+    @staticmethod
+    def candidates(target) -> list[DotInstruction]:
+        found = (tile_instruction(target, precision) for precision in ("bf16", "int8"))
+        return [ins for ins in found if ins is not None]
+
+    def _plan(self, kernel: KernelView):
+        plan = super()._plan(kernel)
+        if plan is None:
+            return None
+        ins, block = plan[0], plan[1]
+        *_, i_loop, j_loop, k_loop = kernel.sch.get_loops(block)
+        m, n, k = (loop_extent(kernel.sch, loop) for loop in (i_loop, j_loop, k_loop))
+        if not m or m % TILE_ROWS or n % TILE_ROWS or k % ins.k_tile:
+            return None
+        return plan
+
+    def apply(self, kernel: KernelView) -> list:
+        plan = self._plan(kernel)
+        if plan is None:
+            raise ValueError(f"{kernel.name}: not a dense kernel the AMX tiles fit")
+        ins, block, position, n_axis = plan
+        sch, blocks = kernel.sch, kernel.blocks
+        if blocks[-1] == block:  # no epilogue: the tiles store into a block-local accumulator
+            sch.cache_write(block, 0, "global")
+            blocks = [*blocks, sch.get_child_blocks(sch.get_sblock("root"))[-1]]
+        index = blocks.index(block)
+        *_, i_loop, j_loop, k_loop = sch.get_loops(block)
+        m, n, k = (loop_extent(sch, loop) for loop in (i_loop, j_loop, k_loop))
+        rows = largest_divisor(m, self.row_tiles)
+        cols = largest_divisor(n, self.column_tiles)
+        group = ins.group
+        sch.transform_layout(block, ("read", self._weight_read(sch, block, position)), _dot_layout(n_axis, cols, group))
+        for inner in blocks[index + 1 : -1]:
+            sch.compute_inline(inner)
+        for prologue in blocks[:index]:  # the tiles read memory: a prologue (a cast, say) stays a pass of its own
+            _parallel_vectorized(sch, prologue, kernel.lanes)
+        *spatial, i, j, kk = sch.get_loops(block)
+        io, ii = sch.split(i, [None, rows])
+        jo, ji = sch.split(j, [None, cols])
+        # weight panel outermost, as in matmul-dot: a K x T panel stays in cache for every row block
+        sch.reorder(*spatial, jo, io, ii, ji, kk)
+        last = blocks[-1]
+        sch.reverse_compute_at(last, io)
+        vectorize_innermost(sch, last, kernel.lanes)
+        outer = sch.fuse(*spatial, jo, io)
+        sch.parallel(outer)
+        sch.annotate(outer, "pragma_import_llvm", _CONFIGURE_IR)
+        init = sch.decompose_reduction(block, ii)
+        sch.tensorize(ii, register_tile_intrinsic(ins, rows, cols, k))
+        sch.vectorize(sch.get_loops(init)[-1])
+        return [[position, n_axis, cols, group]]
+
+
+def _parallel_vectorized(sch, block, lanes: int) -> None:
+    loops = sch.get_loops(block)
+    if len(loops) > 1:
+        sch.parallel(sch.fuse(*loops[:-1]))
+    vectorize_innermost(sch, block, lanes)
