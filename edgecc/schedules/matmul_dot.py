@@ -16,6 +16,9 @@ GELU, residual add) is register-tiled like the FP32 matmul (edgecc.schedules), b
                                       emulated board only: its speed on a real core is unmeasured
   aarch64 +dotprod   sdot            s8 x s8 -> s32, 16 multiply-adds per instruction
   x86 AVX512-BF16    vdpbf16ps       bf16 x bf16 -> f32, 32 multiply-adds per instruction
+  x86 AMX            tdpbusd, tdpbf16ps  16 x 16 accumulator tiles, 16384 / 8192 multiply-adds per
+                                      instruction: their kernel is matmul_amx.py, with this layout; a
+                                      kernel the tiles do not fit runs here on vpdpbusd / vdpbf16ps
 
 The weight is repacked at compile time to [N / T, K / G, T, G] (T = the tile's columns): one
 instruction reads G consecutive k of L consecutive columns as one contiguous vector.

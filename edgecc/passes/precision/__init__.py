@@ -6,10 +6,11 @@
          (`fmla .8h`, FP16 accumulators over short K blocks, FP32 across blocks); on GPU targets with
          capabilities.fp16_math matmul operands FP16 with FP32 accumulation; elsewhere (x86) FP16
          weight storage only, computed in FP32, and the compile says so (cast_matmuls_to_fp16.py).
-  bf16   dense layers in BF16 with FP32 accumulation on CPUs with AVX512-BF16 (vdpbf16ps), weights
+  bf16   dense layers in BF16 with FP32 accumulation on CPUs with AVX512-BF16 (vdpbf16ps; AMX
+         tdpbf16ps tiles where the CPU has them, edgecc.schedules.matmul_amx), weights
          and embedding tables stored bf16 (cast_dense_layers_bf16.py); elsewhere FP32, and the
          compile says so.
-  int8   on a CPU with an INT8 dot-product instruction (VNNI, AVX-512BW/AVX2 vpmaddubsw, aarch64
+  int8   on a CPU with an INT8 dot-product instruction (AMX tdpbusd, VNNI, AVX-512BW/AVX2 vpmaddubsw, aarch64
          sdot, i8mm smmla) every dense layer computes in INT8: activations quantized per row at run time (static
          per-tensor scales with --calibration), int32 accumulation, dequantize in the epilogue
          (quantize_dense_layers_int8.py). Other targets: per-channel INT8 weights, and with
