@@ -152,3 +152,14 @@ def try_inline(sch, block) -> bool:
         return True
     except Exception:  # noqa: BLE001 - tvm's ScheduleError: the block cannot be inlined, which is fine
         return False
+
+
+def register_tensor_intrinsic(name: str, desc, impl) -> str:
+    """Register a tensor intrinsic once per process (a second registration of a name is tvm's error)."""
+    from tvm.s_tir import TensorIntrin
+
+    try:
+        TensorIntrin.register(name, desc, impl)
+    except Exception:  # noqa: BLE001 - tvm's error type for "already registered" (an earlier import here)
+        pass
+    return name

@@ -31,7 +31,7 @@ from __future__ import annotations
 import ctypes
 from functools import cache
 
-from edgecc.schedules.common import largest_divisor, loop_extent, vectorize_innermost
+from edgecc.schedules.common import largest_divisor, loop_extent, register_tensor_intrinsic, vectorize_innermost
 from edgecc.schedules.matmul_dot import TILE_INSTRUCTIONS, DotInstruction, DotMatmulRule, _dot_layout, dot_instruction
 from edgecc.schedules.rule import KernelView
 
@@ -88,7 +88,6 @@ def amx_permitted() -> bool:
 @cache
 def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int) -> str:
     """Register (once per process) an R x T x K block on `ins`; returns its name."""
-    from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
     group, a_dtype, w_dtype, acc = ins.group, ins.activation_dtype, ins.weight_dtype, ins.accumulator
@@ -122,14 +121,7 @@ def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int) -
             T.evaluate(T.call_extern("void", "edgecc_amx_configure"))
             for r in T.unroll(row_tiles):
                 for t in T.unroll(col_tiles):
-                    T.evaluate(
-                        _tile(
-                            "llvm.x86.tileloadd64",
-                            r * col_tiles + t,
-                            C.access_ptr("r", offset=r * TILE_ROWS * sc + t * TILE_ROWS),
-                            sc * 4,
-                        )
-                    )
+                    T.evaluate(_accumulator_tile("llvm.x86.tileloadd64", C, r, t, col_tiles, sc))
             for s in range(k // k_step):
                 for r in T.unroll(row_tiles):
                     T.evaluate(
@@ -162,21 +154,10 @@ def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int) -
                         )
             for r in T.unroll(row_tiles):
                 for t in T.unroll(col_tiles):
-                    T.evaluate(
-                        _tile(
-                            "llvm.x86.tilestored64",
-                            r * col_tiles + t,
-                            C.access_ptr("w", offset=r * TILE_ROWS * sc + t * TILE_ROWS),
-                            sc * 4,
-                        )
-                    )
+                    T.evaluate(_accumulator_tile("llvm.x86.tilestored64", C, r, t, col_tiles, sc))
 
     name = f"edgecc_amx_{ins.name}_{rows}x{cols}x{k}"
-    try:
-        TensorIntrin.register(name, desc, impl)
-    except Exception:  # noqa: BLE001 - tvm's error type for "already registered" (an earlier import here)
-        pass
-    return name
+    return register_tensor_intrinsic(name, desc, impl)
 
 
 def _tile(intrinsic: str, tile: int, pointer, stride_bytes):
@@ -185,6 +166,13 @@ def _tile(intrinsic: str, tile: int, pointer, stride_bytes):
     return T.call_llvm_intrin(
         "void", T.llvm_lookup_intrinsic_id(intrinsic), T.uint8(tile), pointer, T.cast(stride_bytes, "int64")
     )
+
+
+def _accumulator_tile(intrinsic: str, C, r, t, col_tiles: int, stride):
+    """Load or store accumulator tile (r, t), register r x col_tiles + t, of the 32-bit block C."""
+    mask = "w" if "store" in intrinsic else "r"
+    pointer = C.access_ptr(mask, offset=r * TILE_ROWS * stride + t * TILE_ROWS)
+    return _tile(intrinsic, r * col_tiles + t, pointer, stride * 4)
 
 
 class AmxMatmulRule(DotMatmulRule):

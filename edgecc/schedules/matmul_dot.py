@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cache
 
-from edgecc.schedules.common import iter_types, loop_extent, vectorize_innermost
+from edgecc.schedules.common import iter_types, loop_extent, register_tensor_intrinsic, vectorize_innermost
 from edgecc.schedules.rule import KernelView
 
 
@@ -157,7 +157,6 @@ def one_row_instruction(ins: DotInstruction | None) -> DotInstruction | None:
 @cache
 def register_intrinsic(ins: DotInstruction) -> str:
     """Register (once per process) the tensor intrinsic for `ins`; returns its name."""
-    from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
     lanes, group, a_dtype, w_dtype, acc = ins.lanes, ins.group, ins.activation_dtype, ins.weight_dtype, ins.accumulator
@@ -189,11 +188,7 @@ def register_intrinsic(ins: DotInstruction) -> str:
             )
 
     name = ins.intrinsic
-    try:
-        TensorIntrin.register(name, desc, impl)
-    except Exception:  # noqa: BLE001 - tvm's error type for "already registered" (an earlier import here)
-        pass
-    return name
+    return register_tensor_intrinsic(name, desc, impl)
 
 
 def _bits(value, dtype: str):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from edgecc.schedules.common import largest_divisor, loop_extent, vectorize_innermost
+from edgecc.schedules.common import largest_divisor, loop_extent, register_tensor_intrinsic, vectorize_innermost
 from edgecc.schedules.matmul_dot import DotInstruction, DotMatmulRule, target_features
 from edgecc.schedules.parameters import schedule_parameters, vector_lanes
 from edgecc.schedules.rule import KernelView
@@ -67,7 +67,6 @@ def fp16_instruction(target) -> DotInstruction | None:
 @cache
 def register_fp16_intrinsic(rows: int, vectors: int, k_block: int, lanes: int) -> str:
     """Register (once per process) the rows x (vectors x lanes) x k_block FP16 tile; returns its name."""
-    from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
     tile = vectors * lanes
@@ -134,11 +133,7 @@ def register_fp16_intrinsic(rows: int, vectors: int, k_block: int, lanes: int) -
                     )
 
     name = f"edgecc_fp16_fmla_{rows}x{vectors}x{lanes}_k{k_block}"
-    try:
-        TensorIntrin.register(name, desc if rows > 1 else desc_one_row, impl)
-    except Exception:  # noqa: BLE001 - tvm's error type for "already registered"
-        pass
-    return name
+    return register_tensor_intrinsic(name, desc if rows > 1 else desc_one_row, impl)
 
 
 class Fp16MatmulRule(DotMatmulRule):

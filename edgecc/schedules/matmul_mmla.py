@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from edgecc.schedules.common import largest_divisor, loop_extent, vectorize_innermost
+from edgecc.schedules.common import largest_divisor, loop_extent, register_tensor_intrinsic, vectorize_innermost
 from edgecc.schedules.matmul_dot import SMMLA, DotInstruction, DotMatmulRule, _dot_layout, dot_instruction
 from edgecc.schedules.rule import KernelView
 
@@ -37,7 +37,6 @@ def mmla_instruction(target) -> DotInstruction | None:
 @cache
 def register_mmla_intrinsic(ins: DotInstruction = SMMLA) -> str:
     """Register (once per process) the 2 x 2 x 8 smmla tile; returns its name."""
-    from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
     rows, cols, group = ins.rows, ins.lanes, ins.group
@@ -75,11 +74,7 @@ def register_mmla_intrinsic(ins: DotInstruction = SMMLA) -> str:
             )
 
     name = f"edgecc_mmla_{ins.name}_{rows}x{cols}x{group}"
-    try:
-        TensorIntrin.register(name, desc, impl)
-    except Exception:  # noqa: BLE001 - tvm's error type for "already registered" (an earlier import here)
-        pass
-    return name
+    return register_tensor_intrinsic(name, desc, impl)
 
 
 def _tiled_accumulator(ndim: int):
