@@ -109,3 +109,34 @@ def test_modules_without_attention_are_left_alone(rng):
     after = fuse(mod)
     assert fuse.stats.attentions_fused == 0
     assert after.same_as(mod)
+
+
+def _amx_bf16():
+    from edgecc.schedules.matmul_amx import tile_instruction
+    from edgecc.targets import load_target
+
+    return tile_instruction(load_target("host"), "bf16") is not None
+
+
+@pytest.mark.skipif(not _amx_bf16(), reason="this CPU (or its Linux) has no AMX-BF16 tiles")
+def test_bf16_tiles_compute_both_products_on_amx_within_bf16_rounding(rng):
+    from edgecc.schedules.attention import uses_tiles
+    from edgecc.targets import load_target
+
+    host = load_target("host").tvm()
+    heads, seq, dim = 2, 64, 32
+    mod = attention_module(heads=heads, seq=seq, dim=dim)
+    fuse = FuseAttention(lanes=16, tiles=True)
+    after = fuse(mod)
+    kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+    assert uses_tiles(kernel) and fuse.stats.on_tiles == 1 and "BF16 on AMX" in fuse.stats.summary()
+    inputs = _attention_inputs(rng, seq=seq, heads=heads, dim=dim)
+    expected = build_on_host(mod)(inputs)[0]
+    got = build_on_host(after, host)(inputs)[0]
+    # Q, K, V and the probabilities rounded to bf16 (8 significant bits), sums in FP32
+    assert np.abs(got - expected).max() <= 3e-2 * np.abs(expected).max()
+    assert np.abs(got - expected).max() > 0  # it did round: not the FP32 kernel
+    # a head dim the tiles do not fit (8: not a multiple of 32) keeps the FP32 kernel, and says so
+    narrow = FuseAttention(lanes=16, tiles=True)
+    kernel = next(f for gv, f in narrow(attention_module()).functions_items() if gv.name_hint == "fused_attention")
+    assert not uses_tiles(kernel) and narrow.stats.on_tiles == 0 and "1 in FP32" in narrow.stats.summary()

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 def graph_passes(options, target) -> list:
     from edgecc.backends import backend_for
-    from edgecc.passes.attention.fuse_attention import FuseAttention
+    from edgecc.passes.attention.fuse_attention import FuseAttention, attention_on_tiles
     from edgecc.passes.attention.rewrite_attention_sparse import RewriteAttentionSparse
     from edgecc.passes.attention.sparse_pattern import parse_sparse_attention
     from edgecc.passes.clamp_gather_indices import ClampGatherIndices
@@ -63,7 +63,11 @@ def graph_passes(options, target) -> list:
             from edgecc.schedules import vector_lanes
 
             lanes = vector_lanes(target)
-            passes += [FuseAttention(lanes=lanes, fast_math=options.fast_math), FoldTransposesIntoMatmuls(lanes=lanes)]
+            tiles = attention_on_tiles(options, target)
+            passes += [
+                FuseAttention(lanes=lanes, fast_math=options.fast_math, tiles=tiles),
+                FoldTransposesIntoMatmuls(lanes=lanes),
+            ]
         passes.append(SinkReshapesBelowElementwise())
     if backend_for(target).cpu_kernels:  # after attention fusion, whose pattern a slice would break
         from edgecc.schedules import vector_lanes

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from tvm import te, tirx, topi
 
 from edgecc.passes._layout_chains import static_shape
+from edgecc.schedules import attention_amx as amx
 from edgecc.schedules.common import OPAQUE_PATTERN, loop_extent, mark_scheduled, schedule_failed
 
 if TYPE_CHECKING:
@@ -41,9 +42,11 @@ def attention_te(
     fast_math: bool = True,
     lanes: int = LANES,
     tables: dict | None = None,
+    tiles: bool = False,
 ):
     """TE stages of the fused attention; the last one is the output. `tables`: for "q", "kt" and
-    "v", TE tensors standing for the index constants of that chain's `take` steps."""
+    "v", TE tensors standing for the index constants of that chain's `take` steps. `tiles`: the
+    products in BF16 on AMX tiles (edgecc.schedules.attention_amx)."""
     tables = tables or {}
     q_value, kt_value, v_value = (
         (lambda src, i, chain=chain, name=name: chain.value(src, i, tables.get(name, ())))
@@ -56,26 +59,37 @@ def attention_te(
     ones_column = _ones_column(plan, lanes)
     padded = -(-(value_dim + 1) // lanes) * lanes if ones_column else value_dim
 
-    kt_packed = te.compute((*batch, dim, keys), lambda *i: kt_value(kt_src, list(i)), name="attn_kt_pack")
-    if ones_column:
-        v_packed = te.compute(
-            (*batch, keys, padded),
-            lambda *i: tirx.if_then_else(
-                i[-1] < value_dim,
-                v_value(v_src, [*i[:-1], tirx.min(i[-1], value_dim - 1)]),
-                tirx.if_then_else(i[-1] == value_dim, tirx.const(1.0, "float32"), tirx.const(0.0, "float32")),
-            ),
-            name="attn_v_pack",
-        )
+    if tiles:
+        kt_packed, v_packed = amx.tile_packs(plan, lambda i: kt_value(kt_src, i), lambda i: v_value(v_src, i))
     else:
-        v_packed = te.compute((*batch, keys, value_dim), lambda *i: v_value(v_src, list(i)), name="attn_v_pack")
+        kt_packed = te.compute((*batch, dim, keys), lambda *i: kt_value(kt_src, list(i)), name="attn_kt_pack")
+        if ones_column:
+            v_packed = te.compute(
+                (*batch, keys, padded),
+                lambda *i: tirx.if_then_else(
+                    i[-1] < value_dim,
+                    v_value(v_src, [*i[:-1], tirx.min(i[-1], value_dim - 1)]),
+                    tirx.if_then_else(i[-1] == value_dim, tirx.const(1.0, "float32"), tirx.const(0.0, "float32")),
+                ),
+                name="attn_v_pack",
+            )
+        else:
+            v_packed = te.compute((*batch, keys, value_dim), lambda *i: v_value(v_src, list(i)), name="attn_v_pack")
     # Q copied per row block with its scaling applied, so the scores' inner loop broadcasts a plain
     # load instead of loading, scaling and broadcasting every element
-    q_packed = te.compute((*batch, seq, dim), lambda *i: q_value(q_src, list(i)), name="attn_q_pack")
+    rounding = amx.bf16_bits if tiles else (lambda value: value)
+    q_packed = te.compute((*batch, seq, dim), lambda *i: rounding(q_value(q_src, list(i))), name="attn_q_pack")
+    widen = amx.from_bf16_bits if tiles else (lambda value: value)
     d = te.reduce_axis((0, dim), "d")
+
+    def key_at(i, d):
+        if tiles:
+            return amx.tiled(kt_packed, i[:-2], d, i[-1])
+        return kt_packed[(*i[:-2], d, i[-1])]
+
     scores = te.compute(
         (*batch, seq, keys),
-        lambda *i: te.sum(q_packed[(*i[:-1], d)] * kt_packed[(*i[:-2], d, i[-1])], axis=d),
+        lambda *i: te.sum(widen(q_packed[(*i[:-1], d)]) * key_at(i, d), axis=d),
         name="attn_scores",
     )
 
@@ -127,11 +141,19 @@ def attention_te(
         name="attn_exp",
     )
     t3 = te.reduce_axis((0, keys), "t3")
-    weighted = te.compute(
-        (*batch, seq, padded),
-        lambda *i: te.sum(exps[(*i[:-1], t3)] * v_packed[(*i[:-2], t3, i[-1])], axis=t3),
-        name="attn_weighted",
-    )
+    if tiles:
+        rounded = te.compute(scores.shape, lambda *i: amx.bf16_bits(exps[i]), name="attn_exp_bf16")
+        weighted = te.compute(
+            (*batch, seq, padded),
+            lambda *i: te.sum(widen(rounded[(*i[:-1], t3)]) * amx.tiled(v_packed, i[:-2], t3, i[-1]), axis=t3),
+            name="attn_weighted",
+        )
+    else:
+        weighted = te.compute(
+            (*batch, seq, padded),
+            lambda *i: te.sum(exps[(*i[:-1], t3)] * v_packed[(*i[:-2], t3, i[-1])], axis=t3),
+            name="attn_weighted",
+        )
 
     if ones_column:
         # its own stage: a block reading weighted[.., e] and weighted[.., value_dim] defeats region analysis
@@ -170,7 +192,7 @@ def attention_te(
     return te.compute(out_shape, output, name="attn_out")
 
 
-def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
+def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: bool = False):
     """Parallel over (batch, head) [and row blocks when there are few heads]; each row block's scores,
     softmax and weighted sum computed while its rows are in cache, K^T and V packed once per task."""
     from tvm import s_tir
@@ -210,16 +232,17 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
         sch.reverse_compute_at(block("attn_out"), rows_at)
         stages = [exp_name]
     else:
-        stages = ["attn_weighted", "attn_total", *(["attn_sum_partial"] if vector_keys else []), exp_name]
+        rounded = ["attn_exp_bf16"] if tiles else []
+        stages = ["attn_weighted", "attn_total", *(["attn_sum_partial"] if vector_keys else []), *rounded, exp_name]
     for name in (*stages, "attn_max", *(["attn_max_partial"] if vector_keys else []), "attn_scores", "attn_q_pack"):
         sch.compute_at(block(name), rows_at)
     for name in ("attn_v_pack", "attn_kt_pack"):
         sch.compute_at(block(name), pack_at)
-    if not ones_column and plan.value_dim % lanes == 0:
+    if not ones_column and not tiles and plan.value_dim % lanes == 0:
         # each key's value row is contiguous, whether or not a gather picked the key
         _, v_lane = sch.split(sch.get_loops(block("attn_v_pack"))[-1], [None, lanes])
         sch.vectorize(v_lane)
-    if plan.seq <= ROW_BLOCK:
+    if plan.seq <= ROW_BLOCK and not tiles:
         # few query rows (sparse attention's global ones): the K^T pack is most of the work, so it
         # walks K along its rows instead of gathering one element per row
         sch.reorder(*reversed(sch.get_loops(block("attn_kt_pack"))[-2:]))
@@ -234,6 +257,25 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
             sch.reorder(p_i, p_to, p_lane)
             sch.vectorize(p_lane)
             sch.decompose_reduction(partial, p_to)
+    if tiles:
+        amx.schedule_products(sch, plan, rows_at, pack_at)
+    else:
+        _schedule_products(sch, plan, rows, lanes, ones_column)
+    exps = block(exp_name)
+    if vector_keys:
+        _, lane_loop = sch.split(sch.get_loops(exps)[-1], [None, lanes])
+        sch.vectorize(lane_loop)
+    axes = plan.out_axes or list(range(len(plan.batch) + 2))
+    out_last = sch.get_loops(block("attn_out"))[-1]
+    if axes[-1] == len(axes) - 1 and (loop_extent(sch, out_last) or 1) % lanes == 0:  # value axis innermost
+        _, out_lane = sch.split(out_last, [None, lanes])
+        sch.vectorize(out_lane)
+    return sch.mod["main"].without_attr("global_symbol")
+
+
+def _schedule_products(sch, plan: AttentionPlan, rows: int, lanes: int, ones_column: bool) -> None:
+    block = sch.get_sblock
+    vector_keys = plan.keys % lanes == 0
     # scores: per row, groups of key vectors accumulate in registers over the head dim
     scores = block("attn_scores")
     s_i, s_t, s_d = sch.get_loops(scores)[-3:]
@@ -247,10 +289,6 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
         sch.unroll(s_tg)
         sch.vectorize(s_tv)
     sch.decompose_reduction(scores, s_d)
-    exps = block(exp_name)
-    if vector_keys:
-        _, lane_loop = sch.split(sch.get_loops(exps)[-1], [None, lanes])
-        sch.vectorize(lane_loop)
     # weighted sum (and softmax sum, the ones column): 2 rows x padded value vectors in registers
     weighted = block("attn_weighted")
     if ones_column:
@@ -266,12 +304,6 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES):
     sch.unroll(w_eo)
     sch.vectorize(w_ev)
     sch.decompose_reduction(weighted, w_t)
-    axes = plan.out_axes or list(range(len(plan.batch) + 2))
-    out_last = sch.get_loops(block("attn_out"))[-1]
-    if axes[-1] == len(axes) - 1 and (loop_extent(sch, out_last) or 1) % lanes == 0:  # value axis innermost
-        _, out_lane = sch.split(out_last, [None, lanes])
-        sch.vectorize(out_lane)
-    return sch.mod["main"].without_attr("global_symbol")
 
 
 def _ones_column(plan: AttentionPlan, lanes: int) -> bool:
@@ -286,7 +318,26 @@ def _has_block(sch, name: str) -> bool:
         return False
 
 
-def attention_kernel(plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES) -> tirx.PrimFunc:
+def attention_kernel(
+    plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES, tiles: bool = False
+) -> tirx.PrimFunc:
+    """The fused kernel for `plan`; `tiles`: QK^T and PV in BF16 on AMX (edgecc.schedules.attention_amx)
+    where they fit, else FP32 (and a tile schedule that fails says so on the kernel)."""
+    if tiles and amx.tiles_fit(plan):
+        func = _attention_kernel(plan, fast_math, lanes, tiles=True)
+        if func.attrs and "edgecc.schedule" in func.attrs:
+            return func.with_attr(amx.TILES_ATTR, True)
+        fp32 = _attention_kernel(plan, fast_math, lanes)
+        return fp32.with_attr("edgecc.schedule_failures", func.attrs["edgecc.schedule_failures"])
+    return _attention_kernel(plan, fast_math, lanes)
+
+
+def uses_tiles(kernel) -> bool:
+    """Whether a fused attention kernel computes its products on AMX tiles."""
+    return bool(kernel.attrs) and bool(kernel.attrs.get(amx.TILES_ATTR, False))
+
+
+def _attention_kernel(plan: AttentionPlan, fast_math: bool, lanes: int, tiles: bool = False) -> tirx.PrimFunc:
     q_src = te.placeholder(plan.q.shape, "float32", name="q")
     kt_src = te.placeholder(plan.kt.shape, "float32", name="kt")
     v_src = te.placeholder(plan.v.shape, "float32", name="v")
@@ -299,11 +350,11 @@ def attention_kernel(plan: AttentionPlan, fast_math: bool = True, lanes: int = L
         ]
         for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v))
     }
-    out = attention_te(q_src, kt_src, v_src, bias, plan, fast_math, lanes, tables)
+    out = attention_te(q_src, kt_src, v_src, bias, plan, fast_math, lanes, tables, tiles)
     args = [q_src, kt_src, v_src, *([bias] if bias is not None else []), *tables["q"], *tables["kt"], *tables["v"], out]
     func = te.create_prim_func(args).without_attr("global_symbol")
     try:
-        func = mark_scheduled(_schedule(func, plan, lanes), "pass:fused-attention")
+        func = mark_scheduled(_schedule(func, plan, lanes, tiles), "pass:fused-attention")
     except Exception as exc:  # noqa: BLE001 - tvm raises TVMError and friends
         # an unusual shape keeps the naive (correct) kernel; the default rules get it and the
         # failure is reported with the kernel

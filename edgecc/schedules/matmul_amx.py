@@ -86,12 +86,33 @@ def amx_permitted() -> bool:
         return False
 
 
+def bf16_bits(value):
+    """A float32 value's bfloat16 bits (round to nearest even) as uint16. A kernel's own buffers hold
+    bf16 this way: TIR's BF16 legalization would store a bfloat16 buffer it allocates as float32."""
+    from tvm import tirx
+
+    bits = tirx.reinterpret("uint32", value)
+    odd = tirx.bitwise_and(tirx.shift_right(bits, tirx.const(16, "uint32")), tirx.const(1, "uint32"))
+    return tirx.Cast("uint16", tirx.shift_right(bits + tirx.const(0x7FFF, "uint32") + odd, tirx.const(16, "uint32")))
+
+
+def from_bf16_bits(bits):
+    """The float32 value of bfloat16 bits held as uint16."""
+    from tvm import tirx
+
+    return tirx.reinterpret("float32", tirx.shift_left(tirx.Cast("uint32", bits), tirx.const(16, "uint32")))
+
+
 @cache
-def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int) -> str:
-    """Register (once per process) an R x T x K block on `ins`; returns its name."""
+def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int, bits: bool = False) -> str:
+    """Register (once per process) an R x T x K block on `ins`; returns its name. `bits`: the BF16
+    operands are uint16 buffers of bf16 bits (`bf16_bits`), widened by `from_bf16_bits`."""
     from tvm.script import tirx as T
 
     group, a_dtype, w_dtype, acc = ins.group, ins.activation_dtype, ins.weight_dtype, ins.accumulator
+    if bits:
+        a_dtype = w_dtype = "uint16"
+    widen = from_bf16_bits if bits else (lambda value: T.cast(value, acc))
     k_step = ins.k_tile  # k of one A tile's row
     element_bytes = TILE_BYTES // k_step
     row_tiles, col_tiles = rows // TILE_ROWS, cols // TILE_ROWS
@@ -107,8 +128,8 @@ def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int) -
             for i, j, kk in T.grid(rows, cols, k):
                 with T.sblock("update"):
                     vi, vj, vk = T.axis.remap("SSR", [i, j, kk])
-                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], acc) * T.cast(
-                        B[vj // TILE_ROWS, vk // group, vj % TILE_ROWS, vk % group], acc
+                    C[vi, vj] = C[vi, vj] + widen(A[vi, vk]) * widen(
+                        B[vj // TILE_ROWS, vk // group, vj % TILE_ROWS, vk % group]
                     )
 
     @T.prim_func(s_tir=True)
@@ -160,7 +181,7 @@ def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int) -
                 for t in T.unroll(col_tiles):
                     T.evaluate(_accumulator_tile("llvm.x86.tilestored64", C, r, t, col_tiles, sc))
 
-    name = f"edgecc_amx_{ins.name}_{rows}x{cols}x{k}"
+    name = f"edgecc_amx_{ins.name}_{rows}x{cols}x{k}" + ("_bits" if bits else "")
     return register_tensor_intrinsic(name, desc, impl)
 
 

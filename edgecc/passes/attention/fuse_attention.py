@@ -16,12 +16,40 @@ from tvm import relax
 
 from edgecc.passes._bindings import replace_bindings
 from edgecc.passes.attention.pattern import AttentionMatcher
-from edgecc.schedules.attention import LANES, attention_kernel
+from edgecc.schedules.attention import LANES, attention_kernel, uses_tiles
+
+ATTENTION_ON_TILES = (
+    "BF16 where the AMX tiles fit (QK^T and PV on tdpbf16ps, FP32 accumulation; softmax FP32), else FP32"
+)
+
+
+def attention_on_tiles(options, target) -> bool:
+    """Whether the fused attention computes its products in BF16 on AMX: --precision bf16 on a CPU
+    target whose AMX-BF16 edgecc uses (the fused attention is a CPU kernel)."""
+    from edgecc.backends import backend_for
+    from edgecc.schedules.matmul_amx import tile_instruction
+
+    if options.precision != "bf16" or not options.fusion or not backend_for(target).cpu_kernels:
+        return False
+    return tile_instruction(target, "bf16") is not None
 
 
 @dataclass(frozen=True)
 class FuseAttentionStats:
     attentions_fused: int = 0
+    on_tiles: int = 0  # of them with QK^T and PV in BF16 on AMX tiles (`tiles`)
+    tiles_asked: bool = False
+
+    def summary(self) -> str:
+        text = f"attention: {self.attentions_fused} fused"
+        if not self.tiles_asked:
+            return text + ", QK^T and PV in FP32"
+        kept = self.attentions_fused - self.on_tiles
+        return (
+            text
+            + f", QK^T and PV of {self.on_tiles} in BF16 on AMX tdpbf16ps (softmax FP32)"
+            + (f"; {kept} in FP32 (head dim or keys not a multiple of 32, or gathered operands)" if kept else "")
+        )
 
 
 @tvm.transform.module_pass(opt_level=0, name="fuse_attention")
@@ -30,19 +58,22 @@ class FuseAttention:
 
     `lanes`: float32 lanes of the target's vectors (edgecc.schedules.vector_lanes).
     `fast_math`: exp as TVM's fast_exp polynomial (what the pipeline's FastMathTransform gives softmax).
+    `tiles`: QK^T and PV in BF16 on AMX tiles where they fit (--precision bf16 on an AMX CPU).
     """
 
-    def __init__(self, lanes: int = LANES, fast_math: bool = True):
+    def __init__(self, lanes: int = LANES, fast_math: bool = True, tiles: bool = False):
         self.lanes = lanes
         self.fast_math = fast_math
+        self.tiles = tiles
         self.stats = FuseAttentionStats()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        fused = [0]
+        fused, on_tiles = [0], [0]
 
         def make(plan, ty):
             def build(mutator):
-                kernel = attention_kernel(plan, self.fast_math, self.lanes)
+                kernel = attention_kernel(plan, self.fast_math, self.lanes, self.tiles)
+                on_tiles[0] += int(self.tiles and uses_tiles(kernel))
                 gvar = mutator.builder_.add_func(kernel, "fused_attention")
                 sources = [
                     plan.q.source,
@@ -62,5 +93,5 @@ class FuseAttention:
             return {var: make(plan, var.ty) for var, plan in AttentionMatcher(func).plans().items()}
 
         result = replace_bindings(mod, find)
-        self.stats = FuseAttentionStats(fused[0])
+        self.stats = FuseAttentionStats(fused[0], on_tiles[0], self.tiles)
         return result

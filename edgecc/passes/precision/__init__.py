@@ -51,8 +51,11 @@ def precision_passes(options, target) -> list:
         gpu_fp16 = capabilities.fp16_math and not backend_for(target).cpu_kernels
         return [CastMatmulsToFp16(fp16_math=gpu_fp16, instruction=fp16, target=target, timed=timed)]
     if options.precision == "bf16":
+        from edgecc.passes.attention.fuse_attention import ATTENTION_ON_TILES, attention_on_tiles
         from edgecc.passes.precision.cast_dense_layers_bf16 import CastDenseLayersBf16
 
+        if attention_on_tiles(options, target):
+            return [CastDenseLayersBf16(bf16, lanes, target, timed, attention=ATTENTION_ON_TILES)]
         return [CastDenseLayersBf16(bf16, lanes, target, timed)]
     if options.precision == "int8" and int8:
         from edgecc.passes.precision.quantize_dense_layers_int8 import QuantizeDenseLayersInt8

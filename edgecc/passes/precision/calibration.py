@@ -147,14 +147,15 @@ def calibration_samples(mod, path: Path | None = None, count: int = 8) -> list[d
     return load_calibration_file(path, specs)[:count] if path else builtin_samples(mod, count)
 
 
-def build_on_host(mod):
-    """Compile a high-level Relax module for this machine; returns a callable (list of arrays) -> list."""
+def build_on_host(mod, target=None):
+    """Compile a high-level Relax module for this machine (generic x86-64 / aarch64 code unless a TVM
+    `target` is given); returns a callable (list of arrays) -> list."""
     import tvm
     from tvm import relax
 
     from edgecc.backends import finalize_pipeline
 
-    target = tvm.target.Target({"kind": "llvm"})
+    target = target or tvm.target.Target({"kind": "llvm"})
     lowering = tvm.transform.Sequential(
         [
             relax.backend.DispatchSampling(),

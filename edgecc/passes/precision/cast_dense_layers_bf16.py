@@ -146,7 +146,8 @@ class CastDenseLayersBf16:
     """--precision bf16. Without BF16 arithmetic on the target (`instruction` None) it changes
     nothing and its statistics say so (one line in the log, and report.json)."""
 
-    def __init__(self, instruction, lanes: int, target, timed: bool):
+    def __init__(self, instruction, lanes: int, target, timed: bool, attention: str = ATTENTION):
+        self.attention = attention  # how the fused attention computes (BF16 on AMX tiles, or FP32)
         self.instruction = instruction
         self.lanes = lanes
         self.target = target
@@ -177,5 +178,5 @@ class CastDenseLayersBf16:
             lambda m: cast_dense_layers_bf16(m, self.instruction, self.lanes)[0],
         )
         mod, stats = cast_dense_layers_bf16(mod, self.instruction, self.lanes, keep_fp32)
-        self.stats = replace(stats, timing=note, timings=tuple(t.to_dict() for t in timings))
+        self.stats = replace(stats, timing=note, timings=tuple(t.to_dict() for t in timings), attention=self.attention)
         return mod
