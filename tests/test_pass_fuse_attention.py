@@ -140,3 +140,17 @@ def test_bf16_tiles_compute_both_products_on_amx_within_bf16_rounding(rng):
     narrow = FuseAttention(lanes=16, tiles=True)
     kernel = next(f for gv, f in narrow(attention_module()).functions_items() if gv.name_hint == "fused_attention")
     assert not uses_tiles(kernel) and narrow.stats.on_tiles == 0 and "1 in FP32" in narrow.stats.summary()
+
+
+def test_attention_goes_on_the_tiles_only_for_bf16_and_int8_on_an_amx_cpu():
+    from edgecc.options import CompileOptions
+    from edgecc.passes.attention.fuse_attention import attention_on_tiles
+    from edgecc.targets import load_target
+
+    host, pi5 = load_target("host"), load_target("raspberry-pi-5")
+    for precision in ("fp32", "fp16", "mixed"):
+        assert not attention_on_tiles(CompileOptions(precision=precision), host)
+    for precision in ("bf16", "int8"):
+        assert attention_on_tiles(CompileOptions(precision=precision), host) == _amx_bf16()
+        assert not attention_on_tiles(CompileOptions(precision=precision, target="raspberry-pi-5"), pi5)
+        assert not attention_on_tiles(CompileOptions(precision=precision, fusion=False), host)

@@ -58,9 +58,11 @@ def precision_passes(options, target) -> list:
             return [CastDenseLayersBf16(bf16, lanes, target, timed, attention=ATTENTION_ON_TILES)]
         return [CastDenseLayersBf16(bf16, lanes, target, timed)]
     if options.precision == "int8" and int8:
+        from edgecc.passes.attention.fuse_attention import ATTENTION_ON_TILES, attention_on_tiles
         from edgecc.passes.precision.quantize_dense_layers_int8 import QuantizeDenseLayersInt8
 
-        return [QuantizeDenseLayersInt8(int8, lanes, target, timed, calibration=options.calibration)]
+        attention = {"attention": ATTENTION_ON_TILES} if attention_on_tiles(options, target) else {}
+        return [QuantizeDenseLayersInt8(int8, lanes, target, timed, calibration=options.calibration, **attention)]
     if options.precision == "int8":
         return [QuantizeDenseWeightsInt8(int8_math=capabilities.int8_math, calibration=options.calibration)]
     if options.precision == "mixed" and (int8 or bf16):

@@ -18,8 +18,8 @@ lanes, a non-float32 input) stays FP32 and is listed in the statistics with the 
 instruction (smmla) a layer its 2 x 2 x 8 tile does not fit runs on the one-row fallback (sdot) and
 is listed in `instruction_fallbacks` with the reason. So is a
 layer whose INT8 kernel timed slower than FP32 on this machine (edgecc.passes.precision.
-low_precision_timing). Attention's QK^T and PV are not dense layers: they stay in the fused FP32
-attention kernel.
+low_precision_timing). Attention's QK^T and PV are not dense layers: they stay in the fused
+attention kernel, FP32, or BF16 on a CPU with AMX (edgecc.schedules.attention_amx).
 """
 
 from __future__ import annotations
@@ -214,7 +214,10 @@ class QuantizeDenseLayersInt8:
     each kept only where it timed faster than FP32 here (`timed`: the target runs on this machine),
     embedding tables stored as per-row INT8."""
 
-    def __init__(self, instruction, lanes: int, target, timed: bool, calibration: Path | None = None):
+    def __init__(
+        self, instruction, lanes: int, target, timed: bool, calibration: Path | None = None, attention: str = ATTENTION
+    ):
+        self.attention = attention  # how the fused attention computes (BF16 on AMX tiles, or FP32)
         self.instruction = instruction
         self.lanes = lanes
         self.target = target
@@ -252,6 +255,10 @@ class QuantizeDenseLayersInt8:
         )
         tables = {layer["key"] for layer in list_dense_layers(mod) if layer["kind"] == "embedding"}
         self.stats = replace(
-            stats, timing=note, timings=tuple(t.to_dict() for t in timings), embedding_tables=len(tables)
+            stats,
+            timing=note,
+            timings=tuple(t.to_dict() for t in timings),
+            embedding_tables=len(tables),
+            attention=self.attention,
         )
         return quantize_dense_weights_int8(mod, keys=tables) if tables else mod
