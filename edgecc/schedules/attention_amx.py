@@ -1,4 +1,4 @@
-"""The fused attention's two products on AMX tiles, for `--precision bf16` on CPUs with AMX-BF16.
+"""The fused attention's two products on AMX tiles, for `--precision bf16` / `int8` on CPUs with AMX-BF16.
 
 QK^T and PV are the fused attention kernel's (edgecc.schedules.attention) matmuls. Here they run as
 16-row blocks of `tdpbf16ps` (edgecc.schedules.matmul_amx's tensor intrinsic):
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgecc.schedules.matmul_amx import _CONFIGURE_IR, TILE_ROWS, bf16_bits, from_bf16_bits
+from edgecc.schedules.matmul_amx import CONFIGURE_IR, TILE_ROWS, bf16_bits, from_bf16_bits
 from edgecc.schedules.matmul_dot import TDPBF16PS
 
 if TYPE_CHECKING:
     from edgecc.passes.attention.pattern import AttentionPlan
 
-BITS = "uint16"  # bf16 held as its bits in the kernel's own buffers (matmul_amx.bf16_bits)
 TILES_ATTR = "edgecc.attention_tiles"  # on a fused attention kernel whose products run on the tiles
 
 
@@ -69,7 +68,7 @@ def schedule_products(sch, plan: AttentionPlan, rows_at, pack_at) -> None:
     from edgecc.schedules.matmul_amx import register_tile_intrinsic
 
     block = sch.get_sblock
-    sch.annotate(pack_at, "pragma_import_llvm", _CONFIGURE_IR)
+    sch.annotate(pack_at, "pragma_import_llvm", CONFIGURE_IR)
     for name, columns, k in (("attn_scores", plan.keys, plan.dim), ("attn_weighted", plan.value_dim, plan.keys)):
         product = block(name)
         rows_loop, column_loop, k_loop = sch.get_loops(product)[-3:]

@@ -42,7 +42,7 @@ TILE_BYTES = 64
 
 # Once per process: permission for the tile data state (Linux >= 5.16); then, every call, the
 # uniform configuration: palette 1, all eight tiles 16 rows x 64 bytes.
-_CONFIGURE_IR = """
+CONFIGURE_IR = """
 @edgecc_amx_asked = internal global i32 0
 declare i64 @syscall(i64, ...)
 declare void @llvm.x86.ldtilecfg(ptr)
@@ -259,7 +259,7 @@ class AmxMatmulRule(DotMatmulRule):
         vectorize_innermost(sch, last, kernel.lanes)
         outer = sch.fuse(*spatial, jo, io)
         sch.parallel(outer)
-        sch.annotate(outer, "pragma_import_llvm", _CONFIGURE_IR)
+        sch.annotate(outer, "pragma_import_llvm", CONFIGURE_IR)
         init = sch.decompose_reduction(block, ii)
         sch.tensorize(ii, register_tile_intrinsic(ins, rows, cols, k))
         sch.vectorize(sch.get_loops(init)[-1])

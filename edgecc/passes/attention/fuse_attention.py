@@ -59,7 +59,7 @@ class FuseAttention:
 
     `lanes`: float32 lanes of the target's vectors (edgecc.schedules.vector_lanes).
     `fast_math`: exp as TVM's fast_exp polynomial (what the pipeline's FastMathTransform gives softmax).
-    `tiles`: QK^T and PV in BF16 on AMX tiles where they fit (--precision bf16 on an AMX CPU).
+    `tiles`: QK^T and PV in BF16 on AMX tiles where they fit (`attention_on_tiles`).
     """
 
     def __init__(self, lanes: int = LANES, fast_math: bool = True, tiles: bool = False):
