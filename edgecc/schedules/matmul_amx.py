@@ -24,16 +24,21 @@ The tile configuration is per thread, and another library in the process (oneDNN
 change it between two of our calls, so every call loads it (ldtilecfg) first. The kernel also
 asks Linux once per process for permission to use the tile data state (arch_prctl
 ARCH_REQ_XCOMP_PERM): without it the first tile instruction is an illegal instruction. The compile
-checks the permission on this machine (`amx_permitted`) before it picks AMX at all (matmul_dot.dot_instruction).
+checks the permission on this machine (matmul_dot.amx_permitted) before it picks AMX at all.
 """
 
 from __future__ import annotations
 
-import ctypes
 from functools import cache
 
 from edgecc.schedules.common import largest_divisor, loop_extent, register_tensor_intrinsic, vectorize_innermost
-from edgecc.schedules.matmul_dot import TILE_INSTRUCTIONS, DotInstruction, DotMatmulRule, _dot_layout, dot_instruction
+from edgecc.schedules.matmul_dot import (
+    TILE_INSTRUCTIONS,
+    DotInstruction,
+    DotMatmulRule,
+    _dot_layout,
+    dot_instruction,
+)
 from edgecc.schedules.rule import KernelView
 
 TILE_ROWS = 16
@@ -74,16 +79,6 @@ def tile_instruction(target, precision: str) -> DotInstruction | None:
     (the target has it and Linux lets this process use the tiles), else None."""
     ins = dot_instruction(target, precision)
     return ins if ins in TILE_INSTRUCTIONS else None
-
-
-@cache
-def amx_permitted() -> bool:
-    """Whether Linux grants this process the AMX tile data state (asked once, as the kernels do)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syscall(158, 0x1023, 18) == 0  # arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
-    except (OSError, AttributeError):
-        return False
 
 
 def bf16_bits(value):

@@ -36,6 +36,7 @@ to float32, so `vdpbf16ps` is called through a three-line LLVM IR function takin
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -144,9 +145,17 @@ def _usable(ins: DotInstruction, features: set[str]) -> bool:
     """AMX also needs the tile feature and Linux's leave to use the tile state in this process."""
     if ins not in TILE_INSTRUCTIONS:
         return True
-    from edgecc.schedules.matmul_amx import amx_permitted
-
     return "amx-tile" in features and amx_permitted()
+
+
+@cache
+def amx_permitted() -> bool:
+    """Whether Linux grants this process the AMX tile data state (asked once, as the kernels do)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(158, 0x1023, 18) == 0  # arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+    except (OSError, AttributeError):
+        return False
 
 
 def one_row_instruction(ins: DotInstruction | None) -> DotInstruction | None:
