@@ -145,6 +145,7 @@ def probe(threads: int) -> dict:
 
     together = fma_peak_gflops(threads)
     one = fma_peak_gflops(1)
+    megabytes = _buffer_megabytes()
     # On a machine with other work, `threads` threads rarely get as many cores at once for a whole
     # burst; one thread's rate times the cores (identical cores) stands in for it then.
     return {
@@ -153,8 +154,8 @@ def probe(threads: int) -> dict:
         "fp32_gflops": round(max(together, threads * one), 1),
         "fp32_gflops_all_threads": round(together, 1),
         "fp32_gflops_one_thread": round(one, 1),
-        "copy_bandwidth_gbs": round(copy_bandwidth_gbs(threads, _buffer_megabytes()), 1),
-        "read_bandwidth_gbs": round(read_bandwidth_gbs(threads, _buffer_megabytes()), 1),
+        "copy_bandwidth_gbs": round(copy_bandwidth_gbs(threads, megabytes), 1),
+        "read_bandwidth_gbs": round(read_bandwidth_gbs(threads, megabytes), 1),
         "load_average": round(os.getloadavg()[0], 2),
     }
 

@@ -18,7 +18,14 @@ from tvm import te, tirx, topi
 
 from edgecc.passes._layout_chains import static_shape
 from edgecc.schedules import attention_amx as amx
-from edgecc.schedules.common import OPAQUE_PATTERN, loop_extent, mark_scheduled, schedule_failed
+from edgecc.schedules.common import (
+    FAILURES_ATTR,
+    OPAQUE_PATTERN,
+    loop_extent,
+    mark_scheduled,
+    schedule_failed,
+    schedule_source,
+)
 
 if TYPE_CHECKING:
     from edgecc.passes.attention.pattern import AttentionPlan
@@ -258,7 +265,7 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: bool = False
             sch.vectorize(p_lane)
             sch.decompose_reduction(partial, p_to)
     if tiles:
-        amx.schedule_products(sch, plan, rows_at, pack_at)
+        amx.schedule_products(sch, plan, pack_at)
     else:
         _schedule_products(sch, plan, rows, lanes, ones_column)
     exps = block(exp_name)
@@ -325,10 +332,10 @@ def attention_kernel(
     where they fit, else FP32 (and a tile schedule that fails says so on the kernel)."""
     if tiles and amx.tiles_fit(plan):
         func = _attention_kernel(plan, fast_math, lanes, tiles=True)
-        if func.attrs and "edgecc.schedule" in func.attrs:
+        if schedule_source(func) is not None:
             return func.with_attr(amx.TILES_ATTR, True)
         fp32 = _attention_kernel(plan, fast_math, lanes)
-        return fp32.with_attr("edgecc.schedule_failures", func.attrs["edgecc.schedule_failures"])
+        return fp32.with_attr(FAILURES_ATTR, func.attrs[FAILURES_ATTR])
     return _attention_kernel(plan, fast_math, lanes)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgecc.schedules.matmul_amx import CONFIGURE_IR, TILE_ROWS, bf16_bits, from_bf16_bits
+from edgecc.schedules.matmul_amx import CONFIGURE_IR, TILE_ROWS, bf16_bits, from_bf16_bits, register_tile_intrinsic
 from edgecc.schedules.matmul_dot import TDPBF16PS
 
 if TYPE_CHECKING:
@@ -63,10 +63,9 @@ def tiled(packed, lead: tuple, row, column):
     return from_bf16_bits(packed[(*lead, column // TILE_ROWS, row // 2, column % TILE_ROWS, row % 2)])
 
 
-def schedule_products(sch, plan: AttentionPlan, rows_at, pack_at) -> None:
-    """Tensorize the scores and the weighted sum (both already computed at the row block)."""
-    from edgecc.schedules.matmul_amx import register_tile_intrinsic
-
+def schedule_products(sch, plan: AttentionPlan, pack_at) -> None:
+    """Tensorize the scores and the weighted sum (both already computed at the row block); `pack_at`:
+    the parallel task loop, which carries the tile-configuration IR."""
     block = sch.get_sblock
     sch.annotate(pack_at, "pragma_import_llvm", CONFIGURE_IR)
     for name, columns, k in (("attn_scores", plan.keys, plan.dim), ("attn_weighted", plan.value_dim, plan.keys)):

@@ -50,19 +50,20 @@ def precision_passes(options, target) -> list:
         # CPU kernels compute FP16 only on the FP16 instruction; GPU kernels wherever the board has FP16 math
         gpu_fp16 = capabilities.fp16_math and not backend_for(target).cpu_kernels
         return [CastMatmulsToFp16(fp16_math=gpu_fp16, instruction=fp16, target=target, timed=timed)]
+    from edgecc.passes.attention.fuse_attention import ATTENTION_ON_TILES, attention_on_tiles
+    from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION
+
+    attention = ATTENTION_ON_TILES if attention_on_tiles(options, target) else ATTENTION
     if options.precision == "bf16":
-        from edgecc.passes.attention.fuse_attention import ATTENTION_ON_TILES, attention_on_tiles
         from edgecc.passes.precision.cast_dense_layers_bf16 import CastDenseLayersBf16
 
-        if attention_on_tiles(options, target):
-            return [CastDenseLayersBf16(bf16, lanes, target, timed, attention=ATTENTION_ON_TILES)]
-        return [CastDenseLayersBf16(bf16, lanes, target, timed)]
+        return [CastDenseLayersBf16(bf16, lanes, target, timed, attention=attention)]
     if options.precision == "int8" and int8:
-        from edgecc.passes.attention.fuse_attention import ATTENTION_ON_TILES, attention_on_tiles
         from edgecc.passes.precision.quantize_dense_layers_int8 import QuantizeDenseLayersInt8
 
-        attention = {"attention": ATTENTION_ON_TILES} if attention_on_tiles(options, target) else {}
-        return [QuantizeDenseLayersInt8(int8, lanes, target, timed, calibration=options.calibration, **attention)]
+        return [
+            QuantizeDenseLayersInt8(int8, lanes, target, timed, calibration=options.calibration, attention=attention)
+        ]
     if options.precision == "int8":
         return [QuantizeDenseWeightsInt8(int8_math=capabilities.int8_math, calibration=options.calibration)]
     if options.precision == "mixed" and (int8 or bf16):

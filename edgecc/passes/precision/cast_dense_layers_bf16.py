@@ -30,7 +30,11 @@ from edgecc.passes.precision.dense_weights import (
     layer_names,
     weight_key,
 )
-from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION, fallback_summary, listed_fallbacks
+from edgecc.passes.precision.quantize_dense_layers_int8 import (
+    ATTENTION,
+    fallback_summary,
+    on_fallback_instruction,
+)
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,7 @@ class Bf16DenseStats:
         if self.instruction is None:
             return "BF16: this target has no BF16 arithmetic (AVX512-BF16 vdpbf16ps); every layer compiled as FP32"
         text = f"BF16 dense layers: {self.bf16_math_layers} on {self.instruction}"
-        if self.instruction_fallbacks:
-            listed = listed_fallbacks(self.instruction_fallbacks, "")
-            text += f", {len(self.instruction_fallbacks)} of them on {self.fallback_instruction} ({listed})"
+        text += on_fallback_instruction(self.instruction_fallbacks, self.fallback_instruction)
         return fallback_summary(text, self.fallbacks, self.timing)
 
 

@@ -68,13 +68,16 @@ class Int8DenseStats:
 
     def summary(self) -> str:
         text = f"INT8 dense layers: {self.int8_math_layers} on {self.instruction}"
-        if self.instruction_fallbacks:
-            listed = listed_fallbacks(self.instruction_fallbacks, "")
-            text += f", {len(self.instruction_fallbacks)} of them on {self.fallback_instruction} ({listed})"
+        text += on_fallback_instruction(self.instruction_fallbacks, self.fallback_instruction)
         return fallback_summary(text, self.fallbacks, self.timing)
 
 
-def listed_fallbacks(fallbacks, where_the_rest_are: str) -> str:
+def on_fallback_instruction(fallbacks, instruction: str | None) -> str:
+    """ ", n of them on <instruction> (layers and why)" for layers on a matrix instruction's fallback; "" for none."""
+    return f", {len(fallbacks)} of them on {instruction} ({_listed(fallbacks, '')})" if fallbacks else ""
+
+
+def _listed(fallbacks, where_the_rest_are: str) -> str:
     """The first four layers and why, then how many more."""
     listed = "; ".join(f"{f.layer}: {f.reason}" for f in fallbacks[:4])
     return listed + (f"; and {len(fallbacks) - 4} more{where_the_rest_are}" if len(fallbacks) > 4 else "")
@@ -86,7 +89,7 @@ def fallback_summary(text: str, fallbacks, timing: str = "") -> str:
     if not fallbacks:
         return text
     caveat = load_caveat_of(timing)
-    return f"{text}; {len(fallbacks)} kept FP32 ({listed_fallbacks(fallbacks, ' (report.json)')})" + (
+    return f"{text}; {len(fallbacks)} kept FP32 ({_listed(fallbacks, ' (report.json)')})" + (
         f" {caveat}" if caveat else ""
     )
 
