@@ -228,9 +228,7 @@ class AmxMatmulRule(DotMatmulRule):
             raise ValueError(f"{kernel.name}: not a dense kernel the AMX tiles fit")
         ins, block, position, n_axis = plan
         sch, blocks = kernel.sch, kernel.blocks
-        if blocks[-1] == block:  # no epilogue: the tiles store into a block-local accumulator
-            sch.cache_write(block, 0, "global")
-            blocks = [*blocks, sch.get_child_blocks(sch.get_sblock("root"))[-1]]
+        blocks = self._with_epilogue(sch, blocks, block)  # the tiles store into a block-local accumulator
         index = blocks.index(block)
         *_, i_loop, j_loop, k_loop = sch.get_loops(block)
         m, n, k = (loop_extent(sch, loop) for loop in (i_loop, j_loop, k_loop))

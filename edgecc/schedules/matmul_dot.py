@@ -355,6 +355,14 @@ class DotMatmulRule:
         return None
 
     @staticmethod
+    def _with_epilogue(sch, blocks: list, block) -> list:
+        """`blocks`, with an epilogue block (a copy of the accumulator) after `block` when it is the last."""
+        if blocks[-1] != block:
+            return blocks
+        sch.cache_write(block, 0, "global")
+        return [*blocks, sch.get_child_blocks(sch.get_sblock("root"))[-1]]
+
+    @staticmethod
     def _weight_read(sch, block, position) -> int:
         param = list(sch.mod["main"].params)[position]
         return next(i for i, r in enumerate(sch.get(block).reads) if r.source.same_as(param))

@@ -121,9 +121,7 @@ class MmlaMatmulRule(DotMatmulRule):
             raise ValueError(f"{kernel.name}: not an INT8 dense kernel the smmla tile fits")
         ins, block, position, n_axis = plan
         sch, blocks = kernel.sch, kernel.blocks
-        if blocks[-1] == block:  # no epilogue: one is needed to read the tiled accumulator back
-            sch.cache_write(block, 0, "global")
-            blocks = [*blocks, sch.get_child_blocks(sch.get_sblock("root"))[-1]]
+        blocks = self._with_epilogue(sch, blocks, block)  # one reads the tiled accumulator back
         index = blocks.index(block)
         *_, i_loop, j_loop, _ = sch.get_loops(block)
         m, n = loop_extent(sch, i_loop), loop_extent(sch, j_loop)
