@@ -126,10 +126,11 @@ def test_bf16_tiles_compute_both_products_on_amx_within_bf16_rounding(rng):
     host = load_target("host").tvm()
     heads, seq, dim = 2, 64, 32
     mod = attention_module(heads=heads, seq=seq, dim=dim)
-    fuse = FuseAttention(lanes=16, tiles=True)
+    fuse = FuseAttention(lanes=16, tiles="bf16")
     after = fuse(mod)
     kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
-    assert uses_tiles(kernel) and fuse.stats.on_tiles == 1 and "BF16 on AMX" in fuse.stats.summary()
+    assert uses_tiles(kernel) == "bf16" and fuse.stats.on_tiles == {"bf16": 1}
+    assert "BF16 on AMX" in fuse.stats.summary()
     inputs = _attention_inputs(rng, seq=seq, heads=heads, dim=dim)
     expected = build_on_host(mod)(inputs)[0]
     got = build_on_host(after, host)(inputs)[0]
@@ -137,20 +138,94 @@ def test_bf16_tiles_compute_both_products_on_amx_within_bf16_rounding(rng):
     assert np.abs(got - expected).max() <= 3e-2 * np.abs(expected).max()
     assert np.abs(got - expected).max() > 0  # it did round: not the FP32 kernel
     # a head dim the tiles do not fit (8: not a multiple of 32) keeps the FP32 kernel, and says so
-    narrow = FuseAttention(lanes=16, tiles=True)
+    narrow = FuseAttention(lanes=16, tiles="bf16")
     kernel = next(f for gv, f in narrow(attention_module()).functions_items() if gv.name_hint == "fused_attention")
-    assert not uses_tiles(kernel) and narrow.stats.on_tiles == 0 and "1 in FP32" in narrow.stats.summary()
+    assert not uses_tiles(kernel) and not narrow.stats.on_tiles and "1 in FP32" in narrow.stats.summary()
 
 
-def test_attention_goes_on_the_tiles_only_for_bf16_and_int8_on_an_amx_cpu():
+def _amx_int8():
+    from edgecc.schedules.matmul_amx import tile_instruction
+    from edgecc.targets import load_target
+
+    return tile_instruction(load_target("host"), "int8") is not None
+
+
+def _int8_attention_reference(q, kt, v, bias):
+    def codes(x, axis):
+        scale = np.abs(x).max(axis=axis, keepdims=True) / 127
+        return np.round(x / scale), scale
+
+    (qi, qs), (ki, ks), (vi, vs) = codes(q, -1), codes(kt, -2), codes(v, -2)
+    logits = (qi @ ki) * qs * ks + bias
+    exps = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (np.round(exps * 255) @ vi) * vs / 255 / exps.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.skipif(not _amx_int8(), reason="this CPU (or its Linux) has no AMX-INT8 tiles")
+@pytest.mark.parametrize("dim", [32, 64])  # 32: the head dim zero-padded to one 64-byte tile row
+def test_int8_tiles_compute_both_products_on_amx_within_int8_rounding(rng, dim):
+    from edgecc.schedules.attention import uses_tiles
+    from edgecc.targets import load_target
+
+    host = load_target("host").tvm()
+    heads, seq = 2, 64
+    mod = attention_module(heads=heads, seq=seq, dim=dim)
+    q, kt, v, bias = _attention_inputs(rng, seq=seq, heads=heads, dim=dim)
+    inputs = [q * dim**-0.25, kt * dim**-0.25, v, bias]  # logits of unit spread, as 1/sqrt(d) gives
+    expected = build_on_host(mod)(inputs)[0]
+    results = {}
+    for precision in ("int8", "bf16"):
+        fuse = FuseAttention(lanes=16, tiles=precision)  # untimed: INT8 wherever it fits
+        after = fuse(mod)
+        kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+        assert uses_tiles(kernel) == precision and fuse.stats.on_tiles == {precision: 1}
+        results[precision] = build_on_host(after, host)(inputs)[0]
+        if precision == "int8":
+            assert "INT8 on AMX tdpbssd / tdpbusd" in fuse.stats.summary()
+    int8_error, bf16_error = (
+        np.linalg.norm(results[p] - expected) / np.linalg.norm(expected) for p in ("int8", "bf16")
+    )
+    # Q, K, V as 127 steps of their row / key / column maxima, probabilities as 255ths: coarser than
+    # bf16's 8 significant bits, and still within 2% (RMS) of the output
+    assert bf16_error < int8_error < 2e-2
+    # and it is that integer math (bench/int8_attention_accuracy.py's), up to float rounding
+    simulated = _int8_attention_reference(*inputs)
+    assert np.linalg.norm(results["int8"] - simulated) / np.linalg.norm(simulated) < 0.1 * int8_error
+
+
+@pytest.mark.skipif(not _amx_int8(), reason="this CPU (or its Linux) has no AMX-INT8 tiles")
+def test_int8_attention_is_kept_only_where_it_times_faster_than_bf16(rng):
+    from edgecc.schedules.attention import uses_tiles
+    from edgecc.targets import load_target
+
+    host = load_target("host").tvm()
+    mod = attention_module(heads=2, seq=64, dim=64)
+    fuse = FuseAttention(lanes=16, tiles="int8", timing_target=host)
+    after = fuse(mod)
+    (timing,) = fuse.stats.tile_timings
+    assert timing["int8_us"] > 0 and timing["bf16_us"] > 0 and timing["attentions"] == 1
+    faster = "int8" if timing["int8_us"] < timing["bf16_us"] else "bf16"
+    assert timing["kept"] == faster
+    kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+    assert uses_tiles(kernel) == faster and fuse.stats.on_tiles == {faster: 1}
+    assert "INT8 against BF16 timed here" in fuse.stats.summary() and f"{faster} kept" in fuse.stats.summary()
+    inputs = _attention_inputs(rng, seq=64, heads=2, dim=64)
+    expected = build_on_host(mod)(inputs)[0]
+    np.testing.assert_allclose(build_on_host(after, host)(inputs)[0], expected, atol=3e-2 * np.abs(expected).max())
+
+
+def test_attention_goes_on_the_tiles_only_for_bf16_int8_and_mixed_on_an_amx_cpu():
     from edgecc.options import CompileOptions
     from edgecc.passes.attention.fuse_attention import attention_on_tiles
     from edgecc.targets import load_target
 
     host, pi5 = load_target("host"), load_target("raspberry-pi-5")
-    for precision in ("fp32", "fp16", "mixed"):
+    for precision in ("fp32", "fp16"):
         assert not attention_on_tiles(CompileOptions(precision=precision), host)
-    for precision in ("bf16", "int8"):
-        assert attention_on_tiles(CompileOptions(precision=precision), host) == _amx_bf16()
+    for precision in ("bf16", "mixed"):
+        assert attention_on_tiles(CompileOptions(precision=precision), host) == ("bf16" if _amx_bf16() else None)
+    int8_tiles = "int8" if _amx_int8() else "bf16" if _amx_bf16() else None
+    assert attention_on_tiles(CompileOptions(precision="int8"), host) == int8_tiles
+    for precision in ("bf16", "int8", "mixed"):
         assert not attention_on_tiles(CompileOptions(precision=precision, target="raspberry-pi-5"), pi5)
         assert not attention_on_tiles(CompileOptions(precision=precision, fusion=False), host)

@@ -63,9 +63,12 @@ def graph_passes(options, target) -> list:
             from edgecc.schedules import vector_lanes
 
             lanes = vector_lanes(target)
+            from edgecc.passes.precision.low_precision_timing import runs_here
+
             tiles = attention_on_tiles(options, target)
+            timing_target = target.tvm() if tiles == "int8" and runs_here(options, target) else None
             passes += [
-                FuseAttention(lanes=lanes, fast_math=options.fast_math, tiles=tiles),
+                FuseAttention(lanes=lanes, fast_math=options.fast_math, tiles=tiles, timing_target=timing_target),
                 FoldTransposesIntoMatmuls(lanes=lanes),
             ]
         passes.append(SinkReshapesBelowElementwise())

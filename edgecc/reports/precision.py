@@ -25,7 +25,8 @@ _FACTS = (
 
 
 def is_precision_pass(stats) -> bool:
-    return isinstance(stats, dict) and any(key in stats for key in PRECISION_KEYS)
+    """A precision pass's stats, or the attention fusion's when it timed INT8 against BF16 attention."""
+    return isinstance(stats, dict) and (any(key in stats for key in PRECISION_KEYS) or bool(stats.get("tile_timings")))
 
 
 def _shape(shape) -> str:
@@ -80,6 +81,17 @@ def _pass_blocks(name: str, stats: dict) -> list:
                     for t in stats["timings"]
                 ],
                 caption="Each shape timed in each precision here; the fastest is kept.",
+            )
+        )
+    if stats.get("tile_timings"):
+        blocks.append(
+            Table(
+                ["attention (Q, K^T, V)", "attentions", "int8 us", "bf16 us", "kept"],
+                [
+                    [t["plan"], t["attentions"], f"{t['int8_us']:.1f}", cell(t.get("bf16_us")), t["kept"]]
+                    for t in stats["tile_timings"]
+                ],
+                caption="Each attention timed with INT8 and with BF16 products here; the faster is kept.",
             )
         )
     if stats.get("pareto_front"):

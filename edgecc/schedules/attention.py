@@ -49,11 +49,11 @@ def attention_te(
     fast_math: bool = True,
     lanes: int = LANES,
     tables: dict | None = None,
-    tiles: bool = False,
+    tiles: str | None = None,
 ):
     """TE stages of the fused attention; the last one is the output. `tables`: for "q", "kt" and
     "v", TE tensors standing for the index constants of that chain's `take` steps. `tiles`: the
-    products in BF16 on AMX tiles (edgecc.schedules.attention_amx)."""
+    products' precision on AMX tiles, "bf16" or "int8" (edgecc.schedules.attention_amx)."""
     tables = tables or {}
     q_value, kt_value, v_value = (
         (lambda src, i, chain=chain, name=name: chain.value(src, i, tables.get(name, ())))
@@ -66,8 +66,10 @@ def attention_te(
     ones_column = _ones_column(plan, lanes)
     padded = -(-(value_dim + 1) // lanes) * lanes if ones_column else value_dim
 
-    if tiles:
-        kt_packed, v_packed = amx.tile_packs(plan, lambda i: kt_value(kt_src, i), lambda i: v_value(v_src, i))
+    tiled = None
+    if tiles:  # the products' own stages, packs and Q included
+        operands = (lambda i: q_value(q_src, i), lambda i: kt_value(kt_src, i), lambda i: v_value(v_src, i))
+        tiled = amx.PRODUCT_STAGES[tiles](plan, *operands)
     else:
         kt_packed = te.compute((*batch, dim, keys), lambda *i: kt_value(kt_src, list(i)), name="attn_kt_pack")
         if ones_column:
@@ -82,23 +84,18 @@ def attention_te(
             )
         else:
             v_packed = te.compute((*batch, keys, value_dim), lambda *i: v_value(v_src, list(i)), name="attn_v_pack")
-    # Q copied per row block with its scaling applied, so the scores' inner loop broadcasts a plain
-    # load instead of loading, scaling and broadcasting every element
-    rounding = amx.bf16_bits if tiles else (lambda value: value)
-    q_packed = te.compute((*batch, seq, dim), lambda *i: rounding(q_value(q_src, list(i))), name="attn_q_pack")
-    widen = amx.from_bf16_bits if tiles else (lambda value: value)
-    d = te.reduce_axis((0, dim), "d")
-
-    def key_at(i, d):
-        if tiles:
-            return amx.tiled(kt_packed, i[:-2], d, i[-1])
-        return kt_packed[(*i[:-2], d, i[-1])]
-
-    scores = te.compute(
-        (*batch, seq, keys),
-        lambda *i: te.sum(widen(q_packed[(*i[:-1], d)]) * key_at(i, d), axis=d),
-        name="attn_scores",
-    )
+        # Q copied per row block with its scaling applied, so the scores' inner loop broadcasts a
+        # plain load instead of loading, scaling and broadcasting every element
+        q_packed = te.compute((*batch, seq, dim), lambda *i: q_value(q_src, list(i)), name="attn_q_pack")
+    if tiled is not None:
+        scores = tiled.scores()
+    else:
+        d = te.reduce_axis((0, dim), "d")
+        scores = te.compute(
+            (*batch, seq, keys),
+            lambda *i: te.sum(q_packed[(*i[:-1], d)] * kt_packed[(*i[:-2], d, i[-1])], axis=d),
+            name="attn_scores",
+        )
 
     def bias_at(i):
         dims = static_shape(plan.bias)
@@ -106,7 +103,7 @@ def attention_te(
         return bias[tuple(0 if n == 1 else idx for n, idx in zip(dims, lead))]
 
     def logit(*i):
-        value = scores[i]
+        value = tiled.score_value(scores, i) if tiled is not None else scores[i]
         for step in plan.logit_steps:
             if step[0] == "bias":
                 value = value + bias_at(i)
@@ -147,15 +144,10 @@ def attention_te(
         ),
         name="attn_exp",
     )
-    t3 = te.reduce_axis((0, keys), "t3")
-    if tiles:
-        rounded = te.compute(scores.shape, lambda *i: amx.bf16_bits(exps[i]), name="attn_exp_bf16")
-        weighted = te.compute(
-            (*batch, seq, padded),
-            lambda *i: te.sum(widen(rounded[(*i[:-1], t3)]) * amx.tiled(v_packed, i[:-2], t3, i[-1]), axis=t3),
-            name="attn_weighted",
-        )
+    if tiled is not None:
+        weighted = tiled.weighted(exps)
     else:
+        t3 = te.reduce_axis((0, keys), "t3")
         weighted = te.compute(
             (*batch, seq, padded),
             lambda *i: te.sum(exps[(*i[:-1], t3)] * v_packed[(*i[:-2], t3, i[-1])], axis=t3),
@@ -182,7 +174,7 @@ def attention_te(
 
     def result(i):
         total = row_total[i[:-1]]
-        value = weighted[i] / total
+        value = (tiled.weighted_value(weighted, i) if tiled is not None else weighted[i]) / total
         if plan.nan_to_zero:
             value = tirx.if_then_else(tirx.isnan(total), tirx.const(0.0, "float32"), value)
         return value
@@ -199,7 +191,7 @@ def attention_te(
     return te.compute(out_shape, output, name="attn_out")
 
 
-def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: bool = False):
+def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None = None):
     """Parallel over (batch, head) [and row blocks when there are few heads]; each row block's scores,
     softmax and weighted sum computed while its rows are in cache, K^T and V packed once per task."""
     from tvm import s_tir
@@ -239,11 +231,14 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: bool = False
         sch.reverse_compute_at(block("attn_out"), rows_at)
         stages = [exp_name]
     else:
-        rounded = ["attn_exp_bf16"] if tiles else []
+        rounded = ["attn_exp_rounded"] if tiles else []
         stages = ["attn_weighted", "attn_total", *(["attn_sum_partial"] if vector_keys else []), *rounded, exp_name]
-    for name in (*stages, "attn_max", *(["attn_max_partial"] if vector_keys else []), "attn_scores", "attn_q_pack"):
+    int8 = tiles == amx.INT8
+    row_stages = (*stages, "attn_max", *(["attn_max_partial"] if vector_keys else []), "attn_scores", "attn_q_pack")
+    for name in (*row_stages, *(["attn_q_absmax"] if int8 else [])):
         sch.compute_at(block(name), rows_at)
-    for name in ("attn_v_pack", "attn_kt_pack"):
+    scales = ["attn_v_absmax", "attn_k_absmax"] if int8 else []  # after the packs that read them
+    for name in ("attn_v_pack", "attn_kt_pack", *scales):
         sch.compute_at(block(name), pack_at)
     if not ones_column and not tiles and plan.value_dim % lanes == 0:
         # each key's value row is contiguous, whether or not a gather picked the key
@@ -265,7 +260,7 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: bool = False
             sch.vectorize(p_lane)
             sch.decompose_reduction(partial, p_to)
     if tiles:
-        amx.schedule_products(sch, plan, pack_at)
+        amx.schedule_products(sch, plan, pack_at, tiles)
     else:
         _schedule_products(sch, plan, rows, lanes, ones_column)
     exps = block(exp_name)
@@ -326,25 +321,28 @@ def _has_block(sch, name: str) -> bool:
 
 
 def attention_kernel(
-    plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES, tiles: bool = False
+    plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES, tiles: str | None = None
 ) -> tirx.PrimFunc:
-    """The fused kernel for `plan`; `tiles`: QK^T and PV in BF16 on AMX (edgecc.schedules.attention_amx)
-    where they fit, else FP32 (and a tile schedule that fails says so on the kernel)."""
-    if tiles and amx.tiles_fit(plan):
-        func = _attention_kernel(plan, fast_math, lanes, tiles=True)
+    """The fused kernel for `plan`; `tiles`: QK^T and PV on AMX in that precision, "bf16" or "int8"
+    (edgecc.schedules.attention_amx), where they fit, else FP32 (and a tile schedule that fails says so
+    on the kernel)."""
+    precision = amx.fitting_precision(plan, tiles) if tiles else None
+    if precision:
+        func = _attention_kernel(plan, fast_math, lanes, tiles=precision)
         if schedule_source(func) is not None:
-            return func.with_attr(amx.TILES_ATTR, True)
+            return func.with_attr(amx.TILES_ATTR, precision)
         fp32 = _attention_kernel(plan, fast_math, lanes)
         return fp32.with_attr(FAILURES_ATTR, func.attrs[FAILURES_ATTR])
     return _attention_kernel(plan, fast_math, lanes)
 
 
-def uses_tiles(kernel) -> bool:
-    """Whether a fused attention kernel computes its products on AMX tiles."""
-    return bool(kernel.attrs) and bool(kernel.attrs.get(amx.TILES_ATTR, False))
+def uses_tiles(kernel) -> str | None:
+    """The precision a fused attention kernel computes its products in on AMX tiles, None if it does not."""
+    precision = kernel.attrs.get(amx.TILES_ATTR) if kernel.attrs else None
+    return str(precision) if precision else None
 
 
-def _attention_kernel(plan: AttentionPlan, fast_math: bool, lanes: int, tiles: bool = False) -> tirx.PrimFunc:
+def _attention_kernel(plan: AttentionPlan, fast_math: bool, lanes: int, tiles: str | None = None) -> tirx.PrimFunc:
     q_src = te.placeholder(plan.q.shape, "float32", name="q")
     kt_src = te.placeholder(plan.kt.shape, "float32", name="kt")
     v_src = te.placeholder(plan.v.shape, "float32", name="v")

@@ -11,6 +11,17 @@ Accumulation, the row max, exp, the row sum (from the unrounded exps) and the di
 as OpenVINO's bf16 attention keeps them. The layouts are the kernel's own per-task packs, so nothing
 changes outside it. A plan the tiles do not fit (head dim or keys not a multiple of 32, value dim
 not of 16, gathered (sparse) operands) keeps the FP32 kernel.
+
+With `--precision int8` on a CPU with AMX-INT8 both products run on `tdpbusd` instead, as
+bench/int8_attention_accuracy.py measured their cost (all-MiniLM-L6-v2: mean cosine 0.99893 ->
+0.99884 with the dense layers in INT8):
+
+  scores   (tdpbssd) Q symmetric int8 per row x K symmetric int8 per key, the head dim zero-padded
+           to 64
+  weights  (tdpbusd) exp(l - max), in 0..1, as u8 in 1/255 steps x V symmetric int8 per value column
+
+Scales are each kernel call's own (no calibration); the int32 sums are dequantized in FP32 before
+the softmax and the division. Keys not a multiple of 64 keep the BF16 products.
 """
 
 from __future__ import annotations
@@ -18,57 +29,229 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgecc.schedules.matmul_amx import CONFIGURE_IR, TILE_ROWS, bf16_bits, from_bf16_bits, register_tile_intrinsic
-from edgecc.schedules.matmul_dot import TDPBF16PS
+from edgecc.schedules.matmul_dot import TDPBF16PS, TDPBUSD, DotInstruction
 
 if TYPE_CHECKING:
     from edgecc.passes.attention.pattern import AttentionPlan
 
-TILES_ATTR = "edgecc.attention_tiles"  # on a fused attention kernel whose products run on the tiles
+TILES_ATTR = "edgecc.attention_tiles"  # on a fused attention kernel whose products run on the tiles: their precision
+BF16, INT8 = "bf16", "int8"
+# int8 x int8: Q's codes are signed, unlike the dense layers' u8 activations
+TDPBSSD = DotInstruction("tdpbssd", "amx-int8", 16, "int8", (-127, 127), rows=16, k_tile=64)
+PRODUCTS = {BF16: (TDPBF16PS, TDPBF16PS), INT8: (TDPBSSD, TDPBUSD)}  # scores', weighted sum's
+CODES, STEPS = 127, 255  # symmetric int8 codes; u8 steps of the probabilities (0..1)
 
 
-def tiles_fit(plan: AttentionPlan) -> bool:
-    """Whether both products of `plan` fit whole AMX tiles."""
-    k_step = TDPBF16PS.k_tile
+def fitting_precision(plan: AttentionPlan, precision: str) -> str | None:
+    """The tile precision `plan`'s products run in when `precision` is asked: itself where the tiles fit
+    it, BF16 for INT8 ones whose keys are no multiple of 64, else None (the FP32 kernel)."""
     gathered = any(chain.tables for chain in (plan.q, plan.kt, plan.v))
-    return (
-        not gathered
-        and plan.dim % k_step == 0
-        and plan.keys % k_step == 0
-        and plan.value_dim % TILE_ROWS == 0
-        and plan.seq % TILE_ROWS == 0
-    )
+    bf16_step = TDPBF16PS.k_tile
+    if gathered or plan.value_dim % TILE_ROWS or plan.seq % TILE_ROWS or plan.dim % bf16_step or plan.keys % bf16_step:
+        return None
+    if precision == INT8 and plan.keys % TDPBUSD.k_tile == 0:
+        return INT8
+    return BF16
 
 
-def tile_packs(plan: AttentionPlan, kt_value, v_value):
-    """The K^T and V packs as B tiles: [.., columns / 16, rows / 2, 16, 2] bf16 of the [.., rows,
-    columns] operand (K^T: d x keys; V: keys x value dim). `kt_value` / `v_value`: element at [.., row, column]."""
-    from tvm import te
-
-    def pack(value, rows: int, columns: int, name: str):
-        def element(*i):
-            *lead, tile, pair, column, half = i
-            return bf16_bits(value([*lead, pair * 2 + half, tile * TILE_ROWS + column]))
-
-        return te.compute((*plan.batch, columns // TILE_ROWS, rows // 2, TILE_ROWS, 2), element, name=name)
-
-    return (
-        pack(kt_value, plan.dim, plan.keys, "attn_kt_pack"),
-        pack(v_value, plan.keys, plan.value_dim, "attn_v_pack"),
-    )
+def padded_depth(plan: AttentionPlan, precision: str) -> int:
+    """The scores' k: the head dim, zero-padded to whole int8 tile rows for INT8."""
+    step = PRODUCTS[precision][0].k_tile
+    return -(-plan.dim // step) * step if precision == INT8 else plan.dim
 
 
-def tiled(packed, lead: tuple, row, column):
+class Bf16Products:
+    """The TE stages of the BF16 products (module docstring). `q_value(i)`, `kt_value(i)`, `v_value(i)`:
+    the FP32 operand element at [.., row, column]."""
+
+    def __init__(self, plan: AttentionPlan, q_value, kt_value, v_value):
+        from tvm import te
+
+        self.plan = plan
+
+        def pack(value, rows: int, columns: int, name: str):  # [.., rows, columns] as B tiles, bf16 bits
+            def element(*i):
+                *lead, tile, pair, column, half = i
+                return bf16_bits(value([*lead, pair * 2 + half, tile * TILE_ROWS + column]))
+
+            return te.compute((*plan.batch, columns // TILE_ROWS, rows // 2, TILE_ROWS, 2), element, name=name)
+
+        self.kt_pack = pack(kt_value, plan.dim, plan.keys, "attn_kt_pack")
+        self.v_pack = pack(v_value, plan.keys, plan.value_dim, "attn_v_pack")
+        self.q_pack = te.compute(
+            (*plan.batch, plan.seq, plan.dim), lambda *i: bf16_bits(q_value(list(i))), name="attn_q_pack"
+        )
+
+    def scores(self):
+        from tvm import te
+
+        d = te.reduce_axis((0, self.plan.dim), "d")
+        return te.compute(
+            (*self.plan.batch, self.plan.seq, self.plan.keys),
+            lambda *i: te.sum(
+                from_bf16_bits(self.q_pack[(*i[:-1], d)]) * _tiled_bf16(self.kt_pack, i[:-2], d, i[-1]), axis=d
+            ),
+            name="attn_scores",
+        )
+
+    def score_value(self, scores, i):
+        return scores[i]
+
+    def weighted(self, exps):
+        from tvm import te
+
+        plan = self.plan
+        rounded = te.compute(exps.shape, lambda *i: bf16_bits(exps[i]), name="attn_exp_rounded")
+        t = te.reduce_axis((0, plan.keys), "t3")
+        return te.compute(
+            (*plan.batch, plan.seq, plan.value_dim),
+            lambda *i: te.sum(
+                from_bf16_bits(rounded[(*i[:-1], t)]) * _tiled_bf16(self.v_pack, i[:-2], t, i[-1]), axis=t
+            ),
+            name="attn_weighted",
+        )
+
+    def weighted_value(self, weighted, i):
+        return weighted[i]
+
+
+def _tiled_bf16(packed, lead: tuple, row, column):
     """The float32 value of packed[.., row, column], a pack laid out as B tiles [.., column / 16,
     row / 2, column % 16, row % 2]."""
     return from_bf16_bits(packed[(*lead, column // TILE_ROWS, row // 2, column % TILE_ROWS, row % 2)])
 
 
-def schedule_products(sch, plan: AttentionPlan, pack_at) -> None:
+class Int8Products:
+    """The TE stages of the INT8 products (module docstring). `q_value(i)`, `kt_value(i)`, `v_value(i)`:
+    the FP32 operand element at [.., row, column]."""
+
+    def __init__(self, plan: AttentionPlan, q_value, kt_value, v_value):
+        from tvm import te, tirx
+
+        self.plan = plan
+        batch, dim = plan.batch, plan.dim
+        depth = padded_depth(plan, INT8)
+
+        def absmax(value, extent: int, shape, name: str, over_rows: bool):
+            if over_rows:  # V's columns: a vector of columns per key, in memory order
+                r = te.reduce_axis((0, extent), name + "_r")
+                return te.compute(shape, lambda *i: te.max(tirx.abs(value([*i[:-1], r, i[-1]])), axis=r), name=name)
+            # along a row: vector partial maxima, then their max
+            lanes = TILE_ROWS if extent % TILE_ROWS == 0 else 1
+            r = te.reduce_axis((0, extent // lanes), name + "_r")
+            partial = te.compute(
+                (*shape, lanes),
+                lambda *i: te.max(tirx.abs(value([*i[:-1], r * lanes + i[-1]])), axis=r),
+                name=name + "_partial",
+            )
+            lane = te.reduce_axis((0, lanes), name + "_lane")
+            return te.compute(shape, lambda *i: te.max(partial[(*i, lane)], axis=lane), name=name)
+
+        def code(value, scale):
+            inverse = tirx.const(float(CODES), "float32") / tirx.max(scale, tirx.const(1e-30, "float32"))
+            return tirx.round(value * inverse)
+
+        self.q_absmax = absmax(q_value, dim, (*batch, plan.seq), "attn_q_absmax", over_rows=False)
+        # K^T's element [d, key]: along d it is a row of K
+        self.k_absmax = absmax(
+            lambda i: kt_value([*i[:-2], i[-1], i[-2]]), dim, (*batch, plan.keys), "attn_k_absmax", over_rows=False
+        )
+        self.v_absmax = absmax(v_value, plan.keys, (*batch, plan.value_dim), "attn_v_absmax", over_rows=True)
+
+        def q_code(*i):
+            *lead, row, d = i
+            value = code(q_value([*lead, row, tirx.min(d, dim - 1)]), self.q_absmax[(*lead, row)])
+            return tirx.Cast("int8", tirx.if_then_else(d < dim, value, tirx.const(0.0, "float32")))
+
+        self.q_pack = te.compute((*batch, plan.seq, depth), q_code, name="attn_q_pack")
+
+        def b_tile_pack(value, scale, rows: int, padded_rows: int, columns: int, name: str):
+            group = TDPBUSD.group
+
+            def element(*i):
+                *lead, tile, quad, column, within = i
+                row, col = quad * group + within, tile * TILE_ROWS + column
+                quantized = code(value([*lead, tirx.min(row, rows - 1), col]), scale[(*lead, col)])
+                return tirx.Cast("int8", tirx.if_then_else(row < rows, quantized, tirx.const(0.0, "float32")))
+
+            shape = (*batch, columns // TILE_ROWS, padded_rows // group, TILE_ROWS, group)
+            return te.compute(shape, element, name=name)
+
+        self.kt_pack = b_tile_pack(kt_value, self.k_absmax, dim, depth, plan.keys, "attn_kt_pack")
+        self.v_pack = b_tile_pack(v_value, self.v_absmax, plan.keys, plan.keys, plan.value_dim, "attn_v_pack")
+
+    def scores(self):
+        """Sum over the padded head dim of int8 Q x int8 K, int32."""
+        from tvm import te, tirx
+
+        d = te.reduce_axis((0, padded_depth(self.plan, INT8)), "d")
+        return te.compute(
+            (*self.plan.batch, self.plan.seq, self.plan.keys),
+            lambda *i: te.sum(
+                tirx.Cast("int32", self.q_pack[(*i[:-1], d)])
+                * tirx.Cast("int32", _tiled_code(self.kt_pack, i[:-2], d, i[-1])),
+                axis=d,
+            ),
+            name="attn_scores",
+        )
+
+    def score_value(self, scores, i):
+        """The FP32 dot product of Q's row and K's column behind scores[i]."""
+        from tvm import tirx
+
+        *lead, row, key = i
+        scale = self.q_absmax[(*lead, row)] * self.k_absmax[(*lead, key)] * tirx.const(1.0 / CODES**2, "float32")
+        return tirx.Cast("float32", scores[i]) * scale
+
+    def weighted(self, exps):
+        """The probabilities as u8 steps and the int32 sum of them x int8 V."""
+        from tvm import te, tirx
+
+        plan = self.plan
+
+        def step(*i):
+            value = tirx.round(tirx.min(exps[i], tirx.const(1.0, "float32")) * tirx.const(float(STEPS), "float32"))
+            return tirx.Cast("uint8", tirx.Cast("int32", value))
+
+        rounded = te.compute(exps.shape, step, name="attn_exp_rounded")
+        t = te.reduce_axis((0, plan.keys), "t3")
+        return te.compute(
+            (*plan.batch, plan.seq, plan.value_dim),
+            lambda *i: te.sum(
+                tirx.Cast("int32", rounded[(*i[:-1], t)])
+                * tirx.Cast("int32", _tiled_code(self.v_pack, i[:-2], t, i[-1])),
+                axis=t,
+            ),
+            name="attn_weighted",
+        )
+
+    def weighted_value(self, weighted, i):
+        """The FP32 sum of exp x V behind weighted[i]."""
+        from tvm import tirx
+
+        scale = self.v_absmax[(*i[:-2], i[-1])] * tirx.const(1.0 / (CODES * STEPS), "float32")
+        return tirx.Cast("float32", weighted[i]) * scale
+
+
+PRODUCT_STAGES = {BF16: Bf16Products, INT8: Int8Products}
+
+
+def _tiled_code(packed, lead, row, column):
+    group = TDPBUSD.group
+    return packed[(*lead, column // TILE_ROWS, row // group, column % TILE_ROWS, row % group)]
+
+
+def schedule_products(sch, plan: AttentionPlan, pack_at, precision: str = BF16) -> None:
     """Tensorize the scores and the weighted sum (both already computed at the row block); `pack_at`:
     the parallel task loop, which carries the tile-configuration IR."""
     block = sch.get_sblock
     sch.annotate(pack_at, "pragma_import_llvm", CONFIGURE_IR)
-    for name, columns, k in (("attn_scores", plan.keys, plan.dim), ("attn_weighted", plan.value_dim, plan.keys)):
+    depth = padded_depth(plan, precision)
+    score_ins, weighted_ins = PRODUCTS[precision]
+    for name, ins, columns, k in (
+        ("attn_scores", score_ins, plan.keys, depth),
+        ("attn_weighted", weighted_ins, plan.value_dim, plan.keys),
+    ):
         product = block(name)
         rows_loop, column_loop, k_loop = sch.get_loops(product)[-3:]
         cols = 32 if columns % 32 == 0 else TILE_ROWS
@@ -76,8 +259,34 @@ def schedule_products(sch, plan: AttentionPlan, pack_at) -> None:
         sch.reorder(outer, rows_loop, inner, k_loop)
         init = sch.decompose_reduction(product, rows_loop)
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(rows_loop, register_tile_intrinsic(TDPBF16PS, TILE_ROWS, cols, k, bits=True))
-    exps = block("attn_exp_bf16")
+        sch.tensorize(rows_loop, register_tile_intrinsic(ins, TILE_ROWS, cols, k, bits=precision == BF16))
+    if precision == INT8:
+        _schedule_int8_stages(sch)
+    exps = block("attn_exp_rounded")
     *_, lanes = sch.get_loops(exps)
     _, vector = sch.split(lanes, [None, TILE_ROWS])
     sch.vectorize(vector)
+
+
+def _schedule_int8_stages(sch) -> None:
+    """Vectorize the quantization: the scales' partial maxima and the packs, along memory order."""
+    block = sch.get_sblock
+    for name in ("attn_q_absmax_partial", "attn_k_absmax_partial"):
+        partial = block(name)
+        row, lane, r = sch.get_loops(partial)[-3:]
+        sch.reorder(row, r, lane)
+        sch.vectorize(lane)
+        sch.decompose_reduction(partial, r)
+    v_scale = block("attn_v_absmax")
+    column, key = sch.get_loops(v_scale)[-2:]
+    sch.reorder(key, column)
+    sch.vectorize(column)
+    sch.decompose_reduction(v_scale, key)
+    _, q_lanes = sch.split(sch.get_loops(block("attn_q_pack"))[-1], [None, TILE_ROWS])
+    sch.vectorize(q_lanes)
+    tile, quad, column, within = sch.get_loops(block("attn_kt_pack"))[-4:]
+    sch.reorder(tile, column, quad, within)  # K's rows are contiguous along the head dim
+    sch.vectorize(within)
+    tile, quad, column, within = sch.get_loops(block("attn_v_pack"))[-4:]
+    sch.reorder(tile, quad, within, column)  # V's rows are contiguous along its columns
+    sch.vectorize(column)

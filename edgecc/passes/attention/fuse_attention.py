@@ -9,48 +9,62 @@ and its schedule are `edgecc.schedules.attention`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from edgecc.passes._bindings import replace_bindings
 from edgecc.passes.attention.pattern import AttentionMatcher
 from edgecc.schedules.attention import LANES, attention_kernel, uses_tiles
 
-ATTENTION_ON_TILES = (
-    "BF16 where the AMX tiles fit (QK^T and PV on tdpbf16ps, FP32 accumulation; softmax FP32), else FP32"
-)
+_BF16_TILES = "BF16 where the AMX tiles fit (QK^T and PV on tdpbf16ps, FP32 accumulation; softmax FP32)"
+ATTENTION_ON_TILES = {
+    "bf16": _BF16_TILES + ", else FP32",
+    "int8": (
+        "INT8 where the AMX tiles fit and it times faster than BF16 here (QK^T on tdpbssd, PV on tdpbusd, "
+        "scales per call; softmax FP32), else " + _BF16_TILES + ", else FP32"
+    ),
+}
 
 
-def attention_on_tiles(options, target) -> bool:
-    """Whether the fused attention computes its products in BF16 on AMX: --precision bf16 or int8 on
-    a CPU target whose AMX-BF16 edgecc uses (the fused attention is a CPU kernel). With int8 that is
-    more precise than the dense layers, and faster than FP32: no INT8 attention kernel exists yet."""
+def attention_on_tiles(options, target) -> str | None:
+    """The precision the fused attention computes its products in on AMX, or None (FP32): with
+    --precision bf16, int8 or mixed, on a CPU target whose AMX edgecc uses (the fused attention is
+    a CPU kernel). INT8 needs AMX-INT8 and is still timed against BF16 (time_attention_tiles);
+    without it int8 compiles take BF16, more precise than the dense layers and faster than FP32.
+    Mixed takes BF16: its search budgets the dense layers only, and BF16 attention costs MiniLM
+    ~1e-5 of embedding cosine (the report's accuracy step measures the whole model either way)."""
     from edgecc.backends import backend_for
     from edgecc.schedules.matmul_amx import tile_instruction
 
-    if options.precision not in ("bf16", "int8") or not options.fusion or not backend_for(target).cpu_kernels:
-        return False
-    return tile_instruction(target, "bf16") is not None
+    if options.precision not in ("bf16", "int8", "mixed") or not options.fusion or not backend_for(target).cpu_kernels:
+        return None
+    if options.precision == "int8" and tile_instruction(target, "int8") is not None:
+        return "int8"
+    return "bf16" if tile_instruction(target, "bf16") is not None else None
 
 
 @dataclass(frozen=True)
 class FuseAttentionStats:
     attentions_fused: int = 0
-    on_tiles: int = 0  # of them with QK^T and PV in BF16 on AMX tiles (`tiles`)
-    tiles_asked: bool = False
+    on_tiles: dict = field(default_factory=dict)  # precision -> attentions with QK^T and PV on AMX tiles in it
+    tiles_asked: str | None = None
+    tile_timings: tuple = ()  # TileTiming.to_dict() of each plan timed INT8 against BF16
+    timing: str = ""  # how INT8 against BF16 was decided, when INT8 was asked
 
     def summary(self) -> str:
         text = f"attention: {self.attentions_fused} fused"
         if not self.tiles_asked:
             return text + ", QK^T and PV in FP32"
-        kept = self.attentions_fused - self.on_tiles
-        return (
-            text
-            + f", QK^T and PV of {self.on_tiles} in BF16 on AMX tdpbf16ps (softmax FP32)"
-            + (f"; {kept} in FP32 (head dim or keys not a multiple of 32, or gathered operands)" if kept else "")
-        )
+        labels = {"int8": "INT8 on AMX tdpbssd / tdpbusd", "bf16": "BF16 on AMX tdpbf16ps"}
+        parts = [f"QK^T and PV of {n} in {labels[p]}" for p, n in self.on_tiles.items() if n]
+        kept = self.attentions_fused - sum(self.on_tiles.values())
+        if kept:
+            parts.append(f"{kept} in FP32 (head dim or keys not a multiple of 32, or gathered operands)")
+        text += ", " + "; ".join(parts or ["QK^T and PV in FP32"]) + " (softmax FP32)"
+        return text + (f"; {self.timing}" if self.timing else "")
 
 
 @tvm.transform.module_pass(opt_level=0, name="fuse_attention")
@@ -59,22 +73,42 @@ class FuseAttention:
 
     `lanes`: float32 lanes of the target's vectors (edgecc.schedules.vector_lanes).
     `fast_math`: exp as TVM's fast_exp polynomial (what the pipeline's FastMathTransform gives softmax).
-    `tiles`: QK^T and PV in BF16 on AMX tiles where they fit (`attention_on_tiles`).
+    `tiles`: QK^T and PV on AMX tiles in that precision where they fit (`attention_on_tiles`).
+    `timing_target`: for INT8 tiles, the TVM target of this machine to time each plan's INT8 kernel
+    against its BF16 one on (time_attention_tiles); None (a board): INT8 where it fits, untimed.
     """
 
-    def __init__(self, lanes: int = LANES, fast_math: bool = True, tiles: bool = False):
+    def __init__(self, lanes: int = LANES, fast_math: bool = True, tiles: str | None = None, timing_target=None):
         self.lanes = lanes
         self.fast_math = fast_math
         self.tiles = tiles
+        self.timing_target = timing_target
         self.stats = FuseAttentionStats()
 
+    def _kernel(self, plan, out_shape, timed: dict):
+        kernel = attention_kernel(plan, self.fast_math, self.lanes, self.tiles)
+        if uses_tiles(kernel) != "int8" or self.timing_target is None:
+            return kernel
+        key = tvm_ffi.structural_hash(kernel)  # equal plans give equal kernels
+        if key not in timed:
+            from edgecc.passes.attention.time_attention_tiles import time_plan
+
+            bf16 = attention_kernel(plan, self.fast_math, self.lanes, "bf16")
+            kernels = {"int8": kernel, "bf16": bf16} if uses_tiles(bf16) == "bf16" else {"int8": kernel}
+            timed[key] = time_plan(plan, kernels, out_shape, self.timing_target)
+        timing = timed[key]
+        timing.attentions += 1
+        return timing.kernels[timing.kept]
+
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        fused, on_tiles = [0], [0]
+        fused, on_tiles, timed = [0], {}, {}
 
         def make(plan, ty):
             def build(mutator):
-                kernel = attention_kernel(plan, self.fast_math, self.lanes, self.tiles)
-                on_tiles[0] += int(self.tiles and uses_tiles(kernel))
+                kernel = self._kernel(plan, ty.shape, timed)
+                precision = uses_tiles(kernel)
+                if precision:
+                    on_tiles[precision] = on_tiles.get(precision, 0) + 1
                 gvar = mutator.builder_.add_func(kernel, "fused_attention")
                 sources = [
                     plan.q.source,
@@ -94,5 +128,14 @@ class FuseAttention:
             return {var: make(plan, var.ty) for var, plan in AttentionMatcher(func).plans().items()}
 
         result = replace_bindings(mod, find)
-        self.stats = FuseAttentionStats(fused[0], on_tiles[0], self.tiles)
+        timing = ""
+        if timed:
+            from edgecc.passes.precision.low_precision_timing import loaded_machine_caveat
+
+            timing = "INT8 against BF16 timed here: " + ", ".join(t.summary() + " kept" for t in timed.values())
+            timing += loaded_machine_caveat("either precision may win on a quiet one")
+        elif self.tiles == "int8" and self.timing_target is None:
+            timing = "INT8 untimed (the target does not run here)"
+        tile_timings = tuple(t.to_dict() for t in timed.values())
+        self.stats = FuseAttentionStats(fused[0], on_tiles, self.tiles, tile_timings, timing)
         return result

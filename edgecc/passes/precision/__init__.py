@@ -53,7 +53,8 @@ def precision_passes(options, target) -> list:
     from edgecc.passes.attention.fuse_attention import ATTENTION_ON_TILES, attention_on_tiles
     from edgecc.passes.precision.quantize_dense_layers_int8 import ATTENTION
 
-    attention = ATTENTION_ON_TILES if attention_on_tiles(options, target) else ATTENTION
+    tiles = attention_on_tiles(options, target)
+    attention = ATTENTION_ON_TILES[tiles] if tiles else ATTENTION
     if options.precision == "bf16":
         from edgecc.passes.precision.cast_dense_layers_bf16 import CastDenseLayersBf16
 

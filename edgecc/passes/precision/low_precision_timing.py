@@ -149,6 +149,12 @@ def _load_caveat(precision: str) -> str:
     low-precision layer (a quantize kernel + the GEMM: two launches) twice what it costs FP32: on a
     2-core machine at load 7 every MiniLM INT8 layer timed 1.6-2x slower than FP32, against 2-3x
     faster when quiet. The decision stands, but says what it was measured under."""
+    return loaded_machine_caveat(f"a layer kept FP32 here may be faster in {precision.upper()} on a quiet one")
+
+
+def loaded_machine_caveat(consequence: str) -> str:
+    """' (on a loaded machine: 1-min load .. on .. cores; `consequence`: compile again when it is quiet)'
+    when the machine is busier than its cores, else ''."""
     import os
 
     try:
@@ -158,10 +164,7 @@ def _load_caveat(precision: str) -> str:
     cores = os.cpu_count() or 1
     if load <= cores:
         return ""
-    return (
-        f" {LOADED_MACHINE}: 1-min load {load:.1f} on {cores} cores; a layer kept FP32 here may be faster in "
-        f"{precision.upper()} on a quiet one: compile again when it is quiet)"
-    )
+    return f" {LOADED_MACHINE}: 1-min load {load:.1f} on {cores} cores; {consequence}: compile again when it is quiet)"
 
 
 LOADED_MACHINE = "(on a loaded machine"  # opens the caveat _load_caveat appends to how a decision was timed
