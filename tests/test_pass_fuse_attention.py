@@ -229,3 +229,25 @@ def test_attention_goes_on_the_tiles_only_for_bf16_int8_and_mixed_on_an_amx_cpu(
     for precision in ("bf16", "int8", "mixed"):
         assert not attention_on_tiles(CompileOptions(precision=precision, target="raspberry-pi-5"), pi5)
         assert not attention_on_tiles(CompileOptions(precision=precision, fusion=False), host)
+
+
+@pytest.mark.skipif(not _amx_bf16(), reason="this CPU (or its Linux) has no AMX-BF16 tiles")
+def test_a_tile_schedule_that_fails_keeps_the_fp32_kernel_and_says_why(rng, monkeypatch):
+    from edgecc.schedules import attention_amx
+    from edgecc.schedules.attention import uses_tiles
+    from edgecc.schedules.common import FAILURES_ATTR
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tensorize: no match")
+
+    monkeypatch.setattr(attention_amx, "schedule_products", broken)
+    mod = attention_module(heads=2, seq=64, dim=32)
+    fuse = FuseAttention(lanes=16, tiles="bf16")
+    after = fuse(mod)
+    kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+    assert not uses_tiles(kernel) and fuse.stats.tile_failures == 1
+    assert "1 in FP32 (the tile schedule failed" in fuse.stats.summary()
+    assert "tensorize: no match" in str(kernel.attrs[FAILURES_ATTR])
+    assert kernel.attrs["tirx.is_scheduled"]  # the FP32 kernel's own schedule, not the naive loops
+    inputs = _attention_inputs(rng, seq=64, heads=2, dim=32)
+    np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0], rtol=1e-5, atol=1e-5)

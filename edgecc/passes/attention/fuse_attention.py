@@ -18,6 +18,7 @@ from tvm import relax
 from edgecc.passes._bindings import replace_bindings
 from edgecc.passes.attention.pattern import AttentionMatcher
 from edgecc.schedules.attention import LANES, attention_kernel, uses_tiles
+from edgecc.schedules.common import FAILURES_ATTR
 
 _BF16_TILES = "BF16 where the AMX tiles fit (QK^T and PV on tdpbf16ps, FP32 accumulation; softmax FP32)"
 ATTENTION_ON_TILES = {
@@ -53,6 +54,7 @@ class FuseAttentionStats:
     tiles_asked: str | None = None
     tile_timings: tuple = ()  # TileTiming.to_dict() of each plan timed INT8 against BF16
     timing: str = ""  # how INT8 against BF16 was decided, when INT8 was asked
+    tile_failures: int = 0  # attentions the tiles fit whose tile schedule failed (kept FP32)
 
     def summary(self) -> str:
         text = f"attention: {self.attentions_fused} fused"
@@ -60,9 +62,11 @@ class FuseAttentionStats:
             return text + ", QK^T and PV in FP32"
         labels = {"int8": "INT8 on AMX tdpbssd / tdpbusd", "bf16": "BF16 on AMX tdpbf16ps"}
         parts = [f"QK^T and PV of {n} in {labels[p]}" for p, n in self.on_tiles.items() if n]
-        kept = self.attentions_fused - sum(self.on_tiles.values())
+        kept = self.attentions_fused - sum(self.on_tiles.values()) - self.tile_failures
         if kept:
             parts.append(f"{kept} in FP32 (head dim or keys not a multiple of 32, or gathered operands)")
+        if self.tile_failures:
+            parts.append(f"{self.tile_failures} in FP32 (the tile schedule failed: see the kernel's schedule failures)")
         text += ", " + "; ".join(parts or ["QK^T and PV in FP32"]) + " (softmax FP32)"
         return text + (f"; {self.timing}" if self.timing else "")
 
@@ -101,7 +105,7 @@ class FuseAttention:
         return timing.kernels[timing.kept]
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        fused, on_tiles, timed = [0], {}, {}
+        fused, failed, on_tiles, timed = [0], [0], {}, {}
 
         def make(plan, ty):
             def build(mutator):
@@ -109,6 +113,8 @@ class FuseAttention:
                 precision = uses_tiles(kernel)
                 if precision:
                     on_tiles[precision] = on_tiles.get(precision, 0) + 1
+                elif self.tiles and kernel.attrs and FAILURES_ATTR in kernel.attrs:
+                    failed[0] += 1
                 gvar = mutator.builder_.add_func(kernel, "fused_attention")
                 sources = [
                     plan.q.source,
@@ -137,5 +143,5 @@ class FuseAttention:
         elif self.tiles == "int8" and self.timing_target is None:
             timing = "INT8 untimed (the target does not run here)"
         tile_timings = tuple(t.to_dict() for t in timed.values())
-        self.stats = FuseAttentionStats(fused[0], on_tiles, self.tiles, tile_timings, timing)
+        self.stats = FuseAttentionStats(fused[0], on_tiles, self.tiles, tile_timings, timing, failed[0])
         return result
