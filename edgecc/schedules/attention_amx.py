@@ -71,12 +71,11 @@ class Bf16Products:
 
         self.plan = plan
 
-        def pack(value, rows: int, columns: int, name: str):  # [.., rows, columns] as B tiles, bf16 bits
-            def element(*i):
-                *lead, tile, pair, column, half = i
-                return bf16_bits(value([*lead, pair * 2 + half, tile * TILE_ROWS + column]))
+        def pack(value, rows: int, columns: int, name: str):
+            def element(lead, row, column):
+                return bf16_bits(value([*lead, row, column]))
 
-            return te.compute((*plan.batch, columns // TILE_ROWS, rows // 2, TILE_ROWS, 2), element, name=name)
+            return b_tile_pack(plan, element, rows, columns, TDPBF16PS.group, name)
 
         self.kt_pack = pack(kt_value, plan.dim, plan.keys, "attn_kt_pack")
         self.v_pack = pack(v_value, plan.keys, plan.value_dim, "attn_v_pack")
@@ -117,10 +116,26 @@ class Bf16Products:
         return weighted[i]
 
 
+def b_tile_pack(plan: AttentionPlan, element, rows: int, columns: int, group: int, name: str):
+    """The [.., rows, columns] operand as AMX B tiles, [.., columns / 16, rows / group, 16, group];
+    `element(lead, row, column)` gives its stored value."""
+    from tvm import te
+
+    def at(*i):
+        *lead, tile, chunk, column, within = i
+        return element(lead, chunk * group + within, tile * TILE_ROWS + column)
+
+    return te.compute((*plan.batch, columns // TILE_ROWS, rows // group, TILE_ROWS, group), at, name=name)
+
+
+def b_tile_element(packed, lead, row, column, group: int):
+    """packed[.., row, column] of a `b_tile_pack`."""
+    return packed[(*lead, column // TILE_ROWS, row // group, column % TILE_ROWS, row % group)]
+
+
 def _tiled_bf16(packed, lead: tuple, row, column):
-    """The float32 value of packed[.., row, column], a pack laid out as B tiles [.., column / 16,
-    row / 2, column % 16, row % 2]."""
-    return from_bf16_bits(packed[(*lead, column // TILE_ROWS, row // 2, column % TILE_ROWS, row % 2)])
+    """The float32 value of a bf16 `b_tile_pack`'s [.., row, column]."""
+    return from_bf16_bits(b_tile_element(packed, lead, row, column, TDPBF16PS.group))
 
 
 class Int8Products:
@@ -167,20 +182,15 @@ class Int8Products:
 
         self.q_pack = te.compute((*batch, plan.seq, depth), q_code, name="attn_q_pack")
 
-        def b_tile_pack(value, scale, rows: int, padded_rows: int, columns: int, name: str):
-            group = TDPBUSD.group
-
-            def element(*i):
-                *lead, tile, quad, column, within = i
-                row, col = quad * group + within, tile * TILE_ROWS + column
+        def pack(value, scale, rows: int, padded_rows: int, columns: int, name: str):
+            def element(lead, row, col):  # zero past `rows`: the padded head dim
                 quantized = code(value([*lead, tirx.min(row, rows - 1), col]), scale[(*lead, col)])
                 return tirx.Cast("int8", tirx.if_then_else(row < rows, quantized, tirx.const(0.0, "float32")))
 
-            shape = (*batch, columns // TILE_ROWS, padded_rows // group, TILE_ROWS, group)
-            return te.compute(shape, element, name=name)
+            return b_tile_pack(plan, element, padded_rows, columns, TDPBUSD.group, name)
 
-        self.kt_pack = b_tile_pack(kt_value, self.k_absmax, dim, depth, plan.keys, "attn_kt_pack")
-        self.v_pack = b_tile_pack(v_value, self.v_absmax, plan.keys, plan.keys, plan.value_dim, "attn_v_pack")
+        self.kt_pack = pack(kt_value, self.k_absmax, dim, depth, plan.keys, "attn_kt_pack")
+        self.v_pack = pack(v_value, self.v_absmax, plan.keys, plan.keys, plan.value_dim, "attn_v_pack")
 
     def scores(self):
         """Sum over the padded head dim of int8 Q x int8 K, int32."""
@@ -239,8 +249,7 @@ PRODUCT_STAGES = {BF16: Bf16Products, INT8: Int8Products}
 
 
 def _tiled_code(packed, lead, row, column):
-    group = TDPBUSD.group
-    return packed[(*lead, column // TILE_ROWS, row // group, column % TILE_ROWS, row % group)]
+    return b_tile_element(packed, lead, row, column, TDPBUSD.group)
 
 
 def schedule_products(sch, plan: AttentionPlan, pack_at, precision: str = BF16) -> None:

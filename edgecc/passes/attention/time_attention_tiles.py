@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgecc.passes.precision.low_precision_timing import ROUNDS
+from edgecc.passes.precision.low_precision_timing import fastest_of_rounds
 
 
 @dataclass
@@ -53,15 +53,10 @@ def time_kernels(kernels: dict, plan, out_shape, target) -> dict:
     if plan.bias is not None:
         shapes.append(static_shape(plan.bias))
     arrays = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in s]).astype(np.float32)) for s in shapes]
-    timers = {}
+    runs = {}
     for precision, kernel in kernels.items():
         library = tvm.tirx.build(kernel.with_attr("global_symbol", "attention"), target=target)
         out = tvm.runtime.tensor(np.zeros([int(d) for d in out_shape], np.float32))
         timer = library.time_evaluator("attention", tvm.cpu(), number=20, repeat=1, min_repeat_ms=10)
-        timer(*arrays, out)  # warm-up
-        timers[precision] = lambda timer=timer, out=out: timer(*arrays, out).mean * 1e6
-    rounds = {p: [] for p in timers}
-    for _ in range(ROUNDS):
-        for p, run in timers.items():
-            rounds[p].append(run())
-    return {p: float(np.min(v)) for p, v in rounds.items()}
+        runs[precision] = lambda timer=timer, out=out: timer(*arrays, out).mean * 1e6
+    return fastest_of_rounds(runs)

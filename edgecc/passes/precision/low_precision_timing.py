@@ -86,14 +86,21 @@ def time_layer_shapes(shapes: dict, target, rewrites: dict) -> list[ShapeTiming]
         timers = {
             p: vm.time_evaluator("main", tvm.cpu(), number=10, repeat=1, min_repeat_ms=20) for p, vm in machines.items()
         }
-        for timer in timers.values():
-            timer(x)  # warm-up: first-call allocation and page faults
-        rounds = {p: [] for p in timers}
-        for _ in range(ROUNDS):
-            for p, timer in timers.items():
-                rounds[p].append(timer(x).mean * 1e6)
-        timings.append(ShapeTiming(list(shape), n, list(names), {p: float(np.min(v)) for p, v in rounds.items()}))
+        runs = {p: (lambda timer=timer, x=x: timer(x).mean * 1e6) for p, timer in timers.items()}
+        timings.append(ShapeTiming(list(shape), n, list(names), fastest_of_rounds(runs)))
     return timings
+
+
+def fastest_of_rounds(runs: dict) -> dict:
+    """{name: microseconds of its fastest round}: `runs` ({name: () -> microseconds}) each warmed up
+    once (first-call allocation and page faults), then called in ROUNDS alternating rounds."""
+    for run in runs.values():
+        run()
+    rounds = {name: [] for name in runs}
+    for _ in range(ROUNDS):
+        for name, run in runs.items():
+            rounds[name].append(run())
+    return {name: float(np.min(times)) for name, times in rounds.items()}
 
 
 def dense_shapes(mod, ins) -> dict:
