@@ -96,7 +96,7 @@ def _inline_prologue(kernel: KernelView, conv, keep=None) -> None:
             kernel.sch.compute_inline(block)
 
 
-def _epilogue_onto(kernel: KernelView, conv, loop, vec: int, fuse_pixels: bool) -> None:
+def _epilogue_onto(kernel: KernelView, conv, loop, vec: int, conv_shape: list[int], fuse_pixels: bool) -> None:
     """Inline the elementwise epilogue into its last stage and compute that on each output tile.
 
     Only when the last stage writes the conv's own [n, h, w, c] shape: a tile of consecutive
@@ -105,7 +105,6 @@ def _epilogue_onto(kernel: KernelView, conv, loop, vec: int, fuse_pixels: bool) 
     from edgecc.schedules.elementwise import schedule_injective
 
     sch = kernel.sch
-    conv_shape = extents(kernel, conv)[:4]  # n, h, w, c
     epilogue = kernel.blocks[kernel.blocks.index(conv) + 1 :]
     for block in epilogue[:-1]:
         sch.compute_inline(block)
@@ -157,7 +156,8 @@ class Conv2dNHWCRule:
     def apply(self, kernel: KernelView) -> list:
         sch = kernel.sch
         conv = conv_block(kernel)
-        _, out_h, out_w, out_c, _, _, _ = extents(kernel, conv)
+        conv_shape = extents(kernel, conv)[:4]  # n, h, w, c: read before the pixel loop replaces h, w
+        _, out_h, out_w, out_c = conv_shape
         in_vec = _vector(_input_channels(kernel, conv), kernel.lanes)
         vec = _vector(out_c, kernel.lanes)
         rows, vectors = register_tile(out_h * out_w, out_c // vec, vector_registers(kernel.target))
@@ -178,7 +178,7 @@ class Conv2dNHWCRule:
         jo, ji = sch.split(c, [None, tile])
         jv, jl = sch.split(ji, [None, vec])
         sch.reorder(jo, io, kh, kw, ci, ii, jv, jl)
-        _epilogue_onto(kernel, conv, io, vec, fuse_pixels=True)
+        _epilogue_onto(kernel, conv, io, vec, conv_shape, fuse_pixels=True)
         sch.unroll(ii)
         sch.unroll(jv)
         sch.vectorize(jl)
@@ -209,7 +209,7 @@ class DepthwiseConv2dNHWCRule:
         # a tile of R pixels across all channel vectors, then the next: the R x taps input rows are
         # read once, in order (channel vectors outer re-read each row per vector: 1.3x slower here)
         sch.reorder(n, h, wo, co, kh, kw, ci, wi, cv)
-        _epilogue_onto(kernel, conv, co, vec, fuse_pixels=False)
+        _epilogue_onto(kernel, conv, co, vec, extents(kernel, conv)[:4], fuse_pixels=False)
         for loop in (kh, kw, wi):
             sch.unroll(loop)
         sch.vectorize(cv)
