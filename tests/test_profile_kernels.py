@@ -59,6 +59,34 @@ def test_profile_times_every_kernel_top_first(built):
     assert 0 < profile["sum_ms"] < 1.5 * e2e_ms
 
 
+def test_kernels_grouped_into_families_by_schedule_source(built):
+    from edgecc.measure.profile import kernel_families
+    from edgecc.measure.roofline import Machine
+
+    mod, executable = built
+    profile = profile_kernels(mod, executable.mod, tvm.cpu(), peak_gflops=100.0, bandwidth_gbs=20.0, seconds=0.1)
+    # LegalizeOps' kernels carry no schedule: one family, every kernel and its time in it
+    (family,) = profile["families"]
+    assert family["schedule"] == "unscheduled" and family["kernels"] == 5
+    assert family["total_ms"] == pytest.approx(profile["sum_ms"])
+
+    def kernel(schedule, flops, calls, ms, precision="fp32"):
+        return {"schedule": schedule, "flops": flops, "calls": calls, "total_ms": ms, "precision": precision}
+
+    kernels = [
+        kernel("rule:matmul", 2e9, 2, 40.0),  # 4 GFLOP in 40 ms
+        kernel("rule:matmul", 1e9, 1, 10.0),  # 1 GFLOP in 10 ms
+        kernel("rule:elementwise", 1e6, 10, 1.0),
+        kernel("rule:matmul-amx", 8e9, 1, 4.0, "bf16"),
+    ]
+    rows = kernel_families(kernels, Machine({"fp32": 200.0, "bf16": 4000.0}, 20.0))
+    assert [r["schedule"] for r in rows] == ["rule:matmul", "rule:matmul-amx", "rule:elementwise"]  # slowest first
+    matmul, amx = rows[0], rows[1]
+    assert matmul["kernels"] == 2 and matmul["calls"] == 3
+    assert matmul["achieved_gflops"] == pytest.approx(100.0) and matmul["pct_of_peak_compute"] == pytest.approx(50.0)
+    assert amx["precision"] == "bf16" and amx["pct_of_peak_compute"] == pytest.approx(50.0)
+
+
 def test_roofline_placement_by_hand():
     # 1 GFLOP over 0.1 GB in 0.1 s: intensity 10 FLOP/B; ridge 100/20 = 5 -> compute-bound, 10 GFLOP/s = 10 %
     r = roofline(1e9, 1e8, 0.1, peak_gflops=100.0, bandwidth_gbs=20.0)

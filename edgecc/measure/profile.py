@@ -65,7 +65,9 @@ def _as_machine(peak_gflops, bandwidth_gbs, machine: Machine | None) -> Machine:
 
 
 def kernel_entry(mod, name: str, calls: int, seconds_per_call: float, machine: Machine) -> dict:
-    """One kernel's row: time, operations, bytes and roofline place."""
+    """One kernel's row: time, operations, bytes, roofline place and where its schedule came from."""
+    from edgecc.schedules.common import schedule_source
+
     func = mod[name]
     ops = count_ops(func)
     traffic = kernel_traffic(func)
@@ -84,6 +86,7 @@ def kernel_entry(mod, name: str, calls: int, seconds_per_call: float, machine: M
         "bytes_written": traffic.bytes_written,
         "argument_bytes": traffic.argument_bytes,
         "gathered": [b.name for b in traffic.buffers if b.gathered],
+        "schedule": schedule_source(func) or "unscheduled",
     }
     entry.update(
         roofline(flops, traffic.bytes, seconds_per_call, machine.peak(precision), machine.bandwidth_gbs, machine)
@@ -107,9 +110,40 @@ def _summary(kernels: list[dict], skipped: list, machine: Machine, rounds: int, 
         "memory_bandwidth_gbs": machine.bandwidth_gbs,
         "cache_bytes": machine.cache_bytes,
         "above_roof": sum(1 for k in kernels if k.get("above_roof")),
+        "families": kernel_families(kernels, machine),
         "method": method,
         "counting": COUNTING_METHOD,
     }
+
+
+def kernel_families(kernels: list[dict], machine: Machine) -> list[dict]:
+    """The kernels grouped by where their schedule came from (a rule: one kernel family), slowest
+    first: time, arithmetic rate, and that rate against the peak of the family's main precision."""
+    groups: dict[str, list[dict]] = {}
+    for k in kernels:
+        groups.setdefault(k.get("schedule", "unscheduled"), []).append(k)
+    families = []
+    for source, members in groups.items():
+        ms = sum(k["total_ms"] for k in members)
+        flops = sum(k["flops"] * k["calls"] for k in members)
+        by_precision: dict[str, float] = {}
+        for k in members:
+            by_precision[k["precision"]] = by_precision.get(k["precision"], 0.0) + k["flops"] * k["calls"]
+        precision = max(by_precision, key=by_precision.get) if by_precision else "fp32"
+        gflops = flops / (ms * 1e6) if ms else 0.0
+        peak = machine.peak(precision)
+        families.append(
+            {
+                "schedule": source,
+                "kernels": len(members),
+                "calls": sum(k["calls"] for k in members),
+                "total_ms": ms,
+                "precision": precision,
+                "achieved_gflops": gflops,
+                "pct_of_peak_compute": 100 * gflops / peak if peak else None,
+            }
+        )
+    return sorted(families, key=lambda f: f["total_ms"], reverse=True)
 
 
 class _CallRecorder:

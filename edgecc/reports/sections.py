@@ -281,6 +281,24 @@ def profile_section(report: dict) -> Section | None:
         section.add(
             Paragraph(f"{len(profile['kernels']) - TOP_KERNELS} smaller kernels not shown; all are in report.json.")
         )
+    if profile.get("families"):
+        section.add(Paragraph("By kernel family (where each kernel's schedule came from):"))
+        section.add(
+            Table(
+                ["schedule", "kernels", "calls", "ms", "GFLOP/s", "of the peak"],
+                [
+                    [
+                        f"`{f['schedule']}`",
+                        f["kernels"],
+                        f["calls"],
+                        f"{f['total_ms']:.3f}",
+                        f"{f['achieved_gflops']:.1f}",
+                        "-" if f["pct_of_peak_compute"] is None else f"{f['pct_of_peak_compute']:.0f}% of {f['precision']}",
+                    ]
+                    for f in profile["families"]
+                ],
+            )
+        )
     flagged = [k for k in profile["kernels"] if k.get("above_roof")]
     if flagged:
         section.add(
