@@ -293,7 +293,7 @@ def profile_section(report: dict) -> Section | None:
                         f["calls"],
                         f"{f['total_ms']:.3f}",
                         f"{f['achieved_gflops']:.1f}",
-                        "-" if f["pct_of_peak_compute"] is None else f"{f['pct_of_peak_compute']:.0f}% of {f['precision']}",
+                        _share_of_peak(f),
                     ]
                     for f in profile["families"]
                 ],
@@ -311,6 +311,11 @@ def profile_section(report: dict) -> Section | None:
     for skipped in profile.get("skipped", []):
         section.add(Paragraph(f"Not profiled: `{skipped['name']}`: {skipped['reason']}", "warning"))
     return section
+
+
+def _share_of_peak(family: dict) -> str:
+    share = family["pct_of_peak_compute"]
+    return "-" if share is None else f"{share:.0f}% of {family['precision']}"
 
 
 def schedules_section(report: dict) -> Section | None:
