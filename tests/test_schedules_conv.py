@@ -52,7 +52,8 @@ KERNELS = {
         lambda: _conv((1, 15, 15, 24), (3, 3, 24, 48), 2, 1, epilogue="relu"),
         "conv2d-nhwc-register-tile",
     ),
-    # 196 pixels: the row tile does not divide the 14-wide rows, the epilogue must still be exact
+    # 196 pixels: the row tile does not divide the 14-wide rows, the epilogue must still be exact;
+    # its small weight beside the maps puts pixel tiles outermost, conv3x3's weight panels
     "conv1x1-residual": (
         lambda: _conv((1, 14, 14, 32), (1, 1, 32, 64), 1, 0, epilogue="gelu-like", residual=True),
         "conv2d-nhwc-register-tile",
