@@ -64,7 +64,11 @@ def _scheduled(func, rules):
 
 
 @needs_amx
-@pytest.mark.parametrize("precision, m, k, n", [("bf16", 48, 96, 80), ("int8", 32, 192, 48), ("bf16", 16, 64, 32)])
+@pytest.mark.parametrize(
+    "precision, m, k, n",
+    # the last two: deep panels beside small activations, in K blocks (AmxMatmulRule._k_block)
+    [("bf16", 48, 96, 80), ("int8", 32, 192, 48), ("bf16", 16, 64, 32), ("bf16", 64, 768, 256), ("int8", 32, 512, 256)],
+)
 def test_amx_rule_matches_numpy_and_holds_the_tile_instruction(precision, m, k, n, tmp_path):
     func = _dense(m, k, n, precision)
     scheduled = _scheduled(func, CPU_RULES)
@@ -92,6 +96,18 @@ def test_amx_rule_matches_numpy_and_holds_the_tile_instruction(precision, m, k, 
         lib.export_library(str(tmp_path / "k.so"))
         text = subprocess.run(["objdump", "-d", str(tmp_path / "k.so")], capture_output=True, text=True).stdout
         assert ins.name in text and "ldtilecfg" in text
+
+
+def test_weight_panels_are_cut_into_k_blocks_only_beside_small_activations():
+    rule = AmxMatmulRule(k_block=256, k_block_max_activation_kib=512)
+    assert rule._k_block(TDPBF16PS, 128, 768, panels=24) == 256  # DistilBERT's 768 x 768
+    assert rule._k_block(TDPBUSD, 128, 768, panels=24) == 256
+    assert rule._k_block(TDPBF16PS, 128, 3072, panels=24) is None  # 768 KiB of activations
+    assert rule._k_block(TDPBUSD, 128, 3072, panels=24) == 256  # the same in INT8 is 384 KiB
+    assert rule._k_block(TDPBF16PS, 128, 384, panels=12) is None  # no whole number of blocks
+    assert rule._k_block(TDPBF16PS, 128, 256, panels=12) is None  # one block: nothing to cut
+    assert rule._k_block(TDPBF16PS, 128, 768, panels=2) is None  # too few parallel tasks
+    assert AmxMatmulRule(k_block=0)._k_block(TDPBF16PS, 128, 768, panels=24) is None
 
 
 @needs_amx

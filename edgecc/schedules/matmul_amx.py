@@ -18,7 +18,9 @@ the tiles do not fit is left to it.
   activations   read in place: an A tile is 16 rows of the [M, K] input, K elements apart
   accumulator   an R x T block (R, T in 16, 32; four C tiles at most) over the whole K in one
                 tensorized call, held in tiles 0-3 while A (4-5) and B (6-7) tiles stream past,
-                then stored for the epilogue (dequantize, bias, GELU, residual) to read back
+                then stored for the epilogue (dequantize, bias, GELU, residual) to read back;
+                or, for deep panels beside small activations, over one K block (cpu.toml
+                [matmul_amx]) at a time for every row block, so the panel's block stays in L1
 
 The tile configuration is per thread, and another library in the process (oneDNN, say) may
 change it between two of our calls, so every call loads it (ldtilecfg) first. The kernel also
@@ -43,6 +45,7 @@ from edgecc.schedules.rule import KernelView
 
 TILE_ROWS = 16
 TILE_BYTES = 64
+MIN_BLOCKED_PANELS = 8  # parallel tasks a K-blocked kernel must have (its panels) to keep every core busy
 
 
 # Once per process: permission for the tile data state (Linux >= 5.16); then, every call, the
@@ -130,9 +133,16 @@ def register_tile_intrinsic(ins: DotInstruction, rows: int, cols: int, k: int, b
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
         sa = T.int32()
+        sb = T.int32()
         sc = T.int32()
         A = T.match_buffer(a, (rows, k), a_dtype, offset_factor=1, strides=[sa, 1])
-        B = T.match_buffer(b, (col_tiles, k // group, TILE_ROWS, group), w_dtype, offset_factor=1)
+        B = T.match_buffer(
+            b,
+            (col_tiles, k // group, TILE_ROWS, group),
+            w_dtype,
+            offset_factor=1,
+            strides=[sb, TILE_ROWS * group, group, 1],
+        )
         C = T.match_buffer(c, (rows, cols), acc, offset_factor=1, strides=[sc, 1])
         with T.sblock("root"):
             T.reads(C[0:rows, 0:cols], A[0:rows, 0:k], B[0:col_tiles, 0 : k // group, 0:TILE_ROWS, 0:group])
@@ -201,10 +211,17 @@ class AmxMatmulRule(DotMatmulRule):
 
     name = "matmul-amx"
 
-    def __init__(self, row_tiles=(32, 16), column_tiles=(32, 16)):
+    def __init__(self, row_tiles=(32, 16), column_tiles=(32, 16), k_block=None, k_block_max_activation_kib=None):
+        from edgecc.schedules.parameters import schedule_parameters
+
         super().__init__()
+        params = schedule_parameters()["matmul_amx"]
         self.row_tiles = tuple(row_tiles)
         self.column_tiles = tuple(column_tiles)
+        self.k_block = params["k_block"] if k_block is None else k_block
+        self.k_block_max_activation_kib = (
+            params["k_block_max_activation_kib"] if k_block_max_activation_kib is None else k_block_max_activation_kib
+        )
 
     @staticmethod
     def candidates(target) -> list[DotInstruction]:
@@ -245,18 +262,44 @@ class AmxMatmulRule(DotMatmulRule):
         *spatial, i, j, kk = sch.get_loops(block)
         io, ii = sch.split(i, [None, rows])
         jo, ji = sch.split(j, [None, cols])
-        # weight panel outermost, as in matmul-dot: a K x T panel stays in cache for every row block
-        sch.reorder(*spatial, jo, io, ii, ji, kk)
         last = blocks[-1]
-        sch.reverse_compute_at(last, io)
+        block_k = self._k_block(ins, m, k, panels=n // cols)
+        if block_k:
+            ko, ki = sch.split(kk, [None, block_k])
+            sch.reorder(*spatial, jo, ko, io, ii, ji, ki)
+            sch.reverse_compute_at(last, jo)  # the epilogue waits for the panel's last K block
+            outer = sch.fuse(*spatial, jo)
+            init_at = ko
+        else:
+            # weight panel outermost, as in matmul-dot: a K x T panel stays in cache for every row block
+            sch.reorder(*spatial, jo, io, ii, ji, kk)
+            sch.reverse_compute_at(last, io)
+            outer = sch.fuse(*spatial, jo, io)
+            init_at = ii
         vectorize_innermost(sch, last, kernel.lanes)
-        outer = sch.fuse(*spatial, jo, io)
         sch.parallel(outer)
         sch.annotate(outer, "pragma_import_llvm", CONFIGURE_IR)
-        init = sch.decompose_reduction(block, ii)
-        sch.tensorize(ii, register_tile_intrinsic(ins, rows, cols, k))
+        init = sch.decompose_reduction(block, init_at)
+        sch.tensorize(ii, register_tile_intrinsic(ins, rows, cols, block_k or k))
         sch.vectorize(sch.get_loops(init)[-1])
         return [[position, n_axis, TILE_ROWS, group]]
+
+    def _k_block(self, ins: DotInstruction, m: int, k: int, panels: int) -> int | None:
+        """K per block when the K x T weight panel should be cut into blocks, else None.
+
+        A row block's products reload the panel's B tiles, and a 768-deep panel (48 KiB in BF16)
+        does not stay in L1 while the row blocks' activations stream past it: every row block
+        read it again from L2. A 256-deep block (16 KiB) stays in L1 for all row blocks; the
+        accumulators wait in a panel-sized buffer between blocks. DistilBERT BF16 on the 2-core
+        AMX Xeon, side by side: 11.7 -> 10.9 ms (INT8 7.62 -> 7.21). Only while the activations
+        (M x K) stay small enough to come back from L2 for every block: its 3072-deep FFN
+        down-projection (768 KiB of activations) ran 15% slower blocked. The panels alone are then
+        the parallel tasks, so a kernel with few of them keeps the unblocked schedule."""
+        block = self.k_block
+        if not block or k <= block or k % block or block % ins.k_tile or panels < MIN_BLOCKED_PANELS:
+            return None
+        activation_bytes = m * k * TILE_BYTES // ins.k_tile
+        return block if activation_bytes <= self.k_block_max_activation_kib * 1024 else None
 
 
 def _parallel_vectorized(sch, block, lanes: int) -> None:
