@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import tvm
 from tvm.script import tirx as T
@@ -165,3 +167,25 @@ def test_a_rule_that_raises_is_recorded_and_the_next_rule_schedules_the_kernel()
     alone = schedule_kernel(dense_bias, "dense_bias", lanes=16, rules=(_RaisingRule(),))
     summary = schedule_summary(tvm.IRModule({"dense_bias": alone}))
     assert summary.unscheduled == ["dense_bias"] and "dense_bias" in summary.failures
+
+
+def test_layer_norm_over_rows_no_whole_number_of_vectors_wide_runs_on_narrower_vectors():
+    """TinyBERT's 312-wide rows are 19.5 AVX-512 vectors: the sums and the output take 8-lane
+    vectors (312 = 39 x 8) instead of running as scalar chains."""
+    from tvm import te, topi
+
+    data = te.placeholder((1, 128, 312), "float32", name="x")
+    gamma = te.placeholder((312,), "float32", name="gamma")
+    beta = te.placeholder((312,), "float32", name="beta")
+    func = te.create_prim_func([data, gamma, beta, topi.nn.layer_norm(data, gamma, beta, [2], 1e-12)])
+    scheduled = schedule_kernel(func, "layer_norm", lanes=16)
+    assert scheduled.attrs["edgecc.schedule"] == "rule:row-reduction"
+    text = scheduled.script()
+    eight_lanes = re.findall(r"T\.vectorized\((?:T\.int64\()?8\)", text)
+    assert len(eight_lanes) >= 3  # both sums' partials and the normalized output
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype("float32") for s in ((1, 128, 312), (312,), (312,))]
+    arrays.append(np.zeros((1, 128, 312), "float32"))
+    target = load_target("host").tvm()
+    want = _run(func, target, [a.copy() for a in arrays])
+    np.testing.assert_allclose(_run(scheduled, target, [a.copy() for a in arrays]), want, rtol=1e-5, atol=1e-5)

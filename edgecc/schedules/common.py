@@ -122,6 +122,14 @@ def stored_dtype(block_stmt) -> str:
     return str(getattr(buffer, "dtype", "bool"))  # unknown: assume the unsafe case
 
 
+def dividing_vector(extent: int, lanes: int) -> int:
+    """The widest vector (lanes, lanes/2, ... 1) whose lane count divides `extent`."""
+    vec = lanes
+    while vec > 1 and extent % vec:
+        vec //= 2
+    return vec
+
+
 def vectorize_innermost(sch, block, vec: int) -> None:
     loops = sch.get_loops(block)
     if not loops:

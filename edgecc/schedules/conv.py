@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from tvm import DataType
 
-from edgecc.schedules.common import iter_types, loop_extent, vectorize_innermost
+from edgecc.schedules.common import dividing_vector, iter_types, loop_extent, vectorize_innermost
 from edgecc.schedules.parameters import schedule_parameters, vector_registers
 from edgecc.schedules.rule import KernelView
 from edgecc.schedules.weight_packing import panel_layout
@@ -54,14 +54,6 @@ def _input_channels(kernel: KernelView, conv) -> int:
 def is_depthwise(kernel: KernelView, conv) -> bool:
     _, _, _, out_channels, _, _, per_group = extents(kernel, conv)
     return per_group == 1 and _input_channels(kernel, conv) == out_channels
-
-
-def _vector(channels: int, lanes: int) -> int:
-    """The widest vector (lanes, lanes/2, ...) that divides the channel count."""
-    vec = lanes
-    while vec > 1 and channels % vec:
-        vec //= 2
-    return vec
 
 
 def register_tile(rows: int, vectors: int, registers: int) -> tuple[int, int]:
@@ -189,8 +181,8 @@ class Conv2dNHWCRule:
         conv = conv_block(kernel)
         conv_shape = extents(kernel, conv)[:4]  # n, h, w, c: read before the pixel loop replaces h, w
         _, out_h, out_w, out_c = conv_shape
-        in_vec = _vector(_input_channels(kernel, conv), kernel.lanes)
-        vec = _vector(out_c, kernel.lanes)
+        in_vec = dividing_vector(_input_channels(kernel, conv), kernel.lanes)
+        vec = dividing_vector(out_c, kernel.lanes)
         rows, vectors = register_tile(out_h * out_w, out_c // vec, vector_registers(kernel.target))
         tile = vec * vectors
         packed = _pack_weight(kernel, conv, tile)
@@ -236,7 +228,7 @@ class DepthwiseConv2dNHWCRule:
         sch = kernel.sch
         conv = conv_block(kernel)
         _, _, out_w, channels, _, _, _ = extents(kernel, conv)
-        vec = _vector(channels, kernel.lanes)
+        vec = dividing_vector(channels, kernel.lanes)
         rows = next(r for r in schedule_parameters()["conv"]["window_row_tiles"] if out_w % r == 0)
         _inline_prologue(kernel, conv)  # the pad too: a bounds check per tap, see the module docstring
         n, h, w, c, kh, kw, ci = sch.get_loops(conv)

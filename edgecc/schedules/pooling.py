@@ -14,19 +14,12 @@ parallel loop over rows, the row reduced in vector lanes (rfactor) then across t
 
 from __future__ import annotations
 
-from edgecc.schedules.common import iter_types, loop_extent, vectorize_innermost
+from edgecc.schedules.common import dividing_vector, iter_types, loop_extent, vectorize_innermost
 from edgecc.schedules.conv import block_name, extents
 from edgecc.schedules.parameters import schedule_parameters
 from edgecc.schedules.rule import KernelView
 
 POOL_BLOCKS = ("pool_max", "pool_sum", "pool_avg")
-
-
-def _vector(extent: int, lanes: int) -> int:
-    vec = lanes
-    while vec > 1 and extent % vec:
-        vec //= 2
-    return vec
 
 
 def _reduction_blocks(kernel: KernelView) -> list:
@@ -70,7 +63,7 @@ class Pool2dNHWCRule:
         sch = kernel.sch
         pool = self._pool(kernel)
         _, _, out_w, channels, _, _ = extents(kernel, pool)
-        vec = _vector(channels, kernel.lanes)
+        vec = dividing_vector(channels, kernel.lanes)
         rows = next(r for r in schedule_parameters()["conv"]["window_row_tiles"] if out_w % r == 0)
         _inline_before(kernel, pool)
         n, h, w, c, kh, kw = sch.get_loops(pool)
@@ -116,7 +109,7 @@ class ChannelVectorReductionRule:
         loops = sch.get_loops(block)
         spatial, reduce = loops[: types.count("0")], loops[types.count("0") :]
         channels = loop_extent(sch, spatial[-1])
-        vec = _vector(channels, kernel.lanes)
+        vec = dividing_vector(channels, kernel.lanes)
         _inline_before(kernel, block)
         co, cv = sch.split(spatial[-1], [None, vec])
         sch.reorder(*spatial[:-1], co, *reduce, cv)
