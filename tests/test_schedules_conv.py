@@ -137,3 +137,15 @@ def test_epilogue_runs_on_each_output_tile_not_as_a_second_sweep(name):
     scheduled = schedule_kernel(func, name, 16, load_target("host"), frozenset(constants), CPU_RULES)
     text = scheduled.script()
     assert text.count("T.parallel(") == 1 + ("pad_temp" in text)
+
+
+def test_row_sums_partial_sums_run_inside_each_rows_parallel_task():
+    """The lane-wise partial sums (rfactor) of a row run in that row's task: where rfactor left
+    them they were one serial sweep over every row before the parallel loop (EfficientFormer-L1's
+    3136 x 48 row sum: 44.5 -> 11.7 us)."""
+    func, constants = KERNELS["row-sum"][0]()
+    scheduled = schedule_kernel(func, "row-sum", 16, load_target("host"), frozenset(constants), CPU_RULES)
+    text = scheduled.script()
+    assert "_rf" in text  # the partial sums are there
+    outermost = [line for line in text.splitlines() if line.startswith("    for ")]
+    assert outermost and all("T.parallel" in line for line in outermost)

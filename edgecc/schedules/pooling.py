@@ -148,12 +148,19 @@ class SingleRowReductionRule:
         *rows, k = sch.get_loops(block)
         extent = loop_extent(sch, k)
         row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
-        if extent and extent % kernel.lanes == 0 and extent > kernel.lanes:
+        vec = dividing_vector(extent, kernel.lanes) if extent else 1
+        if vec > 1 and extent > vec:
             # one partial sum per lane, then across the lanes (before the epilogue moves: rfactor
             # needs the reduction's loop nest as it is)
-            _, lane = sch.split(k, [None, kernel.lanes])
+            _, lane = sch.split(k, [None, vec])
             partial = sch.rfactor(lane, 1)
-            sch.vectorize(sch.get_loops(partial)[-1])
+            # the partial sums of a row inside that row's parallel task: left where rfactor puts
+            # them, they ran as one serial sweep over all rows before the parallel loop
+            sch.compute_at(partial, row)
+            *_, first, second = sch.get_loops(partial)
+            lane, rest = (first, second) if loop_extent(sch, first) == vec else (second, first)
+            sch.reorder(rest, lane)
+            sch.vectorize(lane)
         _epilogue_onto(kernel, block, row, 1)
         sch.parallel(row)
         return []
