@@ -125,11 +125,11 @@ def kernel_families(kernels: list[dict], machine: Machine) -> list[dict]:
     families = []
     for source, members in groups.items():
         ms = sum(k["total_ms"] for k in members)
-        flops = sum(k["flops"] * k["calls"] for k in members)
         by_precision: dict[str, float] = {}
         for k in members:
             by_precision[k["precision"]] = by_precision.get(k["precision"], 0.0) + k["flops"] * k["calls"]
-        precision = max(by_precision, key=by_precision.get) if by_precision else "fp32"
+        flops = sum(by_precision.values())
+        precision = max(by_precision, key=by_precision.get)
         gflops = flops / (ms * 1e6) if ms else 0.0
         peak = machine.peak(precision)
         families.append(

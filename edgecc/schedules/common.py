@@ -130,6 +130,26 @@ def dividing_vector(extent: int, lanes: int) -> int:
     return vec
 
 
+def lane_partials(sch, block, lanes: int):
+    """(partial block, lanes used) after splitting `block`'s innermost reduction into one partial
+    result per vector lane (rfactor) on the widest vector dividing it, or None when it is too short."""
+    reduce_loop = sch.get_loops(block)[-1]
+    extent = loop_extent(sch, reduce_loop)
+    vec = dividing_vector(extent, lanes) if extent else 1
+    if vec <= 1 or extent <= vec:
+        return None
+    _, lane = sch.split(reduce_loop, [None, vec])
+    return sch.rfactor(lane, len(sch.get_loops(block)) - 2), vec
+
+
+def vectorize_lanes(sch, partial, vec: int) -> None:
+    """The lane loop of a `lane_partials` block innermost and vectorised, the rest of its reduction around it."""
+    *_, first, second = sch.get_loops(partial)
+    lane, rest = (first, second) if loop_extent(sch, first) == vec else (second, first)
+    sch.reorder(rest, lane)
+    sch.vectorize(lane)
+
+
 def vectorize_innermost(sch, block, vec: int) -> None:
     loops = sch.get_loops(block)
     if not loops:

@@ -20,6 +20,8 @@ the copy would double its traffic).
 
 from __future__ import annotations
 
+import math
+
 from tvm import DataType
 
 from edgecc.schedules.common import dividing_vector, iter_types, loop_extent, vectorize_innermost
@@ -155,18 +157,11 @@ def _pixels_outer(kernel: KernelView, conv, conv_shape: list[int]) -> bool:
     *_, kh, kw, ci = sch.get_loops(conv)  # before the reorder, the reduction loops come last
     weight = loop_extent(sch, kh) * loop_extent(sch, kw) * loop_extent(sch, ci) * conv_shape[3]
     source = stmt.reads[0].source  # the (padded) input
-    activations = _elements(source.shape) + _elements(conv_shape)
+    activations = math.prod(int(d) for d in source.shape) + math.prod(conv_shape)
     element = DataType(str(source.dtype)).bits // 8
     return weight * element <= params["pixels_outer_max_weight_kib"] * 1024 and (
         weight * params["pixels_outer_activation_ratio"] <= activations
     )
-
-
-def _elements(shape) -> int:
-    count = 1
-    for extent in shape:
-        count *= int(extent)
-    return count
 
 
 class Conv2dNHWCRule:

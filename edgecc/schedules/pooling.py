@@ -14,7 +14,14 @@ parallel loop over rows, the row reduced in vector lanes (rfactor) then across t
 
 from __future__ import annotations
 
-from edgecc.schedules.common import dividing_vector, iter_types, loop_extent, vectorize_innermost
+from edgecc.schedules.common import (
+    dividing_vector,
+    iter_types,
+    lane_partials,
+    loop_extent,
+    vectorize_innermost,
+    vectorize_lanes,
+)
 from edgecc.schedules.conv import block_name, extents
 from edgecc.schedules.parameters import schedule_parameters
 from edgecc.schedules.rule import KernelView
@@ -145,22 +152,16 @@ class SingleRowReductionRule:
         sch = kernel.sch
         block = self._reduction(kernel)
         _inline_before(kernel, block)
-        *rows, k = sch.get_loops(block)
-        extent = loop_extent(sch, k)
+        *rows, _ = sch.get_loops(block)
         row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
-        vec = dividing_vector(extent, kernel.lanes) if extent else 1
-        if vec > 1 and extent > vec:
-            # one partial sum per lane, then across the lanes (before the epilogue moves: rfactor
-            # needs the reduction's loop nest as it is)
-            _, lane = sch.split(k, [None, vec])
-            partial = sch.rfactor(lane, 1)
+        # one partial sum per lane, then across the lanes (before the epilogue moves: rfactor
+        # needs the reduction's loop nest as it is)
+        partial = lane_partials(sch, block, kernel.lanes)
+        if partial is not None:
             # the partial sums of a row inside that row's parallel task: left where rfactor puts
             # them, they ran as one serial sweep over all rows before the parallel loop
-            sch.compute_at(partial, row)
-            *_, first, second = sch.get_loops(partial)
-            lane, rest = (first, second) if loop_extent(sch, first) == vec else (second, first)
-            sch.reorder(rest, lane)
-            sch.vectorize(lane)
+            sch.compute_at(partial[0], row)
+            vectorize_lanes(sch, *partial)
         _epilogue_onto(kernel, block, row, 1)
         sch.parallel(row)
         return []

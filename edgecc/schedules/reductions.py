@@ -15,11 +15,13 @@ from edgecc.schedules.common import (
     child_blocks,
     dividing_vector,
     iter_types,
+    lane_partials,
     live_blocks,
     loop_extent,
     stored_dtype,
     try_inline,
     vectorize_innermost,
+    vectorize_lanes,
 )
 from edgecc.schedules.rule import KernelView
 
@@ -49,15 +51,7 @@ class RowReductionRule:
 def schedule_row_reduction(sch, blocks, lanes: int) -> None:
     # A row that is no whole number of full vectors (TinyBERT's 312) takes the widest vector that
     # divides it: at full width only, its LayerNorm's sums ran as scalar chains (45 -> 12 us a call).
-    partials = []
-    for block in blocks:
-        if "2" in iter_types(sch, block):
-            reduce_loop = sch.get_loops(block)[-1]
-            extent = loop_extent(sch, reduce_loop)
-            vec = dividing_vector(extent, lanes) if extent else 1
-            if vec > 1 and extent > vec:
-                _, lane = sch.split(reduce_loop, [None, vec])
-                partials.append((sch.rfactor(lane, len(sch.get_loops(block)) - 2), vec))
+    partials = [lane_partials(sch, block, lanes) for block in blocks if "2" in iter_types(sch, block)]
     blocks = child_blocks(sch)
     last = blocks[-1]
     for block in blocks[:-1]:
@@ -74,8 +68,5 @@ def schedule_row_reduction(sch, blocks, lanes: int) -> None:
             continue
         extent = loop_extent(sch, sch.get_loops(block)[-1]) or 1
         vectorize_innermost(sch, block, dividing_vector(extent, lanes))
-    for partial, vec in partials:  # lanes innermost and vectorised, the rest of the reduction around it
-        _, first, second = sch.get_loops(partial)
-        lane, rest = (first, second) if loop_extent(sch, first) == vec else (second, first)
-        sch.reorder(rest, lane)
-        sch.vectorize(lane)
+    for partial in filter(None, partials):
+        vectorize_lanes(sch, *partial)
