@@ -150,6 +150,13 @@ def _amx_int8():
     return tile_instruction(load_target("host"), "int8") is not None
 
 
+def _vnni():
+    from edgecc.schedules.matmul_dot import VPDPBUSD, target_features
+    from edgecc.targets import load_target
+
+    return VPDPBUSD.feature in target_features(load_target("host"))
+
+
 def _int8_attention_reference(q, kt, v, bias):
     def codes(x, axis):
         scale = np.abs(x).max(axis=axis, keepdims=True) / 127
@@ -161,9 +168,16 @@ def _int8_attention_reference(q, kt, v, bias):
     return (np.round(exps * 255) @ vi) * vs / 255 / exps.sum(axis=-1, keepdims=True)
 
 
-@pytest.mark.skipif(not _amx_int8(), reason="this CPU (or its Linux) has no AMX-INT8 tiles")
-@pytest.mark.parametrize("dim", [32, 64])  # 32: the head dim zero-padded to one 64-byte tile row
-def test_int8_tiles_compute_both_products_on_amx_within_int8_rounding(rng, dim):
+INT8_PRODUCTS = [
+    pytest.param("int8", marks=pytest.mark.skipif(not _amx_int8(), reason="this CPU (or its Linux) has no AMX-INT8")),
+    pytest.param("int8-vnni", marks=pytest.mark.skipif(not _vnni(), reason="this CPU has no AVX-512 VNNI")),
+]
+INT8_LABELS = {"int8": "INT8 on AMX tdpbssd / tdpbusd", "int8-vnni": "INT8 on vpdpbusd"}
+
+
+@pytest.mark.parametrize("int8", INT8_PRODUCTS)
+@pytest.mark.parametrize("dim", [32, 64])  # 32: the head dim zero-padded to one 64-byte AMX tile row
+def test_int8_products_are_that_integer_math_within_int8_rounding(rng, dim, int8):
     from edgecc.schedules.attention import uses_tiles
     from edgecc.targets import load_target
 
@@ -174,23 +188,23 @@ def test_int8_tiles_compute_both_products_on_amx_within_int8_rounding(rng, dim):
     inputs = [q * dim**-0.25, kt * dim**-0.25, v, bias]  # logits of unit spread, as 1/sqrt(d) gives
     expected = build_on_host(mod)(inputs)[0]
     results = {}
-    for precision in ("int8", "bf16"):
+    for precision in (int8, "bf16"):
         fuse = FuseAttention(lanes=16, tiles=precision)  # untimed: INT8 wherever it fits
         after = fuse(mod)
         kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+        if precision == "bf16" and (dim % 32 or not _amx_bf16()):
+            continue
         assert uses_tiles(kernel) == precision and fuse.stats.on_tiles == {precision: 1}
         results[precision] = build_on_host(after, host)(inputs)[0]
-        if precision == "int8":
-            assert "INT8 on AMX tdpbssd / tdpbusd" in fuse.stats.summary()
-    int8_error, bf16_error = (
-        np.linalg.norm(results[p] - expected) / np.linalg.norm(expected) for p in ("int8", "bf16")
-    )
+        if precision == int8:
+            assert INT8_LABELS[int8] in fuse.stats.summary()
+    errors = {p: np.linalg.norm(r - expected) / np.linalg.norm(expected) for p, r in results.items()}
     # Q, K, V as 127 steps of their row / key / column maxima, probabilities as 255ths: coarser than
     # bf16's 8 significant bits, and still within 2% (RMS) of the output
-    assert bf16_error < int8_error < 2e-2
+    assert errors.get("bf16", 0) < errors[int8] < 2e-2
     # and it is that integer math (bench/int8_attention_accuracy.py's), up to float rounding
     simulated = _int8_attention_reference(*inputs)
-    assert np.linalg.norm(results["int8"] - simulated) / np.linalg.norm(simulated) < 0.1 * int8_error
+    assert np.linalg.norm(results[int8] - simulated) / np.linalg.norm(simulated) < 0.1 * errors[int8]
 
 
 @pytest.mark.skipif(not _amx_int8(), reason="this CPU (or its Linux) has no AMX-INT8 tiles")
@@ -214,6 +228,40 @@ def test_int8_attention_is_kept_only_where_it_times_faster_than_bf16(rng):
     np.testing.assert_allclose(build_on_host(after, host)(inputs)[0], expected, atol=3e-2 * np.abs(expected).max())
 
 
+@pytest.mark.skipif(not _vnni(), reason="this CPU has no AVX-512 VNNI")
+def test_vnni_int8_attention_is_kept_only_where_it_times_faster_than_fp32(rng):
+    from edgecc.schedules.attention import uses_tiles
+    from edgecc.targets import load_target
+
+    host = load_target("host").tvm()
+    mod = attention_module(heads=2, seq=64, dim=64)
+    fuse = FuseAttention(lanes=16, tiles="int8-vnni", timing_target=host)
+    after = fuse(mod)
+    (timing,) = fuse.stats.tile_timings
+    assert timing["int8"] == "int8-vnni" and timing["int8_us"] > 0 and timing["fp32_us"] > 0
+    faster = "int8-vnni" if timing["int8_us"] < timing["fp32_us"] else "fp32"
+    assert timing["kept"] == faster
+    kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+    assert (uses_tiles(kernel) or "fp32") == faster
+    assert "INT8 against FP32 timed here" in fuse.stats.summary() and f"{faster} kept" in fuse.stats.summary()
+    inputs = _attention_inputs(rng, seq=64, heads=2, dim=64)
+    expected = build_on_host(mod)(inputs)[0]
+    np.testing.assert_allclose(build_on_host(after, host)(inputs)[0], expected, atol=3e-2 * np.abs(expected).max())
+
+
+def test_vnni_products_need_whole_vectors_of_keys_and_values():
+    from edgecc.schedules.attention import uses_tiles
+
+    for seq, dim, fits in ((64, 32, True), (24, 32, False), (64, 40, False)):  # 24 keys, 40 values: no whole vectors
+        fuse = FuseAttention(lanes=16, tiles="int8-vnni")
+        kernel = next(
+            f
+            for gv, f in fuse(attention_module(heads=2, seq=seq, dim=dim)).functions_items()
+            if gv.name_hint == "fused_attention"
+        )
+        assert (uses_tiles(kernel) == "int8-vnni") == fits
+
+
 def test_attention_goes_on_the_tiles_only_for_bf16_int8_and_mixed_on_an_amx_cpu():
     from edgecc.options import CompileOptions
     from edgecc.passes.attention.fuse_attention import attention_on_tiles
@@ -224,7 +272,7 @@ def test_attention_goes_on_the_tiles_only_for_bf16_int8_and_mixed_on_an_amx_cpu(
         assert not attention_on_tiles(CompileOptions(precision=precision), host)
     for precision in ("bf16", "mixed"):
         assert attention_on_tiles(CompileOptions(precision=precision), host) == ("bf16" if _amx_bf16() else None)
-    int8_tiles = "int8" if _amx_int8() else "bf16" if _amx_bf16() else None
+    int8_tiles = "int8" if _amx_int8() else "int8-vnni" if _vnni() else "bf16" if _amx_bf16() else None
     assert attention_on_tiles(CompileOptions(precision="int8"), host) == int8_tiles
     for precision in ("bf16", "int8", "mixed"):
         assert not attention_on_tiles(CompileOptions(precision=precision, target="raspberry-pi-5"), pi5)

@@ -49,6 +49,7 @@ def graph_passes(options, target) -> list:
     from edgecc.passes.pad_matmul_columns import PadMatmulColumns
     from edgecc.passes.precision import precision_passes
     from edgecc.passes.sink_reshapes_below_elementwise import SinkReshapesBelowElementwise
+    from edgecc.schedules.attention import INT8_PRODUCTS
 
     passes = []
     if backend_for(target).nhwc_convs:
@@ -66,7 +67,7 @@ def graph_passes(options, target) -> list:
             from edgecc.passes.precision.low_precision_timing import runs_here
 
             tiles = attention_on_tiles(options, target)
-            timing_target = target.tvm() if tiles == "int8" and runs_here(options, target) else None
+            timing_target = target.tvm() if tiles in INT8_PRODUCTS and runs_here(options, target) else None
             passes += [
                 FuseAttention(lanes=lanes, fast_math=options.fast_math, tiles=tiles, timing_target=timing_target),
                 FoldTransposesIntoMatmuls(lanes=lanes),

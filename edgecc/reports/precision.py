@@ -86,12 +86,22 @@ def _pass_blocks(name: str, stats: dict) -> list:
     if stats.get("tile_timings"):
         blocks.append(
             Table(
-                ["attention (Q, K^T, V)", "attentions", "int8 us", "bf16 us", "kept"],
+                ["attention (Q, K^T, V)", "attentions", "int8 us", "bf16 us", "fp32 us", "kept"],
                 [
-                    [t["plan"], t["attentions"], f"{t['int8_us']:.1f}", cell(t.get("bf16_us")), t["kept"]]
+                    [
+                        t["plan"],
+                        t["attentions"],
+                        f"{t['int8_us']:.1f}",
+                        cell(t.get("bf16_us")),
+                        cell(t.get("fp32_us")),
+                        t["kept"],
+                    ]
                     for t in stats["tile_timings"]
                 ],
-                caption="Each attention timed with INT8 and with BF16 products here; the faster is kept.",
+                caption=(
+                    "Each attention timed with INT8 products and with BF16 ones (AMX) or FP32 ones (VNNI) here;"
+                    " the faster is kept."
+                ),
             )
         )
     if stats.get("pareto_front"):

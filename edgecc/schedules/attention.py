@@ -18,6 +18,7 @@ from tvm import te, tirx, topi
 
 from edgecc.passes._layout_chains import static_shape
 from edgecc.schedules import attention_amx as amx
+from edgecc.schedules import attention_vnni as vnni
 from edgecc.schedules.common import (
     FAILURES_ATTR,
     OPAQUE_PATTERN,
@@ -38,6 +39,13 @@ SCORE_ACCUMULATORS, SCORE_VECTORS = 8, 4
 WEIGHTED_ACCUMULATORS = 12  # rows x value vectors of the weighted sum held in registers
 LANES = 8  # float32 lanes the inner loops are split by, unless the caller passes the target's
 MIN_PARALLEL_HEADS = 8  # fewer (batch x heads) than this: row blocks become parallel tasks too
+# how QK^T and PV can run besides FP32: their TE stages and their schedule
+PRODUCTS = {  # (stages, the module whose schedule_products schedules them)
+    amx.BF16: (amx.Bf16Products, amx),
+    amx.INT8: (amx.Int8Products, amx),
+    vnni.INT8_VNNI: (vnni.VnniInt8Products, vnni),
+}
+INT8_PRODUCTS = (amx.INT8, vnni.INT8_VNNI)
 
 
 def attention_te(
@@ -53,7 +61,8 @@ def attention_te(
 ):
     """TE stages of the fused attention; the last one is the output. `tables`: for "q", "kt" and
     "v", TE tensors standing for the index constants of that chain's `take` steps. `tiles`: the
-    products' precision on AMX tiles, "bf16" or "int8" (edgecc.schedules.attention_amx)."""
+    products' precision and instructions, a key of PRODUCTS: "bf16" or "int8" on AMX tiles
+    (edgecc.schedules.attention_amx), "int8-vnni" on vpdpbusd (edgecc.schedules.attention_vnni)."""
     tables = tables or {}
     q_value, kt_value, v_value = (
         (lambda src, i, chain=chain, name=name: chain.value(src, i, tables.get(name, ())))
@@ -69,7 +78,7 @@ def attention_te(
     tiled = None
     if tiles:  # the products' own stages, packs and Q included
         operands = (lambda i: q_value(q_src, i), lambda i: kt_value(kt_src, i), lambda i: v_value(v_src, i))
-        tiled = amx.PRODUCT_STAGES[tiles](plan, *operands)
+        tiled = PRODUCTS[tiles][0](plan, *operands)
     else:
         kt_packed = te.compute((*batch, dim, keys), lambda *i: kt_value(kt_src, list(i)), name="attn_kt_pack")
         if ones_column:
@@ -233,12 +242,19 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None =
     else:
         rounded = ["attn_exp_rounded"] if tiles else []
         stages = ["attn_weighted", "attn_total", *(["attn_sum_partial"] if vector_keys else []), *rounded, exp_name]
-    int8 = tiles == amx.INT8
+    int8 = tiles in INT8_PRODUCTS
     row_stages = (*stages, "attn_max", *(["attn_max_partial"] if vector_keys else []), "attn_scores", "attn_q_pack")
-    for name in (*row_stages, *(["attn_q_absmax"] if int8 else [])):
+    # the scales after the packs that read them, each row's (key's) partial maxima in its parallel task
+    # on VNNI each row's (key's) partial maxima run in its parallel task; moved there, the AMX kernel
+    # fails to build (a tile access to a merged float32 buffer), so there they stay one serial sweep
+    in_task = tiles == vnni.INT8_VNNI
+    q_scale = ["attn_q_inverse", "attn_q_absmax", *(["attn_q_absmax_partial"] if in_task else [])]
+    for name in (*row_stages, *(q_scale if int8 else [])):
         sch.compute_at(block(name), rows_at)
-    scales = ["attn_v_absmax", "attn_k_absmax"] if int8 else []  # after the packs that read them
-    for name in ("attn_v_pack", "attn_kt_pack", *scales):
+    scales = ["attn_v_inverse", "attn_v_absmax", "attn_k_inverse", "attn_k_absmax"]
+    scales = [*scales, *(["attn_k_absmax_partial"] if in_task else [])] if int8 else []
+    k_sums = ["attn_k_sum"] if tiles == vnni.INT8_VNNI else []  # before the K^T pack it reads
+    for name in (*k_sums, "attn_v_pack", "attn_kt_pack", *scales):
         sch.compute_at(block(name), pack_at)
     if not ones_column and not tiles and plan.value_dim % lanes == 0:
         # each key's value row is contiguous, whether or not a gather picked the key
@@ -260,7 +276,7 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None =
             sch.vectorize(p_lane)
             sch.decompose_reduction(partial, p_to)
     if tiles:
-        amx.schedule_products(sch, plan, pack_at, tiles)
+        PRODUCTS[tiles][1].schedule_products(sch, plan, pack_at, tiles)
     else:
         _schedule_products(sch, plan, rows, lanes, ones_column)
     exps = block(exp_name)
@@ -323,10 +339,9 @@ def _has_block(sch, name: str) -> bool:
 def attention_kernel(
     plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES, tiles: str | None = None
 ) -> tirx.PrimFunc:
-    """The fused kernel for `plan`; `tiles`: QK^T and PV on AMX in that precision, "bf16" or "int8"
-    (edgecc.schedules.attention_amx), where they fit, else FP32 (and a tile schedule that fails says so
-    on the kernel)."""
-    precision = amx.fitting_precision(plan, tiles) if tiles else None
+    """The fused kernel for `plan`; `tiles`: QK^T and PV in that precision and on those instructions (a
+    key of PRODUCTS) where they fit, else FP32 (and a product schedule that fails says so on the kernel)."""
+    precision = _fitting_products(plan, tiles) if tiles else None
     if precision:
         func = _attention_kernel(plan, fast_math, lanes, tiles=precision)
         if schedule_source(func) is not None:
@@ -336,8 +351,14 @@ def attention_kernel(
     return _attention_kernel(plan, fast_math, lanes)
 
 
+def _fitting_products(plan: AttentionPlan, tiles: str) -> str | None:
+    if tiles == vnni.INT8_VNNI:
+        return tiles if vnni.fits(plan) else None
+    return amx.fitting_precision(plan, tiles)
+
+
 def uses_tiles(kernel) -> str | None:
-    """The precision a fused attention kernel computes its products in on AMX tiles, None if it does not."""
+    """The PRODUCTS key a fused attention kernel computes its products with, None for FP32."""
     precision = kernel.attrs.get(amx.TILES_ATTR) if kernel.attrs else None
     return str(precision) if precision else None
 

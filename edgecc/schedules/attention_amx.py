@@ -142,12 +142,14 @@ class Int8Products:
     """The TE stages of the INT8 products (module docstring). `q_value(i)`, `kt_value(i)`, `v_value(i)`:
     the FP32 operand element at [.., row, column]."""
 
+    q_dtype, q_offset = "int8", 0  # how Q's codes are stored: code + offset
+
     def __init__(self, plan: AttentionPlan, q_value, kt_value, v_value):
         from tvm import te, tirx
 
         self.plan = plan
         batch, dim = plan.batch, plan.dim
-        depth = padded_depth(plan, INT8)
+        self.depth = depth = self.padded_depth(plan)
 
         def absmax(value, extent: int, shape, name: str, over_rows: bool):
             if over_rows:  # V's columns: a vector of columns per key, in memory order
@@ -164,8 +166,14 @@ class Int8Products:
             lane = te.reduce_axis((0, lanes), name + "_lane")
             return te.compute(shape, lambda *i: te.max(partial[(*i, lane)], axis=lane), name=name)
 
-        def code(value, scale):
-            inverse = tirx.const(float(CODES), "float32") / tirx.max(scale, tirx.const(1e-30, "float32"))
+        def inverse(scale, name: str):  # once per row / key / column, not a division per element
+            return te.compute(
+                scale.shape,
+                lambda *i: tirx.const(float(CODES), "float32") / tirx.max(scale[i], tirx.const(1e-30, "float32")),
+                name=name,
+            )
+
+        def code(value, inverse):
             return tirx.round(value * inverse)
 
         self.q_absmax = absmax(q_value, dim, (*batch, plan.seq), "attn_q_absmax", over_rows=False)
@@ -174,11 +182,16 @@ class Int8Products:
             lambda i: kt_value([*i[:-2], i[-1], i[-2]]), dim, (*batch, plan.keys), "attn_k_absmax", over_rows=False
         )
         self.v_absmax = absmax(v_value, plan.keys, (*batch, plan.value_dim), "attn_v_absmax", over_rows=True)
+        q_inverse, k_inverse, v_inverse = (
+            inverse(scale, f"attn_{name}_inverse")
+            for scale, name in ((self.q_absmax, "q"), (self.k_absmax, "k"), (self.v_absmax, "v"))
+        )
 
         def q_code(*i):
             *lead, row, d = i
-            value = code(q_value([*lead, row, tirx.min(d, dim - 1)]), self.q_absmax[(*lead, row)])
-            return tirx.Cast("int8", tirx.if_then_else(d < dim, value, tirx.const(0.0, "float32")))
+            value = code(q_value([*lead, row, tirx.min(d, dim - 1)]), q_inverse[(*lead, row)])
+            value = tirx.if_then_else(d < dim, value, tirx.const(0.0, "float32")) + float(self.q_offset)
+            return tirx.Cast(self.q_dtype, tirx.Cast("int32", value))
 
         self.q_pack = te.compute((*batch, plan.seq, depth), q_code, name="attn_q_pack")
 
@@ -189,14 +202,18 @@ class Int8Products:
 
             return b_tile_pack(plan, element, padded_rows, columns, TDPBUSD.group, name)
 
-        self.kt_pack = pack(kt_value, self.k_absmax, dim, depth, plan.keys, "attn_kt_pack")
-        self.v_pack = pack(v_value, self.v_absmax, plan.keys, plan.keys, plan.value_dim, "attn_v_pack")
+        self.kt_pack = pack(kt_value, k_inverse, dim, depth, plan.keys, "attn_kt_pack")
+        self.v_pack = pack(v_value, v_inverse, plan.keys, plan.keys, plan.value_dim, "attn_v_pack")
+
+    @staticmethod
+    def padded_depth(plan: AttentionPlan) -> int:
+        return padded_depth(plan, INT8)
 
     def scores(self):
         """Sum over the padded head dim of int8 Q x int8 K, int32."""
         from tvm import te, tirx
 
-        d = te.reduce_axis((0, padded_depth(self.plan, INT8)), "d")
+        d = te.reduce_axis((0, self.depth), "d")
         return te.compute(
             (*self.plan.batch, self.plan.seq, self.plan.keys),
             lambda *i: te.sum(
@@ -213,7 +230,11 @@ class Int8Products:
 
         *lead, row, key = i
         scale = self.q_absmax[(*lead, row)] * self.k_absmax[(*lead, key)] * tirx.const(1.0 / CODES**2, "float32")
-        return tirx.Cast("float32", scores[i]) * scale
+        return tirx.Cast("float32", self.code_product(scores, i)) * scale
+
+    def code_product(self, scores, i):
+        """The int32 dot product of Q's and K's codes behind scores[i]."""
+        return scores[i]
 
     def weighted(self, exps):
         """The probabilities as u8 steps and the int32 sum of them x int8 V."""
@@ -245,9 +266,6 @@ class Int8Products:
         return tirx.Cast("float32", weighted[i]) * scale
 
 
-PRODUCT_STAGES = {BF16: Bf16Products, INT8: Int8Products}
-
-
 def _tiled_code(packed, lead, row, column):
     return b_tile_element(packed, lead, row, column, TDPBUSD.group)
 
@@ -272,14 +290,14 @@ def schedule_products(sch, plan: AttentionPlan, pack_at, precision: str = BF16) 
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(rows_loop, register_tile_intrinsic(ins, TILE_ROWS, cols, k, bits=precision == BF16))
     if precision == INT8:
-        _schedule_int8_stages(sch)
+        schedule_int8_stages(sch)
     exps = block("attn_exp_rounded")
     *_, lanes = sch.get_loops(exps)
     _, vector = sch.split(lanes, [None, TILE_ROWS])
     sch.vectorize(vector)
 
 
-def _schedule_int8_stages(sch) -> None:
+def schedule_int8_stages(sch) -> None:
     """Vectorize the quantization: the scales' partial maxima and the packs, along memory order."""
     block = sch.get_sblock
     for name in ("attn_q_absmax_partial", "attn_k_absmax_partial"):

@@ -17,7 +17,7 @@ from tvm import relax
 
 from edgecc.passes._bindings import replace_bindings
 from edgecc.passes.attention.pattern import AttentionMatcher
-from edgecc.schedules.attention import LANES, attention_kernel, uses_tiles
+from edgecc.schedules.attention import INT8_PRODUCTS, LANES, attention_kernel, uses_tiles
 from edgecc.schedules.common import FAILURES_ATTR
 
 _BF16_TILES = "BF16 where the AMX tiles fit (QK^T and PV on tdpbf16ps, FP32 accumulation; softmax FP32)"
@@ -27,23 +27,36 @@ ATTENTION_ON_TILES = {
         "INT8 where the AMX tiles fit and it times faster than BF16 here (QK^T on tdpbssd, PV on tdpbusd, "
         "scales per call; softmax FP32), else " + _BF16_TILES + ", else FP32"
     ),
+    "int8-vnni": (
+        "INT8 on AVX-512 VNNI where the keys and value dim are whole vectors and it times faster than FP32 "
+        "here (QK^T and PV on vpdpbusd, scales per call; softmax FP32), else FP32"
+    ),
+}
+PRODUCT_LABELS = {
+    "int8": "INT8 on AMX tdpbssd / tdpbusd",
+    "bf16": "BF16 on AMX tdpbf16ps",
+    "int8-vnni": "INT8 on vpdpbusd",
 }
 
 
 def attention_on_tiles(options, target) -> str | None:
-    """The precision the fused attention computes its products in on AMX, or None (FP32): with
-    --precision bf16, int8 or mixed, on a CPU target whose AMX edgecc uses (the fused attention is
-    a CPU kernel). INT8 needs AMX-INT8 and is still timed against BF16 (time_attention_tiles);
-    without it int8 compiles take BF16, more precise than the dense layers and faster than FP32.
+    """How the fused attention computes its products (a key of edgecc.schedules.attention.PRODUCTS),
+    or None (FP32): with --precision bf16, int8 or mixed, on a CPU target (the fused attention is a
+    CPU kernel) with AMX or, for int8, AVX-512 VNNI. INT8 on AMX-INT8 is still timed against BF16
+    and INT8 on VNNI against FP32 (time_attention_tiles); with AMX-BF16 only, int8 compiles take
+    BF16, more precise than the dense layers and faster than FP32.
     Mixed takes BF16: its search budgets the dense layers only, and BF16 attention costs MiniLM
     ~1e-5 of embedding cosine (the report's accuracy step measures the whole model either way)."""
     from edgecc.backends import backend_for
     from edgecc.schedules.matmul_amx import tile_instruction
+    from edgecc.schedules.matmul_dot import VPDPBUSD, dot_instruction
 
     if options.precision not in ("bf16", "int8", "mixed") or not options.fusion or not backend_for(target).cpu_kernels:
         return None
     if options.precision == "int8" and tile_instruction(target, "int8") is not None:
         return "int8"
+    if options.precision == "int8" and dot_instruction(target, "int8") == VPDPBUSD:
+        return "int8-vnni"
     return "bf16" if tile_instruction(target, "bf16") is not None else None
 
 
@@ -52,16 +65,15 @@ class FuseAttentionStats:
     attentions_fused: int = 0
     on_tiles: dict = field(default_factory=dict)  # precision -> attentions with QK^T and PV on AMX tiles in it
     tiles_asked: str | None = None
-    tile_timings: tuple = ()  # TileTiming.to_dict() of each plan timed INT8 against BF16
-    timing: str = ""  # how INT8 against BF16 was decided, when INT8 was asked
+    tile_timings: tuple = ()  # TileTiming.to_dict() of each plan timed INT8 against BF16 or FP32
+    timing: str = ""  # how INT8 against BF16 or FP32 was decided, when INT8 was asked
     tile_failures: int = 0  # attentions the tiles fit whose tile schedule failed (kept FP32)
 
     def summary(self) -> str:
         text = f"attention: {self.attentions_fused} fused"
         if not self.tiles_asked:
             return text + ", QK^T and PV in FP32"
-        labels = {"int8": "INT8 on AMX tdpbssd / tdpbusd", "bf16": "BF16 on AMX tdpbf16ps"}
-        parts = [f"QK^T and PV of {n} in {labels[p]}" for p, n in self.on_tiles.items() if n]
+        parts = [f"QK^T and PV of {n} in {PRODUCT_LABELS[p]}" for p, n in self.on_tiles.items() if n]
         kept = self.attentions_fused - sum(self.on_tiles.values()) - self.tile_failures
         if kept:
             parts.append(f"{kept} in FP32 (head dim or keys not a multiple of 32, or gathered operands)")
@@ -77,9 +89,10 @@ class FuseAttention:
 
     `lanes`: float32 lanes of the target's vectors (edgecc.schedules.vector_lanes).
     `fast_math`: exp as TVM's fast_exp polynomial (what the pipeline's FastMathTransform gives softmax).
-    `tiles`: QK^T and PV on AMX tiles in that precision where they fit (`attention_on_tiles`).
-    `timing_target`: for INT8 tiles, the TVM target of this machine to time each plan's INT8 kernel
-    against its BF16 one on (time_attention_tiles); None (a board): INT8 where it fits, untimed.
+    `tiles`: QK^T and PV in that precision, on those instructions, where they fit (`attention_on_tiles`).
+    `timing_target`: for INT8, the TVM target of this machine to time each plan's INT8 kernel against
+    its BF16 one (AMX) or FP32 one (VNNI) on (time_attention_tiles); None (a board): INT8 where it
+    fits, untimed.
     """
 
     def __init__(self, lanes: int = LANES, fast_math: bool = True, tiles: str | None = None, timing_target=None):
@@ -91,15 +104,17 @@ class FuseAttention:
 
     def _kernel(self, plan, out_shape, timed: dict):
         kernel = attention_kernel(plan, self.fast_math, self.lanes, self.tiles)
-        if uses_tiles(kernel) != "int8" or self.timing_target is None:
+        int8 = uses_tiles(kernel)
+        if int8 not in INT8_PRODUCTS or self.timing_target is None:
             return kernel
         key = tvm_ffi.structural_hash(kernel)  # equal plans give equal kernels
         if key not in timed:
             from edgecc.passes.attention.time_attention_tiles import time_plan
 
-            bf16 = attention_kernel(plan, self.fast_math, self.lanes, "bf16")
-            kernels = {"int8": kernel, "bf16": bf16} if uses_tiles(bf16) == "bf16" else {"int8": kernel}
-            timed[key] = time_plan(plan, kernels, out_shape, self.timing_target)
+            rival = attention_kernel(plan, self.fast_math, self.lanes, "bf16" if int8 == "int8" else None)
+            timed[key] = time_plan(
+                plan, {int8: kernel, uses_tiles(rival) or "fp32": rival}, out_shape, self.timing_target
+            )
         timing = timed[key]
         timing.attentions += 1
         return timing.kernels[timing.kept]
@@ -138,9 +153,12 @@ class FuseAttention:
         if timed:
             from edgecc.passes.precision.low_precision_timing import loaded_machine_caveat
 
-            timing = "INT8 against BF16 timed here: " + ", ".join(t.summary() + " kept" for t in timed.values())
+            rivals = sorted({t.rival.upper() for t in timed.values() if t.rival})
+            timing = f"INT8 against {' / '.join(rivals)} timed here: " + ", ".join(
+                t.summary() + " kept" for t in timed.values()
+            )
             timing += loaded_machine_caveat("either precision may win on a quiet one")
-        elif self.tiles == "int8" and self.timing_target is None:
+        elif self.tiles in INT8_PRODUCTS and self.timing_target is None:
             timing = "INT8 untimed (the target does not run here)"
         tile_timings = tuple(t.to_dict() for t in timed.values())
         self.stats = FuseAttentionStats(fused[0], on_tiles, self.tiles, tile_timings, timing, failed[0])

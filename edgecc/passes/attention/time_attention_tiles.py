@@ -1,11 +1,12 @@
-"""INT8 attention only where it is faster: time a plan's INT8 tile kernel against its BF16 one, here.
+"""INT8 attention only where it is faster: time a plan's INT8 kernel against its BF16 one (AMX) or
+its FP32 one (VNNI), here.
 
 The INT8 products need scales the BF16 ones do not (per-row, per-key and per-column maxima, and the
 quantizing packs), and on the AMX Xeon they measured slower than BF16 although their instructions
 are twice as fast: the products are a small part of the kernel; the exps and the softmax are not.
 So, as the dense layers are timed against FP32, each distinct attention plan is compiled both ways
 and timed in alternating rounds on this machine, and the faster is kept (BF16 on a tie: it is the
-more precise).
+more precise). On VNNI, without BF16 tiles, the rival is the FP32 kernel.
 """
 
 from __future__ import annotations
@@ -20,20 +21,29 @@ from edgecc.passes.precision.low_precision_timing import fastest_of_rounds
 @dataclass
 class TileTiming:
     plan: str  # shapes of the plan's Q, K^T and V
-    us: dict  # precision -> microseconds, the fastest round
-    kernels: dict = field(repr=False)  # precision -> the timed PrimFunc
+    us: dict  # products ("int8", "int8-vnni", "bf16", "fp32") -> microseconds, the fastest round
+    kernels: dict = field(repr=False)  # products -> the timed PrimFunc
     attentions: int = 0  # of the module with this plan
 
     @property
     def kept(self) -> str:
-        return min(self.us, key=lambda p: (self.us[p], p != "bf16"))
+        return min(self.us, key=lambda p: (self.us[p], p.startswith("int8")))  # a tie: the more precise
+
+    @property
+    def int8(self) -> str:
+        return next(p for p in self.us if p.startswith("int8"))
+
+    @property
+    def rival(self) -> str | None:
+        return next((p for p in self.us if not p.startswith("int8")), None)
 
     def to_dict(self) -> dict:
-        us = {f"{p}_us": round(v, 2) for p, v in self.us.items()}
-        return {"plan": self.plan, "attentions": self.attentions, **us, "kept": self.kept}
+        us = {f"{'int8' if p == self.int8 else p}_us": round(v, 2) for p, v in self.us.items()}
+        return {"plan": self.plan, "attentions": self.attentions, "int8": self.int8, **us, "kept": self.kept}
 
     def summary(self) -> str:
-        return f"{self.plan}: INT8 {self.us['int8']:.1f} / BF16 {self.us.get('bf16', float('nan')):.1f} us, {self.kept}"
+        rival = f" / {self.rival.upper()} {self.us[self.rival]:.1f}" if self.rival else ""
+        return f"{self.plan}: INT8 {self.us[self.int8]:.1f}{rival} us, {self.kept}"
 
 
 def time_plan(plan, kernels: dict, out_shape, target) -> TileTiming:
