@@ -207,43 +207,31 @@ def test_int8_products_are_that_integer_math_within_int8_rounding(rng, dim, int8
     assert np.linalg.norm(results[int8] - simulated) / np.linalg.norm(simulated) < 0.1 * errors[int8]
 
 
-@pytest.mark.skipif(not _amx_int8(), reason="this CPU (or its Linux) has no AMX-INT8 tiles")
-def test_int8_attention_is_kept_only_where_it_times_faster_than_bf16(rng):
+@pytest.mark.parametrize(
+    "int8, rival",
+    [
+        pytest.param("int8", "bf16", marks=pytest.mark.skipif(not _amx_int8(), reason="this CPU has no AMX-INT8")),
+        pytest.param("int8-vnni", "fp32", marks=pytest.mark.skipif(not _vnni(), reason="this CPU has no AVX-512 VNNI")),
+    ],
+)
+def test_int8_attention_is_kept_only_where_it_times_faster_than_its_rival(rng, int8, rival):
     from edgecc.schedules.attention import uses_tiles
     from edgecc.targets import load_target
 
     host = load_target("host").tvm()
     mod = attention_module(heads=2, seq=64, dim=64)
-    fuse = FuseAttention(lanes=16, tiles="int8", timing_target=host)
+    fuse = FuseAttention(lanes=16, tiles=int8, timing_target=host)
     after = fuse(mod)
     (timing,) = fuse.stats.tile_timings
-    assert timing["int8_us"] > 0 and timing["bf16_us"] > 0 and timing["attentions"] == 1
-    faster = "int8" if timing["int8_us"] < timing["bf16_us"] else "bf16"
-    assert timing["kept"] == faster
-    kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
-    assert uses_tiles(kernel) == faster and fuse.stats.on_tiles == {faster: 1}
-    assert "INT8 against BF16 timed here" in fuse.stats.summary() and f"{faster} kept" in fuse.stats.summary()
-    inputs = _attention_inputs(rng, seq=64, heads=2, dim=64)
-    expected = build_on_host(mod)(inputs)[0]
-    np.testing.assert_allclose(build_on_host(after, host)(inputs)[0], expected, atol=3e-2 * np.abs(expected).max())
-
-
-@pytest.mark.skipif(not _vnni(), reason="this CPU has no AVX-512 VNNI")
-def test_vnni_int8_attention_is_kept_only_where_it_times_faster_than_fp32(rng):
-    from edgecc.schedules.attention import uses_tiles
-    from edgecc.targets import load_target
-
-    host = load_target("host").tvm()
-    mod = attention_module(heads=2, seq=64, dim=64)
-    fuse = FuseAttention(lanes=16, tiles="int8-vnni", timing_target=host)
-    after = fuse(mod)
-    (timing,) = fuse.stats.tile_timings
-    assert timing["int8"] == "int8-vnni" and timing["int8_us"] > 0 and timing["fp32_us"] > 0
-    faster = "int8-vnni" if timing["int8_us"] < timing["fp32_us"] else "fp32"
+    assert timing["int8"] == int8 and timing["attentions"] == 1
+    assert timing["int8_us"] > 0 and timing[f"{rival}_us"] > 0
+    faster = int8 if timing["int8_us"] < timing[f"{rival}_us"] else rival
     assert timing["kept"] == faster
     kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
     assert (uses_tiles(kernel) or "fp32") == faster
-    assert "INT8 against FP32 timed here" in fuse.stats.summary() and f"{faster} kept" in fuse.stats.summary()
+    assert fuse.stats.on_tiles == ({} if faster == "fp32" else {faster: 1})
+    summary = fuse.stats.summary()
+    assert f"INT8 against {rival.upper()} timed here" in summary and f"{faster} kept" in summary
     inputs = _attention_inputs(rng, seq=64, heads=2, dim=64)
     expected = build_on_host(mod)(inputs)[0]
     np.testing.assert_allclose(build_on_host(after, host)(inputs)[0], expected, atol=3e-2 * np.abs(expected).max())
