@@ -114,9 +114,12 @@ def _wait_for_staging(folder: Path, process, seconds: float = 120) -> None:
 def test_a_signal_mid_compile_is_a_clean_exit_that_leaves_nothing(project, signum):
     """A real `edgecc compile` child process, signalled once its staging folder exists."""
     before = snapshot(project)
-    process = edgecc_process("compile", "m.onnx", "-o", "out", "--no-measure", cwd=project)
+    # measured (2 s at least), so the compile is still running a second after its staging folder
+    # appeared: without measuring, a fast CPU had finished all its steps by then
+    process = edgecc_process("compile", "m.onnx", "-o", "out", cwd=project)
     _wait_for_staging(project, process)
     time.sleep(1.0)  # into the steps
+    assert process.poll() is None, "the compile ended before the signal"
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     errors = [line for line in stderr.splitlines() if line.startswith("edgecc: error:")]
