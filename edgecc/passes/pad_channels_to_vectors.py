@@ -32,6 +32,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes._layout_chains import static_shape
+from edgecc.schedules.common import round_up
 
 # Pad a channel count only if the padded tensors are at most this much larger.
 MAX_GROWTH = 1.34
@@ -81,7 +82,7 @@ def padded_channels(channels: int, lanes: int, max_growth: float = MAX_GROWTH) -
     """C' for a channel count worth padding, or None."""
     if lanes <= 1 or channels <= lanes or channels % lanes == 0:
         return None
-    padded = -(-channels // lanes) * lanes
+    padded = round_up(channels, lanes)
     return padded if padded / channels <= max_growth else None
 
 

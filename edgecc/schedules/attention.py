@@ -24,6 +24,7 @@ from edgecc.schedules.common import (
     OPAQUE_PATTERN,
     loop_extent,
     mark_scheduled,
+    round_up,
     schedule_failed,
     schedule_source,
 )
@@ -73,7 +74,7 @@ def attention_te(
     # V padded to whole vectors; when that leaves room, a column of ones after V makes the weighted
     # sum also give the softmax denominator, otherwise that is summed on its own
     ones_column = _ones_column(plan, lanes)
-    padded = -(-(value_dim + 1) // lanes) * lanes if ones_column else value_dim
+    padded = round_up(value_dim + 1, lanes) if ones_column else value_dim
 
     tiled = None
     if tiles:  # the products' own stages, packs and Q included
@@ -244,16 +245,16 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None =
         stages = ["attn_weighted", "attn_total", *(["attn_sum_partial"] if vector_keys else []), *rounded, exp_name]
     int8 = tiles in INT8_PRODUCTS
     row_stages = (*stages, "attn_max", *(["attn_max_partial"] if vector_keys else []), "attn_scores", "attn_q_pack")
-    # the scales after the packs that read them, each row's (key's) partial maxima in its parallel task
-    # on VNNI each row's (key's) partial maxima run in its parallel task; moved there, the AMX kernel
-    # fails to build (a tile access to a merged float32 buffer), so there they stay one serial sweep
-    in_task = tiles == vnni.INT8_VNNI
-    q_scale = ["attn_q_inverse", "attn_q_absmax", *(["attn_q_absmax_partial"] if in_task else [])]
+    # the scales after the packs that read them; on VNNI each row's (key's) partial maxima run in its
+    # parallel task too: moved there, the AMX kernel fails to build (a tile access to a merged float32
+    # buffer), so there they stay one serial sweep
+    vnni_int8 = tiles == vnni.INT8_VNNI
+    q_scale = ["attn_q_inverse", "attn_q_absmax", *(["attn_q_absmax_partial"] if vnni_int8 else [])]
     for name in (*row_stages, *(q_scale if int8 else [])):
         sch.compute_at(block(name), rows_at)
     scales = ["attn_v_inverse", "attn_v_absmax", "attn_k_inverse", "attn_k_absmax"]
-    scales = [*scales, *(["attn_k_absmax_partial"] if in_task else [])] if int8 else []
-    k_sums = ["attn_k_sum"] if tiles == vnni.INT8_VNNI else []  # before the K^T pack it reads
+    scales = [*scales, *(["attn_k_absmax_partial"] if vnni_int8 else [])] if int8 else []
+    k_sums = ["attn_k_sum"] if vnni_int8 else []  # before the K^T pack it reads
     for name in (*k_sums, "attn_v_pack", "attn_kt_pack", *scales):
         sch.compute_at(block(name), pack_at)
     if not ones_column and not tiles and plan.value_dim % lanes == 0:

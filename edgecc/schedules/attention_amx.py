@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edgecc.schedules.common import round_up
 from edgecc.schedules.matmul_amx import CONFIGURE_IR, TILE_ROWS, bf16_bits, from_bf16_bits, register_tile_intrinsic
 from edgecc.schedules.matmul_dot import TDPBF16PS, TDPBUSD, DotInstruction
 
@@ -59,7 +60,7 @@ def fitting_precision(plan: AttentionPlan, precision: str) -> str | None:
 def padded_depth(plan: AttentionPlan, precision: str) -> int:
     """The scores' k: the head dim, zero-padded to whole int8 tile rows for INT8."""
     step = PRODUCTS[precision][0].k_tile
-    return -(-plan.dim // step) * step if precision == INT8 else plan.dim
+    return round_up(plan.dim, step) if precision == INT8 else plan.dim
 
 
 class Bf16Products:
@@ -291,9 +292,12 @@ def schedule_products(sch, plan: AttentionPlan, pack_at, precision: str = BF16) 
         sch.tensorize(rows_loop, register_tile_intrinsic(ins, TILE_ROWS, cols, k, bits=precision == BF16))
     if precision == INT8:
         schedule_int8_stages(sch)
-    exps = block("attn_exp_rounded")
-    *_, lanes = sch.get_loops(exps)
-    _, vector = sch.split(lanes, [None, TILE_ROWS])
+    vectorize_rounded_exps(sch, TILE_ROWS)
+
+
+def vectorize_rounded_exps(sch, lanes: int) -> None:
+    """The probabilities' rounding to the products' input type, `lanes` at a time."""
+    _, vector = sch.split(sch.get_loops(sch.get_sblock("attn_exp_rounded"))[-1], [None, lanes])
     sch.vectorize(vector)
 
 

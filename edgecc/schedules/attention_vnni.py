@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgecc.schedules import attention_amx as amx
+from edgecc.schedules.common import loop_extent, round_up
 from edgecc.schedules.matmul_dot import VPDPBUSD, register_intrinsic
 
 if TYPE_CHECKING:
@@ -34,9 +35,9 @@ TILE_ROWS, TILE_VECTORS = (4, 2, 1), (4, 2, 1)
 
 def fits(plan: AttentionPlan) -> bool:
     """Whether `plan`'s products fit whole vpdpbusd steps (and no gather feeds them)."""
-    lanes, group = VPDPBUSD.lanes, VPDPBUSD.group
+    lanes = VPDPBUSD.lanes
     gathered = any(chain.tables for chain in (plan.q, plan.kt, plan.v))
-    return not gathered and plan.keys % lanes == 0 and plan.value_dim % lanes == 0 and plan.keys % group == 0
+    return not gathered and plan.keys % lanes == 0 and plan.value_dim % lanes == 0
 
 
 class VnniInt8Products(amx.Int8Products):
@@ -57,8 +58,7 @@ class VnniInt8Products(amx.Int8Products):
 
     @staticmethod
     def padded_depth(plan: AttentionPlan) -> int:
-        group = VPDPBUSD.group
-        return -(-plan.dim // group) * group
+        return round_up(plan.dim, VPDPBUSD.group)
 
     def code_product(self, scores, i):
         """Q's codes (unsigned, + 128) x K's, less the 128 x K's code sum the offset added."""
@@ -74,8 +74,8 @@ def schedule_products(sch, plan: AttentionPlan, pack_at, precision: str = INT8_V
     for name in ("attn_scores", "attn_weighted"):
         product = block(name)
         rows_loop, column_loop, k_loop = sch.get_loops(product)[-3:]
-        rows = next(r for r in TILE_ROWS if (_extent(sch, rows_loop) % r) == 0)
-        vectors = next(v for v in TILE_VECTORS if (_extent(sch, column_loop) // lanes) % v == 0)
+        rows = next(r for r in TILE_ROWS if (loop_extent(sch, rows_loop) % r) == 0)
+        vectors = next(v for v in TILE_VECTORS if (loop_extent(sch, column_loop) // lanes) % v == 0)
         ro, ri = sch.split(rows_loop, [None, rows])
         co, cv, cl = sch.split(column_loop, [None, vectors, lanes])
         ko, kl = sch.split(k_loop, [None, group])
@@ -92,12 +92,4 @@ def schedule_products(sch, plan: AttentionPlan, pack_at, precision: str = INT8_V
     sch.reorder(key_o, d, key_lanes)
     sch.vectorize(key_lanes)
     sch.decompose_reduction(k_sum, d)
-    exps = block("attn_exp_rounded")
-    _, vector = sch.split(sch.get_loops(exps)[-1], [None, lanes])
-    sch.vectorize(vector)
-
-
-def _extent(sch, loop) -> int:
-    from edgecc.schedules.common import loop_extent
-
-    return loop_extent(sch, loop) or 1
+    amx.vectorize_rounded_exps(sch, lanes)

@@ -100,6 +100,10 @@ def loop_extent(sch, loop) -> int | None:
     return int(value) if hasattr(value, "value") or isinstance(value, int) else None
 
 
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def largest_divisor(extent: int, choices) -> int:
     return next((c for c in choices if extent % c == 0), 1)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tvm import te, tirx
 
-from edgecc.schedules.common import OPAQUE_PATTERN, mark_scheduled, schedule_failed
+from edgecc.schedules.common import OPAQUE_PATTERN, mark_scheduled, round_up, schedule_failed
 
 if TYPE_CHECKING:
     from edgecc.passes._layout_chains import Chain
@@ -26,7 +26,7 @@ def folded_matmul_te(a_src, b_src, a: Chain, b: Chain, shapes, lanes: int = LANE
     a_shape, b_shape, out_shape = shapes
     k_extent, n = a_shape[-1], out_shape[-1]
     # columns padded to whole vectors (zeros in the packed B), the padding dropped by a final copy
-    padded = n if n % lanes == 0 else -(-n // lanes) * lanes
+    padded = round_up(n, lanes)
 
     def broadcast(index, shape):
         lead = list(index[len(index) - len(shape) :]) if shape else []
@@ -62,7 +62,7 @@ def _schedule(func, shapes, lanes: int):
     matmul, pack = sch.get_sblock("folded_matmul"), sch.get_sblock("b_pack")
     *lead, i, j, k = sch.get_loops(matmul)
     m = out_shape[-2]
-    n = -(-out_shape[-1] // lanes) * lanes if out_shape[-1] % lanes else out_shape[-1]
+    n = round_up(out_shape[-1], lanes)
     rows = next(r for r in ROW_TILE if m % r == 0)
     vec = next((v for v in (lanes, lanes // 2, 4, 2) if v and n % v == 0), 1)
     vectors = next(v for v in VECTORS if (n // vec) % v == 0)

@@ -37,6 +37,13 @@ PRODUCT_LABELS = {
     "bf16": "BF16 on AMX tdpbf16ps",
     "int8-vnni": "INT8 on vpdpbusd",
 }
+_AMX_MISFIT = "head dim or keys not a multiple of 32, queries or value dim not of 16, or gathered operands"
+# why an attention asked for those products kept FP32 ones
+FP32_REASONS = {
+    "int8": _AMX_MISFIT,
+    "bf16": _AMX_MISFIT,
+    "int8-vnni": "keys or value dim not whole 16-lane vectors, or gathered operands",
+}
 
 
 def attention_on_tiles(options, target) -> str | None:
@@ -76,7 +83,7 @@ class FuseAttentionStats:
         parts = [f"QK^T and PV of {n} in {PRODUCT_LABELS[p]}" for p, n in self.on_tiles.items() if n]
         kept = self.attentions_fused - sum(self.on_tiles.values()) - self.tile_failures
         if kept:
-            parts.append(f"{kept} in FP32 (head dim or keys not a multiple of 32, or gathered operands)")
+            parts.append(f"{kept} in FP32 ({FP32_REASONS[self.tiles_asked]})")
         if self.tile_failures:
             parts.append(f"{self.tile_failures} in FP32 (the tile schedule failed: see the kernel's schedule failures)")
         text += ", " + "; ".join(parts or ["QK^T and PV in FP32"]) + " (softmax FP32)"

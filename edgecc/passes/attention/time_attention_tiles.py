@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgecc.passes.precision.low_precision_timing import fastest_of_rounds
+from edgecc.schedules.attention import INT8_PRODUCTS
 
 
 @dataclass
@@ -27,15 +28,15 @@ class TileTiming:
 
     @property
     def kept(self) -> str:
-        return min(self.us, key=lambda p: (self.us[p], p.startswith("int8")))  # a tie: the more precise
+        return min(self.us, key=lambda p: (self.us[p], p in INT8_PRODUCTS))  # a tie: the more precise
 
     @property
     def int8(self) -> str:
-        return next(p for p in self.us if p.startswith("int8"))
+        return next(p for p in self.us if p in INT8_PRODUCTS)
 
     @property
     def rival(self) -> str | None:
-        return next((p for p in self.us if not p.startswith("int8")), None)
+        return next((p for p in self.us if p not in INT8_PRODUCTS), None)
 
     def to_dict(self) -> dict:
         us = {f"{'int8' if p == self.int8 else p}_us": round(v, 2) for p, v in self.us.items()}
