@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edgecc.backends import backend_for
 from edgecc.errors import EdgeccError
 from edgecc.targets import load_target
 from edgecc.tuning import tune
@@ -13,11 +14,15 @@ from edgecc.tuning.tune import TuningError
 
 def test_tuning_through_a_tracker_measures_on_the_board(lowered_matmul, rpc_tracker_with_board, tmp_path):
     session = {"tracker": rpc_tracker_with_board["tracker"], "key": rpc_tracker_with_board["key"], "timeout": 30}
-    result = tune(lowered_matmul, load_target("host"), tmp_path, trials=8, session=session, progress=False)
+    target = load_target("host")
+    result = tune(
+        lowered_matmul, target, tmp_path, trials=8, session=session, progress=False, backend=backend_for(target)
+    )
     assert result.trials_run == 8
     assert result.build_failures == 0 and result.run_failures == 0
     records = read_logs([tmp_path]).records
-    assert len(records) == 8
+    assert len(records) == 8 + 1  # and the default schedule, measured on the board first
+    assert [r.is_default for r in records].count(True) == 1 and len(result.default_ms_per_task) == 1
     assert all(0 < r.latency < 0.01 for r in records)
 
 

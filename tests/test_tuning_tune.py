@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import edgecc
 from edgecc.targets import load_target
@@ -22,11 +25,19 @@ def test_tuning_measures_every_candidate_and_the_tuned_artifact_verifies(tuned_d
     assert run["trials_run"] >= 16
     assert run["build_failures"] == 0
     assert run["trials_run"] - run["run_failures"] >= 12
-    assert result.report["tuning"]["applied"]["tuned"] == 1
+    applied = result.report["tuning"]["applied"]
+    assert applied["tuned"] + applied["default_fastest"] == 1  # the one kernel: tuned, or its default won
     assert result.report["verification"]["status"] == "passed"
     records = read_logs([logs]).records
-    assert len(records) == run["trials_run"] - run["run_failures"]
-    record = records[0].data
+    trials = [r for r in records if not r.is_default]
+    assert len(trials) == run["trials_run"] - run["run_failures"]
+    # the search started from the kernel's default schedule, measured first: the curve's first point
+    ((task, default_ms),) = run["default_ms_per_task"].items()
+    assert [r.latency * 1e3 for r in records if r.is_default] == [pytest.approx(default_ms)]
+    assert run["curve"][0] == [0, pytest.approx(default_ms)]
+    assert run["best_ms_per_task"][task] <= default_ms
+    assert run["beat_default"] == (run["best_ms_per_task"][task] < default_ms)
+    record = trials[0].data
     assert record["board"] == "host" and record["tvm"] and record["edgecc"] and record["time"]
     assert record["target"] == target_key(load_target("host").tvm())
     assert 0 < record["latency_s"] < 0.1
@@ -34,19 +45,20 @@ def test_tuning_measures_every_candidate_and_the_tuned_artifact_verifies(tuned_d
 
 def test_resume_continues_from_the_log(tuned_dense, dense_onnx, tmp_path):
     _, logs = tuned_dense
-    before = len(read_logs([logs]).records)
+    before = sum(not r.is_default for r in read_logs([logs]).records)
     again = edgecc.compile(
         dense_onnx, "host", tmp_path / "again", tune=True, trials=before, tuning_logs=(logs,), measure=False, log=quiet
     )
     assert again.report["tuning"]["run"]["trials_run"] == 0
     assert again.report["tuning"]["run"]["trials_before"] == before
-    assert len(read_logs([logs]).records) == before
+    assert sum(not r.is_default for r in read_logs([logs]).records) == before
 
 
 def test_compile_uses_matching_records_without_tuning(tuned_dense, dense_onnx, tmp_path):
     _, logs = tuned_dense
     result = edgecc.compile(dense_onnx, "host", tmp_path / "reuse", tuning_logs=(logs,), measure=False, log=quiet)
-    assert result.report["tuning"]["applied"]["tuned"] == 1
+    applied = result.report["tuning"]["applied"]
+    assert applied["tuned"] + applied["default_fastest"] == 1  # a tuned record, or the default beat them all
     assert "run" not in result.report["tuning"]
     assert result.report["verification"]["status"] == "passed"
 
@@ -72,6 +84,34 @@ def test_a_record_never_crosses_targets(tuned_dense, dense_onnx, tmp_path):
     assert applied["tuned"] == 0 and applied["records_for_target"] == 0 and applied["records_other_targets"] > 0
 
 
+@pytest.mark.parametrize("default_won", [True, False])
+def test_a_tuned_record_is_applied_only_where_it_measured_faster_than_the_default(
+    tuned_dense, dense_onnx, tmp_path, default_won
+):
+    """The same log, with its default record made the fastest or the slowest of the kernel's records."""
+    import json
+
+    _, logs = tuned_dense
+    shared = tmp_path / "logs"
+    shutil.copytree(logs, shared)
+    (path,) = (shared / "host").glob("*.jsonl")
+    lines = []
+    for line in path.read_text().splitlines():
+        data = json.loads(line)
+        if data.get("schedule") == "default":
+            data["latency_s"] = 1e-9 if default_won else 10.0
+        lines.append(json.dumps(data) + "\n")
+    path.write_text("".join(lines))
+    result = edgecc.compile(dense_onnx, "host", tmp_path / "out", tuning_logs=(shared,), measure=False, log=quiet)
+    applied = result.report["tuning"]["applied"]
+    assert (applied["tuned"], applied["default_fastest"]) == ((0, 1) if default_won else (1, 0))
+    # on the host an applied record is timed once more against the default, which may still win
+    dropped = len(result.report["tuning"].get("compared_with_default", {}).get("kept_default", []))
+    assert result.report["schedules"]["by_source"].get("tuned", 0) == applied["tuned"] - dropped
+    assert result.report["verification"]["status"] == "passed"
+    assert ("keep their default schedule" in (result.artifact_dir / "report.md").read_text()) == default_won
+
+
 def test_time_budget_stops_tuning_and_keeps_the_log(dense_onnx, tmp_path):
     result = edgecc.compile(
         dense_onnx,
@@ -87,7 +127,8 @@ def test_time_budget_stops_tuning_and_keeps_the_log(dense_onnx, tmp_path):
     run = result.report["tuning"]["run"]
     assert run["stopped_by"] == "time budget"
     assert 0 < run["trials_run"] < 400
-    assert len(read_logs([tmp_path / "logs"]).records) == run["trials_run"] - run["run_failures"]
+    trials = [r for r in read_logs([tmp_path / "logs"]).records if not r.is_default]
+    assert len(trials) == run["trials_run"] - run["run_failures"]
 
 
 def test_resume_counts_only_this_models_kernels(tuned_dense, lowered_matmul, tmp_path):
@@ -157,3 +198,49 @@ def test_a_budget_without_a_trial_count_lets_the_budget_decide():
     assert CompileOptions().trials == DEFAULT_TRIALS
     assert CompileOptions(tune=True, budget_seconds=600).trials == TRIALS_UNDER_A_BUDGET
     assert CompileOptions(tune=True, trials=5, budget_seconds=600).trials == 5
+
+
+def test_the_search_starts_from_the_default_schedule_measured_with_its_own_builder_and_runner(lowered_matmul, tmp_path):
+    """Each kernel's default schedule is timed and committed to the search's database before the first
+    batch: the database's best record replays to exactly the default-scheduled kernel."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
+
+    from edgecc.backends import backend_for
+    from edgecc.schedules.weight_packing import constant_parameters
+    from edgecc.tuning.builder import InProcessBuilder
+    from edgecc.tuning.default_baseline import measure_default_schedules
+
+    target = load_target("host")
+    backend = backend_for(target)
+    with target.tvm():
+        extracted = extract_tasks(lowered_matmul, target.tvm())
+    database = ms.database.MemoryDatabase()
+    constants = constant_parameters(lowered_matmul)
+    builder, runner = InProcessBuilder(str(tmp_path)), ms.runner.LocalRunner(timeout_sec=60)
+    measure = functools.partial(measure_default_schedules, extracted, constants)
+    baseline = measure(backend, target, builder, runner, database, "host")
+    assert list(baseline.ms_per_task) == [0] and 0 < baseline.ms_per_task[0] < 10 and not baseline.not_measured
+    (record,) = baseline.records
+    assert record.is_default and record.latency == pytest.approx(baseline.ms_per_task[0] / 1e3)
+    task = extracted[0]
+    (best,) = database.get_top_k(database.commit_workload(task.dispatched[0]), 1)
+    replayed = tvm.s_tir.Schedule(task.dispatched[0])
+    best.trace.apply_to_schedule(replayed, remove_postproc=False)
+    default = backend.kernel_schedule(
+        task.dispatched[0]["main"], task.task_name, target, constants.get(task.task_name, ())
+    )
+    tvm.ir.assert_structural_equal(replayed.mod, default.mod)
+    assert "parallel" in default.mod.script()  # a real schedule, not the naive loops
+
+    def refuse(*_):
+        raise RuntimeError("rule broke")
+
+    nothing = measure(
+        dataclasses.replace(backend, kernel_schedule=lambda *_: None), target, builder, runner, database, "host"
+    )
+    broken = measure(dataclasses.replace(backend, kernel_schedule=refuse), target, builder, runner, database, "host")
+    assert nothing.not_measured == {task.task_name: "no default schedule rule takes it"}
+    assert broken.not_measured == {task.task_name: "its default schedule failed: rule broke"}
+    assert not nothing.records and not broken.ms_per_task

@@ -50,6 +50,9 @@ class Backend:
     # kernels are scheduled by the CPU rules (edgecc/schedules), whose convolutions want NHWC:
     # the graph's convolutions are converted (passes/convert_convs_to_nhwc.py)
     nhwc_convs: bool = False
+    # (PrimFunc, name, Target, constant input positions) -> traced Schedule or None: one kernel's
+    # default schedule, which tuning measures first and must beat (edgecc/tuning/default_baseline.py)
+    kernel_schedule: Callable | None = None
 
 
 _BACKENDS: dict[str, Backend] = {}

@@ -32,6 +32,12 @@ def default_schedule(mod, target):
     return apply_cpu_default_schedules(mod, target)
 
 
+def kernel_schedule(func, name, target, constant_inputs):
+    from edgecc.schedules import cpu_kernel_schedule
+
+    return cpu_kernel_schedule(func, name, target, constant_inputs)
+
+
 def package(built: Built, target, folder: Path) -> PackagedLibrary:
     executable = built.executable
     folder = Path(folder)
@@ -85,6 +91,7 @@ register(
     Backend(
         kind="hexagon",
         default_schedule=default_schedule,
+        kernel_schedule=kernel_schedule,
         build=build_relax,
         package=package,
         device="hexagon",

@@ -53,7 +53,10 @@ def show(paths):
         )
         for (workload, _), record in sorted(best.items(), key=lambda kv: kv[1].latency, reverse=True)[:10]:
             kernel = describe_workload(record.workload) if record.workload is not None else "(workload line missing)"
-            click.echo(f"  best {record.latency * 1e6:10.2f} us  {kernel}  [{workload[:8]}, {record.data['time']}]")
+            which = "default schedule, " if record.is_default else ""
+            click.echo(
+                f"  best {record.latency * 1e6:10.2f} us  {kernel}  [{which}{workload[:8]}, {record.data['time']}]"
+            )
     click.echo(
         f"{len(readout.records)} good records in {len(readout.files)} file(s), "
         f"{len(readout.bad_lines)} bad line(s) skipped"

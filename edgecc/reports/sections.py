@@ -158,6 +158,7 @@ def tuning_section(report: dict) -> Section | None:
                         "tuned_flop_share",
                         "trials_before",
                         "trials_run",
+                        "beat_default",
                         "build_failures",
                         "run_failures",
                         "wall_seconds",

@@ -103,11 +103,21 @@ def tuning_line(report: dict) -> str:
         )
     else:
         text = "not tuned: default schedules"
+    if applied.get("default_fastest"):
+        text += (
+            f"; {applied['default_fastest']} kernels keep their default schedule, which measured faster "
+            "than their every tuned record"
+        )
     if run:
         text += (
             f"; this compile ran {run.get('trials_run', 0)} trials in {run.get('wall_seconds', 0):.0f} s "
             f"(stopped by {run.get('stopped_by')})"
         )
+        if run.get("default_ms_per_task"):
+            text += (
+                f", starting from {len(run['default_ms_per_task'])} measured default schedules "
+                f"(its best trial beat {run.get('beat_default', 0)} of them)"
+            )
         if run.get("skipped_for_budget"):
             text += (
                 f" over the {run.get('tasks_tuned')} heaviest of {run.get('tasks')} kernels "

@@ -103,6 +103,17 @@ def schedule_kernel(
 ):
     """`func` scheduled by the first rule that matches and succeeds; unchanged (and so counted as
     unscheduled) when none does. Failures are recorded on the kernel, never swallowed."""
+    sch, rule, packed, func = first_fitting_rule(func, name, lanes, target, constant_inputs, rules)
+    if sch is None:
+        return func
+    scheduled = mark_scheduled(sch.mod["main"], f"rule:{rule.name}")  # keeps earlier failure notes
+    return scheduled.with_attr(packed_attr, packed) if packed else scheduled
+
+
+def first_fitting_rule(func, name: str, lanes: int, target=None, constant_inputs=frozenset(), rules=CPU_RULES):
+    """(schedule, rule, packed weights, func): the first rule that matches `func` and succeeds, its
+    traced schedule and the weights it packed, or (None, None, None, func); `func` carries a note
+    of each rule that raised."""
     from tvm import s_tir
 
     for rule in rules:
@@ -115,6 +126,11 @@ def schedule_kernel(
         except Exception as exc:  # noqa: BLE001 - tvm's ScheduleError and friends: try the next rule, and say so
             func = schedule_failed(func, f"rule:{rule.name}", exc)
             continue
-        scheduled = mark_scheduled(sch.mod["main"], f"rule:{rule.name}")  # keeps earlier failure notes
-        return scheduled.with_attr(packed_attr, packed) if packed else scheduled
-    return func
+        return sch, rule, packed, func
+    return None, None, None, func
+
+
+def cpu_kernel_schedule(func, name: str, target, constant_inputs=frozenset()):
+    """One kernel's default CPU schedule with its trace, or None: what tuning measures first."""
+    sch, *_ = first_fitting_rule(func, name, vector_lanes(target), target, frozenset(constant_inputs))
+    return sch

@@ -18,6 +18,8 @@ class TuningSummary:
     kernels: int = 0
     tuned: int = 0
     default: int = 0
+    # kernels whose default schedule measured faster, when tuned, than every tuned record of theirs
+    default_fastest: int = 0
     records_for_target: int = 0
     records_other_targets: int = 0
     bad_lines: int = 0
@@ -38,10 +40,24 @@ def _database_for(records):
     return database
 
 
+def _kernels_with_records(mod, kernels, records) -> int:
+    """How many of `kernels` are the workload of one of `records`, matched as TVM's lookup matches."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    if not records:
+        return 0
+    database = ms.database.MemoryDatabase()
+    for record in records:
+        database.commit_workload(ms.database.Workload.from_json(record.workload).mod)
+    return sum(bool(database.has_workload(_normalize_mod(mod[gv]))) for gv in kernels)
+
+
 def apply_tuning_records(mod, target, log_dirs: list[Path]):
     """Schedule the kernels of a lowered module that have records for exactly this target.
 
-    Returns (module, TuningSummary); kernels without a record stay unscheduled for the backend's
+    Returns (module, TuningSummary); kernels without a record, or whose default schedule measured
+    faster than their every tuned record (default_baseline.py), stay unscheduled for the backend's
     default schedule. `files` lists the log files that supplied the applied records."""
     from tvm import relax
     from tvm.tirx import PrimFunc
@@ -62,8 +78,10 @@ def apply_tuning_records(mod, target, log_dirs: list[Path]):
     # Kernels a graph pass already scheduled (fused attention) are neither tuned nor default.
     kernels = [gv for gv, func in mod.functions.items() if isinstance(func, PrimFunc) and not is_scheduled(func)]
     summary.kernels = len(kernels)
-    if matching:
-        best = best_records(matching).values()
+    fastest = best_records(matching).values()
+    best = [r for r in fastest if not r.is_default]
+    summary.default_fastest = _kernels_with_records(mod, kernels, [r for r in fastest if r.is_default])
+    if best:
         summary.files = sorted({r.source.rsplit(":", 1)[0] for r in best})
         database = _database_for(best)
         # Replaying a trace that tensorizes needs the target's intrinsics registered.

@@ -66,6 +66,8 @@ def _record_problem(data: dict) -> str | None:
         return "target is not JSON (a TVM target's JSON object)"
     if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
         return "target must be a TVM target's JSON object with a 'kind'"
+    if data.get("schedule", "tuned") not in ("tuned", "default"):
+        return f"schedule must be 'tuned' or 'default', not {data.get('schedule')!r}"[:200]
     trace = data["trace"]
     if not (isinstance(trace, list) and len(trace) == 4 and isinstance(trace[0], list)):
         return "trace must be TVM's tuning record [trace, run_secs, target, args_info]"
@@ -89,7 +91,7 @@ def drop_unparseable_schedules(readout) -> None:
                 why = error_line(exc, last=True, limit=160)
                 bad_workloads[key] = f"its workload line cannot be read by TVM ({why})"
         why = bad_workloads.get(key)
-        if why is None:
+        if why is None and record.data.get("schedule") != "default":  # a default's trace is never replayed
             try:
                 ms.database.TuningRecord.from_json(record.data["trace"], workloads[key])
             except Exception as exc:  # noqa: BLE001 - TVM raises several types for unreadable JSON

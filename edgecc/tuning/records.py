@@ -22,6 +22,9 @@ from pathlib import Path
 from edgecc.errors import EdgeccError
 from edgecc.tuning.record_checks import FORMAT, drop_unparseable_schedules, line_problem, workload_key
 
+# a record of a kernel's default schedule, measured as tuning's first candidate (default_baseline.py):
+# its latency is the bar a tuned record must beat; its trace is empty and never applied
+DEFAULT_SCHEDULE = "default"
 LOG_SUFFIX = ".jsonl"
 LOG_NAME = "records" + LOG_SUFFIX
 
@@ -45,17 +48,24 @@ class Record:
     def latency(self) -> float:
         return float(self.data["latency_s"])
 
+    @property
+    def is_default(self) -> bool:
+        return self.data.get("schedule") == DEFAULT_SCHEDULE
+
     def line(self) -> str:
         return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
 
 
-def make_record(workload_json, record_json, tvm_target, board: str, latency_s: float) -> Record:
+def make_record(
+    workload_json, record_json, tvm_target, board: str, latency_s: float, schedule: str | None = None
+) -> Record:
     import tvm
 
     from edgecc import __version__
 
     return Record(
         {
+            **({"schedule": schedule} if schedule else {}),
             "format": FORMAT,
             "kind": "record",
             "workload_key": workload_key(workload_json),

@@ -44,6 +44,7 @@ def schedule_module(lowered, target, backend, options, log=print):
             budget_s=options.budget_seconds,
             session=remote_spec(options),
             progress=not options.quiet,
+            backend=backend,
         )
         tuning["run"] = result.to_dict()
     mod = lowered

@@ -35,10 +35,17 @@ class TuneResult:
     skipped_for_budget: list = field(default_factory=list)  # kernel names left out to fit the budget
     tuned_flop_share: float = 1.0  # of the model's arithmetic (calls x ops per call) in the tuned kernels
     curve: list = field(default_factory=list)  # [trials so far, estimated total kernel ms]
-    best_ms_per_task: dict = field(default_factory=dict)
+    best_ms_per_task: dict = field(default_factory=dict)  # the default schedule's until a trial beats it
+    default_ms_per_task: dict = field(default_factory=dict)  # each tuned kernel's default schedule, measured first
+    defaults_not_measured: dict = field(default_factory=dict)  # kernel name -> why (no bar for its search)
+
+    @property
+    def beat_default(self) -> int:
+        """Kernels whose best trial measured faster than their default schedule."""
+        return sum(self.best_ms_per_task.get(t, math.inf) < ms for t, ms in self.default_ms_per_task.items())
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "beat_default": self.beat_default}
 
 
 class TuningError(EdgeccError):
@@ -76,7 +83,7 @@ class RecordAndReport(PyMeasureCallback):
         round over all kernels, so this is what shows progress and keeps the budget during that
         round. That first round always completes (its measurements are joined only at its end, and
         stopping inside it would throw them away), so a budget shorter than it overshoots by it."""
-        if self.result.curve and self.budget_spent():
+        if self.result.trials_run and self.budget_spent():
             self.result.stopped_by = "time budget"
             raise BudgetSpent()
         self.submitted += count
@@ -198,7 +205,11 @@ def tune(
     session: dict | None = None,
     progress: bool = True,
     max_trials_per_task: int | None = None,
+    backend=None,
 ) -> TuneResult:
+    """`backend`: the target's Backend, whose `kernel_schedule` of each kernel is measured first, on
+    its `device`, and is the bar (default_baseline.py); None, or a backend without one: the search
+    starts from nothing."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
@@ -220,7 +231,8 @@ def tune(
     # Resume counts only this model's kernels on this target: another model's records in the same
     # folder must not use up this model's trial budget.
     kernels = {workload_key(ms.database.Workload(task.dispatched[0]).as_json()) for task in extracted}
-    prior = [r for r in read_logs([log_dir]).records if r.data["target"] == key and r.data["workload_key"] in kernels]
+    ours = [r for r in read_logs([log_dir]).records if r.data["target"] == key and r.data["workload_key"] in kernels]
+    prior = [r for r in ours if not r.is_default]  # trials; defaults are measured afresh each run
     result = TuneResult(str(log_path), tasks=len(extracted), trials_before=len(prior))
     remaining = trials - len(prior)
     if remaining <= 0:
@@ -242,6 +254,11 @@ def tune(
         contexts, weights = extracted_tasks_to_tune_contexts(
             extracted, work_dir=work_dir, strategy="evolutionary", space="post-order-apply", seed=0
         )
+        database = _database_for(best_records(prior).values()) if prior else ms.database.MemoryDatabase()
+        if backend is not None and backend.kernel_schedule is not None:
+            _start_from_default_schedules(
+                mod, extracted, backend, target, session, work_dir, runner, database, result, weights, progress
+            )
         callback = RecordAndReport(
             log_path,
             tvm_target,
@@ -253,7 +270,7 @@ def tune(
             progress,
             started,
         )
-        database = _database_for(best_records(prior).values()) if prior else ms.database.MemoryDatabase()
+        callback.estimate = result.curve[-1][1] if result.curve else 0.0
         try:
             _tune_tasks(
                 ms,
@@ -277,6 +294,29 @@ def tune(
     result.wall_seconds = time.monotonic() - started
     _require_measurements(result, session)
     return result
+
+
+def _start_from_default_schedules(
+    mod, extracted, backend, target, session, work_dir, runner, database, result, weights, progress
+):
+    """Measure each kernel's default schedule into `database` and the log: the search's first best."""
+    from edgecc.schedules.weight_packing import constant_parameters
+    from edgecc.tuning.builder import InProcessBuilder, shared_library_compiler
+    from edgecc.tuning.default_baseline import measure_default_schedules
+
+    if progress:
+        sys.stderr.write(f"measuring the default schedules of {len(extracted)} kernels: the bar tuning must beat\n")
+    builder = InProcessBuilder(work_dir, *(shared_library_compiler(target) if session else (None, None)))
+    baseline = measure_default_schedules(
+        extracted, constant_parameters(mod), backend, target, builder, runner, database, target.name
+    )
+    append_records(Path(result.log_path), baseline.records)
+    result.default_ms_per_task = {str(t): ms_ for t, ms_ in baseline.ms_per_task.items()}
+    result.best_ms_per_task = dict(result.default_ms_per_task)
+    result.defaults_not_measured = baseline.not_measured
+    if result.best_ms_per_task:
+        estimate = sum(float(weights[int(t)]) * ms_ for t, ms_ in result.best_ms_per_task.items())
+        result.curve.append([result.trials_before, estimate])
 
 
 def _require_measurements(result: TuneResult, session: dict | None) -> None:
