@@ -99,9 +99,14 @@ class EdgeccPeer(Peer):
             raise PeerUnavailable(f"edgecc compiled another ONNX file than {model.onnx_path}")
         applied = result.report["tuning"].get("applied", {})
         if self.tuning_logs:
-            if not applied.get("tuned"):
+            if not (applied.get("tuned") or applied.get("default_fastest")):
                 raise PeerUnavailable("no tuning record for this CPU matches this model's kernels")
-            self.label = f"edgecc {self.compile_precision} (tuned: {applied['tuned']}/{applied['kernels']} kernels)"
+            compared = result.report["tuning"].get("compared_with_default") or {}
+            kept = applied["tuned"] - len(compared.get("kept_default") or [])
+            self.label = (
+                f"edgecc {self.compile_precision} (tuned: {kept}/{applied['kernels']} kernels; "
+                f"{applied['tuned'] - kept + applied.get('default_fastest', 0)} tuned, default faster)"
+            )
         verification = result.report["verification"]
         self.notes.append(f"edgecc's own verification: {verification['status']} ({verification['reason']})")
         self.artifact = load_artifact(folder)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tvm
 
 import edgecc
 from edgecc.targets import load_target
@@ -158,7 +159,6 @@ def test_a_budget_sees_measurements_on_a_model_with_many_kernels():
 def test_a_short_budget_tunes_the_heaviest_kernels_and_says_so():
     """The first round cannot be cut short: a budget too short for one round over every kernel tunes
     the kernels with the most arithmetic (calls x ops), and the result names the ones left out."""
-    import tvm
     from tvm import relax
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
 
@@ -203,7 +203,6 @@ def test_a_budget_without_a_trial_count_lets_the_budget_decide():
 def test_the_search_starts_from_the_default_schedule_measured_with_its_own_builder_and_runner(lowered_matmul, tmp_path):
     """Each kernel's default schedule is timed and committed to the search's database before the first
     batch: the database's best record replays to exactly the default-scheduled kernel."""
-    import tvm
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
 
@@ -244,3 +243,15 @@ def test_the_search_starts_from_the_default_schedule_measured_with_its_own_build
     assert nothing.not_measured == {task.task_name: "no default schedule rule takes it"}
     assert broken.not_measured == {task.task_name: "its default schedule failed: rule broke"}
     assert not nothing.records and not broken.ms_per_task
+
+
+def test_kernels_a_pass_built_scheduled_are_not_tuned(lowered_matmul, tmp_path):
+    """Fused attention arrives scheduled and no record replaces it: no trial is spent on it."""
+    from edgecc.schedules.common import mark_scheduled
+    from edgecc.tuning import tune
+
+    mod = lowered_matmul.clone()
+    (gvar,) = [gv for gv, func in mod.functions.items() if isinstance(func, tvm.tirx.PrimFunc)]
+    mod[gvar] = mark_scheduled(mod[gvar], "pass:fused-attention")
+    result = tune(mod, load_target("host"), tmp_path, trials=4, progress=False)
+    assert result.tasks == 0 and result.trials_run == 0 and not read_logs([tmp_path]).records

@@ -213,6 +213,7 @@ def tune(
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, extracted_tasks_to_tune_contexts
 
+    from edgecc.schedules.common import is_scheduled
     from edgecc.tuning.apply import _database_for
     from edgecc.tuning.intrinsics import only_target_intrinsics
     from edgecc.tuning.records import best_records
@@ -228,6 +229,8 @@ def tune(
     runner = make_runner(session)  # a bad board spec fails before any work
     with tvm_target:
         extracted = extract_tasks(mod, tvm_target)
+    # A graph pass's own kernels (fused attention) are built scheduled and no record replaces them
+    extracted = [task for task in extracted if not is_scheduled(task.dispatched[0]["main"])]
     # Resume counts only this model's kernels on this target: another model's records in the same
     # folder must not use up this model's trial budget.
     kernels = {workload_key(ms.database.Workload(task.dispatched[0]).as_json()) for task in extracted}
