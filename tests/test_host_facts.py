@@ -11,7 +11,7 @@ import pytest
 
 from edgecc.targets.host import host_peaks
 from edgecc.targets.microarch import TABLE, core_arithmetic
-from edgecc.targets.probe import HostMeasurements, _best_of, cache_bytes
+from edgecc.targets.probe import HostMeasurements, _best_of, cache_bytes, clock_from_chains
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,6 +49,14 @@ def test_peaks_are_table_times_cores_times_clock_and_say_so():
     assert peaks == {"fp32": 224.0, "bf16": 448.0, "int8": 896.0}  # 32 FLOP/cycle: 512-bit ops double-pumped
     assert how.startswith("znver4: 2 FMA pipes x 8 fp32 lanes") and "x 2 cores x 3.50 GHz" in how
     assert "3.50 GHz measured" in clock or "sysfs" in clock
+
+
+def test_the_clock_counts_two_cycles_for_a_vector_operation_only_where_it_takes_two():
+    """Zen 5's vector xor/add take 2 cycles: its vector chain ran at 1.83 G/s on a 3.62 GHz core (whose
+    scalar chain ran at 3.62); the AMX Xeon's take 1, its 512-bit chain 3.69 against 4.09 scalar."""
+    assert clock_from_chains(1.83, 3.62) == pytest.approx(3.66)
+    assert clock_from_chains(3.69, 4.09) == pytest.approx(3.69)
+    assert clock_from_chains(3.0, 2.9) == pytest.approx(3.0)  # a scalar burst slowed by a neighbour
 
 
 def test_a_busy_measurement_is_replaced_only_by_a_faster_one():

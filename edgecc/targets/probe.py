@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-PROBE_VERSION = 3
+PROBE_VERSION = 4  # 4: the vector chain's latency found against a scalar chain (Zen 5)
 _CLOCK_ITERATIONS = 50_000  # x 16 dependent pairs of one-cycle operations: a burst of ~0.4 ms at 4 GHz
 _CLOCK_BURSTS = 200
 _COPY_ROUNDS = 24
@@ -80,11 +80,13 @@ def cache_bytes(root: str = "/") -> dict[str, int]:
 
 
 def _clock_kernel():
-    """A chain of dependent xor/add pairs on the widest integer vectors (one cycle each on every
-    current core), built with TVM; returns (module, lanes). Vectors, because the peaks it scales are
-    vector peaks, and a core may clock lower under wide vector work: this AMX Xeon runs scalar code
-    at 4.09 GHz, 512-bit integer code at 3.69 and FMAs at 3.39. Registers, not immediates: Golden
-    Cove and later cores add an immediate in the register renamer without latency (6.9 GHz)."""
+    """Two chains of dependent xor/add pairs, built with TVM: one on the widest integer vectors and
+    one on scalars; returns (module, lanes). Vectors, because the peaks the clock scales are vector
+    peaks, and a core may clock lower under wide vector work: this project's AMX Xeon runs scalar
+    code at 4.09 GHz, 512-bit integer code at 3.69 and FMAs at 3.39. The scalar chain, because a
+    vector xor or add takes one cycle on most cores but two on Zen 5 (its vector chain alone read
+    1.83 GHz on a 3.62 GHz core): scalar ones take one cycle everywhere. Registers, not immediates:
+    Golden Cove and later cores add an immediate in the register renamer without latency (6.9 GHz)."""
     import tvm
     from tvm.script import tirx as T
     from tvm.target import codegen
@@ -112,20 +114,41 @@ def _clock_kernel():
         for lane in T.vectorized(lanes):
             out[lane] = x[lane]
 
-    return tvm.compile(tvm.IRModule({"chain": chain}), target=target).mod, lanes
+    @T.prim_func
+    def scalar_chain(out: T.Buffer((1,), "int32"), seed: T.Buffer((2,), "int32")):
+        T.func_attr({"global_symbol": "scalar_chain", "tirx.noalias": True})
+        x = T.alloc_buffer((1,), "int32", scope="local")
+        x[0] = seed[0]
+        for _ in range(iterations):
+            for _u in T.unroll(16):
+                x[0] = T.bitwise_xor(x[0], seed[1]) + seed[0]
+        out[0] = x[0]
+
+    module = tvm.IRModule({"chain": chain, "scalar_chain": scalar_chain})
+    return tvm.compile(module, target=target).mod, lanes
+
+
+def clock_from_chains(vector_ghz: float, scalar_ghz: float) -> float:
+    """The clock under vector work: the vector chain's rate times its operations' latency in cycles,
+    the whole number nearest the scalar chain's rate over it (wide-vector downclocking is at most
+    ~25%, so 1 on most cores and 2 on Zen 5's two-cycle vector integer operations)."""
+    return vector_ghz * max(1, round(scalar_ghz / vector_ghz))
 
 
 def measure_clock_ghz() -> float:
-    """The core clock while busy: cycles of a dependent one-cycle chain over the fastest burst."""
+    """The core clock while busy: cycles of dependent chains over the fastest burst."""
     import numpy as np
     import tvm
 
     lib, lanes = _clock_kernel()
     device = tvm.cpu()
-    out = tvm.runtime.tensor(np.zeros(lanes, "int32"), device)
-    seed = tvm.runtime.tensor(np.arange(12345, 12345 + 2 * lanes, dtype="int32"), device)
-    seconds = lib.time_evaluator("chain", device, number=1, repeat=_CLOCK_BURSTS)(out, seed).results
-    return 2 * 16 * _CLOCK_ITERATIONS / min(seconds) / 1e9
+    rates = []
+    for name, width in (("chain", lanes), ("scalar_chain", 1)):
+        out = tvm.runtime.tensor(np.zeros(width, "int32"), device)
+        seed = tvm.runtime.tensor(np.arange(12345, 12345 + 2 * width, dtype="int32"), device)
+        seconds = lib.time_evaluator(name, device, number=1, repeat=_CLOCK_BURSTS)(out, seed).results
+        rates.append(2 * 16 * _CLOCK_ITERATIONS / min(seconds) / 1e9)
+    return clock_from_chains(*rates)
 
 
 def copy_buffer_bytes(caches: dict[str, int]) -> int:
@@ -179,7 +202,10 @@ def measure_host(key: str, threads: int, caches: dict[str, int]) -> HostMeasurem
     try:
         clock, clock_method = (
             measure_clock_ghz(),
-            (f"measured: a chain of dependent one-cycle vector integer operations, fastest of {_CLOCK_BURSTS} bursts"),
+            (
+                "measured: a chain of dependent vector integer operations, their latency (1 or 2 cycles) "
+                f"found against a scalar chain; fastest of {_CLOCK_BURSTS} bursts"
+            ),
         )
     except Exception as exc:  # noqa: BLE001 - no TVM/LLVM here: the caller falls back to /proc/cpuinfo and says so
         clock, clock_method = None, f"not measured ({type(exc).__name__})"
