@@ -102,10 +102,11 @@ class EdgeccPeer(Peer):
             if not (applied.get("tuned") or applied.get("default_fastest")):
                 raise PeerUnavailable("no tuning record for this CPU matches this model's kernels")
             compared = result.report["tuning"].get("compared_with_default") or {}
-            kept = applied["tuned"] - len(compared.get("kept_default") or [])
+            dropped = len(compared.get("kept_default") or [])  # applied, then timed slower than the default here
+            lost = dropped + applied.get("default_fastest", 0)
             self.label = (
-                f"edgecc {self.compile_precision} (tuned: {kept}/{applied['kernels']} kernels; "
-                f"{applied['tuned'] - kept + applied.get('default_fastest', 0)} tuned, default faster)"
+                f"edgecc {self.compile_precision} (tuned: {applied['tuned'] - dropped}/{applied['kernels']} kernels; "
+                f"{lost} tuned, default faster)"
             )
         verification = result.report["verification"]
         self.notes.append(f"edgecc's own verification: {verification['status']} ({verification['reason']})")

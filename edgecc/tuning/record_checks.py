@@ -11,6 +11,10 @@ import math
 from edgecc.errors import error_line
 
 FORMAT = "edgecc-tuning/1"
+# a record of a kernel's default schedule, measured as tuning's first candidate (default_baseline.py):
+# its latency is the bar a tuned record must beat; its trace is empty and never applied
+DEFAULT_SCHEDULE = "default"
+SCHEDULES = ("tuned", DEFAULT_SCHEDULE)
 REQUIRED = ("format", "kind", "workload_key", "trace", "target", "board", "latency_s", "tvm", "edgecc", "time")
 WORKLOAD_REQUIRED = ("format", "kind", "workload_key", "workload")
 
@@ -66,7 +70,7 @@ def _record_problem(data: dict) -> str | None:
         return "target is not JSON (a TVM target's JSON object)"
     if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
         return "target must be a TVM target's JSON object with a 'kind'"
-    if data.get("schedule", "tuned") not in ("tuned", "default"):
+    if data.get("schedule", "tuned") not in SCHEDULES:
         return f"schedule must be 'tuned' or 'default', not {data.get('schedule')!r}"[:200]
     trace = data["trace"]
     if not (isinstance(trace, list) and len(trace) == 4 and isinstance(trace[0], list)):
@@ -91,7 +95,7 @@ def drop_unparseable_schedules(readout) -> None:
                 why = error_line(exc, last=True, limit=160)
                 bad_workloads[key] = f"its workload line cannot be read by TVM ({why})"
         why = bad_workloads.get(key)
-        if why is None and record.data.get("schedule") != "default":  # a default's trace is never replayed
+        if why is None and not record.is_default:  # a default's trace is never replayed
             try:
                 ms.database.TuningRecord.from_json(record.data["trace"], workloads[key])
             except Exception as exc:  # noqa: BLE001 - TVM raises several types for unreadable JSON

@@ -20,11 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edgecc.errors import EdgeccError
-from edgecc.tuning.record_checks import FORMAT, drop_unparseable_schedules, line_problem, workload_key
+from edgecc.tuning.record_checks import (
+    DEFAULT_SCHEDULE,
+    FORMAT,
+    drop_unparseable_schedules,
+    line_problem,
+    workload_key,
+)
 
-# a record of a kernel's default schedule, measured as tuning's first candidate (default_baseline.py):
-# its latency is the bar a tuned record must beat; its trace is empty and never applied
-DEFAULT_SCHEDULE = "default"
 LOG_SUFFIX = ".jsonl"
 LOG_NAME = "records" + LOG_SUFFIX
 

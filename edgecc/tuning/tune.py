@@ -72,7 +72,7 @@ class RecordAndReport(PyMeasureCallback):
         self.started = started  # the budget covers the whole run, task extraction included
         self.workloads: dict[int, object] = {}
         self.submitted = 0
-        self.estimate = 0.0
+        self.estimate = estimated_total(weights, result.best_ms_per_task)  # the defaults', when measured first
         self.bar = ProgressBar(total_trials)
 
     def budget_spent(self) -> bool:
@@ -126,7 +126,7 @@ class RecordAndReport(PyMeasureCallback):
             if best is None or latency * 1e3 < best:
                 self.result.best_ms_per_task[str(task_id)] = latency * 1e3
         append_records(self.log_path, records)
-        self.estimate = estimate = sum(self.weights[int(t)] * ms_ for t, ms_ in self.result.best_ms_per_task.items())
+        self.estimate = estimate = estimated_total(self.weights, self.result.best_ms_per_task)
         self.result.curve.append([self.result.trials_before + self.result.trials_run, estimate])
         self._print(time.monotonic() - self.started, estimate)
         # No raise here: MetaSchedule joins every running task in a row, and raising from this one
@@ -234,8 +234,11 @@ def tune(
     # Resume counts only this model's kernels on this target: another model's records in the same
     # folder must not use up this model's trial budget.
     kernels = {workload_key(ms.database.Workload(task.dispatched[0]).as_json()) for task in extracted}
-    ours = [r for r in read_logs([log_dir]).records if r.data["target"] == key and r.data["workload_key"] in kernels]
-    prior = [r for r in ours if not r.is_default]  # trials; defaults are measured afresh each run
+    prior = [  # trials; defaults are measured afresh each run
+        r
+        for r in read_logs([log_dir]).records
+        if r.data["target"] == key and r.data["workload_key"] in kernels and not r.is_default
+    ]
     result = TuneResult(str(log_path), tasks=len(extracted), trials_before=len(prior))
     remaining = trials - len(prior)
     if remaining <= 0:
@@ -273,7 +276,6 @@ def tune(
             progress,
             started,
         )
-        callback.estimate = result.curve[-1][1] if result.curve else 0.0
         try:
             _tune_tasks(
                 ms,
@@ -318,8 +320,12 @@ def _start_from_default_schedules(
     result.best_ms_per_task = dict(result.default_ms_per_task)
     result.defaults_not_measured = baseline.not_measured
     if result.best_ms_per_task:
-        estimate = sum(float(weights[int(t)]) * ms_ for t, ms_ in result.best_ms_per_task.items())
-        result.curve.append([result.trials_before, estimate])
+        result.curve.append([result.trials_before, estimated_total(weights, result.best_ms_per_task)])
+
+
+def estimated_total(weights, best_ms_per_task: dict) -> float:
+    """The model's kernel milliseconds as the search knows them: each task's best x its calls."""
+    return sum(float(weights[int(t)]) * ms_ for t, ms_ in best_ms_per_task.items())
 
 
 def _require_measurements(result: TuneResult, session: dict | None) -> None:
