@@ -110,7 +110,8 @@ def test_dump_ir_writes_the_module_after_every_graph_pass_and_stage(tmp_path):
         "07-sink_reshapes_below_elementwise.py",
         "08-pad_matmul_columns.py",
         "09-expand_sigmoid.py",
-        "10-clamp_gather_indices.py",
+        "10-multiply_by_reciprocals.py",
+        "11-clamp_gather_indices.py",
         "lowered.py",
         "scheduled.py",
     ]

@@ -14,7 +14,7 @@ FUSION = [
     "sink_reshapes_below_elementwise",
 ]
 PAD = ["pad_matmul_columns"]  # CPU-rule targets
-FAST_MATH = ["expand_sigmoid"]
+FAST_MATH = ["expand_sigmoid", "multiply_by_reciprocals"]
 
 
 def _names(options, target="host"):
@@ -33,8 +33,8 @@ def test_fusion_runs_by_default_and_is_off_with_no_fusion():
 def test_sparsity_before_fusion_and_precision_after():
     names = _names(CompileOptions(sparse_attention="window=16", precision="int8"))
     assert names[:2] == LAYOUT and names[2] == "rewrite_attention_sparse" and names[3:8] == FUSION
-    assert names[8:10] == PAD + FAST_MATH and len(names) == 11
-    assert names[10] in ("quantize_dense_layers_int8", "quantize_dense_weights_int8")  # CPU-dependent
+    assert names[8:11] == PAD + FAST_MATH and len(names) == 12
+    assert names[11] in ("quantize_dense_layers_int8", "quantize_dense_weights_int8")  # CPU-dependent
 
 
 def test_kernels_with_cpu_schedules_only_for_cpu_targets():
@@ -43,6 +43,7 @@ def test_kernels_with_cpu_schedules_only_for_cpu_targets():
         "fuse_bias_gelu_epilogue",
         "sink_reshapes_below_elementwise",
         "expand_sigmoid",
+        "multiply_by_reciprocals",
     ]
     assert _names(CompileOptions(), "raspberry-pi-5")[:2] == LAYOUT
 

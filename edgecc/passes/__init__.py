@@ -17,6 +17,7 @@
   sink_reshapes_below_elementwise   reshape -> GELU / residual add -> reshape becomes GELU / add ->
                                  reshape, so FuseOps puts them in the matmul's epilogue
   expand_sigmoid                 fast math: sigmoid -> 1 / (1 + exp(-x)), vectorised by FastMathTransform
+  multiply_by_reciprocals        fast math: x / constant -> x * (1 / constant), a multiply for a divide
   precision passes               --precision (passes/precision/__init__.py)
   clamp_gather_indices           every take of caller-given indices clamps them into its table: the
                                  library never reads out of bounds, whatever ids a caller passes
@@ -25,7 +26,9 @@ Order matters: the layout passes run first, so every later pass sees the NHWC gr
 matches the dense attention that fusion would replace, and both match FP32 patterns that precision
 rewrites; fold_transposes runs after fuse_attention (folding first would hide the attention
 pattern); sink_reshapes after the fusions (they look through reshapes), expand_sigmoid after it
-(sink_reshapes moves a sigmoid as one op); clamp_gather_indices after everything that emits a take
+(sink_reshapes moves a sigmoid as one op); multiply_by_reciprocals after the fusions (their
+patterns match the divisions the exporter writes) and before precision (whose quantization
+divisions stay exact); clamp_gather_indices after everything that emits a take
 (precision passes re-emit embedding takes).
 Bias + erf-GELU as the ONNX exporter writes it needs no pass: TVM's FuseOps already puts it in the
 matmul kernel (tests/test_pass_fuse_bias_gelu_epilogue.py checks that it stays so).
@@ -45,6 +48,7 @@ def graph_passes(options, target) -> list:
     from edgecc.passes.fold_transposes_into_matmuls import FoldTransposesIntoMatmuls
     from edgecc.passes.fuse_bias_gelu_epilogue import FuseBiasGeluEpilogue
     from edgecc.passes.fuse_layer_norm import FuseLayerNorm
+    from edgecc.passes.multiply_by_reciprocals import MultiplyByReciprocals
     from edgecc.passes.pad_channels_to_vectors import PadChannelsToVectors
     from edgecc.passes.pad_matmul_columns import PadMatmulColumns
     from edgecc.passes.precision import precision_passes
@@ -78,7 +82,7 @@ def graph_passes(options, target) -> list:
 
         passes.append(PadMatmulColumns(lanes=vector_lanes(target)))
     if options.fast_math:
-        passes.append(ExpandSigmoid())
+        passes += [ExpandSigmoid(), MultiplyByReciprocals()]
     return passes + precision_passes(options, target) + [ClampGatherIndices()]
 
 
