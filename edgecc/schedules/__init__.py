@@ -106,7 +106,11 @@ def schedule_kernel(
     sch, rule, packed, func = first_fitting_rule(func, name, lanes, target, constant_inputs, rules)
     if sch is None:
         return func
-    scheduled = mark_scheduled(sch.mod["main"], f"rule:{rule.name}")  # keeps earlier failure notes
+    from edgecc.schedules.prefetch import insert_panel_prefetches
+
+    scheduled = mark_scheduled(
+        insert_panel_prefetches(sch.mod["main"]), f"rule:{rule.name}"
+    )  # keeps earlier failure notes
     return scheduled.with_attr(packed_attr, packed) if packed else scheduled
 
 

@@ -64,6 +64,7 @@ def schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset(),
     # tile streams past it; rows outermost re-read the whole weight per row tile (2x slower at
     # 384x1536 here).
     sch.reorder(*spatial, jo, io, k, ii, ji_o, ji_i)
+    k = _mark_panel_prefetch(sch, k, packed, loop_extent(sch, io), loop_extent(sch, jo), tile, params)
     if epilogue:
         last = epilogue[-1]
         sch.reverse_compute_at(last, io)
@@ -76,6 +77,25 @@ def schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset(),
     # parallel and vectorize refuse to touch.
     sch.decompose_reduction(block, k)
     return packed
+
+
+def _mark_panel_prefetch(sch, k, packed: list, row_tiles: int, panels: int, tile: int, params: dict):
+    """Split K into blocks whose loop prefetches the next weight panel (schedules/prefetch.py); the
+    K-block loop, or `k` unchanged where there is no packed weight, one panel, or no such block."""
+    from edgecc.schedules.prefetch import PREFETCH_KEY, prefetch_annotation
+
+    reduction = loop_extent(sch, k)
+    k_block = params["prefetch_k_block"]
+    if not packed or panels < 2 or k_block <= 0 or reduction <= k_block or reduction % k_block:
+        return k
+    k_blocks, _ = sch.split(k, [None, k_block])
+    weight_param = packed[0][0]
+    sch.annotate(
+        k_blocks,
+        PREFETCH_KEY,
+        prefetch_annotation(weight_param, row_tiles, panels, reduction * tile, reduction // k_block),
+    )
+    return k_blocks
 
 
 def _pack_constant_weight(sch, block, tile: int, constant_inputs) -> list:
