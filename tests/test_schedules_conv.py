@@ -149,3 +149,22 @@ def test_row_sums_partial_sums_run_inside_each_rows_parallel_task():
     assert "_rf" in text  # the partial sums are there
     outermost = [line for line in text.splitlines() if line.startswith("    for ")]
     assert outermost and all("T.parallel" in line for line in outermost)
+
+
+def test_a_large_output_is_prefetched_for_writing_some_tiles_ahead_and_a_small_one_is_not():
+    host = load_target("host")
+    large, constants = _conv((1, 64, 64, 32), (1, 1, 32, 256), 1, 0, epilogue="relu")  # 4 MiB out
+    small, _ = _conv((1, 32, 32, 32), (1, 1, 32, 256), 1, 0, epilogue="relu")  # 1 MiB out
+    scheduled = schedule_kernel(large, "large", 16, host, frozenset(constants), CPU_RULES)
+    text = scheduled.script()
+    # one write prefetch (rw 1) per task of the parallel loop, nothing inside the reduction
+    assert text.count("llvm.prefetch") == 1 and ", 1, 3, 1)" in text, text
+    untouched = schedule_kernel(small, "small", 16, host, frozenset(constants), CPU_RULES).script()
+    assert "llvm.prefetch" not in untouched
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal([int(d) for d in p.ty.shape]).astype("float32") for p in large.params]
+    want = _run(large, host.tvm(), [a.copy() for a in arrays])
+    given = [a.copy() for a in arrays]
+    for position, n_axis, tile in scheduled.attrs[PACKED_ATTR]:
+        given[int(position)] = pack_array(arrays[int(position)], int(n_axis), int(tile))
+    np.testing.assert_allclose(_run(scheduled, host.tvm(), given), want, rtol=1e-5, atol=1e-5)

@@ -164,6 +164,26 @@ def _pixels_outer(kernel: KernelView, conv, conv_shape: list[int]) -> bool:
     )
 
 
+def _mark_output_prefetch(kernel: KernelView, tasks, rows: int, tile: int, conv_shape: list[int]) -> None:
+    """Mark the parallel loop (pixel tile x channel panel tasks) to prefetch, for writing, the output
+    tile some tasks ahead when the output is large (cpu.toml, schedules/prefetch.py)."""
+    from edgecc.schedules.prefetch import OUTPUT_PREFETCH_KEY, output_prefetch_annotation
+
+    params = schedule_parameters()["conv"]
+    sch = kernel.sch
+    output = sch.mod["main"].params[-1]
+    elements = math.prod(int(d) for d in output.shape)
+    if elements != math.prod(conv_shape):  # the epilogue reshaped or transposed: not [pixels, channels]
+        return
+    if elements * DataType(str(output.dtype)).bits // 8 < params["prefetch_output_min_kib"] * 1024:
+        return
+    panels = conv_shape[3] // tile
+    annotation = output_prefetch_annotation(
+        len(sch.mod["main"].params) - 1, rows, tile, conv_shape[3], panels, params["prefetch_output_tiles_ahead"]
+    )
+    sch.annotate(tasks, OUTPUT_PREFETCH_KEY, annotation)
+
+
 class Conv2dNHWCRule:
     name = "conv2d-nhwc-register-tile"
 
@@ -195,7 +215,8 @@ class Conv2dNHWCRule:
         io, ii = sch.split(pixel, [None, rows])
         jo, ji = sch.split(c, [None, tile])
         jv, jl = sch.split(ji, [None, vec])
-        if _pixels_outer(kernel, conv, conv_shape):
+        pixels_outer = _pixels_outer(kernel, conv, conv_shape)
+        if pixels_outer:
             sch.reorder(io, jo, kh, kw, ci, ii, jv, jl)
             outer_first, outer_second = io, jo
         else:
@@ -205,7 +226,10 @@ class Conv2dNHWCRule:
         sch.unroll(ii)
         sch.unroll(jv)
         sch.vectorize(jl)
-        sch.parallel(sch.fuse(outer_first, outer_second))
+        tasks = sch.fuse(outer_first, outer_second)
+        sch.parallel(tasks)
+        if pixels_outer:
+            _mark_output_prefetch(kernel, tasks, rows, tile, conv_shape)
         sch.decompose_reduction(conv, kh)
         if keep_pad:
             _schedule_pad(kernel, pad, in_vec)
