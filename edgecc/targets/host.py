@@ -90,6 +90,10 @@ def host_peaks(cpu: str, model: str, cores: int, measured, features=()) -> tuple
             + ", ".join(f"{p} {n}" for p, n in per_cycle.items() if p != "fp32")
             + f" ({arithmetic.source})"
         )
+    fma = getattr(measured, "fma_gflops", None)
+    if fma and fma / per_cycle["fp32"] < ghz:  # the core clocks lower under FMAs than the clock source says
+        ghz = fma / per_cycle["fp32"]
+        clock_source += f"; {ghz:.2f} GHz under FMAs (one core's measured {fma:.1f} GFLOP/s over its FLOP/cycle)"
     peaks = {precision: round(n * cores * ghz, 1) for precision, n in per_cycle.items()}
     return peaks, f"{how} x {cores} cores x {ghz:.2f} GHz", clock_source
 
