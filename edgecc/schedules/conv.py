@@ -171,7 +171,8 @@ def _mark_output_prefetch(kernel: KernelView, tasks, rows: int, tile: int, conv_
 
     params = schedule_parameters()["conv"]
     sch = kernel.sch
-    output = sch.mod["main"].params[-1]
+    output_param = len(sch.mod["main"].params) - 1
+    output = sch.mod["main"].params[output_param]
     elements = math.prod(int(d) for d in output.shape)
     if elements != math.prod(conv_shape):  # the epilogue reshaped or transposed: not [pixels, channels]
         return
@@ -179,7 +180,7 @@ def _mark_output_prefetch(kernel: KernelView, tasks, rows: int, tile: int, conv_
         return
     panels = conv_shape[3] // tile
     annotation = output_prefetch_annotation(
-        len(sch.mod["main"].params) - 1, rows, tile, conv_shape[3], panels, params["prefetch_output_tiles_ahead"]
+        output_param, rows, tile, conv_shape[3], panels, params["prefetch_output_tiles_ahead"]
     )
     sch.annotate(tasks, OUTPUT_PREFETCH_KEY, annotation)
 

@@ -29,6 +29,8 @@ prefetch changes nothing.
 
 from __future__ import annotations
 
+import math
+
 import tvm
 from tvm import tirx
 from tvm.tirx.stmt import For, ForKind, SeqStmt
@@ -71,8 +73,7 @@ def _visit(func, stmt, parallel_var):
         if OUTPUT_PREFETCH_KEY in stmt.annotations:
             tile = _output_prefetch_loop(func, stmt.annotations[OUTPUT_PREFETCH_KEY], parallel_var)
             body = SeqStmt([tile, body])
-        marked = PREFETCH_KEY in stmt.annotations
-        if marked:
+        if PREFETCH_KEY in stmt.annotations:
             body = SeqStmt([_prefetch_loop(func, stmt.annotations[PREFETCH_KEY], parallel_var, stmt.loop_var), body])
         if body.same_as(stmt.body):
             return stmt
@@ -109,15 +110,11 @@ def _prefetch_loop(func, annotation, parallel_var, block_var):
         raise ValueError(f"{PREFETCH_KEY}: the marked loop is not inside the kernel's parallel loop")
     parallel_var, index_type = parallel_var
     weight = func.params[weight_param]  # TVM 0.27: a buffer parameter is the buffer itself
-    element_bytes = tvm.DataType(str(weight.dtype)).bits // 8
-    per_line = max(1, CACHE_LINE_BYTES // element_bytes)
+    per_line = _elements_per_line(weight)
     share = panel_elements // row_tiles  # elements of the next panel each row tile fetches
     per_block = max(1, share // blocks)
     lines = max(1, -(-per_block // per_line))
-
-    def c(value: int):
-        return tirx.const(value, index_type)
-
+    c = _constant(index_type)
     line = tirx.Var("prefetch_line", index_type)
     row_tile = tirx.floormod(parallel_var, c(row_tiles))
     panel = tirx.floormod(tirx.floordiv(parallel_var, c(row_tiles)), c(panels))
@@ -135,15 +132,10 @@ def _output_prefetch_loop(func, annotation, parallel_var):
     output_param, rows, tile, channels, panels, ahead = (int(v) for v in annotation)
     parallel_var, index_type = parallel_var
     output = func.params[output_param]
-    per_line = max(1, CACHE_LINE_BYTES // (tvm.DataType(str(output.dtype)).bits // 8))
+    per_line = _elements_per_line(output)
     lines_per_row = max(1, tile // per_line)
-    total = 1
-    for extent in output.shape:
-        total *= int(extent)
-
-    def c(value: int):
-        return tirx.const(value, index_type)
-
+    total = math.prod(int(extent) for extent in output.shape)
+    c = _constant(index_type)
     line = tirx.Var("prefetch_line", index_type)
     pixel = (tirx.floordiv(parallel_var, c(panels)) + c(ahead)) * c(rows) + tirx.floordiv(line, c(lines_per_row))
     offset = pixel * c(channels) + tirx.floormod(parallel_var, c(panels)) * c(tile)
@@ -151,6 +143,15 @@ def _output_prefetch_loop(func, annotation, parallel_var):
     address = tirx.address_of(tirx.BufferLoad(output, _unflatten(offset, output.shape, c)))
     call = tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, WRITE, L1_LOCALITY, 1)
     return For(line, c(0), c(rows * lines_per_row), ForKind.SERIAL, tirx.Evaluate(call))
+
+
+def _elements_per_line(buffer) -> int:
+    return max(1, CACHE_LINE_BYTES // (tvm.DataType(str(buffer.dtype)).bits // 8))
+
+
+def _constant(index_type: str):
+    """An IntImm maker in the loops' index type (int64 after Relax legalization)."""
+    return lambda value: tirx.const(value, index_type)
 
 
 def _unflatten(offset, shape, c) -> list:

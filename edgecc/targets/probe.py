@@ -80,6 +80,21 @@ def cache_bytes(root: str = "/") -> dict[str, int]:
     return levels
 
 
+def _host_target():
+    """(this CPU's LLVM target, float32 lanes of its widest vectors) for the probes' kernels."""
+    import tvm
+    from tvm.target import codegen
+
+    from edgecc.targets.cpu_flags import host_feature_corrections
+
+    cpu = codegen.llvm_get_system_cpu()
+    target = tvm.target.Target(
+        {"kind": "llvm", "mcpu": cpu, "mattr": host_feature_corrections(cpu, platform.machine())}
+    )
+    features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
+    return target, 16 if "avx512f" in features else 8 if "avx2" in features else 4
+
+
 def _clock_kernel():
     """Two chains of dependent xor/add pairs, built with TVM: one on the widest integer vectors and
     one on scalars; returns (module, lanes). Vectors, because the peaks the clock scales are vector
@@ -90,17 +105,9 @@ def _clock_kernel():
     Golden Cove and later cores add an immediate in the register renamer without latency (6.9 GHz)."""
     import tvm
     from tvm.script import tirx as T
-    from tvm.target import codegen
-
-    from edgecc.targets.cpu_flags import host_feature_corrections
 
     iterations = _CLOCK_ITERATIONS
-    cpu = codegen.llvm_get_system_cpu()
-    target = tvm.target.Target(
-        {"kind": "llvm", "mcpu": cpu, "mattr": host_feature_corrections(cpu, platform.machine())}
-    )
-    features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
-    lanes = 16 if "avx512f" in features else 8 if "avx2" in features else 4
+    target, lanes = _host_target()
 
     @T.prim_func
     def chain(out: T.Buffer((lanes,), "int32"), seed: T.Buffer((2 * lanes,), "int32")):
@@ -148,16 +155,8 @@ def measure_fma_gflops() -> float:
     import numpy as np
     import tvm
     from tvm.script import tirx as T
-    from tvm.target import codegen
 
-    from edgecc.targets.cpu_flags import host_feature_corrections
-
-    cpu = codegen.llvm_get_system_cpu()
-    target = tvm.target.Target(
-        {"kind": "llvm", "mcpu": cpu, "mattr": host_feature_corrections(cpu, platform.machine())}
-    )
-    features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
-    lanes = 16 if "avx512f" in features else 8 if "avx2" in features else 4
+    target, lanes = _host_target()
     chains, iterations = _FMA_CHAINS, _FMA_ITERATIONS
 
     @T.prim_func
