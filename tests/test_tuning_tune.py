@@ -255,3 +255,41 @@ def test_kernels_a_pass_built_scheduled_are_not_tuned(lowered_matmul, tmp_path):
     mod[gvar] = mark_scheduled(mod[gvar], "pass:fused-attention")
     result = tune(mod, load_target("host"), tmp_path, trials=4, progress=False)
     assert result.tasks == 0 and result.trials_run == 0 and not read_logs([tmp_path]).records
+
+
+def test_a_trial_that_remeasures_the_weight_repacking_default_is_counted_not_logged(lowered_matmul, tmp_path):
+    """The search may measure the default schedule it was seeded with again; TVM cannot write that
+    trace (its weight repack is an IndexMap) as JSON, which ended a CI tuning run with a TypeError."""
+    import time
+
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
+
+    from edgecc.backends import backend_for
+    from edgecc.schedules.weight_packing import constant_parameters
+    from edgecc.tuning.tune import RecordAndReport, TuneResult, repacks_weights
+
+    target = load_target("host")
+    with target.tvm():
+        (task,) = extract_tasks(lowered_matmul, target.tvm())
+    default = backend_for(target).kernel_schedule(
+        task.dispatched[0]["main"], task.task_name, target, constant_parameters(lowered_matmul)[task.task_name]
+    )
+    plain = tvm.s_tir.Schedule(task.dispatched[0])
+    assert repacks_weights(default.trace) and not repacks_weights(plain.trace)
+    with pytest.raises(TypeError, match="IndexMap"):  # why the callback must not write it
+        ms.database.TuningRecord(default.trace, ms.database.Workload(default.mod)).as_json()
+
+    log = tmp_path / "log.jsonl"
+    result = TuneResult(log_path=str(log))
+    callback = RecordAndReport(log, target.tvm(), "host", result, 2, None, [1.0], False, time.monotonic())
+    callback.workloads[0] = ms.database.Workload(task.dispatched[0])
+    args_info = ms.arg_info.ArgInfo.from_prim_func(task.dispatched[0]["main"])
+    candidates = [ms.MeasureCandidate(sch, args_info) for sch in (default, plain)]
+    built = [ms.builder.BuilderResult("unused.so", None)] * 2
+    ran = [ms.runner.RunnerResult([0.002], None), ms.runner.RunnerResult([0.004], None)]
+    callback.apply(ms.task_scheduler.TaskScheduler.create("round-robin"), 0, candidates, built, ran)
+    assert result.trials_run == 2 and result.default_remeasured == 1
+    assert result.best_ms_per_task == {"0": pytest.approx(2.0)}
+    (record,) = read_logs([tmp_path]).records
+    assert record.latency == pytest.approx(0.004)

@@ -37,6 +37,7 @@ class TuneResult:
     curve: list = field(default_factory=list)  # [trials so far, estimated total kernel ms]
     best_ms_per_task: dict = field(default_factory=dict)  # the default schedule's until a trial beats it
     default_ms_per_task: dict = field(default_factory=dict)  # each tuned kernel's default schedule, measured first
+    default_remeasured: int = 0  # trials that were the default schedule again (logged once, by the baseline)
     defaults_not_measured: dict = field(default_factory=dict)  # kernel name -> why (no bar for its search)
 
     @property
@@ -56,6 +57,14 @@ class BudgetSpent(Exception):
     """Raised from the builder or the callback to end the search between batches. Terminating tasks
     from a callback instead trips MetaSchedule's own checks when a task still has measurements in
     flight; everything measured so far is already in the log."""
+
+
+_LAYOUT_INSTRUCTIONS = frozenset({"TransformLayout", "TransformBlockLayout"})
+
+
+def repacks_weights(trace) -> bool:
+    """Whether a schedule's trace changes a buffer's layout (an IndexMap, which TVM's JSON cannot hold)."""
+    return any(inst.kind.name in _LAYOUT_INSTRUCTIONS for inst in trace.insts)
 
 
 @derived_object
@@ -118,13 +127,19 @@ class RecordAndReport(PyMeasureCallback):
                 self.result.run_failures += 1
                 self._note_error("run", f"measured latency {latency!r} is not a finite time > 0")
                 continue
+            best = self.result.best_ms_per_task.get(str(task_id))
+            if best is None or latency * 1e3 < best:
+                self.result.best_ms_per_task[str(task_id)] = latency * 1e3
+            if repacks_weights(candidate.sch.trace):
+                # Only a default schedule repacks weights, and the search sometimes measures the one
+                # it was seeded with again; TVM cannot write its IndexMap as JSON, and the baseline
+                # has logged that schedule already.
+                self.result.default_remeasured += 1
+                continue
             tvm_record = ms.database.TuningRecord(
                 candidate.sch.trace, workload, ran.run_secs, self.tvm_target, candidate.args_info
             )
             records.append(make_record(workload.as_json(), tvm_record.as_json(), self.tvm_target, self.board, latency))
-            best = self.result.best_ms_per_task.get(str(task_id))
-            if best is None or latency * 1e3 < best:
-                self.result.best_ms_per_task[str(task_id)] = latency * 1e3
         append_records(self.log_path, records)
         self.estimate = estimate = estimated_total(self.weights, self.result.best_ms_per_task)
         self.result.curve.append([self.result.trials_before + self.result.trials_run, estimate])
