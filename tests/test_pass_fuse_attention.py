@@ -103,6 +103,29 @@ def test_sequence_not_a_multiple_of_the_vector_width(rng):
     np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0], rtol=1e-5, atol=1e-5)
 
 
+def _unrolled_rows(kernel, block_name: str) -> list[int]:
+    from tvm import s_tir, tirx
+
+    sch = s_tir.Schedule(kernel)
+    loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock(block_name))]
+    return [int(loop.extent) for loop in loops if loop.kind == tirx.ForKind.UNROLLED and int(loop.extent) > 1]
+
+
+def test_register_tiles_grow_with_the_targets_vector_registers(rng):
+    """With AVX-512's 32 registers (16 lanes) a 36-wide head (MobileViT-S's) gets 8 rows x 3 value
+    vectors and 4 rows x 4 key vectors of accumulators; with AVX2's 16, 4 x 3 and 2 x 4: same numbers."""
+    mod = attention_module(heads=4, seq=64, dim=36)
+    inputs = _attention_inputs(rng, seq=64, heads=4, dim=36)
+    expected = build_on_host(mod)(inputs)[0]
+    tiles = {}
+    for registers in (16, 32):
+        after = FuseAttention(lanes=16, registers=registers)(mod)
+        kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+        tiles[registers] = tuple(_unrolled_rows(kernel, f"attn_{b}_update") for b in ("weighted", "scores"))
+        np.testing.assert_allclose(build_on_host(after)(inputs)[0], expected, rtol=1e-5, atol=1e-5)
+    assert tiles == {16: ([4, 3], [2, 4]), 32: ([8, 3], [4, 4])}
+
+
 def test_modules_without_attention_are_left_alone(rng):
     mod, _ = dense_module(rng)
     fuse = FuseAttention()

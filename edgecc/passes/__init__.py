@@ -65,15 +65,22 @@ def graph_passes(options, target) -> list:
     if options.fusion:
         passes += [FuseLayerNorm(), FuseBiasGeluEpilogue()]
         if backend_for(target).cpu_kernels:  # these passes build kernels with their own CPU schedules
+            from edgecc.passes.precision.low_precision_timing import runs_here
             from edgecc.schedules import vector_lanes
+            from edgecc.schedules.parameters import vector_registers
 
             lanes = vector_lanes(target)
-            from edgecc.passes.precision.low_precision_timing import runs_here
 
             tiles = attention_on_tiles(options, target)
             timing_target = target.tvm() if tiles in INT8_PRODUCTS and runs_here(options, target) else None
             passes += [
-                FuseAttention(lanes=lanes, fast_math=options.fast_math, tiles=tiles, timing_target=timing_target),
+                FuseAttention(
+                    lanes=lanes,
+                    fast_math=options.fast_math,
+                    tiles=tiles,
+                    timing_target=timing_target,
+                    registers=vector_registers(target),
+                ),
                 FoldTransposesIntoMatmuls(lanes=lanes),
             ]
         passes.append(SinkReshapesBelowElementwise())

@@ -33,12 +33,16 @@ if TYPE_CHECKING:
     from edgecc.passes.attention.pattern import AttentionPlan
 
 ROW_BLOCK = 16  # query rows per parallel task
-# Register tile of the scores: rows x vectors of keys, up to this many accumulators. Key counts
-# that are an odd number of vectors (sparse attention's 13 x 16 slots) get more rows instead:
-# 8 x 1 ran that kernel 7.2 -> 6.1 ms at MiniLM seq 1024, where 2 x 1 left it load-bound.
-SCORE_ACCUMULATORS, SCORE_VECTORS = 8, 4
-WEIGHTED_ACCUMULATORS = 12  # rows x value vectors of the weighted sum held in registers
+# Register tiles: the scores' rows x vectors of keys (up to SCORE_VECTORS) and the weighted sum's
+# rows x value vectors, within these shares of the target's vector registers (16 with AVX2: 8 and
+# 12 accumulators; 32 with AVX-512 and NEON: 16 and 24). Key counts that are an odd number of
+# vectors (sparse attention's 13 x 16 slots) get more rows instead: 8 x 1 ran that kernel 7.2 ->
+# 6.1 ms at MiniLM seq 1024, where 2 x 1 left it load-bound. On the AMX Xeon, AVX-512's 16 and 24
+# accumulators ran MobileViT-S's attention (36-wide heads) 2.97 -> 2.49 ms, where AVX2's left
+# AVX-512 half its registers.
+SCORE_SHARE, WEIGHTED_SHARE, SCORE_VECTORS = 1 / 2, 3 / 4, 4
 LANES = 8  # float32 lanes the inner loops are split by, unless the caller passes the target's
+REGISTERS = 16  # vector registers, unless the caller passes the target's
 MIN_PARALLEL_HEADS = 8  # fewer (batch x heads) than this: row blocks become parallel tasks too
 # how QK^T and PV can run besides FP32: their TE stages and their schedule
 PRODUCTS = {  # (stages, the module whose schedule_products schedules them)
@@ -201,7 +205,7 @@ def attention_te(
     return te.compute(out_shape, output, name="attn_out")
 
 
-def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None = None):
+def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None = None, registers: int = REGISTERS):
     """Parallel over (batch, head) [and row blocks when there are few heads]; each row block's scores,
     softmax and weighted sum computed while its rows are in cache, K^T and V packed once per task."""
     from tvm import s_tir
@@ -279,7 +283,7 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None =
     if tiles:
         PRODUCTS[tiles][1].schedule_products(sch, plan, pack_at, tiles)
     else:
-        _schedule_products(sch, plan, rows, lanes, ones_column)
+        _schedule_products(sch, plan, rows, lanes, ones_column, registers)
     exps = block(exp_name)
     if vector_keys:
         _, lane_loop = sch.split(sch.get_loops(exps)[-1], [None, lanes])
@@ -292,7 +296,7 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None =
     return sch.mod["main"].without_attr("global_symbol")
 
 
-def _schedule_products(sch, plan: AttentionPlan, rows: int, lanes: int, ones_column: bool) -> None:
+def _schedule_products(sch, plan: AttentionPlan, rows: int, lanes: int, ones_column: bool, registers: int) -> None:
     block = sch.get_sblock
     vector_keys = plan.keys % lanes == 0
     # scores: per row, groups of key vectors accumulate in registers over the head dim
@@ -300,7 +304,7 @@ def _schedule_products(sch, plan: AttentionPlan, rows: int, lanes: int, ones_col
     s_i, s_t, s_d = sch.get_loops(scores)[-3:]
     if vector_keys:
         group = next(g for g in (SCORE_VECTORS, 2, 1) if (plan.keys // lanes) % g == 0)
-        pair = next(r for r in (SCORE_ACCUMULATORS // group, 4, 2, 1) if rows % r == 0)
+        pair = next(r for r in (int(registers * SCORE_SHARE) // group, 4, 2, 1) if rows % r == 0)
         s_io, s_ii = sch.split(s_i, [None, pair])
         s_to, s_tg, s_tv = sch.split(s_t, [None, group, lanes])
         sch.reorder(s_io, s_to, s_d, s_ii, s_tg, s_tv)
@@ -315,7 +319,7 @@ def _schedule_products(sch, plan: AttentionPlan, rows: int, lanes: int, ones_col
     else:
         w_i, w_e, w_t = sch.get_loops(weighted)[-3:]
     vectors = -(-plan.value_dim // lanes) if not ones_column else -(-(plan.value_dim + 1) // lanes)
-    pair = next(r for r in (max(1, WEIGHTED_ACCUMULATORS // vectors), 4, 2, 1) if rows % r == 0)
+    pair = next(r for r in (max(1, int(registers * WEIGHTED_SHARE) // vectors), 4, 2, 1) if rows % r == 0)
     w_io, w_ii = sch.split(w_i, [None, pair])
     w_eo, w_ev = sch.split(w_e, [None, lanes])
     sch.reorder(w_io, w_t, w_ii, w_eo, w_ev)
@@ -338,7 +342,11 @@ def _has_block(sch, name: str) -> bool:
 
 
 def attention_kernel(
-    plan: AttentionPlan, fast_math: bool = True, lanes: int = LANES, tiles: str | None = None
+    plan: AttentionPlan,
+    fast_math: bool = True,
+    lanes: int = LANES,
+    tiles: str | None = None,
+    registers: int = REGISTERS,
 ) -> tirx.PrimFunc:
     """The fused kernel for `plan`; `tiles`: QK^T and PV in that precision and on those instructions (a
     key of PRODUCTS) where they fit, else FP32 (and a product schedule that fails says so on the kernel)."""
@@ -347,9 +355,9 @@ def attention_kernel(
         func = _attention_kernel(plan, fast_math, lanes, tiles=precision)
         if schedule_source(func) is not None:
             return func.with_attr(amx.TILES_ATTR, precision)
-        fp32 = _attention_kernel(plan, fast_math, lanes)
+        fp32 = _attention_kernel(plan, fast_math, lanes, registers=registers)
         return fp32.with_attr(FAILURES_ATTR, func.attrs[FAILURES_ATTR])
-    return _attention_kernel(plan, fast_math, lanes)
+    return _attention_kernel(plan, fast_math, lanes, registers=registers)
 
 
 def _fitting_products(plan: AttentionPlan, tiles: str) -> str | None:
@@ -364,7 +372,9 @@ def uses_tiles(kernel) -> str | None:
     return str(precision) if precision else None
 
 
-def _attention_kernel(plan: AttentionPlan, fast_math: bool, lanes: int, tiles: str | None = None) -> tirx.PrimFunc:
+def _attention_kernel(
+    plan: AttentionPlan, fast_math: bool, lanes: int, tiles: str | None = None, registers: int = REGISTERS
+) -> tirx.PrimFunc:
     q_src = te.placeholder(plan.q.shape, "float32", name="q")
     kt_src = te.placeholder(plan.kt.shape, "float32", name="kt")
     v_src = te.placeholder(plan.v.shape, "float32", name="v")
@@ -381,7 +391,7 @@ def _attention_kernel(plan: AttentionPlan, fast_math: bool, lanes: int, tiles: s
     args = [q_src, kt_src, v_src, *([bias] if bias is not None else []), *tables["q"], *tables["kt"], *tables["v"], out]
     func = te.create_prim_func(args).without_attr("global_symbol")
     try:
-        func = mark_scheduled(_schedule(func, plan, lanes, tiles), "pass:fused-attention")
+        func = mark_scheduled(_schedule(func, plan, lanes, tiles, registers), "pass:fused-attention")
     except Exception as exc:  # noqa: BLE001 - tvm raises TVMError and friends
         # an unusual shape keeps the naive (correct) kernel; the default rules get it and the
         # failure is reported with the kernel

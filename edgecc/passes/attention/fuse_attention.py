@@ -17,7 +17,7 @@ from tvm import relax
 
 from edgecc.passes._bindings import replace_bindings
 from edgecc.passes.attention.pattern import AttentionMatcher
-from edgecc.schedules.attention import INT8_PRODUCTS, LANES, attention_kernel, uses_tiles
+from edgecc.schedules.attention import INT8_PRODUCTS, LANES, REGISTERS, attention_kernel, uses_tiles
 from edgecc.schedules.common import FAILURES_ATTR
 
 _BF16_TILES = "BF16 where the AMX tiles fit (QK^T and PV on tdpbf16ps, FP32 accumulation; softmax FP32)"
@@ -94,7 +94,8 @@ class FuseAttentionStats:
 class FuseAttention:
     """Every matching attention becomes one call_tir to a fused kernel; dead intermediates are removed.
 
-    `lanes`: float32 lanes of the target's vectors (edgecc.schedules.vector_lanes).
+    `lanes`, `registers`: float32 lanes of the target's vectors and how many vector registers it has
+    (edgecc.schedules.vector_lanes, vector_registers).
     `fast_math`: exp as TVM's fast_exp polynomial (what the pipeline's FastMathTransform gives softmax).
     `tiles`: QK^T and PV in that precision, on those instructions, where they fit (`attention_on_tiles`).
     `timing_target`: for INT8, the TVM target of this machine to time each plan's INT8 kernel against
@@ -102,15 +103,22 @@ class FuseAttention:
     fits, untimed.
     """
 
-    def __init__(self, lanes: int = LANES, fast_math: bool = True, tiles: str | None = None, timing_target=None):
-        self.lanes = lanes
+    def __init__(
+        self,
+        lanes: int = LANES,
+        fast_math: bool = True,
+        tiles: str | None = None,
+        timing_target=None,
+        registers: int = REGISTERS,
+    ):
+        self.lanes, self.registers = lanes, registers
         self.fast_math = fast_math
         self.tiles = tiles
         self.timing_target = timing_target
         self.stats = FuseAttentionStats()
 
     def _kernel(self, plan, out_shape, timed: dict):
-        kernel = attention_kernel(plan, self.fast_math, self.lanes, self.tiles)
+        kernel = attention_kernel(plan, self.fast_math, self.lanes, self.tiles, self.registers)
         int8 = uses_tiles(kernel)
         if int8 not in INT8_PRODUCTS or self.timing_target is None:
             return kernel
@@ -118,7 +126,9 @@ class FuseAttention:
         if key not in timed:
             from edgecc.passes.attention.time_attention_tiles import time_plan
 
-            rival = attention_kernel(plan, self.fast_math, self.lanes, "bf16" if int8 == "int8" else None)
+            rival = attention_kernel(
+                plan, self.fast_math, self.lanes, "bf16" if int8 == "int8" else None, self.registers
+            )
             timed[key] = time_plan(
                 plan, {int8: kernel, uses_tiles(rival) or "fp32": rival}, out_shape, self.timing_target
             )
