@@ -178,9 +178,8 @@ def _mark_output_prefetch(kernel: KernelView, tasks, rows: int, tile: int, conv_
         return
     if elements * DataType(str(output.dtype)).bits // 8 < params["prefetch_output_min_kib"] * 1024:
         return
-    panels = conv_shape[3] // tile
     annotation = output_prefetch_annotation(
-        output_param, rows, tile, conv_shape[3], panels, params["prefetch_output_tiles_ahead"]
+        output_param, rows, tile, conv_shape[3], params["prefetch_output_tiles_ahead"]
     )
     sch.annotate(tasks, OUTPUT_PREFETCH_KEY, annotation)
 

@@ -50,11 +50,11 @@ def prefetch_annotation(weight_param: int, row_tiles: int, panels: int, panel_el
     return [weight_param, row_tiles, panels, panel_elements, blocks]
 
 
-def output_prefetch_annotation(output_param: int, rows: int, tile: int, channels: int, panels: int, ahead: int):
+def output_prefetch_annotation(output_param: int, rows: int, tile: int, channels: int, ahead: int):
     """The mark on a convolution's parallel loop over (pixel tile, channel panel) tasks: the output
-    parameter ([..., pixels, channels] in memory), R pixels x `tile` channels per task, and how many
-    pixel tiles ahead to prefetch."""
-    return [output_param, rows, tile, channels, panels, ahead]
+    parameter ([..., pixels, channels] in memory), R pixels x `tile` channels per task (channels /
+    tile panels), and how many pixel tiles ahead to prefetch."""
+    return [output_param, rows, tile, channels, ahead]
 
 
 def insert_panel_prefetches(func: tirx.PrimFunc) -> tirx.PrimFunc:
@@ -129,7 +129,8 @@ def _prefetch_loop(func, annotation, parallel_var, block_var):
 def _output_prefetch_loop(func, annotation, parallel_var):
     """for line in range(R x lines per tile row): prefetch for writing the output tile `ahead` pixel
     tiles on (the same channel panel) into L1."""
-    output_param, rows, tile, channels, panels, ahead = (int(v) for v in annotation)
+    output_param, rows, tile, channels, ahead = (int(v) for v in annotation)
+    panels = channels // tile
     parallel_var, index_type = parallel_var
     output = func.params[output_param]
     per_line = _elements_per_line(output)
