@@ -23,13 +23,23 @@ def test_the_bar_never_passes_its_total_and_the_estimate_converges():
     for measured in range(8, 41, 8):
         now = 100.0 + 0.5 * measured
         lines.append(bar.line(now, min(measured + 8, 40), measured, 1.0, 0, None, now - 90.0))
-    counts = [tuple(map(int, re.search(r"\] (\d+)/(\d+) trials", line).groups())) for line in lines]
+    counts = [tuple(map(int, re.search(r"\] (\d+)/(\d+) trials measured", line).groups())) for line in lines]
     assert all(done <= total == 32 for done, total in counts)
     assert "after the first measurements" in lines[0]
     estimates = [_left(line) for line in lines[1:]]
     assert estimates == sorted(estimates, reverse=True) and estimates[-1] == 0  # falls steadily to zero
     assert abs(estimates[0] - 0.5 * (32 - 8)) < 1  # the measured rate times the trials left
     assert "the last batch ran past the total" in lines[-1]
+
+
+def test_the_bar_fills_with_measured_trials_and_says_how_many_failed():
+    bar = ProgressBar(32)
+    submitted_only = bar.line(100.0, 32, 0, 0.0, 0, None, 10.0)
+    assert "[" + "." * 24 + "] 0/32 trials measured, 0 failed (32 submitted)" in submitted_only
+    all_failed = bar.line(110.0, 32, 32, 0.0, 32, None, 20.0)
+    assert "[" + "x" * 24 + "] 0/32 trials measured, 32 failed" in all_failed
+    half = bar.line(120.0, 32, 16, 1.0, 4, None, 30.0)
+    assert "[" + "#" * 9 + "xxx" + "." * 12 + "] 12/32 trials measured, 4 failed" in half
 
 
 def test_a_budget_caps_the_estimate():
