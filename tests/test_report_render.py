@@ -253,7 +253,7 @@ def test_builds_with_other_input_shapes_are_not_peers(tmp_path):
     render_reports(tmp_path / "mine", mine)
     markdown = (tmp_path / "mine" / "report.md").read_text()
     assert "inputs `pixel_values` 1x3x224x224 float32" in markdown  # the headline names the shapes compiled for
-    assert "| big | fp32 | 9 | 1 | 0 | input shapes pixel_values 1x3x256x256 |" in markdown
+    assert "| big | fp32 | 9 | 1 | 0 | load unknown | input shapes pixel_values 1x3x256x256 |" in markdown
 
 
 def test_precision_passes_get_their_own_tables(tmp_path):
@@ -301,3 +301,37 @@ def test_layers_on_the_fallback_instruction_get_their_own_table(tmp_path):
     precision = (tmp_path / "report.md").read_text().split("## Precision")[1].split("\n## ")[0]
     assert "| instruction | smmla (i8mm) |" in precision and "layer kept FP32" not in precision
     assert "layer on sdot (dotprod)" in precision and "| dense_2 | 100x48 | K=100 is not a multiple of 8 |" in precision
+
+
+def _timed(report: dict, load: float, cores: int = 2) -> dict:
+    return {**report, "environment": {"machine": "x86_64", "load_average": [load, load, load], "cpu_count": cores}}
+
+
+def test_the_pareto_front_joins_only_undominated_builds_timed_under_the_same_load(tmp_path):
+    from edgecc.reports.plots import pareto
+    from edgecc.reports.siblings import PLANE, WITH_ACCURACY, Build, pareto_front, same_load
+
+    mine = Build("mine", _timed(_report(median_ms=2.0, library_bytes=4_000_000), 0.2))
+    faster = Build("faster", _timed(_report(median_ms=1.0, library_bytes=1_000_000, drop=0.01), 0.3))
+    dominated = Build("dominated", _timed(_report(median_ms=3.0, library_bytes=5_000_000), 0.1))
+    twin = Build("twin", _timed(_report(median_ms=1.0, library_bytes=1_000_000, drop=0.01), 0.4))
+    loaded = Build("loaded", _timed(_report(median_ms=0.5, library_bytes=500_000), 1.9))
+    points = [mine, faster, dominated, twin, loaded]
+    peers, others = same_load(points)
+    assert [p.name for p in others] == ["loaded"] and loaded.load == "loaded" and mine.load == "idle"
+    # in the plotted plane `faster` (and its equal twin) beat `mine` and `dominated`; the loaded build is off
+    assert [p.name for p in pareto_front(peers, PLANE)] == ["faster", "twin"]
+    # counting accuracy, `mine` (no drop) trades speed and size for accuracy; `dominated` never makes it
+    assert {p.name for p in pareto_front(peers, WITH_ACCURACY)} == {"faster", "twin", "mine"}
+    pytest.importorskip("matplotlib")
+    assert pareto(points)  # draws mixed loads without failing
+
+
+def test_other_builds_say_the_load_they_were_timed_under(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "report.json").write_text(json.dumps(_timed(_report(median_ms=1.0), 3.0)))
+    (tmp_path / "mine").mkdir()
+    render_reports(tmp_path / "mine", _timed(_report(), 0.1))
+    builds = (tmp_path / "mine" / "report.md").read_text().split("## Other builds of this model")[1]
+    assert "idle (1-min load 0.1 on 2 cores)" in builds
+    assert "| busy | fp32 | 1 | 1 | 0 | loaded (1-min load 3.0 on 2 cores) | comparable, but timed loaded" in builds

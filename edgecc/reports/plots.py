@@ -162,34 +162,58 @@ def roofline_key(report: dict, numbered: int = 8) -> str:
 
 
 def pareto(points) -> str | None:
-    """Latency vs library size of comparable builds (edgecc.reports.siblings.Build), coloured by accuracy drop."""
+    """Latency vs library size of comparable builds (edgecc.reports.siblings.Build, this build first),
+    coloured by accuracy drop. The front joins only builds timed under this build's load that no other
+    such build beats in both latency and size; builds timed under another load are hollow and off it."""
+    from edgecc.reports.siblings import PLANE, WITH_ACCURACY, pareto_front, same_load
+
     if len(points) < 2:
         return None
     plt, fig, ax = _figure(8, 4.2)
-    latency = [p.median_ms for p in points]
-    size = [p.library_mb for p in points]
+    peers, other_load = same_load(points)
     drops = [p.accuracy_drop for p in points]
-    if any(drops):
-        scatter = ax.scatter(latency, size, c=drops, cmap="viridis_r", s=70, edgecolors="black", linewidths=0.4)
-        fig.colorbar(scatter, ax=ax, label="accuracy drop")
-    else:
-        ax.scatter(latency, size, s=70, color="tab:blue", edgecolors="black", linewidths=0.4)
-    coords = [(math.log10(max(x, 1e-9)), math.log10(max(y, 1e-9))) for x, y in zip(latency, size)]
-    for p, x, y, offset in zip(points, latency, size, _spread_labels(coords, 0.08)):
-        ax.annotate(_short(p.name), (x, y), xytext=offset, textcoords="offset points", fontsize=8)
-    front = [
-        p
-        for p in points
-        if not any(
-            q is not p
-            and q.median_ms <= p.median_ms
-            and q.library_mb <= p.library_mb
-            and q.accuracy_drop <= p.accuracy_drop
-            for q in points
+    colour = {"cmap": "viridis_r", "vmin": min(drops), "vmax": max(drops)} if any(drops) else {"color": "tab:blue"}
+    style = {"s": 70, "edgecolors": "black", "linewidths": 0.4}
+    scatter = ax.scatter(
+        [p.median_ms for p in peers],
+        [p.library_mb for p in peers],
+        **({"c": [p.accuracy_drop for p in peers]} if any(drops) else {}),
+        **colour,
+        **style,
+        label=f"timed {peers[0].load}",
+    )
+    if other_load:
+        shade = plt.get_cmap("viridis_r") if any(drops) else None
+        ax.scatter(
+            [p.median_ms for p in other_load],
+            [p.library_mb for p in other_load],
+            s=70,
+            facecolors="none",
+            edgecolors=[
+                shade((p.accuracy_drop - min(drops)) / ((max(drops) - min(drops)) or 1)) if shade else "tab:blue"
+                for p in other_load
+            ],
+            linewidths=1.5,
+            label="timed under another load (" + ", ".join(sorted({p.load for p in other_load})) + "): not compared",
         )
-    ]
-    front.sort(key=lambda p: p.median_ms)
+    if any(drops):
+        fig.colorbar(scatter, ax=ax, label="accuracy drop")
+    coords = [(math.log10(max(p.median_ms, 1e-9)), math.log10(max(p.library_mb, 1e-9))) for p in points]
+    for p, offset in zip(points, _spread_labels(coords, 0.08)):
+        ax.annotate(_short(p.name), (p.median_ms, p.library_mb), xytext=offset, textcoords="offset points", fontsize=8)
+    front = pareto_front(peers, PLANE)
     ax.plot([p.median_ms for p in front], [p.library_mb for p in front], "r--", alpha=0.5, label="Pareto front")
+    traded = [p for p in pareto_front(peers, WITH_ACCURACY) if all(p is not q for q in front)]  # slower or larger, but more accurate
+    if traded:
+        ax.scatter(
+            [p.median_ms for p in traded],
+            [p.library_mb for p in traded],
+            s=180,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.0,
+            label="Pareto-best only counting accuracy",
+        )
     ax.margins(x=0.25, y=0.25)
     ax.set_xlabel("median latency (ms)")
     ax.set_ylabel("library size (MB)")

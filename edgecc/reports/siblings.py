@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 from edgecc.reports.document import Paragraph, Plot, Section, Table
+
+# The share of the cores that the 1-minute load must pass for a build to count as timed on a loaded
+# machine (the threshold edgecc.measure.environment warns at).
+LOADED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,46 @@ class Build:
     @property
     def accuracy_drop(self) -> float:
         return (self.report.get("accuracy") or {}).get("accuracy_drop") or 0.0
+
+    @property
+    def load(self) -> str:
+        """How loaded the machine was while this build was timed: 'idle', 'loaded' or 'unknown'
+        (a board over RPC, or an older report)."""
+        env = self.report.get("environment") or {}
+        load, cores = (env.get("load_average") or [None])[0], env.get("cpu_count")
+        if load is None or not cores:
+            return "unknown"
+        return "loaded" if load > LOADED_SHARE * cores else "idle"
+
+    @property
+    def load_text(self) -> str:
+        env = self.report.get("environment") or {}
+        if self.load == "unknown":
+            return "load unknown"
+        return f"{self.load} (1-min load {env['load_average'][0]:.1f} on {env['cpu_count']} cores)"
+
+
+def dominates(a: Build, b: Build, objectives) -> bool:
+    """`a` is no worse than `b` in every objective and better in at least one (lower is better)."""
+    pairs = [(objective(a), objective(b)) for objective in objectives]
+    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+
+def pareto_front(points: list[Build], objectives) -> list[Build]:
+    """The points no other point dominates, by latency; equal points are all on it."""
+    front = [p for p in points if not any(dominates(q, p, objectives) for q in points if q is not p)]
+    return sorted(front, key=lambda p: p.median_ms)
+
+
+PLANE = (attrgetter("median_ms"), attrgetter("library_mb"))  # what the chart's axes show
+WITH_ACCURACY = (*PLANE, attrgetter("accuracy_drop"))
+
+
+def same_load(points: list[Build]) -> tuple[list[Build], list[Build]]:
+    """(builds timed under this build's load, the others). Load slows whole runs, so latencies timed
+    idle and loaded are not one scale: only the first share a front."""
+    own = points[0].load if points else "unknown"
+    return [p for p in points if p.load == own], [p for p in points if p.load != own]
 
 
 def build_name(folder: Path, report: dict) -> str:
@@ -104,40 +149,42 @@ def builds_section(folder: Path, report: dict) -> Section | None:
     builds = other_builds(folder, report)
     if not builds:
         return None
-    own = build_name(folder, report)
-    rows = [
-        [
-            f"**{own}** (this build)",
-            (report.get("options") or {}).get("precision"),
-            _fmt(Build(own, report).median_ms),
-            _fmt(Build(own, report).library_mb),
-            _fmt(Build(own, report).accuracy_drop),
-            "-",
-        ]
-    ]
-    rows += [
-        [
-            b.name,
-            (b.report.get("options") or {}).get("precision"),
-            _fmt(b.median_ms),
-            _fmt(b.library_mb),
-            _fmt(b.accuracy_drop),
-            b.differs or "comparable",
-        ]
-        for b in builds
-    ]
+    own = Build(build_name(folder, report), report)
+    rows = [[f"**{own.name}** (this build)", *_cells(own), "-"]]
+    rows += [[b.name, *_cells(b), b.differs or _comparable(own, b)] for b in builds]
     section = Section("Other builds of this model").add(
         Paragraph(
             "Builds in the folders next to this one. Only those with the same target and input shapes are "
-            "plotted together; the latencies come from each build's own compile (different runs), so "
-            "differences of a few percent are noise: re-measure two builds side by side with "
-            "`edgecc compare A B`."
+            "plotted together, and only those timed under the same load as this one share its Pareto front; "
+            "the latencies come from each build's own compile (different runs), so differences of a few "
+            "percent are noise: re-measure two builds side by side with `edgecc compare A B`."
         ),
-        Table(["build", "precision", "median ms", "library MB", "accuracy drop", "differs in"], rows),
+        Table(["build", "precision", "median ms", "library MB", "accuracy drop", "timed", "differs in"], rows),
     )
     if len(comparable_points(folder, report)) >= 2:
-        section.add(Plot("Latency / size / accuracy", "Comparable builds only; the red line joins the Pareto-best."))
+        section.add(
+            Plot(
+                "Latency / size / accuracy",
+                "Comparable builds only; the red line joins the Pareto-best in latency and size among the builds "
+                "timed under this one's load, a red ring marks those Pareto-best only once accuracy counts, and "
+                "hollow markers are builds timed under another load (not on the front).",
+            )
+        )
     return section
+
+
+def _cells(build: Build) -> list:
+    return [
+        (build.report.get("options") or {}).get("precision"),
+        _fmt(build.median_ms),
+        _fmt(build.library_mb),
+        _fmt(build.accuracy_drop),
+        build.load_text,
+    ]
+
+
+def _comparable(own: Build, other: Build) -> str:
+    return "comparable" if other.load == own.load else f"comparable, but timed {other.load} (this build: {own.load})"
 
 
 def _fmt(value) -> str:
