@@ -203,7 +203,8 @@ def pareto(points) -> str | None:
         ax.annotate(_short(p.name), (p.median_ms, p.library_mb), xytext=offset, textcoords="offset points", fontsize=8)
     front = pareto_front(peers, PLANE)
     ax.plot([p.median_ms for p in front], [p.library_mb for p in front], "r--", alpha=0.5, label="Pareto front")
-    traded = [p for p in pareto_front(peers, WITH_ACCURACY) if all(p is not q for q in front)]  # slower or larger, but more accurate
+    # slower or larger, but more accurate
+    traded = [p for p in pareto_front(peers, WITH_ACCURACY) if all(p is not q for q in front)]
     if traded:
         ax.scatter(
             [p.median_ms for p in traded],
