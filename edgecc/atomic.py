@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgecc.errors import EdgeccError
+from edgecc.interrupts import deferred
 
 
 @contextmanager
@@ -31,7 +32,8 @@ def atomic_output_file(path: Path, mode: int = 0o644):
         os.chmod(tmp, mode)  # mkstemp's 0600 would hide reports from other users
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with deferred():
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -62,7 +64,8 @@ def staged_directory(final: Path):
     The sibling is `.NAME.staging-PID-XXXX` (and the replaced folder `.NAME.old-PID` for a moment),
     so leftovers of a killed run (kill -9, power loss) name a process that no longer runs: the next
     compile into the same place removes them first. Signals are turned into exceptions by the CLI
-    (edgecc/interrupts.py), so SIGINT/SIGTERM/SIGHUP take the failure path below as well."""
+    (edgecc/interrupts.py), so SIGINT/SIGTERM/SIGHUP take the failure path below as well, and a
+    repeated one is held back until that cleanup is done."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_siblings(final)
@@ -76,9 +79,10 @@ def staged_directory(final: Path):
             os.replace(final, old)
         os.replace(stage, final)
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if old is not None and old.exists() and not final.exists():
-            os.replace(old, final)  # the swap failed half way: put the earlier folder back
+        with deferred():  # a repeated signal must not leave half a staging folder or lose the earlier one
+            shutil.rmtree(stage, ignore_errors=True)
+            if old is not None and old.exists() and not final.exists():
+                os.replace(old, final)  # the swap failed half way: put the earlier folder back
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from edgecc.interrupts import install, stop_message
+from edgecc.interrupts import exiting, install, received, stop_message
 
 
 def main() -> None:
@@ -20,7 +20,8 @@ def main() -> None:
     try:
         from edgecc.cli import main as command
     except KeyboardInterrupt as exc:
-        message, code = stop_message(exc)
+        exiting()
+        message, code = stop_message(received() or exc)
         sys.stderr.write(f"edgecc: error: {message}\n")
         sys.exit(code)
     command(prog_name="edgecc")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgecc.context import CompileContext, CompileResult, ModelSource
 from edgecc.errors import EdgeccError, ModelError, VerificationError
+from edgecc.interrupts import check as check_stop
 from edgecc.options import CompileOptions
 from edgecc.threads import host_threads
 
@@ -377,11 +378,15 @@ def run_pipeline(model: str, options: CompileOptions, log=print) -> CompileResul
                 try:
                     step(ctx)
                 except EdgeccError:
+                    check_stop()  # the step's failure may be a library's odd end after a signal it swallowed
                     raise
                 except MemoryError:
                     raise EdgeccError(f"out of memory during '{name}'") from None
                 except Exception as exc:  # anything else is a bug or a TVM failure: one line naming the step
+                    check_stop()
                     raise _unexpected(name, ctx, exc) from exc
+                # every step calls libraries (onnxslim, TVM) that may swallow a signal in a bare `except:`
+                check_stop()
                 ctx.step_seconds.append((name, time.perf_counter() - started))
     finally:
         if ctx.artifact is not None:

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -160,3 +162,105 @@ def test_a_reader_that_leaves_early_is_not_an_internal_error(tmp_path):
     process.wait(timeout=60)
     assert first.strip() and "internal error" not in stderr and "Traceback" not in stderr
     assert process.returncode in (0, 141), stderr
+
+
+# What onnxslim does while the compile imports the model: `import onnxruntime` inside a bare
+# `except:`. Here the stop signal is delivered inside that window every time (twice: the second
+# after the first was swallowed), so the test does not depend on hitting a 50 ms window by timing.
+_SWALLOWING_LIBRARY = """
+import os, signal, sys, time
+import onnxslim
+
+real_slim = onnxslim.slim
+signums = [int(s) for s in sys.argv[1].split(",")]
+
+
+def slim_that_swallows_signals(*args, **kwargs):
+    for signum in signums:
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(0.2)  # the handler runs here, inside the library's bare except
+        except:  # noqa: E722
+            pass
+    return real_slim(*args, **kwargs)
+
+
+onnxslim.slim = slim_that_swallows_signals
+sys.argv = ["edgecc", *sys.argv[2:]]
+from edgecc.console import main
+
+main()
+"""
+
+
+@pytest.mark.parametrize("signums", [[signal.SIGTERM], [signal.SIGINT], [signal.SIGINT, signal.SIGINT, signal.SIGTERM]])
+def test_a_signal_a_library_swallows_still_stops_the_compile(project, signums):
+    before = snapshot(project)
+    script = project.parent / "swallowing.py"
+    script.write_text(_SWALLOWING_LIBRARY)
+    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).resolve().parent.parent}:{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.run(
+        [sys.executable, str(script), ",".join(map(str, signums)), "compile", "m.onnx", "-o", "out", "--no-measure"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=default_signals,
+    )
+    first = signal.Signals(signums[0])
+    assert process.returncode == 128 + first, process.stderr
+    errors = [line for line in process.stderr.splitlines() if line.startswith("edgecc: error:")]
+    assert errors == [f"edgecc: error: stopped by {first.name} (anything half-written was removed)"]
+    assert "Traceback" not in process.stderr
+    assert "[5/" not in process.stdout, "the compile ran on past the step the signal came in"
+    assert staging_left(project) == [] and not (project / "out").exists()
+    assert snapshot(project) == {**before}
+
+
+@pytest.fixture
+def stop_handlers():
+    """edgecc's handlers in this process for one test, then the earlier dispositions and a clean record."""
+    from edgecc import interrupts
+
+    earlier = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
+    for signum in interrupts.SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    depth = interrupts._deferring[0]
+    interrupts._deferring[0] = 0
+    interrupts.install()
+    yield interrupts
+    for signum, handler in earlier.items():
+        signal.signal(signum, handler)
+    interrupts.forget()
+    interrupts._deferring[0] = depth
+
+
+@pytest.mark.fast
+def test_after_a_swallowed_signal_the_next_one_still_stops(stop_handlers):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    except:  # noqa: E722 - what onnxslim does around `import onnxruntime`
+        pass
+    assert stop_handlers.received().signum == signal.SIGINT
+    for signum in stop_handlers.SIGNALS:  # never left ignored while the command's code runs
+        assert signal.getsignal(signum) is not signal.SIG_IGN
+    with pytest.raises(stop_handlers.Stopped) as raised:
+        stop_handlers.check()  # what the pipeline does between steps
+    assert raised.value.exit_code == 128 + signal.SIGINT
+    with pytest.raises(stop_handlers.Stopped) as raised:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+    assert raised.value.signum == signal.SIGTERM
+
+
+@pytest.mark.fast
+def test_a_repeated_signal_waits_for_the_cleanup(stop_handlers):
+    finished = []
+    with stop_handlers.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        finished.append(True)
+    assert finished == [True]
+    assert stop_handlers.received().signum == signal.SIGTERM

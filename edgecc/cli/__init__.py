@@ -15,6 +15,7 @@ from edgecc.cli.logs import logs
 from edgecc.cli.report import compare_command, report_command
 from edgecc.cli.run import bench, run
 from edgecc.errors import EdgeccError
+from edgecc.interrupts import exiting, received, stop_message
 
 COMMANDS = [
     compile,
@@ -33,6 +34,7 @@ COMMANDS = [
 
 
 def _fail(message: str, code: int = 2):
+    exiting()  # a signal now cannot cut the one line short or turn it into a traceback
     click.echo(f"edgecc: error: {message}", err=True)
     sys.exit(code)
 
@@ -53,11 +55,14 @@ class EdgeccGroup(click.Group):
             _fail(exc.format_message(), exc.exit_code)
         except click.exceptions.Abort:  # Ctrl-C while click itself was parsing
             _fail("interrupted", 130)
+        except KeyboardInterrupt as exc:  # a stop signal outside the command: while parsing, or as it returned
+            _fail(*stop_message(received() or exc))
+        stopped = received()
+        if stopped is not None:  # a library swallowed the signal and the command ran on: it still ends stopped
+            _fail(*stop_message(stopped))
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
-        from edgecc.interrupts import received, stop_message
-
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import click
 
 from edgecc.errors import EdgeccError
+from edgecc.interrupts import deferred
+from edgecc.interrupts import forget as forget_stop
 
 
 def _is_loopback(host: str) -> bool:
@@ -92,11 +94,12 @@ def _wait_forever(watched: list[Watched]) -> None:
                 click.echo(f"{w.name} ready again on {w.thing.address}", err=True)
             time.sleep(0.5)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (edgecc/interrupts.py, when run as the program)
-        pass
+        forget_stop()  # the way a foreground server is meant to end
     finally:
-        for w in reversed(watched):
-            w.thing.stop()
-        click.echo("stopped")
+        with deferred():  # a second Ctrl-C must not leave a QEMU board or a tracker running
+            for w in reversed(watched):
+                w.thing.stop()
+            click.echo("stopped")
 
 
 @board.command("emulate")

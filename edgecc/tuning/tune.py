@@ -15,6 +15,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from edgecc.errors import EdgeccError
+from edgecc.interrupts import check as check_stop
 from edgecc.tuning.progress import ProgressBar
 from edgecc.tuning.record_checks import workload_key
 from edgecc.tuning.records import LOG_NAME, append_records, make_record, read_logs, target_key
@@ -92,6 +93,7 @@ class RecordAndReport(PyMeasureCallback):
         round over all kernels, so this is what shows progress and keeps the budget during that
         round. That first round always completes (its measurements are joined only at its end, and
         stopping inside it would throw them away), so a budget shorter than it overshoots by it."""
+        check_stop()  # a signal a library swallowed (the builder keeps going past a failed candidate)
         if self.result.trials_run and self.budget_spent():
             self.result.stopped_by = "time budget"
             raise BudgetSpent()
