@@ -29,6 +29,7 @@ class CompileContext:
     imported: object = None  # edgecc.frontend.onnx_import.ImportedModel
     relax_module: object = None  # after graph passes
     pass_stats: dict = field(default_factory=dict)  # graph pass name -> its stats dataclass
+    applied_precision: object = None  # edgecc.passes.precision.applied.AppliedPrecision: what the layers got
     lowered: object = None  # after legalize + fuse, kernels unscheduled
     scheduled: object = None
     schedules: object = None  # edgecc.schedules.common.ScheduleSummary

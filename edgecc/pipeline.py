@@ -104,7 +104,22 @@ def run_graph_passes(ctx: CompileContext):
                 if hasattr(stats, "explain"):  # a pass whose fast path did not (fully) apply says so, or refuses
                     stats.explain(ctx.log, refuse=ctx.bucket is None)  # buckets: the largest decides
     ctx.relax_module = mod
+    ctx.applied_precision = _applied_precision(ctx)
     return mod
+
+
+def _applied_precision(ctx: CompileContext):
+    """What the layers got (a bf16 build without BF16 arithmetic is an FP32 build), and the sparsity."""
+    from edgecc.passes.precision.applied import applied_precision
+
+    sparse = ctx.pass_stats.get("rewrite_attention_sparse")
+    pattern = (
+        f"{ctx.options.sparse_attention}: {sparse.keys_per_query} keys per query in "
+        f"{sparse.attentions_rewritten} attention(s)"
+        if sparse is not None and sparse.attentions_rewritten
+        else ""
+    )
+    return applied_precision(ctx.options.precision, ctx.pass_stats, pattern)
 
 
 def lower(ctx: CompileContext):
@@ -168,7 +183,8 @@ def package(ctx: CompileContext):
         inputs=ctx.imported.inputs,
         outputs=ctx.imported.outputs,
         backend=ctx.backend,
-        precision=ctx.options.precision,
+        precision=ctx.applied_precision.effective,
+        applied_precision=ctx.applied_precision.to_dict(),
         index_bounds=ctx.imported.index_bounds,
         buckets=ctx.buckets.manifest_entry() if ctx.buckets is not None else None,
     )
@@ -224,13 +240,16 @@ def verify(ctx: CompileContext):
             "(--no-verify compiles without the check)"
         ) from None
     rows = output_errors(actual, ctx.reference_outputs)
-    tolerance = opts.resolved_tolerance(model_float_dtype(ctx.imported.outputs))
+    # the precision the layers got decides: a bf16 build compiled as FP32 is held to FP32's tolerance
+    applied = opts.with_changes(precision=ctx.applied_precision.effective)
+    tolerance = applied.resolved_tolerance(model_float_dtype(ctx.imported.outputs))
     status, reason = verdict(rows, tolerance)
     ctx.verification = {
         "status": status,
         "reason": reason,
         "reference": f"onnxruntime {onnxruntime.__version__}",
         "tolerance": tolerance,
+        "precision": ctx.applied_precision.label,
         "where": ctx.artifact.where,
         "inputs": "from " + str(opts.sample_inputs)
         if opts.sample_inputs
@@ -286,8 +305,8 @@ def check_buckets(ctx: CompileContext):
 
 
 def evaluate_accuracy(ctx: CompileContext):
-    if ctx.options.precision == "fp32" and not ctx.options.sparse_attention:
-        return {}
+    if ctx.applied_precision.effective == "fp32" and not ctx.options.sparse_attention:
+        return {}  # nothing reduced: the verification's FP32 tolerance is the accuracy check
     if ctx.artifact is None:
         ctx.accuracy = {"status": "skipped", "reason": "the artifact cannot run here"}
         return ctx.accuracy

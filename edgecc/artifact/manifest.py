@@ -86,6 +86,7 @@ def write_manifest(
     outputs,
     backend,
     precision: str,
+    applied_precision: dict | None = None,
     index_bounds: dict[str, int] | None = None,
     buckets: dict | None = None,
 ) -> dict:
@@ -99,7 +100,8 @@ def write_manifest(
         "missing": packaged.missing,
         "contents": packaged.contents,
         "load": packaged.load,
-        "precision": precision,
+        "precision": precision,  # what the layers got (edgecc.passes.precision.applied), not what was asked
+        **({"precision_applied": applied_precision} if applied_precision else {}),
         "inputs": input_entries(inputs, index_bounds),
         "outputs": [spec.to_dict() for spec in outputs],
         "reference_model": REFERENCE_MODEL,

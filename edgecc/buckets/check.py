@@ -50,7 +50,8 @@ def verify_points(ctx, points: list[dict]) -> list[dict]:
 
     session = onnxruntime_session(ctx.source.onnx_path, threads=host_threads())
     names = [spec.name for spec in ctx.buckets.outputs]
-    tolerance = ctx.options.resolved_tolerance(model_float_dtype(ctx.buckets.outputs))
+    options = ctx.options.with_changes(precision=ctx.applied_precision.effective)  # what the layers got
+    tolerance = options.resolved_tolerance(model_float_dtype(ctx.buckets.outputs))
     rows = []
     for index, size in enumerate(points):
         inputs = _inputs_at(ctx, size, seed=ctx.options.seed + 1 + index)

@@ -186,7 +186,7 @@ def evaluate(ctx) -> dict:
                 f"{len(samples)} seeded random inputs (no labelled image set ships with edgecc): "
                 "top-1 agreement says how often the compiled model picks the FP32 model's class"
             )
-    result["precision"] = ctx.options.precision
+    result["precision"] = ctx.applied_precision.effective if ctx.applied_precision else ctx.options.precision
     result["sparse_attention"] = ctx.options.sparse_attention
     stats = ctx.pass_stats
     if "choose_layer_precisions" in stats:

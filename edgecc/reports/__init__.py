@@ -47,6 +47,7 @@ def report_data(ctx) -> dict:
             "library_bytes": files.get(ctx.packaged.library, {}).get("bytes"),
         },
         "passes": {name: asdict(stats) for name, stats in ctx.pass_stats.items()},
+        "precision": ctx.applied_precision.to_dict() if ctx.applied_precision is not None else {},
         "schedules": ctx.schedules.to_dict() if ctx.schedules is not None else {},
         "verification": ctx.verification,
         "latency": ctx.latency,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecc.errors import EdgeccError
+from edgecc.reports.summary import precision_label
 
 SIDE_BY_SIDE_SECONDS = 2.0
 
@@ -89,7 +90,7 @@ def compare_rows(a: dict, b: dict) -> list[tuple[str, str, str, str]]:
     rows = [
         ("model", _get(a, "model", "name"), _get(b, "model", "name"), ""),
         ("target", _get(a, "target", "name"), _get(b, "target", "name"), ""),
-        ("precision", _get(a, "options", "precision"), _get(b, "options", "precision"), ""),
+        ("precision", precision_label(a), precision_label(b), ""),
         ("verification", _get(a, "verification", "status"), _get(b, "verification", "status"), ""),
     ]
     rows = [(label, _fmt(x), _fmt(y), "" if x == y else "changed") for label, x, y, _ in rows]

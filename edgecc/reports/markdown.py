@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecc.reports.document import Paragraph, Section, to_markdown
+from edgecc.reports.summary import precision_label
 
 
 def title(report: dict) -> str:
@@ -29,7 +30,7 @@ def headline(report: dict) -> Paragraph:
     built = ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("edgecc", "tvm"))
     text = (
         f"`{model['source']}` ({model.get('kind', 'model')}, weights: {model.get('weights', '-')}), "
-        f"**{options.get('precision', 'fp32')}**, {shape}, for **{target['name']}**: {machine}."
+        f"**{precision_label(report)}**, {shape}, for **{target['name']}**: {machine}."
     )
     if target.get("resolved_from"):
         text += f" Target '{target['resolved_from']}' resolved to board {target['name']}."

@@ -38,6 +38,7 @@ SCHEMA = {
     "tuning": (dict, False),
     "accuracy": (dict, False),
     "passes": (dict, False),  # {graph pass name: its statistics}
+    "precision": (dict, False),  # {requested, effective, layers: {precision: count}, why, sparse_attention, label}
     "schedules": (dict, False),  # {kernels, by_source: {tuned|rule:<name>|pass:<name>|dlight: n}, unscheduled, ...}
     "buckets": (dict, False),  # dynamic shapes: {batch, sequence, buckets: [...], verification: [...]}
 }

@@ -13,6 +13,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from edgecc.reports.document import Paragraph, Plot, Section, Table
+from edgecc.reports.summary import precision_label
 
 # The share of the cores that the 1-minute load must pass for a build to count as timed on a loaded
 # machine (the threshold edgecc.measure.environment warns at).
@@ -175,7 +176,7 @@ def builds_section(folder: Path, report: dict) -> Section | None:
 
 def _cells(build: Build) -> list:
     return [
-        (build.report.get("options") or {}).get("precision"),
+        precision_label(build.report),
         _fmt(build.median_ms),
         _fmt(build.library_mb),
         _fmt(build.accuracy_drop),

@@ -18,6 +18,17 @@ def megabytes(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e6:.3g} MB"
 
 
+def precision_label(report: dict) -> str:
+    """The precision the layers got (report.json["precision"]), not merely the one asked for; older
+    reports have only the option, and sparse attention named beside it."""
+    applied = report.get("precision") or {}
+    if applied.get("label"):
+        return applied["label"]
+    options = report.get("options") or {}
+    text = options.get("precision") or "fp32"
+    return text + (f" + sparse attention ({options['sparse_attention']})" if options.get("sparse_attention") else "")
+
+
 def latency_line(report: dict) -> str:
     latency = report.get("latency") or {}
     edgecc = latency.get("edgecc")
@@ -47,7 +58,7 @@ def correctness_line(report: dict) -> str:
     text = f"verification **{verification.get('status', '-')}**: {verification.get('reason', '')}".rstrip(": ")
     if accuracy.get("accuracy_drop") is not None:
         text += (
-            f"; {accuracy.get('precision', report['options'].get('precision'))} accuracy drop "
+            f"; {precision_label(report)} accuracy drop "
             f"**{accuracy['accuracy_drop']:.3g}** ({accuracy.get('method', 'vs the FP32 reference')})"
         )
         if accuracy.get("top1_agreement") is not None:

@@ -168,7 +168,11 @@ class CastDenseLayersBf16:
         from edgecc.passes.precision.low_precision_timing import slower_layers
 
         if self.instruction is None:
-            self.stats = Bf16DenseStats(None, weights="float32", activations="float32")
+            from edgecc.passes.precision.dense_weights import list_dense_layers
+
+            # counted for the report (every one FP32); the module itself is returned untouched
+            dense = sum(1 for layer in list_dense_layers(fold_weight_transposes(mod)) if layer["kind"] == "dense")
+            self.stats = Bf16DenseStats(None, weights="float32", activations="float32", fp32_layers=dense)
             return mod
         mod = fold_weight_transposes(mod)
         keep_fp32, timings, note = slower_layers(

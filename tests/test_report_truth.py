@@ -1,0 +1,73 @@
+"""Reports and board runs say what really happened: the precision the layers got, sparsity checked on
+inputs that fill the sequence, kernels not profiled over RPC said so, a measurement that failed kept
+apart from a verified artifact."""
+
+from __future__ import annotations
+
+import json
+
+import edgecc
+from edgecc.passes.precision.applied import applied_precision
+from edgecc.passes.precision.cast_dense_layers_bf16 import Bf16DenseStats
+from edgecc.passes.precision.quantize_dense_layers_int8 import Int8DenseStats
+
+# This machine compiled for plain x86-64: runs here, and has no BF16 (or any dot-product) arithmetic,
+# so a bf16 build must come out FP32 whatever CPU runs the test.
+PLAIN_X86 = """
+name = "plain-x86"
+description = "this machine, compiled for plain x86-64"
+kind = "llvm"
+arch = "x86_64"
+os = "linux"
+
+[tvm.target]
+kind = "llvm"
+mcpu = "x86-64"
+num-cores = 1
+
+[board]
+cores = 1
+peak_gflops = { fp32 = 10.0 }
+memory_bandwidth_gbs = 10.0
+
+[capabilities]
+fp16_math = false
+int8_math = true
+runs_on_host = true
+"""
+
+
+def test_a_bf16_build_without_bf16_arithmetic_is_labelled_and_verified_as_fp32(held_out_bert_onnx, tmp_path):
+    target = tmp_path / "plain-x86.toml"
+    target.write_text(PLAIN_X86)
+    result = edgecc.compile(
+        held_out_bert_onnx,
+        str(target),
+        tmp_path / "bf16",
+        seq_len=24,
+        preset="quick",
+        precision="bf16",
+        measure=False,
+        log=lambda *_: None,
+    )
+    applied = result.report["precision"]
+    assert applied["requested"] == "bf16" and applied["effective"] == "fp32"
+    assert applied["layers"]["fp32"] == 6 and "bf16" not in applied["layers"]  # 6 dense layers, all FP32
+    assert applied["label"].startswith("fp32 (bf16 requested: the target has no BF16 arithmetic")
+    assert result.report["verification"]["tolerance"] == 1e-4  # FP32's, not BF16's 5e-2
+    manifest = json.loads((tmp_path / "bf16" / "manifest.json").read_text())
+    assert manifest["precision"] == "fp32" and manifest["precision_applied"]["requested"] == "bf16"
+    assert result.report["accuracy"] == {}  # nothing reduced: no accuracy cost to report
+    assert "**fp32 (bf16 requested: the target has no BF16" in (tmp_path / "bf16" / "report.md").read_text()
+
+
+def test_the_label_counts_the_layers_each_precision_got():
+    mixed = Bf16DenseStats("vdpbf16ps (avx512bf16)", bf16_math_layers=10, fp32_layers=2)
+    assert applied_precision("bf16", {"cast_dense_layers_bf16": mixed}).label == "bf16 (10 bf16, 2 fp32 dense layers)"
+    whole = Bf16DenseStats("vdpbf16ps (avx512bf16)", bf16_math_layers=12)
+    assert applied_precision("bf16", {"cast_dense_layers_bf16": whole}).label == "bf16"
+    slower = Int8DenseStats("vpdpbusd (avx512vnni)", "per row", fp32_layers=6)  # every INT8 kernel timed slower
+    kept = applied_precision("int8", {"quantize_dense_layers_int8": slower})
+    assert kept.effective == "fp32" and kept.label.startswith("fp32 (int8 requested: every dense layer stayed FP32")
+    sparse = applied_precision("fp32", {}, "block=64,global=2: 194 keys per query in 6 attention(s)")
+    assert sparse.label == "fp32 + sparse attention (block=64,global=2: 194 keys per query in 6 attention(s))"
