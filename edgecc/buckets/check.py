@@ -45,7 +45,7 @@ def _inputs_at(ctx, size: dict, seed: int) -> dict:
 
 def verify_points(ctx, points: list[dict]) -> list[dict]:
     from edgecc.measure.latency import onnxruntime_session
-    from edgecc.measure.verification import model_float_dtype, output_errors, verdict
+    from edgecc.measure.verification import model_float_dtype, output_errors, verdict, worst_error
     from edgecc.threads import host_threads
 
     session = onnxruntime_session(ctx.source.onnx_path, threads=host_threads())
@@ -64,7 +64,7 @@ def verify_points(ctx, points: list[dict]) -> list[dict]:
                 "seq_len": size[SEQUENCE],
                 "status": status,
                 "reason": reason,
-                "worst_rel_error": max((r["max_rel_error"] for r in errors), default=0.0),
+                "worst_rel_error": worst_error(r["max_rel_error"] for r in errors),
             }
         )
         if status == "failed":
@@ -75,7 +75,7 @@ def verify_points(ctx, points: list[dict]) -> list[dict]:
             )
     ctx.log(
         f"      verified at {len(rows)} sizes inside the buckets against ONNX Runtime at the true size: worst "
-        f"relative error {max(r['worst_rel_error'] for r in rows):.3g}"
+        f"relative error {worst_error(r['worst_rel_error'] for r in rows):.3g}"
     )
     return rows
 

@@ -14,12 +14,14 @@ Either way `accuracy_drop` = 1 - mean cosine similarity, the number `--max-accur
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from edgecc.measure.verification import max_finite_error, special_values
 from edgecc.passes.precision.calibration import DATA_DIR
 
 EVALUATION_SENTENCES = DATA_DIR / "evaluation_sentences.txt"
@@ -31,10 +33,16 @@ def evaluation_sentences() -> list[str]:
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row pair, over the elements finite in both (a NaN or infinity on both
+    sides is the same value there); a row that has one on one side only scores -1, as far apart as
+    two rows can be, so it can never pass for agreement."""
     a = a.reshape(len(a), -1).astype(np.float64)
     b = b.reshape(len(b), -1).astype(np.float64)
+    finite, _ = special_values(a, b)
+    mismatched_rows = np.array([special_values(x, y)[1] > 0 for x, y in zip(a, b)], dtype=bool)
+    a, b = np.where(finite, a, 0.0), np.where(finite, b, 0.0)
     denominator = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.sum(a * b, axis=1) / np.maximum(denominator, 1e-30)
+    return np.where(mismatched_rows, -1.0, np.sum(a * b, axis=1) / np.maximum(denominator, 1e-30))
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -127,8 +135,9 @@ def output_error_accuracy(run, onnx_path: Path, samples: list[dict]) -> dict:
         for name in names:
             a, e = np.asarray(actual[name], np.float64), np.asarray(expected[name], np.float64)
             cosines.append(float(cosine_rows(a.reshape(1, -1), e.reshape(1, -1))[0]))
-            max_abs = max(max_abs, float(np.abs(a - e).max()))
-            max_ref = max(max_ref, float(np.abs(e).max()))
+            finite, mismatched = special_values(a, e)
+            max_abs = max(max_abs, max_finite_error(a, e, finite) if not mismatched else math.inf)
+            max_ref = max(max_ref, float(np.max(np.abs(e), where=np.isfinite(e), initial=0.0)))
             if is_class_scores(e.shape):
                 top1 += list(a.argmax(axis=1) == e.argmax(axis=1))
     mean_cosine = float(np.mean(cosines))
