@@ -31,6 +31,7 @@ from edgecc.bundle.elf_needs import minimum_versions, read_elf_needs, system_lib
 from edgecc.bundle.kinds import deploy_kind
 from edgecc.bundle.runtime_libs import SUFFIX, installed_versions, runtime_libraries
 from edgecc.errors import EdgeccError
+from edgecc.threads import check_thread_count, logical_cpus
 
 SOURCES = Path(__file__).with_name("runtime_src")
 C_SOURCES = ["edgecc_model.cc", "edgecc_run.c", "npy.c", "npy.h", "CMakeLists.txt"]
@@ -55,6 +56,17 @@ class DeployResult:
         return sum(self.files.values())
 
 
+def _bundle_threads(threads, target: dict) -> int:
+    """The threads model.json gives the C API: the board's cores unless the user says (a host
+    target's board is this machine, so its logical CPUs count too)."""
+    cores = int(target.get("board", {}).get("cores") or 1)
+    if threads is None:
+        return cores
+    if target.get("name") == "host":
+        return check_thread_count(threads, max(cores, logical_cpus()), "this machine (target 'host')")
+    return check_thread_count(threads, cores, f"target '{target.get('name')}'")
+
+
 def deploy(
     artifact, output, *, threads: int | None = None, cuda_runtime=None, tvm_source=None, log=print
 ) -> DeployResult:
@@ -62,6 +74,7 @@ def deploy(
     artifact, output = Path(artifact), Path(output)
     manifest = read_manifest(artifact)
     target = manifest["target"]
+    threads = _bundle_threads(threads, target)
     kind = deploy_kind(target["kind"])
     _check_library(artifact, manifest)
     _check_tvm_version(manifest)
@@ -69,7 +82,6 @@ def deploy(
     if cuda_runtime is not None and not kind.needs_cuda:
         raise EdgeccError(f"--cuda-runtime applies to CUDA targets; {target['name']} is a {kind.kind} target")
     cuda_runtime, runtime_record = _cuda_runtime(manifest, kind, cuda_runtime, tvm_source, log)
-    threads = threads or int(target.get("board", {}).get("cores") or 1)
     inputs = inputs_with_ranges(manifest, artifact, log)
     with staged_directory(output) as stage:
         for name in _model_files(artifact, manifest):

@@ -12,9 +12,9 @@ import click
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 @click.option(
     "--threads",
-    type=click.IntRange(1, 1024),
+    type=click.IntRange(min=1),
     default=None,
-    help="Threads the C API uses by default (default: the board's cores).",
+    help="Threads the C API uses by default (default: the board's cores; at most 4 per core).",
 )
 @click.option(
     "--cuda-runtime",
