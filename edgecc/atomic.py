@@ -19,11 +19,17 @@ from edgecc.interrupts import deferred
 
 
 @contextmanager
-def atomic_output_file(path: Path, mode: int = 0o644):
-    """Yield a temporary path beside `path`; when the block succeeds it replaces `path` (fsynced)."""
+def atomic_output_file(path: Path, mode: int = 0o644, *, prefix: str | None = None, suffix: str | None = None):
+    """Yield a temporary path beside `path`; when the block succeeds it replaces `path` (fsynced).
+    The temporary file is hidden: `.NAME.XXXXXXXX.SUFFIX` (`prefix` and `suffix` can name it
+    otherwise, e.g. so that a kill -9 leaves nothing a folder scan takes for the real file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}." if prefix is None else prefix,
+        suffix=path.suffix if suffix is None else suffix,
+        dir=path.parent,
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -37,8 +43,8 @@ def atomic_output_file(path: Path, mode: int = 0o644):
         raise
 
 
-def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    with atomic_output_file(path, mode) as tmp:
+def write_text_atomic(path: Path, text: str, mode: int = 0o644, **temporary) -> None:
+    with atomic_output_file(path, mode, **temporary) as tmp:
         tmp.write_text(text)
 
 
@@ -105,11 +111,11 @@ def remove_stale_siblings(final: Path) -> list[Path]:
         if not match or match["name"] != final.name or not path.is_dir() or path.is_symlink():
             continue
         if match["pid"] is None and match["tag"].isdigit():
-            alive = _process_alive(int(match["tag"]))  # `.NAME.old-PID` of earlier versions
+            alive = process_alive(int(match["tag"]))  # `.NAME.old-PID` of earlier versions
         elif match["pid"] is None:
             alive = time.time() - path.stat().st_mtime < LEGACY_STALE_S
         else:
-            alive = _process_alive(int(match["pid"]))
+            alive = process_alive(int(match["pid"]))
         if alive:
             continue
         shutil.rmtree(path, ignore_errors=True)
@@ -117,7 +123,7 @@ def remove_stale_siblings(final: Path) -> list[Path]:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:

@@ -319,3 +319,50 @@ def test_full_disk_mid_append_fails_loudly_and_keeps_earlier_records(tiny_filesy
     readout = read_logs([log])
     assert readout.bad_lines == []
     assert sorted(name_of(r) for r in readout.records) == sorted(f"r{i}" for i in range(appended))
+
+
+KILLED_MERGE = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from edgecc.tuning.records import merge_logs
+
+real_fsync = os.fsync
+
+
+def fsync_then_die(fd):
+    if os.path.basename(os.readlink(f"/proc/self/fd/{{fd}}")).startswith(".records.jsonl"):
+        os.kill(os.getpid(), signal.SIGKILL)  # the merged text is written, not yet renamed into place
+    real_fsync(fd)
+
+
+os.fsync = fsync_then_die
+merge_logs([Path({source!r})], Path({destination!r}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to find the file being synced")
+def test_kill_9_mid_merge_leaves_nothing_read_as_a_log_and_the_next_merge_cleans_up(tmp_path):
+    source = write_log(tmp_path / "team" / "records.jsonl", [record("m1", 2e-5), record("m2", 3e-5)])
+    shared = tmp_path / "shared"
+    destination = write_log(shared / "records.jsonl", [record("s1", 4e-5)])
+    code = KILLED_MERGE.format(tests=str(Path(__file__).parent), source=str(source), destination=str(destination))
+    killed = subprocess.run([sys.executable, "-c", code], timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = [p for p in shared.iterdir() if p.name.startswith(".records.jsonl.") and "lock" not in p.name]
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0  # what the kill left
+    assert not leftovers[0].name.endswith(".jsonl")
+    legacy = shared / ".records.jsonl.k2j3h4l5.jsonl"  # what earlier versions' temporary name left
+    legacy.write_text(record("ghost", 1e-9).line()[:80])
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+
+    readout = read_logs([shared])
+    assert readout.files == [destination] and readout.bad_lines == []
+    assert [name_of(r) for r in readout.records] == ["s1"]
+    check = CliRunner().invoke(main, ["logs", "check", str(shared)])
+    assert check.exit_code == 0 and "1 good record(s), 0 bad line(s) in 1 file(s)" in check.output
+
+    merged = CliRunner().invoke(main, ["logs", "merge", str(source), str(shared), "-o", str(destination)])
+    assert merged.exit_code == 0, merged.output
+    assert sorted(p.name for p in shared.iterdir() if not p.name.endswith(".lock")) == ["records.jsonl"]
+    assert sorted(name_of(r) for r in read_logs([shared]).records) == ["m1", "m2", "s1"]

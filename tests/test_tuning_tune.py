@@ -293,3 +293,87 @@ def test_a_trial_that_remeasures_the_weight_repacking_default_is_counted_not_log
     assert result.best_ms_per_task == {"0": pytest.approx(2.0)}
     (record,) = read_logs([tmp_path]).records
     assert record.latency == pytest.approx(0.004)
+
+
+def test_a_kernel_whose_search_space_raises_keeps_its_default_and_the_others_are_searched(lowered_matmul):
+    """A fused attention kernel whose pre-schedule failed had ended `edgecc tune` before its first
+    trial: MetaSchedule's generic space raised while generating. That kernel is now left out with its
+    reason, and the others are searched."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgecc.tuning.intrinsics import only_target_intrinsics
+    from edgecc.tuning.tune import TuneResult, _searchable
+
+    target = load_target("host").tvm()
+    kernel = next(f for f in lowered_matmul.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+    module = tvm.IRModule({"main": kernel})
+
+    def broken_space(sch):
+        sch.get_sblock("a_block_this_kernel_lacks")  # a real ScheduleError, as a failing rule raises
+
+    tasks = [ms.ExtractedTask(name, module, target, [module], 1) for name in ("broken", "fine")]
+    result = TuneResult("unused")
+    with only_target_intrinsics(target):  # as tune() does: the whole intrinsics package takes a minute
+        contexts = [
+            ms.TuneContext(mod=module, target=target, space_generator=ms.space_generator.ScheduleFn(broken_space)),
+            ms.TuneContext(mod=module, target=target, space_generator="post-order-apply"),
+        ]
+        kept_tasks, kept_contexts, weights = _searchable(tasks, contexts, [1.0, 2.0], result)
+    assert [t.task_name for t in kept_tasks] == ["fine"] and kept_contexts == [contexts[1]] and weights == [2.0]
+    assert list(result.not_searchable) == ["broken"] and "a_block_this_kernel_lacks" in result.not_searchable["broken"]
+    assert result.tasks_tuned == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", ["native", "haswell"])
+def test_tune_succeeds_on_a_bert_of_unusual_sizes(cpu, tmp_path):
+    """6 heads of 24 at 77 tokens: on an AVX2 target its tune had stopped before the first trial."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from fixtures_models import export_text_model
+
+    torch.manual_seed(5)
+    config = BertConfig(
+        hidden_size=144,
+        num_hidden_layers=1,
+        num_attention_heads=6,
+        intermediate_size=200,
+        vocab_size=333,
+        max_position_embeddings=96,
+    )
+    onnx_path = export_text_model(BertModel(config, add_pooling_layer=False).eval(), tmp_path / "b.onnx", 1, 77, 333)
+    target = "host"
+    if cpu != "native":
+        target = str(tmp_path / "avx2.toml")
+        Path(target).write_text(_pinned_board(cpu))
+    result = edgecc.compile(
+        onnx_path, target, tmp_path / "out", tune=True, trials=8, tuning_logs=(tmp_path / "logs",), log=quiet
+    )
+    assert result.report["verification"]["status"] == "passed"
+    run = result.report["tuning"]["run"]
+    assert run["trials_run"] >= 8 and run["trials_run"] - run["run_failures"] - run["build_failures"] > 0
+
+
+def _pinned_board(cpu: str) -> str:
+    return f"""name = "host-as-{cpu}"
+description = "this machine, compiled for as a {cpu}"
+kind = "llvm"
+arch = "x86_64"
+os = "linux"
+
+[tvm.target]
+kind = "llvm"
+mcpu = "{cpu}"
+num-cores = 2
+
+[board]
+cores = 2
+peak_gflops = {{ fp32 = 100.0 }}
+memory_bandwidth_gbs = 10.0
+
+[capabilities]
+fp16_math = false
+int8_math = true
+runs_on_host = true
+"""

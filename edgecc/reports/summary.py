@@ -135,6 +135,11 @@ def tuning_line(report: dict) -> str:
                 f"({run.get('tuned_flop_share', 1.0):.0%} of the arithmetic; the budget had no time for the other "
                 f"{len(run['skipped_for_budget'])})"
             )
+        if run.get("not_searchable"):
+            text += (
+                f"; {len(run['not_searchable'])} kernel(s) the search could not take kept their default schedule "
+                f"({', '.join(sorted(run['not_searchable']))})"
+            )
     return text
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import json
 import math
 import os
+import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,11 +101,17 @@ class LogReadout:
 
 
 def log_files(path: Path) -> list[Path]:
+    """The logs in a folder: every *.jsonl below it, except hidden files and folders, which hold other
+    tools' data and the half-written temporary file a killed `logs merge` leaves (see _replace_log)."""
     path = Path(path)
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(path.rglob(f"*{LOG_SUFFIX}"))
+        return sorted(
+            file
+            for file in path.rglob(f"*{LOG_SUFFIX}")
+            if not any(part.startswith(".") for part in file.relative_to(path).parts)
+        )
     return []
 
 
@@ -280,14 +289,55 @@ def _merged_text(records: list[Record]) -> str:
     return "".join(lines)
 
 
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.rewrite-(?P<pid>\d+)-[^.]*\.tmp")
+_LEGACY_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.jsonl")  # earlier versions' temporary name (mkstemp's)
+
+
+def _replace_log(path: Path, text: str) -> None:
+    """Replace a log atomically (under its lock). The temporary file is `.NAME.rewrite-PID-XXXX.tmp`:
+    hidden and not *.jsonl, so what a kill -9 leaves is never read as a log, and the next rewrite of
+    the same log removes it once its process is gone."""
+    from edgecc.atomic import write_text_atomic
+
+    remove_stale_temporaries(path)
+    write_text_atomic(path, text, prefix=f".{path.name}.rewrite-{os.getpid()}-", suffix=".tmp")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Temporary files of killed rewrites of the log `path` (their process is gone; those of versions
+    that did not name the process, once an hour old)."""
+    from edgecc.atomic import LEGACY_STALE_S, process_alive
+
+    path = Path(path)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = _TEMPORARY.fullmatch(candidate.name) or _LEGACY_TEMPORARY.fullmatch(candidate.name)
+        if not match or match["name"] != path.name or not candidate.is_file() or candidate.is_symlink():
+            continue
+        try:
+            stale = (
+                not process_alive(int(match["pid"]))
+                if "pid" in match.groupdict()
+                else time.time() - candidate.stat().st_mtime > LEGACY_STALE_S
+            )
+            if stale:
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:
+            continue  # gone already, or not ours to remove
+    return removed
+
+
 def write_merged(path: Path, records: list[Record]) -> None:
     """Workloads then records, each sorted by key, one best record per (workload, target);
     replaced atomically."""
-    from edgecc.atomic import write_text_atomic
-
     path = Path(path)
     with _locked(path):
-        write_text_atomic(path, _merged_text(records))
+        _replace_log(path, _merged_text(records))
 
 
 @dataclass
@@ -300,8 +350,6 @@ def merge_logs(sources, destination: Path) -> MergeResult:
     """Read SOURCES and write their best records to DESTINATION, all under DESTINATION's lock: a
     tuner appending to DESTINATION (which takes the same lock) waits, and its records are either
     read into the merge or appended after it; none is lost, also when DESTINATION is a source."""
-    from edgecc.atomic import write_text_atomic
-
     destination = Path(destination)
     with _locked(destination):
         readout = read_logs(sources)
@@ -311,7 +359,7 @@ def merge_logs(sources, destination: Path) -> MergeResult:
                 f"no good record in {', '.join(str(s) for s in sources)} "
                 f"({len(readout.bad_lines)} bad line(s)); {destination} was left as it was"
             )
-        write_text_atomic(destination, _merged_text(list(best.values())))
+        _replace_log(destination, _merged_text(list(best.values())))
     return MergeResult(readout, best)
 
 
@@ -319,8 +367,6 @@ def drop_bad_lines(path: Path) -> int:
     """Rewrite one log without its unusable lines (torn, corrupt, or unreadable by TVM), good lines
     unchanged and in order; under the log's lock and replaced atomically, so a concurrent tuner loses
     nothing. Returns how many lines were dropped."""
-    from edgecc.atomic import write_text_atomic
-
     path = Path(path)
     with _locked(path):
         bad = {number for _, number, _ in read_logs([path]).bad_lines}
@@ -331,5 +377,5 @@ def drop_bad_lines(path: Path) -> int:
                 if text and number not in bad:
                     kept.append(text + "\n")
         if bad:
-            write_text_atomic(path, "".join(kept))
+            _replace_log(path, "".join(kept))
     return len(bad)

@@ -14,7 +14,7 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
-from edgecc.errors import EdgeccError
+from edgecc.errors import EdgeccError, error_line
 from edgecc.interrupts import check as check_stop
 from edgecc.tuning.progress import ProgressBar
 from edgecc.tuning.record_checks import workload_key
@@ -40,6 +40,7 @@ class TuneResult:
     default_ms_per_task: dict = field(default_factory=dict)  # each tuned kernel's default schedule, measured first
     default_remeasured: int = 0  # trials that were the default schedule again (logged once, by the baseline)
     defaults_not_measured: dict = field(default_factory=dict)  # kernel name -> why (no bar for its search)
+    not_searchable: dict = field(default_factory=dict)  # kernel name -> why the search cannot take it
 
     @property
     def beat_default(self) -> int:
@@ -277,6 +278,12 @@ def tune(
         contexts, weights = extracted_tasks_to_tune_contexts(
             extracted, work_dir=work_dir, strategy="evolutionary", space="post-order-apply", seed=0
         )
+        extracted, contexts, weights = _searchable(extracted, contexts, weights, result)
+        if not contexts:
+            _say_not_searchable(result, progress)
+            result.stopped_by = "no kernel the search can take"
+            result.wall_seconds = time.monotonic() - started
+            return result
         database = _database_for(best_records(prior).values()) if prior else ms.database.MemoryDatabase()
         if backend is not None and backend.kernel_schedule is not None:
             _start_from_default_schedules(
@@ -313,9 +320,33 @@ def tune(
                 raise
     if progress:
         sys.stderr.write("\n")
+    _say_not_searchable(result, progress)
     result.wall_seconds = time.monotonic() - started
     _require_measurements(result, session)
     return result
+
+
+def _searchable(extracted, contexts, weights, result: TuneResult):
+    """The tasks whose MetaSchedule design space can be generated. One kernel whose space raises
+    (a generic rule's ReverseComputeAt on a fused attention kernel whose pre-schedule failed) had
+    ended the whole tuning run before its first trial; it keeps its default schedule instead."""
+    kept = []
+    for index, (task, context) in enumerate(zip(extracted, contexts)):
+        try:
+            if not context.clone().generate_design_space():
+                raise ValueError("the generic space has no schedule for it")
+        except Exception as exc:  # noqa: BLE001 - any failure of one kernel's space leaves the others to tune
+            result.not_searchable[task.task_name] = error_line(exc, last=True, limit=160)
+            continue
+        kept.append(index)
+    result.tasks_tuned = len(kept)
+    return [extracted[i] for i in kept], [contexts[i] for i in kept], [weights[i] for i in kept]
+
+
+def _say_not_searchable(result: TuneResult, progress: bool) -> None:
+    if progress and result.not_searchable:
+        for name, why in result.not_searchable.items():
+            sys.stderr.write(f"not tuned: {name} keeps its default schedule (the search cannot take it: {why})\n")
 
 
 def _start_from_default_schedules(
