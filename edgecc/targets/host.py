@@ -1,7 +1,8 @@
 """The `host` target's facts, read, derived or measured on this machine, never assumed.
 
 - LLVM CPU name and core count: read; the name's features corrected to what the CPU's flags say
-  (edgecc/targets/cpu_flags.py).
+  (edgecc/targets/cpu_flags.py). EDGECC_HOST_CPU=<LLVM CPU name> pins the name and its features
+  instead (an older class compiled and run here); the machine's facts and the report say so.
 - Compute peaks per precision: derived, operations per cycle per core from the microarchitecture
   table (edgecc/targets/microarch.py) x cores x clock. The clock: the sysfs maximum frequency
   where the kernel exposes it, else measured (a VM's /proc/cpuinfo shows the nominal TSC rate,
@@ -23,22 +24,21 @@ from edgecc.targets import Target
 
 def detect_host(target: Target) -> Target:
     """Fill in this machine's CPU name, core count, peaks, bandwidth and caches for the `host` target."""
-    from tvm.target import codegen
 
-    from edgecc.targets.cpu_flags import host_feature_corrections
+    from edgecc.targets.cpu_flags import PIN_VARIABLE, host_cpu
     from edgecc.targets.probe import cache_bytes, host_measurements
     from edgecc.threads import host_threads
 
-    cpu = codegen.llvm_get_system_cpu()
+    chosen = host_cpu()
+    cpu = chosen.name
     cores = host_threads()
     model = _cpu_model_name()
     caches = cache_bytes()
     measured = host_measurements(model, cpu, cores, caches)
     tvm_target = dict(target.tvm_target, mcpu=cpu, **{"num-cores": cores})
-    corrections = host_feature_corrections(cpu, platform.machine())
-    if corrections:  # the CPU's flags and LLVM's name for it disagree (a VM's model number, say)
-        tvm_target["mattr"] = [*tvm_target.get("mattr", []), *corrections]
-    features = {c[1:] for c in corrections if c.startswith("+")}
+    if chosen.corrections:  # the CPU's flags and LLVM's name for it disagree (a VM's model number, say)
+        tvm_target["mattr"] = [*tvm_target.get("mattr", []), *chosen.corrections]
+    features = {c[1:] for c in chosen.corrections if c.startswith("+")}
     peaks, peak_source, clock_source = host_peaks(cpu, model, cores, measured, features)
     bandwidth = round(measured.bandwidth_gbs, 1) if measured.bandwidth_gbs else target.board.memory_bandwidth_gbs
     sources = {
@@ -57,11 +57,16 @@ def detect_host(target: Target) -> Target:
     }
     if not measured.bandwidth_gbs:
         sources["memory_bandwidth_gbs"] += f"; the target file's {bandwidth:g} GB/s is used instead"
+    if chosen.pinned:
+        sources["cpu"] = (
+            f"pinned by {PIN_VARIABLE}={cpu}: compiled, and precisions and kernels chosen, for LLVM's {cpu} and "
+            f"its feature list, run on this machine's {model}; the peaks are {cpu}'s arithmetic at this clock"
+        )
     board = replace(
         target.board,
         cores=cores,
         peak_gflops=peaks,
-        soc=model,
+        soc=f"{model}, pinned to {cpu} ({PIN_VARIABLE})" if chosen.pinned else model,
         memory_bandwidth_gbs=bandwidth,
         cache_bytes=sum(caches.get(level, 0) for level in ("L2", "L3")) or None,
         sources=sources,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 import threading
 import time
@@ -81,16 +80,15 @@ def cache_bytes(root: str = "/") -> dict[str, int]:
 
 
 def _host_target():
-    """(this CPU's LLVM target, float32 lanes of its widest vectors) for the probes' kernels."""
+    """(the host target's LLVM target, float32 lanes of its widest vectors) for the probes' kernels:
+    a CPU pinned by EDGECC_HOST_CPU is measured with its own vectors (its FMA throughput here)."""
     import tvm
     from tvm.target import codegen
 
-    from edgecc.targets.cpu_flags import host_feature_corrections
+    from edgecc.targets.cpu_flags import host_cpu
 
-    cpu = codegen.llvm_get_system_cpu()
-    target = tvm.target.Target(
-        {"kind": "llvm", "mcpu": cpu, "mattr": host_feature_corrections(cpu, platform.machine())}
-    )
+    cpu = host_cpu()
+    target = tvm.target.Target({"kind": "llvm", "mcpu": cpu.name, "mattr": list(cpu.corrections)})
     features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
     return target, 16 if "avx512f" in features else 8 if "avx2" in features else 4
 
