@@ -42,10 +42,16 @@ def test_every_dense_layer_runs_int8_on_the_instruction_and_matches_fp32(rng):
     np.testing.assert_allclose(actual, expected, atol=0.02 * np.abs(expected).max())
 
 
-def _shared_input_module(rng, n=(48, 48, 40)):
-    """Three layers reading one input (like Q, K, V): y = sum of x @ W_i over the first 48 columns."""
-    x = relax.Var("x", relax.TensorType((8, 128), "float32"))
-    ws = [(rng.standard_normal((128, width)) * 0.1).astype("float32") for width in n]
+def _shared_input_shape(lanes):
+    """(K, widths): two layers of whole vectors and one half a vector short, each weight large enough
+    to be quantized: K 128 and 48, 48, 40 columns with 16 lanes, K 256 and 24, 24, 20 with 8."""
+    return 2048 // lanes, (3 * lanes, 3 * lanes, 2 * lanes + lanes // 2)
+
+
+def _shared_input_module(rng, k, n):
+    """Three layers reading one input (like Q, K, V): y = sum of x @ W_i, then the third layer's columns."""
+    x = relax.Var("x", relax.TensorType((8, k), "float32"))
+    ws = [(rng.standard_normal((k, width)) * 0.1).astype("float32") for width in n]
     bb = relax.BlockBuilder()
     with bb.function("main", [x]):
         with bb.dataflow():
@@ -57,18 +63,20 @@ def _shared_input_module(rng, n=(48, 48, 40)):
 
 
 def test_an_input_read_by_several_layers_is_quantized_once_and_bad_shapes_stay_fp32(rng):
-    mod, ws = _shared_input_module(rng)
+    k, widths = _shared_input_shape(INS.lanes)
+    mod, ws = _shared_input_module(rng, k, widths)
     after, stats = quantize_dense_layers_int8(mod, INS, vector_lanes(HOST))
     assert stats.quantized_inputs == 1 and len(stats.int8_layers) == 2
-    (fallback,) = stats.fallbacks  # N=40 is not a multiple of 16 lanes
-    assert fallback.shape == (128, 40) and "not a multiple" in fallback.reason
+    (fallback,) = stats.fallbacks  # the third layer's N is half a vector short of whole vectors
+    assert fallback.shape == (k, widths[2]) and "not a multiple" in fallback.reason
     assert fallback.layer in stats.summary() and "kept FP32" in stats.summary()
-    x = rng.standard_normal((8, 128)).astype("float32")
+    x = rng.standard_normal((8, k)).astype("float32")
     expected = np.concatenate([x @ ws[0] + x @ ws[1], x @ ws[2]], axis=1)
     _, run = _build(after)
     actual = run(x)
-    np.testing.assert_allclose(actual[:, 48:], expected[:, 48:], rtol=1e-5, atol=1e-5)  # the FP32 layer
-    assert _cosine(actual[:, :48], expected[:, :48]) > 0.999
+    first = widths[0]
+    np.testing.assert_allclose(actual[:, first:], expected[:, first:], rtol=1e-5, atol=1e-5)  # the FP32 layer
+    assert _cosine(actual[:, :first], expected[:, :first]) > 0.999
 
 
 def test_step_keeps_int8_only_where_it_timed_faster_and_says_why_otherwise(rng):
@@ -107,6 +115,30 @@ def test_calibrated_static_scales_replace_the_row_kernel(rng, tmp_path):
     ids = rng.integers(0, 200, (1, 16)).astype("int64")
     _, run = _build(after)
     assert _cosine(run(ids), reference_dense(ids, weights)) > 0.999
+
+
+def test_static_scales_keep_every_code_of_the_calibrated_range(rng):
+    """Inputs reaching the calibrated peak on both signs are represented, not clipped: on vpmaddubsw a
+    0..127 code range around 64 held only half of the +-127 steps the scale was made for."""
+    from edgecc.passes.precision.dense_weights import weight_key
+
+    x = rng.standard_normal((8, 64)).astype("float32")
+    peak = float(np.abs(x).max())
+    x[0, :8], x[1, :8] = peak, -peak
+    w = (rng.standard_normal((64, 8 * INS.lanes)) * 0.1).astype("float32")
+    var = relax.Var("x", relax.TensorType(x.shape, "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [var]):
+        with bb.dataflow():
+            y = bb.emit_output(relax.op.matmul(var, relax.const(w)))
+        bb.emit_func_output(y)
+    after, stats = quantize_dense_layers_int8(
+        bb.get(), INS, vector_lanes(HOST), static_scales={weight_key(w): peak / 127}
+    )
+    assert stats.int8_layers and stats.quantized_inputs == 0  # the static scale, no row kernel
+    _, run = _build(after)
+    expected = x @ w
+    np.testing.assert_allclose(run(x), expected, atol=0.03 * np.abs(expected).max())
 
 
 def test_precision_pass_names_the_instruction_and_falls_back_without_one():

@@ -108,6 +108,32 @@ def test_int8_matmul_rule_is_exact_against_numpy_int32(target, tmp_path):
     np.testing.assert_array_equal(out.numpy(), expected.astype(np.float32))
 
 
+@pytest.mark.parametrize("codes", ["dynamic", "static"])
+@pytest.mark.parametrize("target", _x86_targets())
+def test_worst_case_int8_products_do_not_saturate(target, codes):
+    """Every activation at its largest code against weights at the largest magnitude the pass gives them,
+    all of one sign: vpmaddubsw sums each two products in an int16 that saturates at 32767, so this is
+    where its results would first go wrong. Exact against NumPy's int32, with either code range."""
+    ins, scheduled, lib = _build(target)
+    ((_, n_axis, tile, group),) = [tuple(int(v) for v in e) for e in scheduled.attrs[PACKED_ATTR]]
+    low, high = ins.activation_range if codes == "dynamic" else ins.static_activation_range
+    limit = ins.weight_limit((low, high))
+    if ins.pair_sum_limit is not None:
+        assert 2 * max(abs(low), abs(high)) * limit <= ins.pair_sum_limit
+    lib = lib.jit()
+    for sign in (1, -1):
+        a = np.full((24, 72), high, ins.activation_dtype)
+        w = np.full((72, 96), sign * limit, "int8")
+        if ins.pair_sum_limit is None:  # nothing to saturate: every other column at int8's -128
+            w[:, 1::2] = -128
+        zero = np.zeros((24, 1), np.int32)
+        out = tvm.runtime.tensor(np.zeros((24, 96), np.float32))
+        arrays = (a, pack_array(w, n_axis, tile, group), np.zeros(96, np.int32), zero, np.ones((24, 1), np.float32))
+        lib["main"](*[tvm.runtime.tensor(v) for v in arrays], out)
+        expected = a.astype(np.int32) @ w.astype(np.int32)  # |values| < 2^24: exact in float32
+        np.testing.assert_array_equal(out.numpy(), expected.astype(np.float32))
+
+
 def test_rule_leaves_fp32_and_non_constant_kernels_alone():
     func = _dense_int8_kernel(8, 16, 32, dot_instruction(HOST).activation_dtype)
     assert schedule_dot_kernel(func, HOST, 16, constant_inputs=set()) is None  # weight not a constant

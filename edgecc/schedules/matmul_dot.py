@@ -7,9 +7,11 @@ GELU, residual add) is register-tiled like the FP32 matmul (edgecc.schedules), b
 (L columns x G k) step is one instruction:
 
   x86 AVX-512 VNNI   vpdpbusd        u8 x s8 -> s32, 64 multiply-adds per instruction
-  x86 AVX-512BW      vpmaddubsw+vpmaddwd  (activations limited to 0..127: the pairwise int16
-                                      sums saturate above 2 x 127 x 127)
-  x86 AVX2           vpmaddubsw+vpmaddwd, 8 lanes (same limit)
+  x86 AVX-512BW      vpmaddubsw+vpmaddwd  (vpmaddubsw sums each two u8 x s8 products in an int16
+                                      that saturates at 32767: dynamic activations are limited to
+                                      0..127 against full int8 weights, calibrated static ones keep
+                                      0..255 against weights limited to +-64, so no pair can reach it)
+  x86 AVX2           vpmaddubsw+vpmaddwd, 8 lanes (same limits)
   aarch64 +i8mm      smmla           s8 x s8 -> s32, a 2 x 2 tile of 8-long dot products: 32 multiply-adds
                                       per instruction (2 rows at once: its kernel is matmul_mmla.py; a
                                       kernel its tile does not fit runs on sdot here). Checked on the
@@ -57,6 +59,21 @@ class DotInstruction:
     rows: int = 1  # activation rows one instruction reads (2: a matrix multiply-accumulate such as smmla)
     fallback: DotInstruction | None = None  # the one-row instruction for layers whose shape the tile does not fit
     k_tile: int = 0  # k one instruction reads when that is more than `group` (AMX tiles: 32 bf16, 64 int8)
+    pair_sum_limit: int | None = None  # largest sum of two products an intermediate holds (vpmaddubsw: int16)
+
+    @property
+    def static_activation_range(self) -> tuple[int, int] | None:
+        """Codes of calibrated per-tensor activations (+-127 steps around the range's middle): the
+        whole unsigned byte for a u8 operand, whose weights then come from `weight_limit`."""
+        return (0, 255) if self.activation_dtype == "uint8" else self.activation_range
+
+    def weight_limit(self, activation_range: tuple[int, int] | None = None) -> int:
+        """Largest |weight code| against activation codes in `activation_range` (default: the dynamic
+        one) that keeps every sum of two products within `pair_sum_limit`, at most 127."""
+        low, high = activation_range or self.activation_range
+        if self.pair_sum_limit is None:
+            return 127
+        return min(127, self.pair_sum_limit // (2 * max(abs(low), abs(high))))
 
     @property
     def label(self) -> str:
@@ -97,8 +114,8 @@ SMMLA = DotInstruction("smmla", "i8mm", 2, "int8", (-128, 127), group=8, rows=2,
 INT8_INSTRUCTIONS = (
     TDPBUSD,
     VPDPBUSD,
-    DotInstruction("vpmaddubsw", "avx512bw", 16, "uint8", (0, 127)),
-    DotInstruction("vpmaddubsw", "avx2", 8, "uint8", (0, 127)),
+    DotInstruction("vpmaddubsw", "avx512bw", 16, "uint8", (0, 127), pair_sum_limit=32767),
+    DotInstruction("vpmaddubsw", "avx2", 8, "uint8", (0, 127), pair_sum_limit=32767),
     SMMLA,
     SDOT,
 )

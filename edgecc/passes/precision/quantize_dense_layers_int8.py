@@ -11,7 +11,10 @@ with Wq = int8(round(W / w)), w per output column (symmetric, max |W[:, j]| / 12
 compile-time constant. The bias, GELU and residual add that follow stay Relax ops, so TVM's FuseOps
 puts them into the same kernel after the dequantization. An input read by several layers (Q, K and
 V) is quantized once. With calibrated static scales (`--calibration`, per-tensor) the row kernel
-is replaced by a fixed scale and zero point. Embedding tables are stored as per-row INT8.
+is replaced by a fixed scale and zero point. On vpmaddubsw, whose pairs of products are summed in a
+saturating int16, dynamic activations use codes 0..127 against full int8 weights and static ones
+0..255 against weights within +-64 (DotInstruction.weight_limit): no pair can saturate, and static
+activations keep their 255 steps. Embedding tables are stored as per-row INT8.
 
 A layer the instruction cannot take (K not a multiple of 4, N not a multiple of the vector's
 lanes, a non-float32 input) stays FP32 and is listed in the statistics with the reason; on a matrix
@@ -135,7 +138,8 @@ class _DenseInt8Rewriter(PyExprMutator):
         return self._rewrite(call.args[0], weight, key)
 
     def _rewrite(self, x, weight, key):
-        values, column_scale = quantize_per_channel(weight, axis=1)
+        codes = self.ins.static_activation_range if key in self.static_scales else self.ins.activation_range
+        values, column_scale = quantize_per_channel(weight, axis=1, limit=self.ins.weight_limit(codes))
         column_sum = values.astype(np.int32).sum(axis=0).astype(np.int32)
         q, row_scale, zero_point = self._quantized_input(x, key)
         acc = self.builder_.emit(relax.op.matmul(q, relax.const(values), out_dtype="int32"))
@@ -169,8 +173,9 @@ class _DenseInt8Rewriter(PyExprMutator):
         return found
 
     def _static(self, x, scale: float):
-        """Calibrated per-tensor scale: zero point at the middle of the code range (symmetric)."""
-        low, high = self.ins.activation_range
+        """Calibrated per-tensor scale (max |x| / 127): codes +-127 around a zero point at the middle of
+        the range, which must hold them all (a 0..127 range would clip half of them)."""
+        low, high = self.ins.static_activation_range
         zero = (low + high + 1) // 2
         codes = relax.op.add(
             relax.op.round(relax.op.multiply(x, relax.const(np.float32(1.0 / scale)))), relax.const(np.float32(zero))

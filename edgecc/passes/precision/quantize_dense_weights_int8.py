@@ -26,14 +26,15 @@ from edgecc.passes._bindings import rewrite_relax_functions
 from edgecc.passes.precision.dense_weights import dense_weight, embedding_table, fold_weight_transposes, weight_key
 
 
-def quantize_per_channel(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 along `axis` (the kept axis gets one scale each); returns (int8 values, float32 scales)."""
+def quantize_per_channel(weight: np.ndarray, axis: int, limit: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 along `axis` (the kept axis gets one scale each), codes within +-`limit`;
+    returns (int8 values, float32 scales)."""
     reduce_axes = tuple(a for a in range(weight.ndim) if a != axis % weight.ndim)
     peak = np.abs(weight).max(axis=reduce_axes)
-    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    scale = np.where(peak > 0, peak / float(limit), 1.0).astype(np.float32)
     shape = [1] * weight.ndim
     shape[axis] = -1
-    values = np.clip(np.rint(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+    values = np.clip(np.rint(weight / scale.reshape(shape)), -limit, limit).astype(np.int8)
     return values, scale
 
 
