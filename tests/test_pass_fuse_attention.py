@@ -103,6 +103,32 @@ def test_sequence_not_a_multiple_of_the_vector_width(rng):
     np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("lanes", [8, 16])
+@pytest.mark.parametrize("seq, heads, dim", [(197, 3, 64), (77, 6, 24), (65, 2, 48), (25, 2, 80)])
+def test_odd_lengths_keep_the_fused_schedule_and_the_numbers(rng, seq, heads, dim, lanes):
+    """Lengths with no row block of 4 (ViT's 197 tokens, a CLIP's 77) had broken the kernel's schedule
+    ("loops are not in a chain") whenever the head was whole vectors, leaving the naive kernel; their
+    rows are now padded to blocks of 8 inside the kernel and the output cut back."""
+    from edgecc.schedules.common import FAILURES_ATTR
+
+    mod = attention_module(seq=seq, heads=heads, dim=dim)
+    after = FuseAttention(lanes=lanes, registers=2 * lanes)(mod)
+    kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+    assert FAILURES_ATTR not in (kernel.attrs or {}) and kernel.attrs["tirx.is_scheduled"]
+    inputs = _attention_inputs(rng, seq=seq, heads=heads, dim=dim)
+    np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_padded_rows_read_a_per_row_bias_only_inside_the_sequence(rng):
+    """A [S, S] bias (relative positions, LeViT's learned bias) with rows padded inside the kernel."""
+    mod = head_split_module(seq=77, heads=6, dim=24, scale_where="scores")
+    after = FuseAttention(lanes=8, registers=16)(mod)
+    inputs = [rng.standard_normal((1, 77, 144)).astype("float32") for _ in range(3)]
+    bias = rng.standard_normal((1, 1, 77, 77)).astype("float32")
+    expected = build_on_host(mod)([*inputs, bias])[0]
+    np.testing.assert_allclose(build_on_host(after)([*inputs, bias])[0], expected, rtol=1e-5, atol=1e-5)
+
+
 def _unrolled_rows(kernel, block_name: str) -> list[int]:
     from tvm import s_tir, tirx
 

@@ -74,10 +74,14 @@ def attention_te(
         for name, chain in (("q", plan.q), ("kt", plan.kt), ("v", plan.v))
     )
     rank = len(plan.batch) + 2
-    batch, seq, keys, dim, value_dim = plan.batch, plan.seq, plan.keys, plan.dim, plan.value_dim
+    batch, keys, dim, value_dim = plan.batch, plan.keys, plan.dim, plan.value_dim
+    # the query rows computed: odd lengths (ViT's 197, 577) padded to whole row blocks, the padding
+    # rows copies of the last one (finite, never read back); only the output is cut to plan.seq
+    seq = _computed_rows(plan, tiles)
+    last_row = plan.seq - 1
     # V padded to whole vectors; when that leaves room, a column of ones after V makes the weighted
     # sum also give the softmax denominator, otherwise that is summed on its own
-    ones_column = _ones_column(plan, lanes)
+    ones_column = _ones_column(plan, lanes, tiles)
     padded = round_up(value_dim + 1, lanes) if ones_column else value_dim
 
     tiled = None
@@ -100,7 +104,11 @@ def attention_te(
             v_packed = te.compute((*batch, keys, value_dim), lambda *i: v_value(v_src, list(i)), name="attn_v_pack")
         # Q copied per row block with its scaling applied, so the scores' inner loop broadcasts a
         # plain load instead of loading, scaling and broadcasting every element
-        q_packed = te.compute((*batch, seq, dim), lambda *i: q_value(q_src, list(i)), name="attn_q_pack")
+        q_packed = te.compute(
+            (*batch, seq, dim),
+            lambda *i: q_value(q_src, [*i[:-2], _clamped(i[-2], last_row, seq != plan.seq), i[-1]]),
+            name="attn_q_pack",
+        )
     if tiled is not None:
         scores = tiled.scores()
     else:
@@ -113,6 +121,7 @@ def attention_te(
 
     def bias_at(i):
         dims = static_shape(plan.bias)
+        i = (*i[:-2], _clamped(i[-2], last_row, seq != plan.seq), i[-1])
         lead = list(i[len(i) - len(dims) :])
         return bias[tuple(0 if n == 1 else idx for n, idx in zip(dims, lead))]
 
@@ -194,7 +203,7 @@ def attention_te(
         return value
 
     axes = plan.out_axes or list(range(rank))
-    out_shape = [([*batch, seq, value_dim])[a] for a in axes]
+    out_shape = [([*batch, plan.seq, value_dim])[a] for a in axes]
 
     def output(*o):
         i = [None] * rank
@@ -211,9 +220,9 @@ def _schedule(func, plan: AttentionPlan, lanes: int = LANES, tiles: str | None =
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
-    rows = next(r for r in (ROW_BLOCK, 8, 4, 2, 1) if plan.seq % r == 0)
+    rows = next(r for r in (ROW_BLOCK, 8, 4, 2, 1) if _computed_rows(plan, tiles) % r == 0)
     block = sch.get_sblock
-    ones_column = _ones_column(plan, lanes)
+    ones_column = _ones_column(plan, lanes, tiles)
     if ones_column:  # the weighted sum anchors the loops: [lead.., row, value, key]
         *lead, i, e, t = sch.get_loops(block("attn_weighted"))
         io, ii = sch.split(i, [None, rows])
@@ -329,8 +338,24 @@ def _schedule_products(sch, plan: AttentionPlan, rows: int, lanes: int, ones_col
     sch.decompose_reduction(weighted, w_t)
 
 
-def _ones_column(plan: AttentionPlan, lanes: int) -> bool:
-    return plan.value_dim % lanes != 0
+def _computed_rows(plan: AttentionPlan, tiles: str | None = None) -> int:
+    """Query rows the FP32 kernel computes: a length with no row block of 4 or more (an odd one) is
+    padded to whole blocks of 8. With blocks of 1 the register tiles shrank to one row, and the
+    output-anchored loops of a 1-row block broke the schedule ("loops are not in a chain"), which had
+    sent every odd-length attention (DeiT's 197 tokens) to the naive kernel."""
+    if tiles or any(plan.seq % r == 0 for r in (ROW_BLOCK, 8, 4)):
+        return plan.seq
+    return round_up(plan.seq, 8)
+
+
+def _clamped(row, last_row: int, padded: bool):
+    return tirx.min(row, last_row) if padded else row
+
+
+def _ones_column(plan: AttentionPlan, lanes: int, tiles: str | None = None) -> bool:
+    # padded rows need the weighted sum to anchor the loops (the output has fewer rows), which the
+    # ones column's form does
+    return plan.value_dim % lanes != 0 or _computed_rows(plan, tiles) != plan.seq
 
 
 def _has_block(sch, name: str) -> bool:
