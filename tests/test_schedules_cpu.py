@@ -224,3 +224,33 @@ def test_a_packed_weight_of_several_panels_is_prefetched_a_panel_ahead_with_the_
     y = tvm.runtime.tensor(np.zeros((32, 192), "float32"))
     lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_array(w, int(n_axis), int(tile))), y)
     np.testing.assert_allclose(y.numpy(), x @ w, rtol=1e-5, atol=1e-4)
+
+
+def _dense(rows: int, k: int, n: int):
+    from tvm import te
+
+    x = te.placeholder((1, rows, k), "float32", name="x")
+    w = te.placeholder((k, n), "float32", name="w")
+    r = te.reduce_axis((0, k), "r")
+    y = te.compute((1, rows, n), lambda b, i, j: te.sum(x[b, i, r] * w[r, j], axis=r), name="matmul")
+    return te.create_prim_func([x, w, y]).without_attr("global_symbol")
+
+
+def test_a_prime_number_of_rows_keeps_a_full_register_tile_and_the_same_numbers():
+    """197 rows (ViT's tokens) are divisible only by 1: the tile had one row, and every weight vector
+    loaded served one product. It is 8 rows now, the last tile cut short by a predicate."""
+    from tvm import s_tir
+
+    for rows in (197, 65, 9):
+        scheduled = schedule_kernel(_dense(rows, 32, 48), "dense", lanes=8)
+        assert scheduled.attrs["edgecc.schedule"] == "rule:matmul"
+        sch = s_tir.Schedule(scheduled)
+        update = sch.get_sblock("matmul_update")
+        unrolled = [sch.get(loop) for loop in sch.get_loops(update)]
+        unrolled = [int(loop.extent) for loop in unrolled if loop.kind == tvm.tirx.ForKind.UNROLLED]
+        assert unrolled and unrolled[0] == 8
+        rng = np.random.default_rng(rows)
+        x = rng.standard_normal((1, rows, 32)).astype("float32")
+        w = rng.standard_normal((32, 48)).astype("float32")
+        out = _run(scheduled, load_target("host").tvm(), [x, w, np.zeros((1, rows, 48), "float32")])
+        np.testing.assert_allclose(out, x @ w, rtol=1e-5, atol=1e-5)
