@@ -65,7 +65,11 @@ def import_model(ctx: CompileContext):
         from edgecc.buckets.compile import check_bucketable
 
         check_bucketable(ctx)
-    ctx.imported = import_onnx(ctx.source.onnx_path, overrides, *ctx.input_shape())
+    try:
+        ctx.imported = import_onnx(ctx.source.onnx_path, overrides, *ctx.input_shape())
+    except ModelError:
+        _explain_sequence_length(ctx, overrides)
+        raise
     if ctx.source.parameters is None:
         ctx.source.parameters = initializer_elements(ctx.imported.onnx_model)
     ctx.weights_bytes = initializer_bytes(ctx.imported.onnx_model)
@@ -76,6 +80,17 @@ def import_model(ctx: CompileContext):
             "imported the unsimplified graph"
         )
     return ctx.imported
+
+
+def _explain_sequence_length(ctx: CompileContext, overrides) -> None:
+    """A failed import at a length past the model's positions: say so, with the model's maximum."""
+    from edgecc.frontend.positions import sequence_too_long
+
+    options = ctx.options
+    option = "--max-seq-len" if options.max_seq_len else "--seq-buckets" if options.seq_buckets else "--seq-len"
+    error = sequence_too_long(ctx.source.onnx_path, overrides, ctx.input_shape()[1], option)
+    if error is not None:
+        raise error from None
 
 
 def run_graph_passes(ctx: CompileContext):

@@ -217,3 +217,19 @@ def test_minilm_one_artifact_up_to_256_tokens_is_at_most_1_3x_one_static_library
     assert all(row["status"] == "passed" for row in buckets["verification"])
     assert dynamic.report["artifact"]["library_bytes"] <= 1.3 * static.report["artifact"]["library_bytes"]
     assert buckets["stored_constant_bytes"] < 0.25 * buckets["constant_bytes"]  # five buckets, one copy
+
+
+def test_a_length_past_the_models_positions_names_its_maximum(held_out_bert_onnx, tmp_path):
+    """The held-out BERT has 64 positions; TVM's importer said only `broadcast_to expects ...`."""
+    from fixtures_hostile import assert_refused, edgecc_process
+
+    with pytest.raises(ModelError, match="takes sequences of at most 64 tokens") as refused:
+        edgecc.compile(held_out_bert_onnx, "host", tmp_path / "a", max_seq_len=100, log=quiet)
+    assert "--max-seq-len 100 is too long; use --max-seq-len 64 or less" in str(refused.value)
+    with pytest.raises(ModelError, match="--seq-len 65 is too long; use --seq-len 64 or less"):
+        edgecc.compile(held_out_bert_onnx, "host", tmp_path / "b", seq_len=65, log=quiet)
+    process = edgecc_process("compile", held_out_bert_onnx, "--max-seq-len", "80", "-o", "c", "-q", cwd=tmp_path)
+    stdout, stderr = process.communicate(timeout=300)
+    assert stdout == ""
+    assert_refused(process.returncode, stderr, "at most 64 tokens", "--max-seq-len 80 is too long")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,9 +222,27 @@ def to_relax(model, specs: list[TensorSpec], path: Path):
     shape_dict = {s.name: list(s.shape) for s in specs}
     dtype_dict = {s.name: s.dtype for s in specs}
     try:
-        return from_onnx(model, shape_dict=shape_dict, dtype_dict=dtype_dict, keep_params_in_input=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # on failure it prints the node's inputs: pages of IR
+            return from_onnx(model, shape_dict=shape_dict, dtype_dict=dtype_dict, keep_params_in_input=False)
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
-        raise ModelError(f"{path}: the TVM Relax ONNX importer failed: {error_line(exc)}") from None
+        message = error_line(exc)
+        _release_quietly(exc)
+    raise ModelError(f"{path}: the TVM Relax ONNX importer failed: {message}")
+
+
+def _release_quietly(exc: BaseException) -> None:
+    """Let go of a failed import's state now, with native stderr silenced: TVM's BlockBuilder, left
+    with open blocks, warns from C++ when it is destroyed, which was after the error's one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        traceback.clear_frames(exc.__traceback__)
+        exc.__traceback__ = None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def initializer_elements(model) -> int:
