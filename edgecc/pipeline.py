@@ -396,13 +396,20 @@ def _dump_module(ctx: CompileContext, name: str, mod) -> None:
         (folder / f"{name}.py").write_text(mod.script(show_meta=False))
 
 
+def named_paths(options: CompileOptions) -> list[tuple[str, Path]]:
+    """The paths the user gave besides -o (refused inside it: the final swap would delete them)."""
+    paths = [("--dump-ir", options.dump_ir), ("--inputs", options.sample_inputs)]
+    paths += [("--calibration", options.calibration)] + [("--tuning-logs", p) for p in options.tuning_logs]
+    return [(option, Path(path)) for option, path in paths if path is not None]
+
+
 def run_pipeline(model: str, options: CompileOptions, log=print) -> CompileResult:
     from edgecc.artifact.output import check_output_folder
     from edgecc.atomic import staged_directory
 
     ctx = CompileContext(model=model, options=options, log=log)
     output = Path(options.output) if options.output is not None else default_output(model, options.target)
-    check_output_folder(output, model)
+    check_output_folder(output, model, named_paths(options))
     try:
         with staged_directory(output) as stage:
             ctx.stage_dir = stage

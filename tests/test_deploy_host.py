@@ -213,9 +213,13 @@ def test_deploy_never_replaces_a_folder_that_is_not_a_bundle(host_bundle, tmp_pa
     assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
     again = tmp_path / "again"
     shutil.copytree(bundle, again)
-    (again / "stale.txt").write_text("from an earlier deploy")
-    edgecc.deploy(artifact, again, log=quiet)  # an earlier bundle is replaced whole
-    assert not (again / "stale.txt").exists() and (again / "bin" / "edgecc-run").is_file()
+    (again / "last_hidden_state.npy").write_text("the user's output of bin/edgecc-run")
+    with pytest.raises(EdgeccError, match="also holds last_hidden_state.npy, which edgecc did not write"):
+        edgecc.deploy(artifact, again, log=quiet)
+    assert (again / "last_hidden_state.npy").read_text() == "the user's output of bin/edgecc-run"
+    (again / "last_hidden_state.npy").unlink()
+    edgecc.deploy(artifact, again, log=quiet)  # an earlier bundle of only its own files is replaced whole
+    assert (again / "bin" / "edgecc-run").is_file()
 
 
 def test_a_failed_deploy_leaves_nothing_behind(host_bundle, tmp_path):
@@ -225,7 +229,7 @@ def test_a_failed_deploy_leaves_nothing_behind(host_bundle, tmp_path):
     with open(damaged / "model.so", "ab") as handle:
         handle.write(b"\0")
     cli = CliRunner().invoke(main, ["deploy", str(damaged), "-o", str(tmp_path / "out")])
-    assert cli.exit_code == 2 and "does not match the SHA-256" in cli.output
+    assert cli.exit_code == 2 and "changed after the compile" in cli.output  # the checks of `edgecc run`
     cli = CliRunner().invoke(main, ["deploy", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
     assert cli.exit_code == 2 and "is not an edgecc artifact" in cli.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged"]  # no bundle, no staging folder

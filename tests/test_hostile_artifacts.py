@@ -104,7 +104,7 @@ def test_a_symlink_out_of_the_artifact_is_refused(artifact, tmp_path):
 @pytest.mark.parametrize(
     "damage, fragment",
     [
-        (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json is corrupt"),
+        (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json is not valid JSON"),
         (lambda f: (f / "manifest.json").write_text("[1, 2]"), "is not an edgecc artifact manifest"),
         (lambda f: _edit_manifest(f, format="someone-else/1"), "is not an edgecc artifact manifest"),
         (lambda f: _edit_manifest(f, inputs="input_ids"), "field 'inputs' is missing or not a list"),

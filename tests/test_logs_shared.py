@@ -366,3 +366,55 @@ def test_kill_9_mid_merge_leaves_nothing_read_as_a_log_and_the_next_merge_cleans
     assert merged.exit_code == 0, merged.output
     assert sorted(p.name for p in shared.iterdir() if not p.name.endswith(".lock")) == ["records.jsonl"]
     assert sorted(name_of(r) for r in read_logs([shared]).records) == ["m1", "m2", "s1"]
+
+
+def _hostile_lines(good) -> list[bytes]:
+    """Lines a hand edit or an attacker could put in a shared log, each valid enough to reach a parser."""
+    deep_trace = dict(good.data, schedule="default", trace=[[], json.loads("[" * 900 + "]" * 900), [], []])
+    return [
+        b"[" * 100_000 + b"]" * 100_000 + b"\n",  # past the interpreter's recursion limit
+        json.dumps(deep_trace).encode() + b"\n",  # under it: would reach merge's json.dumps and TVM
+        json.dumps(dict(good.data, target='{"kind": ' + "[" * 5000 + "]" * 5000 + "}")).encode() + b"\n",
+        b'{"format": "' + b"x" * (17 << 20) + b'"}\n',  # longer than any line edgecc writes
+    ]
+
+
+def test_deeply_nested_and_huge_lines_are_bad_lines_with_their_numbers(tmp_path):
+    good = record("good", 2e-5)
+    log = write_log(tmp_path / "logs" / "records.jsonl", [good])  # lines 1 (workload) and 2
+    with open(log, "ab") as handle:
+        for line in _hostile_lines(good):
+            handle.write(line)
+        handle.write(b"[" * 50_000)  # a last line with no newline, never read whole
+    readout = read_logs([log])
+    assert [name_of(r) for r in readout.records] == ["good"]
+    whys = {number: why for _, number, why in readout.bad_lines}
+    assert sorted(whys) == [3, 4, 5, 6, 7]
+    assert "nested more than 64 levels deep" in whys[3] and "nested more than 64 levels deep" in whys[4]
+    assert "target is nested" in whys[5] and "longer than 16 MiB" in whys[6] and "truncated" in whys[7]
+
+    runner = CliRunner()
+    check = runner.invoke(main, ["logs", "check", str(log)])
+    assert check.exit_code == 1 and f"{log}:3: nested more than 64" in check.output and "Traceback" not in check.output
+    show = runner.invoke(main, ["logs", "show", str(log)])
+    assert show.exit_code == 0 and "1 good records in 1 file(s), 5 bad line(s) skipped" in show.output
+    merged = runner.invoke(main, ["logs", "merge", str(log), "-o", str(tmp_path / "merged.jsonl")])
+    assert merged.exit_code == 0 and "skipped 5 bad line(s)" in merged.output, merged.output
+    assert [name_of(r) for r in read_logs([tmp_path / "merged.jsonl"]).records] == ["good"]
+    fixed = runner.invoke(main, ["logs", "check", "--fix", str(log)])
+    assert fixed.exit_code == 0 and "dropped 5 bad line(s)" in fixed.output
+    assert read_logs([log]).bad_lines == [] and log.stat().st_size < 1 << 20
+    append_records(log, [record("after", 1e-5)])  # an append reads the log's workload keys: no crash either
+    assert sorted(name_of(r) for r in read_logs([log]).records) == ["after", "good"]
+
+
+def test_a_compile_reading_a_log_with_a_hostile_line_still_compiles(tmp_path, tiny_model):
+    logs = tmp_path / "logs"
+    log = write_log(logs / "records.jsonl", [record("good", 2e-5)])
+    with open(log, "ab") as handle:
+        handle.write(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    result = CliRunner().invoke(
+        main, ["compile", str(tiny_model), "-o", str(tmp_path / "out"), "--tuning-logs", str(logs), "--no-measure"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output

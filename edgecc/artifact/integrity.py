@@ -3,17 +3,56 @@ wrote (size and SHA-256 from the manifest), and a library is a whole ELF file.
 
 A truncated or corrupted model.so crashed the loader natively (a bus error when dlopen maps pages
 past the end of the file); a manifest naming `../x.so` or an absolute path loaded and ran whatever
-was there. Every problem here is one ArtifactError line naming the file.
+was there; `edgecc deploy` copied every name in the manifest's file table, so `../../.bashrc` there
+overwrote the user's. Every command that reads an artifact (run, bench, deploy, compare, report) goes
+through these checks, and every problem is one ArtifactError line naming the file.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path, PurePosixPath
 
+from edgecc.bounded_json import read_bounded_json
 from edgecc.errors import ArtifactError
 
 _RECOMPILE = "compile the model again into a new folder"
+MAX_MANIFEST_BYTES = 16 << 20  # a compile writes a few KiB
+MAX_REPORT_BYTES = 64 << 20  # profiles and tuning tables: a few MiB at most
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def read_artifact_json(path: Path, max_bytes: int = MAX_MANIFEST_BYTES):
+    """A JSON file of an artifact (or a bundle), bounded in size and nesting depth."""
+    return read_bounded_json(path, max_bytes, error=ArtifactError)
+
+
+def _leaves_folder(name: str) -> bool:
+    relative = PurePosixPath(name)
+    return relative.is_absolute() or ".." in relative.parts or "\\" in name or name.startswith("~") or "\0" in name
+
+
+def check_file_table(manifest: dict, manifest_path: Path) -> None:
+    """The manifest's `files` table names only plain files of the folder, each with its size and SHA-256
+    (a compile lists the folder's own files, never a path)."""
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{manifest_path}: field 'files' is not an object of file name -> {{bytes, sha256}}")
+    for name, entry in files.items():
+        if not name.strip() or "/" in name or _leaves_folder(name) or len(name) > 255:
+            raise ArtifactError(
+                f"{manifest_path}: the file table names '{name[:120]}', which is not a file of the artifact "
+                "folder; refusing the artifact (an artifact only uses its own files)"
+            )
+        if not (
+            isinstance(entry, dict)
+            and type(entry.get("bytes")) is int
+            and entry["bytes"] >= 0
+            and isinstance(entry.get("sha256"), str)
+            and _SHA256.fullmatch(entry["sha256"])
+        ):
+            raise ArtifactError(f"{manifest_path}: the file table's entry for '{name}' is not {{bytes, sha256}}")
 
 
 def artifact_file(folder: Path, name, manifest_path: Path, what: str) -> Path:
@@ -22,9 +61,9 @@ def artifact_file(folder: Path, name, manifest_path: Path, what: str) -> Path:
     if not isinstance(name, str) or not name.strip():
         raise ArtifactError(f"{manifest_path}: the {what} entry must be a file name, not {name!r}")
     relative = PurePosixPath(name)
-    if relative.is_absolute() or ".." in relative.parts or "\\" in name or name.startswith("~"):
+    if _leaves_folder(name) or len(name) > 1024:
         raise ArtifactError(
-            f"{manifest_path}: the {what} '{name}' is not a file inside the artifact folder; "
+            f"{manifest_path}: the {what} '{name[:120]}' is not a file inside the artifact folder; "
             "refusing to load it (an artifact only loads its own files)"
         )
     path = folder / relative

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgecc.artifact.integrity import artifact_file, check_recorded_file, check_whole_elf
+from edgecc.artifact.integrity import (
+    artifact_file,
+    check_file_table,
+    check_recorded_file,
+    check_whole_elf,
+    read_artifact_json,
+)
 from edgecc.artifact.manifest import MANIFEST, input_valid_ranges, valid_ranges_from_reference
 from edgecc.errors import ArtifactError, EdgeccError, RemoteError, error_line
 from edgecc.frontend.inputs import TensorSpec, check_inputs, check_value_ranges
@@ -23,22 +28,38 @@ def read_manifest(folder: Path) -> dict:
         raise ArtifactError(f"{folder} is a file, not an artifact folder; pass the folder a compile wrote")
     if not path.exists():
         raise ArtifactError(f"{folder} is not an edgecc artifact (no {MANIFEST}); compile a model into it first")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is corrupt: {exc}") from None
-    except OSError as exc:
-        raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+    manifest = read_artifact_json(path)
     _check_manifest(manifest, path)
     return manifest
+
+
+# optional fields the commands read, and their types (a compile always writes them; null is refused)
+_OPTIONAL_FIELDS = (
+    ("device", str),
+    ("loadable", bool),
+    ("runs_on_host", bool),
+    ("missing", list),
+    ("contents", dict),
+    ("reference_model", str),
+    ("versions", dict),
+    ("precision", str),
+)
+MAX_BOARD_CORES = 4096
 
 
 def _check_manifest(manifest, path: Path) -> None:
     if not isinstance(manifest, dict) or not str(manifest.get("format", "")).startswith("edgecc-artifact/"):
         raise ArtifactError(f"{path} is not an edgecc artifact manifest (no edgecc 'format' field)")
-    for key, kind in (("library", str), ("inputs", list), ("outputs", list)):
+    for key, kind in (("library", str), ("inputs", list), ("outputs", list), ("target", dict)):
         if not isinstance(manifest.get(key), kind):
             raise ArtifactError(f"{path}: field '{key}' is missing or not a {kind.__name__}")
+    for key, kind in _OPTIONAL_FIELDS:
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise ArtifactError(f"{path}: field '{key}' is not a {kind.__name__}")
+    if not all(isinstance(m, str) for m in manifest.get("missing", [])):
+        raise ArtifactError(f"{path}: field 'missing' is not a list of text")
+    _check_target(manifest["target"], path)
+    check_file_table(manifest, path)
     for entry in manifest["inputs"] + manifest["outputs"]:
         if not (
             isinstance(entry, dict)
@@ -56,6 +77,18 @@ def _check_manifest(manifest, path: Path) -> None:
             and valid[0] < valid[1]
         ):
             raise ArtifactError(f"{path}: input '{entry['name']}' has a bad valid_range {valid!r} (want [low, high))")
+
+
+def _check_target(target: dict, path: Path) -> None:
+    for key in ("name", "kind", "os", "arch"):
+        if not isinstance(target.get(key), str):
+            raise ArtifactError(f"{path}: field 'target.{key}' is missing or not text")
+    board = target.get("board")
+    if not isinstance(board, dict):
+        raise ArtifactError(f"{path}: field 'target.board' is missing or not an object")
+    cores = board.get("cores")
+    if cores is not None and not (type(cores) is int and 1 <= cores <= MAX_BOARD_CORES):
+        raise ArtifactError(f"{path}: field 'target.board.cores' is {cores!r}, not a core count (1-{MAX_BOARD_CORES})")
 
 
 def checked_file(folder: Path, manifest: dict, name, what: str) -> Path:

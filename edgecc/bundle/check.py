@@ -8,7 +8,6 @@ no Python and no TVM wheel in it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecc.artifact.integrity import MAX_REPORT_BYTES, read_artifact_json
 from edgecc.bundle.description import MODEL_JSON
 from edgecc.errors import EdgeccError, ToolchainError
 
@@ -73,7 +73,7 @@ def run_bundle(
 ) -> BundleRun:
     """bin/edgecc-run on `inputs` (saved as .npy) in an empty environment; its outputs read back."""
     bundle, work = Path(bundle).resolve(), Path(work)
-    description = json.loads((bundle / MODEL_JSON).read_text())
+    description = read_artifact_json(bundle / MODEL_JSON)
     arch = _arch(bundle / "bin" / "edgecc-run")
     work.mkdir(parents=True, exist_ok=True)
     args = []
@@ -110,14 +110,14 @@ def check_bundle(bundle: Path, artifact: Path, inputs: dict[str, np.ndarray] | N
 
     Returns {"status", "where", "outputs": [{name, max_abs_error, max_rel_error}], "tolerance"}.
     """
-    from edgecc.artifact.loader import read_manifest
+    from edgecc.artifact.loader import checked_file, read_manifest
     from edgecc.artifact.manifest import input_valid_ranges
     from edgecc.frontend.inputs import TensorSpec, sample_inputs
     from edgecc.measure.latency import onnxruntime_session
     from edgecc.measure.verification import output_errors, verdict
 
     manifest = read_manifest(artifact)
-    description = json.loads((Path(bundle) / MODEL_JSON).read_text())
+    description = read_artifact_json(Path(bundle) / MODEL_JSON)
     if not (Path(bundle) / "bin" / "edgecc-run").is_file():
         raise EdgeccError(
             f"{bundle} has no prebuilt bin/edgecc-run to check here (a {description['device']} "
@@ -135,7 +135,8 @@ def check_bundle(bundle: Path, artifact: Path, inputs: dict[str, np.ndarray] | N
         run = run_bundle(bundle, inputs, Path(tmp) / "run", sysroot=sysroot)
     if run.returncode != 0:
         raise EdgeccError(f"the bundle failed to run here: {(run.stderr.strip().splitlines() or ['no output'])[-1]}")
-    session = onnxruntime_session(Path(artifact) / manifest.get("reference_model", "reference.onnx"), threads=1)
+    reference = checked_file(artifact, manifest, manifest.get("reference_model", "reference.onnx"), "reference model")
+    session = onnxruntime_session(reference, threads=1)
     names = [e["name"] for e in description["outputs"]]
     reference = dict(zip(names, session.run(names, inputs)))
     rows = output_errors(run.outputs, reference)
@@ -149,10 +150,10 @@ def _tolerance(artifact: Path, precision: str) -> float | None:
     """The compile's own tolerance (report.json), so the bundle is held to what the artifact was; the
     precision's default when the compile could not verify (a board target compiled without a board)."""
     try:
-        given = json.loads((Path(artifact) / "report.json").read_text())["verification"].get("tolerance")
-    except (OSError, KeyError, TypeError, ValueError):
+        given = read_artifact_json(Path(artifact) / "report.json", MAX_REPORT_BYTES)["verification"].get("tolerance")
+    except (EdgeccError, KeyError, TypeError, AttributeError):
         given = None
-    if given is not None:
+    if isinstance(given, (int, float)) and not isinstance(given, bool):
         return float(given)
     from edgecc.options import CompileOptions
 

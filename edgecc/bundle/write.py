@@ -9,20 +9,26 @@ bundle/
   src/                          the C API and example sources, CMakeLists.txt, tvm-ffi headers
   licenses/                     TVM's and tvm-ffi's licenses (they ship inside lib/)
   README.md                     exact steps, threads, sizes, the board's minimum requirements
-Written in a staged folder renamed into place: a failed deploy leaves nothing behind, and an
-existing folder is only replaced when it is an earlier bundle.
+Written in a staged folder renamed into place: a failed deploy leaves nothing behind. model.json's
+"files" records every file the deploy wrote (path -> bytes, SHA-256); an existing folder is only
+replaced when it is an earlier bundle holding exactly those files, unchanged: bin/edgecc-run writes
+its outputs into the current folder by default, so users keep files in their bundle, and a deploy
+never deletes what it did not write. The artifact's files are copied only after the checks `edgecc
+run` applies (edgecc/artifact/integrity.py: inside the artifact, the size and SHA-256 its manifest
+recorded, a whole ELF library).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecc.artifact.loader import MANIFEST, read_manifest
-from edgecc.artifact.manifest import sha256
+from edgecc.artifact.integrity import check_whole_elf, read_artifact_json, sha256
+from edgecc.artifact.loader import MANIFEST, checked_file, read_manifest
+from edgecc.artifact.output import check_output_location, refuse_paths_inside, require_swappable
 from edgecc.atomic import staged_directory, write_json_atomic, write_text_atomic
 from edgecc.bundle.build import build_c_api_and_example
 from edgecc.bundle.cuda import cuda_needs
@@ -74,18 +80,19 @@ def deploy(
     artifact, output = Path(artifact), Path(output)
     manifest = read_manifest(artifact)
     target = manifest["target"]
+    _check_output(output, artifact, [("--cuda-runtime", cuda_runtime), ("--tvm-source", tvm_source)])
     threads = _bundle_threads(threads, target)
     kind = deploy_kind(target["kind"])
-    _check_library(artifact, manifest)
+    model_files = _checked_model_files(artifact, manifest)
     _check_tvm_version(manifest)
-    _check_output(output, artifact)
     if cuda_runtime is not None and not kind.needs_cuda:
         raise EdgeccError(f"--cuda-runtime applies to CUDA targets; {target['name']} is a {kind.kind} target")
     cuda_runtime, runtime_record = _cuda_runtime(manifest, kind, cuda_runtime, tvm_source, log)
     inputs = inputs_with_ranges(manifest, artifact, log)
     with staged_directory(output) as stage:
-        for name in _model_files(artifact, manifest):
-            shutil.copy2(artifact / name, stage / name)
+        for name, source in model_files.items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, stage / name)
         libs, shipped, cuda = None, [], None
         if kind.libraries:
             libs = runtime_libraries(target["os"], target["arch"], progress=log)
@@ -93,12 +100,10 @@ def deploy(
         if kind.needs_cuda:
             cuda = cuda_needs(manifest, stage / "lib" / f"libtvm_runtime_cuda{SUFFIX[target['os']]}", runtime_record)
         device_runtime = [f"lib/{name}{SUFFIX[target['os']]}" for name in kind.device_runtime]
-        write_json_atomic(
-            stage / MODEL_JSON,
-            model_description(
-                manifest, inputs, kind.device, threads, device_runtime, cuda.to_model_json() if cuda else None
-            ),
+        description = model_description(
+            manifest, inputs, kind.device, threads, device_runtime, cuda.to_model_json() if cuda else None
         )
+        write_json_atomic(stage / MODEL_JSON, description)
         if kind.has_c_api:
             _copy_sources(stage)
         built = None
@@ -127,6 +132,7 @@ def deploy(
         result.files = _file_sizes(stage)
         result.runtime_libraries = {k: v for k, v in result.files.items() if k.startswith("lib/")}
         write_text_atomic(stage / "README.md", bundle_readme(result, manifest, kind, inputs, cuda, built))
+        write_json_atomic(stage / MODEL_JSON, {**description, "files": bundle_file_table(stage)})
         result.files = _file_sizes(stage)
     log(
         f"deploy: wrote {output} ({result.total_bytes / 1e6:.1f} MB; runtime libraries "
@@ -139,20 +145,29 @@ def _file_sizes(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _check_library(artifact: Path, manifest: dict) -> None:
-    library = artifact / manifest["library"]
-    if not library.is_file():
-        raise EdgeccError(f"{library} is missing; the artifact is incomplete (compile it again)")
-    recorded = manifest.get("files", {}).get(manifest["library"], {}).get("sha256")
-    if recorded and sha256(library) != recorded:
-        raise EdgeccError(
-            f"{library} does not match the SHA-256 in {artifact / MANIFEST}: the file was changed "
-            "or damaged after the compile; compile it again"
-        )
+def bundle_file_table(folder: Path) -> dict[str, dict]:
+    """Every file of the bundle but model.json (which holds this table): path -> bytes and SHA-256."""
+    return {
+        path: {"bytes": (Path(folder) / path).stat().st_size, "sha256": sha256(Path(folder) / path)}
+        for path in _file_sizes(folder)
+        if path != MODEL_JSON
+    }
+
+
+def _checked_model_files(artifact: Path, manifest: dict) -> dict[str, Path]:
+    """The library and what the backend packaged with it (Metal objects and shader source), not the
+    reports: each inside the artifact and the very file its compile wrote; the library a whole ELF."""
+    reference = manifest.get("reference_model", "reference.onnx")
+    names = {n for n in manifest.get("files") or {} if n not in NOT_DEPLOYED and n != reference}
+    files = {}
+    for name in sorted(names | {manifest["library"]}):
+        files[name] = checked_file(artifact, manifest, name, "library" if name == manifest["library"] else "file")
+    check_whole_elf(files[manifest["library"]])
+    return files
 
 
 def _check_tvm_version(manifest: dict) -> None:
-    compiled_with = manifest.get("versions", {}).get("tvm")
+    compiled_with = (manifest.get("versions") or {}).get("tvm")
     installed, _ = installed_versions()
     if compiled_with and compiled_with != installed:
         raise EdgeccError(
@@ -161,30 +176,70 @@ def _check_tvm_version(manifest: dict) -> None:
         )
 
 
-def _check_output(output: Path, artifact: Path) -> None:
-    if output.resolve() == artifact.resolve():
+def _check_output(output: Path, artifact: Path, named) -> None:
+    """Before any work: the bundle folder is new, empty or an earlier bundle of only edgecc's files."""
+    text = check_output_location(output, "bundle folder")
+    final, source = output.resolve(), artifact.resolve()
+    if final == source:
         raise EdgeccError(f"the bundle cannot be written over the artifact {artifact}; pick another -o folder")
-    if not output.exists():
-        return
-    if not output.is_dir():
-        raise EdgeccError(f"cannot write the bundle to {output}: a file of that name exists")
-    if not any(output.iterdir()):
-        return
+    if final in source.parents:
+        raise EdgeccError(f"the bundle folder {text} holds the artifact {artifact}; pick another -o folder")
+    refuse_paths_inside(output, named, "bundle folder")
+    if output.is_dir() and any(output.iterdir()):
+        _require_earlier_bundle(output, text)
+    require_swappable(output, "bundle folder")
+
+
+def _require_earlier_bundle(output: Path, text: str) -> None:
     try:
-        earlier = json.loads((output / MODEL_JSON).read_text()).get("format") == BUNDLE_FORMAT
-    except (OSError, ValueError, AttributeError):
-        earlier = False
-    if not earlier:
+        description = read_artifact_json(output / MODEL_JSON)
+    except EdgeccError:
+        description = None
+    if not isinstance(description, dict) or description.get("format") != BUNDLE_FORMAT:
         raise EdgeccError(
             f"{output} exists and is not an edgecc bundle; not replacing it (remove it or pick another -o folder)"
         )
+    recorded = description.get("files")
+    if not isinstance(recorded, dict):
+        raise EdgeccError(
+            f"the bundle folder {text} is an edgecc bundle that does not list its own files (an older "
+            "edgecc wrote it), so your files in it cannot be told from edgecc's; not replacing it: "
+            "remove it yourself or pick another -o folder"
+        )
+    foreign, changed = _not_written_by_the_deploy(output, recorded)
+    if foreign:
+        raise EdgeccError(
+            f"the bundle folder {text} also holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, "
+            "which edgecc did not write; not replacing it (move those out or pick another -o folder)"
+        )
+    if changed:
+        raise EdgeccError(
+            f"the bundle folder {text} holds {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}, "
+            "changed since edgecc wrote them; not replacing it (move those out or pick another -o folder)"
+        )
 
 
-def _model_files(artifact: Path, manifest: dict) -> list[str]:
-    """The library and what the backend packaged with it (Metal objects and shader source), not the reports."""
-    reference = manifest.get("reference_model", "reference.onnx")
-    names = [n for n in manifest.get("files", {}) if n not in NOT_DEPLOYED and n != reference]
-    return sorted(set(names) | {manifest["library"]})
+def _not_written_by_the_deploy(folder: Path, recorded: dict) -> tuple[list[str], list[str]]:
+    """(paths the deploy did not write, paths it wrote that were changed since), as the folder holds them."""
+    own_folders = {str(parent) for name in recorded for parent in Path(name).parents if str(parent) != "."}
+    foreign, changed = [], []
+    for root, folders, files in os.walk(folder):
+        relative = Path(root).relative_to(folder)
+        for name in sorted(folders):
+            path = relative / name
+            if str(path) not in own_folders or (Path(root) / name).is_symlink():
+                foreign.append(f"{path}/")
+        folders[:] = [n for n in folders if f"{relative / n}/" not in foreign]
+        for name in sorted(files):
+            path, full = str(relative / name), Path(root) / name
+            if path == MODEL_JSON:
+                continue
+            entry = recorded.get(path)
+            if not isinstance(entry, dict) or full.is_symlink() or not full.is_file():
+                foreign.append(path)
+            elif entry.get("bytes") != full.stat().st_size or entry.get("sha256") != sha256(full):
+                changed.append(path)
+    return foreign, changed
 
 
 def _copy_runtime(libs, kind, stage: Path, cuda_runtime) -> list[str]:
@@ -211,7 +266,7 @@ def _cuda_runtime(manifest: dict, kind, cuda_runtime, tvm_source, log) -> tuple[
     """The libtvm_runtime_cuda.so to ship (None: the wheel's) and, for one edgecc built, its build record."""
     from edgecc.bundle.cuda_runtime_build import build_record, cuda12_runtime
 
-    built_here = manifest.get("contents", {}).get("cuda_runtime_module") == "build"  # compiled with --cuda 12
+    built_here = (manifest.get("contents") or {}).get("cuda_runtime_module") == "build"  # compiled with --cuda 12
     if tvm_source is not None and not (kind.needs_cuda and built_here):
         raise EdgeccError(
             "--tvm-source builds TVM's CUDA 12 runtime module, for artifacts compiled with `--cuda 12`; "

@@ -47,7 +47,7 @@ def bench_artifact(
     reference = Path(folder) / str(name)
     if compare_onnxruntime and artifact.session is None and reference.exists():
         reference = checked_file(folder, artifact.manifest, name, "reference model")
-        threads = artifact.manifest["target"]["board"]["cores"] or host_threads()
+        threads = artifact.manifest["target"]["board"].get("cores") or host_threads()
         result.update(
             measure_side_by_side(artifact, onnxruntime_session(reference, threads), inputs, min_seconds),
             onnxruntime_threads=threads,

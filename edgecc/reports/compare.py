@@ -9,7 +9,6 @@ the stored figures are shown and said plainly to come from different runs. Every
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +22,12 @@ def load_report(folder) -> dict:
     path = Path(folder) / "report.json"
     if not path.is_file():
         raise EdgeccError(f"{folder} has no report.json; compile a model into it first")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgeccError(f"{path} is not valid JSON: {exc}") from None
+    from edgecc.artifact.integrity import MAX_REPORT_BYTES, read_artifact_json
     from edgecc.reports.schema import READABLE_VERSIONS, validate_report
 
+    data = read_artifact_json(path, MAX_REPORT_BYTES)
+    if not isinstance(data, dict):
+        raise EdgeccError(f"{path} is not a report (not a JSON object); compile the model again")
     return validate_report(data, str(path), versions=READABLE_VERSIONS)
 
 

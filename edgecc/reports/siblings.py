@@ -3,15 +3,18 @@ model, input shapes, target) and the rest, which are listed but never plotted as
 
 While a compile writes its report, the folder is a hidden staging folder (`.name.staging-...`);
 the build is named by its final output folder instead, and no hidden folder is ever a sibling.
+A sibling's report.json is someone else's file: one that cannot be read, is not a report or holds
+values of the wrong kind is skipped with a note (it once broke every compile into that parent).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 
+from edgecc.bounded_json import read_bounded_json
+from edgecc.errors import EdgeccError
 from edgecc.reports.document import Paragraph, Plot, Section, Table
 from edgecc.reports.summary import precision_label
 
@@ -122,22 +125,42 @@ def _difference(mine: dict, theirs: dict) -> str:
 
 def other_builds(folder: Path, report: dict) -> list[Build]:
     """Every other build of the same model beside `folder`, each marked comparable or not (and why)."""
+    return sibling_builds(folder, report)[0]
+
+
+def sibling_builds(folder: Path, report: dict) -> tuple[list[Build], list[str]]:
+    """(the other builds of the same model beside `folder`, notes on the report.json files skipped)."""
     folder = Path(folder).resolve()
     own = build_name(folder, report)
     mine = _workload(report)
-    builds = []
+    builds, skipped = [], []
     for candidate in sorted(folder.parent.glob("*/report.json")):
         name = candidate.parent.name
         if name.startswith(".") or name == own or candidate.parent == folder:
             continue
         try:
-            other = json.loads(candidate.read_text())
-        except (OSError, ValueError):
-            continue
-        if (other.get("model") or {}).get("name") != (report.get("model") or {}).get("name"):
-            continue
-        builds.append(Build(name, other, _difference(mine, _workload(other))))
-    return builds
+            other = _sibling_report(candidate)
+            if (other.get("model") or {}).get("name") != (report.get("model") or {}).get("name"):
+                continue
+            build = Build(name, other, _difference(mine, _workload(other)))
+            _cells(build), _comparable(Build(own, report), build)  # every value the section shows, once
+        except EdgeccError as exc:
+            skipped.append(f"{name}: {exc}")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a value of the wrong kind somewhere
+            skipped.append(f"{name}: {candidate} holds a value of the wrong kind ({type(exc).__name__}: {exc})")
+        else:
+            builds.append(build)
+    return builds, skipped
+
+
+def _sibling_report(path: Path) -> dict:
+    from edgecc.artifact.integrity import MAX_REPORT_BYTES
+    from edgecc.reports.schema import READABLE_VERSIONS, validate_report
+
+    data = read_bounded_json(path, MAX_REPORT_BYTES)
+    if not isinstance(data, dict):
+        raise EdgeccError(f"{path} is not a report (not a JSON object)")
+    return validate_report(data, str(path), versions=READABLE_VERSIONS)
 
 
 def comparable_points(folder: Path, report: dict) -> list[Build]:
@@ -147,9 +170,10 @@ def comparable_points(folder: Path, report: dict) -> list[Build]:
 
 
 def builds_section(folder: Path, report: dict) -> Section | None:
-    builds = other_builds(folder, report)
+    builds, skipped = sibling_builds(folder, report)
+    notes = Paragraph("Skipped (their report.json cannot be read): " + "; ".join(skipped), "note") if skipped else None
     if not builds:
-        return None
+        return Section("Other builds of this model").add(notes) if notes else None
     own = Build(build_name(folder, report), report)
     rows = [[f"**{own.name}** (this build)", *_cells(own), "-"]]
     rows += [[b.name, *_cells(b), b.differs or _comparable(own, b)] for b in builds]
@@ -162,6 +186,8 @@ def builds_section(folder: Path, report: dict) -> Section | None:
         ),
         Table(["build", "precision", "median ms", "library MB", "accuracy drop", "timed", "differs in"], rows),
     )
+    if notes:
+        section.add(notes)
     if len(comparable_points(folder, report)) >= 2:
         section.add(
             Plot(

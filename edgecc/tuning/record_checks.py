@@ -17,6 +17,11 @@ DEFAULT_SCHEDULE = "default"
 SCHEDULES = ("tuned", DEFAULT_SCHEDULE)
 REQUIRED = ("format", "kind", "workload_key", "trace", "target", "board", "latency_s", "tvm", "edgecc", "time")
 WORKLOAD_REQUIRED = ("format", "kind", "workload_key", "workload")
+# A workload line is ~40-110 KB (TVM's serialized kernel); a longer line is not one edgecc wrote, and
+# reading it whole could take all memory (a file with no newline at all)
+MAX_LINE_BYTES = 16 << 20
+MAX_DEPTH = 64  # a record nests 7 levels (its trace's instructions); deeper is no line edgecc wrote
+TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep (not a line edgecc wrote)"
 
 
 def workload_key(workload_json) -> str:
@@ -25,12 +30,18 @@ def workload_key(workload_json) -> str:
 
 def line_problem(text: str, raw: bytes) -> str | None:
     """Why a line cannot be used (None when it can): torn, not JSON, or JSON that is not a usable line."""
+    if len(raw) > MAX_LINE_BYTES:
+        return f"longer than {MAX_LINE_BYTES >> 20} MiB (not a line edgecc wrote)"
     if not raw.endswith(b"\n"):
         return "truncated (no end of line: an interrupted write)"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"not JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return TOO_DEEP
+    if deeper_than(data, MAX_DEPTH):  # TVM's parser and json.dumps recurse as deep as the data goes
+        return TOO_DEEP
     if not isinstance(data, dict):
         return "not a record object"
     if data.get("format") != FORMAT:
@@ -53,6 +64,18 @@ def line_problem(text: str, raw: bytes) -> str | None:
     return _record_problem(data)
 
 
+def deeper_than(value, limit: int) -> bool:
+    """Whether parsed JSON nests lists and objects more than `limit` levels deep (walked without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def _record_problem(data: dict) -> str | None:
     latency = data["latency_s"]
     if isinstance(latency, bool) or not isinstance(latency, (int, float)):
@@ -68,6 +91,8 @@ def _record_problem(data: dict) -> str | None:
         target = json.loads(data["target"])
     except json.JSONDecodeError:
         return "target is not JSON (a TVM target's JSON object)"
+    except RecursionError:
+        return f"target is {TOO_DEEP}"
     if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
         return "target must be a TVM target's JSON object with a 'kind'"
     if data.get("schedule", "tuned") not in SCHEDULES:

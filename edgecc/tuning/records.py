@@ -26,6 +26,7 @@ from edgecc.errors import EdgeccError
 from edgecc.tuning.record_checks import (
     DEFAULT_SCHEDULE,
     FORMAT,
+    MAX_LINE_BYTES,
     drop_unparseable_schedules,
     line_problem,
     workload_key,
@@ -124,8 +125,8 @@ def read_logs(paths, parse_schedules: bool = True) -> LogReadout:
         for file in log_files(Path(root)):
             readout.files.append(file)
             with open(file, "rb") as handle:
-                for number, raw in enumerate(handle, 1):
-                    text = raw.decode("utf-8", errors="replace").strip()
+                for number, raw in enumerate(_bounded_lines(handle), 1):
+                    text = raw.decode("utf-8", errors="replace").strip() if len(raw) <= MAX_LINE_BYTES else "-"
                     if not text:
                         continue
                     why = line_problem(text, raw)
@@ -149,6 +150,22 @@ def read_logs(paths, parse_schedules: bool = True) -> LogReadout:
     return readout
 
 
+def _bounded_lines(handle):
+    """The file's lines; one longer than MAX_LINE_BYTES is read only that far and given as its first
+    MAX_LINE_BYTES + 1 bytes (a bad line: line_problem says why), the rest of it skipped, so a file
+    without newlines never has to fit in memory."""
+    while True:
+        line = handle.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while True:  # the rest of the long line
+                rest = handle.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        yield line
+
+
 @contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,11 +187,11 @@ def _workload_keys_in(path: Path) -> set:
     keys = set()
     if path.exists():
         with open(path, "rb") as handle:
-            for raw in handle:
-                if raw.startswith(b"{") and b'"kind":"workload"' in raw:
+            for raw in _bounded_lines(handle):
+                if raw.startswith(b"{") and b'"kind":"workload"' in raw and len(raw) <= MAX_LINE_BYTES:
                     try:
                         keys.add(json.loads(raw)["workload_key"])
-                    except (json.JSONDecodeError, KeyError, TypeError):
+                    except (json.JSONDecodeError, RecursionError, KeyError, TypeError):
                         pass
     return keys
 
@@ -372,7 +389,7 @@ def drop_bad_lines(path: Path) -> int:
         bad = {number for _, number, _ in read_logs([path]).bad_lines}
         kept = []
         with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
+            for number, raw in enumerate(_bounded_lines(handle), 1):
                 text = raw.decode("utf-8", errors="replace").strip()
                 if text and number not in bad:
                     kept.append(text + "\n")
