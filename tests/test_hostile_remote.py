@@ -8,6 +8,7 @@ on the emulated aarch64 board are marked slow.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from edgecc.errors import RemoteError
 from edgecc.remote.board.server import free_port, stop_process_group
 from edgecc.remote.session import load_remote_module, open_session
 
+from fixtures_hostile import assert_refused, edgecc_process
 from fixtures_tuning import start_rpc_server, wait_listening
 
 BOOM_C = "__attribute__((constructor)) static void boom(void) { *(volatile int *)0 = 0; }\nint boom_marker = 1;\n"
@@ -77,6 +79,109 @@ def test_tvm_server_wedged_by_a_crash_is_a_bounded_wait_not_a_hang(boom_library,
         assert time.monotonic() - started < 15
     finally:
         stop_process_group(server)
+
+
+class SilentLink:
+    """A TCP proxy in front of a real RPC server that stops forwarding, in both directions, once the
+    client has sent `freeze_after` bytes (past the handshake: the upload of a library). It keeps the
+    sockets open and passes on no close either: a link that went silent, not one that broke."""
+
+    def __init__(self, port: int, freeze_after: int = 4096):
+        self.port, self.freeze_after, self.sent = port, freeze_after, 0
+        self.frozen = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool):
+        while True:
+            try:
+                data = source.recv(1 << 16)
+            except OSError:
+                data = b""
+            if from_client:
+                self.sent += len(data)
+                if self.sent > self.freeze_after:
+                    self.frozen.set()
+            if self.frozen.is_set():
+                if not data:
+                    return
+                continue
+            if not data:
+                for sock in (source, sink):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+            sink.sendall(data)
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def silent_link():
+    port = free_port()
+    server = start_rpc_server(port)
+    try:
+        wait_listening(port, server, seconds=120)
+        link = SilentLink(port)
+        yield link
+        link.close()
+    finally:
+        stop_process_group(server)
+
+
+def test_a_board_that_goes_silent_after_the_handshake_ends_at_the_session_deadline(silent_link, tmp_path):
+    """--rpc-timeout bounded only the handshake: a call after it waited forever on a silent link."""
+    library = tmp_path / "blob.so"
+    library.write_bytes(os.urandom(256 << 10))
+    import tvm.rpc  # noqa: F401 - imported first, so its start-up is not timed
+
+    started = time.monotonic()
+    session = open_session(rpc=silent_link.address, timeout=6)
+    with pytest.raises(RemoteError, match="failed to load blob.so: no answer within the session deadline of 6 s"):
+        load_remote_module(session, library)
+    assert silent_link.frozen.is_set()
+    assert time.monotonic() - started < 6 + 3
+
+
+def test_edgecc_run_on_a_silent_board_ends_with_one_line_within_the_timeout(silent_link, tiny_artifact, tmp_path):
+    started = time.monotonic()
+    proc = edgecc_process("run", tiny_artifact, "--rpc", silent_link.address, "--rpc-timeout", "8", cwd=tmp_path)
+    try:
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert silent_link.frozen.is_set()
+    assert_refused(proc.returncode, stderr, f"board {silent_link.address}", "the session deadline of 8 s", code=2)
+    assert time.monotonic() - started < 60  # the program's start-up (TVM's import) and 8 s, not forever
+
+
+def test_sigterm_while_waiting_on_a_silent_board_stops_edgecc_run(silent_link, tiny_artifact, tmp_path):
+    proc = edgecc_process("run", tiny_artifact, "--rpc", silent_link.address, "--rpc-timeout", "600", cwd=tmp_path)
+    try:
+        assert silent_link.frozen.wait(90), "the run never reached the board"
+        time.sleep(0.5)  # inside the wait for the board's answer
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
 
 
 def _start_board_server_code_here(tmp_path: Path, port: int) -> subprocess.Popen:
