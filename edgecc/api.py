@@ -108,10 +108,14 @@ def compare(artifact_a, artifact_b, *, remeasure: bool = True, seconds: float = 
 def report(artifact_dir) -> list[Path]:
     """Re-render report.md and report.html from the artifact's report.json; returns the files written."""
     from edgecc.reports import render_reports
-    from edgecc.reports.compare import load_report
+    from edgecc.reports.compare import WRONG_KIND, load_report, wrong_kind
 
     folder = Path(artifact_dir)
-    render_reports(folder, load_report(folder))
+    report = load_report(folder)
+    try:
+        render_reports(folder, report)
+    except WRONG_KIND as exc:
+        raise wrong_kind(folder / "report.json", exc) from None
     return [folder / "report.md", folder / "report.html"]
 
 

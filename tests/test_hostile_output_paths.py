@@ -160,3 +160,21 @@ def test_a_hostile_report_json_is_one_line_for_report_and_compare(tiny_artifact,
         lines = [line for line in result.stderr.splitlines() if not line.startswith(("rendering", "timing"))]
         assert_refused(result.exit_code, "\n".join(lines), "report.json", fragment, code=2)
     assert snapshot(tmp_path) == before
+
+
+def test_a_report_json_with_values_of_the_wrong_kind_is_one_line(tiny_artifact, tmp_path):
+    """It passes the schema's top-level check, and broke rendering and compare deeper in."""
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_artifact, bad)
+    report = json.loads((bad / "report.json").read_text())
+    report["latency"] = {"edgecc": {key: "fast" for key in ("runs", "min_ms", "median_ms", "mean_ms", "p90_ms")}}
+    report["latency"]["edgecc"].update(p99_ms=1, std_ms=1, cv=1)
+    kernel = dict.fromkeys(("name", "calls", "ms_per_call", "flops", "bytes", "arithmetic_intensity"), 1)
+    report["profile"] = {"kernels": [{**kernel, "total_ms": "slow", "achieved_gflops": 1, "achieved_gbs": 1}]}
+    (bad / "report.json").write_text(json.dumps(report))
+    before = snapshot(tmp_path)
+    for command in (["report", bad], ["compare", tiny_artifact, bad, "--stored"]):
+        result = invoke(*command)
+        lines = [line for line in result.stderr.splitlines() if not line.startswith("rendering")]
+        assert_refused(result.exit_code, "\n".join(lines), f"{bad / 'report.json'} holds a value of a kind", code=2)
+    assert snapshot(tmp_path) == before  # both pages are rendered before either is written

@@ -215,7 +215,8 @@ def _require_earlier_bundle(output: Path, text: str) -> None:
     if changed:
         raise EdgeccError(
             f"the bundle folder {text} holds {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}, "
-            "changed since edgecc wrote them; not replacing it (move those out or pick another -o folder)"
+            f"changed since edgecc wrote {'it' if len(changed) == 1 else 'them'}; not replacing it (move "
+            f"{'it' if len(changed) == 1 else 'those'} out or pick another -o folder)"
         )
 
 

@@ -71,8 +71,9 @@ def render_reports(folder: Path, report: dict) -> None:
     from edgecc.reports.html import render_html
     from edgecc.reports.markdown import render_markdown
 
-    write_text_atomic(Path(folder) / "report.md", render_markdown(report, Path(folder)))
-    write_text_atomic(Path(folder) / "report.html", render_html(Path(folder), report))
+    markdown, page = render_markdown(report, Path(folder)), render_html(Path(folder), report)  # both, or neither
+    write_text_atomic(Path(folder) / "report.md", markdown)
+    write_text_atomic(Path(folder) / "report.html", page)
 
 
 def _builtin_facts(ctx) -> dict:

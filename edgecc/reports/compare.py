@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecc.errors import EdgeccError
+from edgecc.errors import EdgeccError, error_line
 from edgecc.reports.summary import precision_label
 
 SIDE_BY_SIDE_SECONDS = 2.0
@@ -29,6 +29,18 @@ def load_report(folder) -> dict:
     if not isinstance(data, dict):
         raise EdgeccError(f"{path} is not a report (not a JSON object); compile the model again")
     return validate_report(data, str(path), versions=READABLE_VERSIONS)
+
+
+# What reading a report.json that passed the schema check raises when a value deeper in it is of another
+# kind than edgecc writes (a latency given as text, a kernel list of numbers).
+WRONG_KIND = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
+def wrong_kind(path: Path, exc: Exception) -> EdgeccError:
+    return EdgeccError(
+        f"{path} holds a value of a kind edgecc does not write ({type(exc).__name__}: {error_line(exc, limit=160)}); "
+        "compile the model again"
+    )
 
 
 def _get(report: dict, *keys):
@@ -241,6 +253,11 @@ def remeasure(out_a, out_b, seconds: float = SIDE_BY_SIDE_SECONDS) -> SideBySide
 
 def compare_artifacts(out_a, out_b, remeasure_here: bool = True, seconds: float = SIDE_BY_SIDE_SECONDS) -> Comparison:
     a, b = load_report(out_a), load_report(out_b)
+    for folder, report in ((out_a, a), (out_b, b)):
+        try:  # each against itself first: a failure names the report it comes from
+            compare_rows(report, report), kernel_changes(report, report), workload_differences(report, report)
+        except WRONG_KIND as exc:
+            raise wrong_kind(Path(folder) / "report.json", exc) from None
     comparison = Comparison(
         str(out_a), str(out_b), compare_rows(a, b), kernel_changes(a, b), differences=workload_differences(a, b)
     )
