@@ -79,3 +79,110 @@ def test_board_cache_location_and_arch(monkeypatch, tmp_path):
     assert paths.python == tmp_path / "board-aarch64" / "root" / "usr" / "bin" / "python3.11"
     with pytest.raises(ToolchainError, match="only aarch64"):
         board_root("riscv64")
+
+
+class HostileTracker:
+    """A loopback server that speaks the TVM tracker protocol (magic, then length-prefixed JSON) and
+    answers every request with one fixed reply: what a broken or malicious tracker would send."""
+
+    MAGIC = 0x2F271  # tvm.rpc.base.RPC_TRACKER_MAGIC
+
+    def __init__(self, reply: bytes, announced_size: int | None = None):
+        import socket
+        import threading
+
+        self.reply, self.announced_size = reply, announced_size
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import json
+        import struct
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    if struct.unpack("<i", conn.recv(4))[0] != self.MAGIC:
+                        continue
+                    conn.sendall(struct.pack("<i", self.MAGIC))
+                    size = struct.unpack("<i", conn.recv(4))[0]
+                    self.requests.append(json.loads(conn.recv(size)))
+                    size = len(self.reply) if self.announced_size is None else self.announced_size
+                    conn.sendall(struct.pack("<i", size) + self.reply)
+                    conn.recv(1)  # until the client closes
+                except (OSError, struct.error, ValueError):
+                    continue
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def hostile_tracker():
+    made = []
+
+    def make(reply: bytes, announced_size: int | None = None) -> HostileTracker:
+        made.append(HostileTracker(reply, announced_size))
+        return made[-1]
+
+    yield make
+    for tracker in made:
+        tracker.close()
+
+
+HOSTILE_REPLIES = [
+    b"null",
+    b"{}",
+    b"[]",
+    b"0",
+    b'"yes"',
+    b"[0]",
+    b"[0, null]",
+    b"[0, {}]",
+    b'[0, {"queue_info": []}]',
+    b"[0, [null, 9090, 0]]",
+    b'[0, ["10.0.0.1", "9090", "k"]]',
+    b'[0, ["10.0.0.1", 70000, "k"]]',
+    b'[true, ["10.0.0.1", 9090, "k"]]',
+    b"[1, 2, 3]",
+    b"[" * 100000 + b"]" * 100000,
+    b"[0, " + b"[" * 900 + b"]" * 900 + b"]",
+    b"\xff\xfe",
+    b"{not json",
+]
+
+
+@pytest.mark.parametrize("reply", HOSTILE_REPLIES, ids=lambda r: r[:24].decode("latin-1"))
+def test_a_tracker_that_answers_nonsense_is_one_clear_error(hostile_tracker, reply):
+    from edgecc.remote.session import tracker_free_count, tracker_summary
+
+    tracker = hostile_tracker(reply)
+    with pytest.raises(RemoteError, match=f"tracker {tracker.address}"):
+        open_session(tracker=tracker.address, key="k", timeout=5)
+    assert tracker.requests[-1][0] == 4  # TrackerCode.REQUEST: it really was asked for a board
+    if reply not in (b"[0, [null, 9090, 0]]", b'[0, ["10.0.0.1", "9090", "k"]]', b'[0, ["10.0.0.1", 70000, "k"]]'):
+        with pytest.raises(RemoteError, match=f"tracker {tracker.address}"):
+            tracker_free_count(tracker.address, "k")
+        with pytest.raises(RemoteError, match=f"tracker {tracker.address}"):
+            tracker_summary(tracker.address, timeout=5)
+
+
+@pytest.mark.parametrize("announced", [-1, 0, 1 << 30])
+def test_a_tracker_that_announces_an_absurd_reply_size_is_refused(hostile_tracker, announced):
+    tracker = hostile_tracker(b"[0, {}]", announced_size=announced)
+    with pytest.raises(RemoteError, match=f"tracker {tracker.address} announced a reply of {announced} bytes"):
+        open_session(tracker=tracker.address, key="k", timeout=5)
+
+
+def test_edgecc_run_through_a_tracker_that_answers_null_is_one_line(hostile_tracker, tiny_artifact, tmp_path):
+    from fixtures_hostile import assert_refused, invoke
+
+    tracker = hostile_tracker(b"null")
+    result = invoke("run", tiny_artifact, "--tracker", tracker.address, "--key", "k", "--rpc-timeout", "5")
+    assert_refused(result.exit_code, result.stderr, f"tracker {tracker.address} gave an unexpected answer")

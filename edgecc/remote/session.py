@@ -15,11 +15,18 @@ from pathlib import Path
 
 from edgecc.errors import EdgeccError, RemoteError, error_line
 from edgecc.remote.address import parse_address
+from edgecc.remote.tracker_replies import (
+    board_from_reply,
+    check_reply_size,
+    free_boards,
+    parse_reply,
+    summary_from_reply,
+)
 
 DEFAULT_TIMEOUT = 120.0
 EMULATED_FUNC = "edgecc.board.emulated"
 _TRACKER_MAGIC = 0x2F271  # tvm.rpc.base.RPC_TRACKER_MAGIC
-_TRACKER_REQUEST, _TRACKER_SUMMARY, _TRACKER_SUCCESS = 4, 6, 0  # tvm.rpc.base.TrackerCode
+_TRACKER_REQUEST, _TRACKER_SUMMARY = 4, 6  # tvm.rpc.base.TrackerCode
 
 
 def _open_socket(address: str, timeout: float, what: str) -> socket.socket:
@@ -56,9 +63,9 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _recv_json(sock: socket.socket):
-    size = struct.unpack("<i", _recv_exact(sock, 4))[0]
-    return json.loads(_recv_exact(sock, size).decode())
+def _recv_json(sock: socket.socket, tracker: str):
+    size = check_reply_size(struct.unpack("<i", _recv_exact(sock, 4))[0], tracker)
+    return parse_reply(_recv_exact(sock, size), tracker)
 
 
 def _tracker_socket(tracker: str, timeout: float) -> socket.socket:
@@ -78,16 +85,14 @@ def tracker_summary(tracker: str, timeout: float = 10.0) -> dict:
     with _tracker_socket(tracker, timeout) as sock:
         try:
             _send_json(sock, [_TRACKER_SUMMARY])
-            reply = _recv_json(sock)
+            reply = _recv_json(sock, tracker)
         except (OSError, ConnectionError, ValueError) as exc:
             raise RemoteError(f"tracker {tracker} vanished while answering: {error_line(exc)}") from None
-    if reply[0] != _TRACKER_SUCCESS:
-        raise RemoteError(f"tracker {tracker} gave an unexpected answer: {reply}")
-    return reply[1]
+    return summary_from_reply(reply, tracker)
 
 
 def tracker_free_count(tracker: str, key: str) -> int:
-    return int(tracker_summary(tracker)["queue_info"].get(key, {}).get("free", 0))
+    return free_boards(tracker_summary(tracker), key, tracker)
 
 
 def _request_from_tracker(tracker: str, key: str, timeout: float) -> tuple[str, int, str]:
@@ -95,7 +100,7 @@ def _request_from_tracker(tracker: str, key: str, timeout: float) -> tuple[str, 
     with _tracker_socket(tracker, timeout) as sock:
         try:
             _send_json(sock, [_TRACKER_REQUEST, key, "", 1])
-            reply = _recv_json(sock)
+            reply = _recv_json(sock, tracker)
         except TimeoutError:
             raise RemoteError(
                 f"tracker {tracker} had no free board under key '{key}' within {timeout:g} s "
@@ -103,10 +108,7 @@ def _request_from_tracker(tracker: str, key: str, timeout: float) -> tuple[str, 
             ) from None
         except (OSError, ConnectionError, ValueError) as exc:
             raise RemoteError(f"tracker {tracker} vanished while asked for key '{key}': {error_line(exc)}") from None
-    if reply[0] != _TRACKER_SUCCESS:
-        raise RemoteError(f"tracker {tracker} refused the request for key '{key}': {reply}")
-    host, port, match_key = reply[1]
-    return host, int(port), match_key
+    return board_from_reply(reply, tracker, key)
 
 
 def open_session(
