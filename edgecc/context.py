@@ -47,6 +47,7 @@ class CompileContext:
     profile: dict | None = None
     environment: dict | None = None
     accuracy: dict = field(default_factory=dict)
+    measurement_failure: str = ""  # a board that failed while measuring a verified artifact (the artifact is kept)
     weights_bytes: int = 0  # the model's weights as the ONNX model stores them
     step_seconds: list = field(default_factory=list)
     report: dict = field(default_factory=dict)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from edgecc.context import CompileContext, CompileResult, ModelSource
-from edgecc.errors import EdgeccError, ModelError, VerificationError
+from edgecc.errors import EdgeccError, ModelError, RemoteError, VerificationError
 from edgecc.interrupts import check as check_stop
 from edgecc.options import CompileOptions
 from edgecc.threads import host_threads
@@ -287,28 +287,48 @@ def measure(ctx: CompileContext):
         ctx.latency = {}
         return ctx.latency
     opts, artifact = ctx.options, ctx.artifact
-    ctx.latency = measure_latency(
-        artifact,
-        ctx.source.onnx_path,
-        ctx.sample_inputs,
-        opts.min_seconds,
-        ort_threads=ctx.target.board.cores,
-        log=ctx.log,
-    )
-    ctx.environment = environment() if artifact.session is None else None
-    ctx.energy = measure_energy(
-        artifact, ctx.sample_inputs, ctx.target, ctx.latency["edgecc"]["median_ms"] / 1e3, ctx.log
-    )
-    profiled = ctx.buckets.profiled if ctx.buckets is not None else ctx.scheduled  # the largest bucket's kernels
-    ctx.profile = profile_artifact(
-        profiled,
-        artifact,
-        ctx.stage_dir / ctx.manifest["library"],
-        ctx.sample_inputs,
-        machine_from_board(ctx.target.board),
-        progress=None if opts.quiet else ctx.log,
-    )
+    try:
+        ctx.latency = measure_latency(
+            artifact,
+            ctx.source.onnx_path,
+            ctx.sample_inputs,
+            opts.min_seconds,
+            ort_threads=ctx.target.board.cores,
+            log=ctx.log,
+        )
+        ctx.environment = environment() if artifact.session is None else None
+        ctx.energy = measure_energy(
+            artifact, ctx.sample_inputs, ctx.target, ctx.latency["edgecc"]["median_ms"] / 1e3, ctx.log
+        )
+        profiled = ctx.buckets.profiled if ctx.buckets is not None else ctx.scheduled  # the largest bucket's kernels
+        ctx.profile = profile_artifact(
+            profiled,
+            artifact,
+            ctx.stage_dir / ctx.manifest["library"],
+            ctx.sample_inputs,
+            machine_from_board(ctx.target.board),
+            progress=None if opts.quiet else ctx.log,
+            target=ctx.target,
+        )
+    except RemoteError as exc:
+        # The board stopped answering (its session deadline, mostly) after the artifact had passed
+        # verification: keep the artifact, and let the report and the exit code say what failed.
+        _measurement_failed(ctx, exc)
     return ctx.latency
+
+
+def _measurement_failed(ctx: CompileContext, exc: RemoteError) -> None:
+    failure = {"status": "failed", "reason": str(exc), "where": ctx.artifact.where}
+    if ctx.latency.get("edgecc"):  # the model was timed; its kernels were not
+        ctx.profile = {"kernels": [], "sum_ms": 0.0, "kernel_count": 0, "skipped": [], **failure}
+        doing = "profiling the kernels"
+    else:
+        ctx.latency, ctx.energy, ctx.profile = failure, None, None
+        doing = "timing the model"
+    ctx.measurement_failure = f"{doing} on the board failed: {exc}"
+    ctx.log(f"      warning: {ctx.measurement_failure}; the verified artifact is kept")
+    ctx.artifact.close()  # the session is gone: later steps must not call into it
+    ctx.artifact = None
 
 
 def check_buckets(ctx: CompileContext):
@@ -323,7 +343,8 @@ def evaluate_accuracy(ctx: CompileContext):
     if ctx.applied_precision.effective == "fp32" and not ctx.options.sparse_attention:
         return {}  # nothing reduced: the verification's FP32 tolerance is the accuracy check
     if ctx.artifact is None:
-        ctx.accuracy = {"status": "skipped", "reason": "the artifact cannot run here"}
+        reason = ctx.measurement_failure or "the artifact cannot run here"
+        ctx.accuracy = {"status": "skipped", "reason": reason}
         return ctx.accuracy
     from edgecc.measure.accuracy import evaluate
 

@@ -127,3 +127,90 @@ def test_sparse_attention_accuracy_is_measured_on_text_that_fills_every_window(s
     assert "fp32 + sparse attention (block=64,global=1: 193 keys per query in 2 attention(s)) accuracy drop" in summary
     manifest = json.loads((tmp_path / "sparse" / "manifest.json").read_text())
     assert manifest["precision_applied"]["sparse_attention"].startswith("block=64,global=1")
+
+
+def _summary_report(**sections) -> dict:
+    return {
+        "model": {"name": "tiny", "source": "tiny.onnx"},
+        "target": {"name": "raspberry-pi-5"},
+        "options": {"precision": "fp32"},
+        "artifact": {"library": "model.so", "files": {}},
+        "verification": {"status": "passed", "reason": "worst relative error 1e-7 <= tolerance 0.0001"},
+        **sections,
+    }
+
+
+def test_a_failed_measurement_is_reported_and_exits_4_with_the_artifact_kept(tmp_path, capsys):
+    from edgecc.cli.compile import MEASUREMENT_FAILED_EXIT, print_summary
+    from edgecc.reports.summary import latency_line
+
+    reason = "board 127.0.0.1:9 failed while timing the model: no answer within the session deadline of 120 s"
+    report = _summary_report(latency={"status": "failed", "reason": reason, "where": "127.0.0.1:9"})
+    assert latency_line(report).startswith(f"**measurement failed** on 127.0.0.1:9: {reason}")
+    assert print_summary(report, tmp_path) == MEASUREMENT_FAILED_EXIT == 4
+    assert f"measurement failed, the verified artifact is kept: {reason}" in capsys.readouterr().err
+    measured = _summary_report(latency={"edgecc": {"median_ms": 2.0}, "where": "host"})
+    assert print_summary(measured, tmp_path) == 0
+
+
+def test_kernels_not_profiled_are_never_blamed_on_the_runtime():
+    from edgecc.reports.summary import profile_check_line
+
+    why = "Cannot find default_function_kernel in the global registry"
+    nothing = {"kernels": [], "sum_ms": 0.0, "skipped": [{"name": "k", "reason": why}], "not_profiled": f"here: {why}"}
+    assert profile_check_line(nothing) == f"**not profiled** here: {why}"
+    some = {
+        "kernels": [{"name": "a"}],
+        "sum_ms": 1.0,
+        "end_to_end_ms": 4.0,
+        "sum_over_end_to_end": 0.25,
+        "skipped": [{"name": "b", "reason": why}],
+    }
+    line = profile_check_line(some)
+    assert "holds 1 kernel(s) that could not be timed" in line and "is the runtime's own work" not in line
+
+
+@pytest.mark.slow  # ~1 min: a tiny BERT compiled for the board, verified, timed and profiled under QEMU
+@pytest.mark.toolchain("qemu-aarch64-static", "aarch64-linux-gnu-gcc")
+def test_kernels_are_profiled_one_by_one_over_rpc(tiny_model, emulated_board, tmp_path):
+    result = edgecc.compile(
+        tiny_model,
+        "raspberry-pi-5",
+        tmp_path / "pi5",
+        rpc=emulated_board.address,
+        rpc_timeout=900,
+        min_seconds=0.2,
+        log=lambda *_: None,
+    )
+    profile = result.report["profile"]
+    # before: every kernel "Cannot find ... in the global registry", and 100% put down to the runtime
+    assert "not_profiled" not in profile and profile["skipped"] == [], profile.get("skipped")
+    assert profile["kernel_count"] >= 5 and all(k["total_ms"] > 0 for k in profile["kernels"])
+    assert profile["emulated"] is True
+
+
+@pytest.mark.slow  # ~1 min: a board of its own, stopped while the compile measures
+@pytest.mark.toolchain("qemu-aarch64-static", "aarch64-linux-gnu-gcc")
+def test_a_board_lost_while_measuring_keeps_the_verified_artifact(tiny_model, tmp_path):
+    from edgecc.remote.board import start_board
+
+    board = start_board(progress=None)
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if line.startswith("[11/"):  # the measure step starts: the board goes away under it
+            board.stop()
+
+    try:
+        result = edgecc.compile(
+            tiny_model, "raspberry-pi-5", tmp_path / "pi5", rpc=board.address, rpc_timeout=900, log=log
+        )
+    finally:
+        board.stop()
+    report = result.report
+    assert report["verification"]["status"] == "passed"
+    assert report["latency"]["status"] == "failed" and board.address in report["latency"]["reason"]
+    assert (tmp_path / "pi5" / "manifest.json").exists() and (tmp_path / "pi5" / result.manifest["library"]).exists()
+    assert any("warning: timing the model on the board failed" in line for line in lines)
+    assert "**measurement failed**" in (tmp_path / "pi5" / "report.md").read_text()

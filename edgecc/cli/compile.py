@@ -10,6 +10,10 @@ from edgecc.backends.cuda_toolkits import DEFAULT_CUDA, TOOLKITS
 from edgecc.cli._shared import parse_duration, remote_options, stderr_log
 from edgecc.options import PRECISIONS
 
+# The artifact was written and passed verification, but the board failed while timing or profiling it
+# (its --rpc-timeout, mostly): distinct from 2 (nothing written) and 3 (verification failed).
+MEASUREMENT_FAILED_EXIT = 4
+
 
 def _model_options(function):
     for option in reversed(
@@ -92,7 +96,10 @@ def _model_options(function):
 @click.option("--seed", type=int, default=None, help="Seed of the random verification inputs (default 0).")
 @click.option("--quiet", "-q", is_flag=True)
 def compile(model, target, output, preset, budget, print_pipeline, no_verify, no_measure, quiet, **values):
-    """Compile MODEL (built-in name, .onnx file or Hugging Face folder) for a target."""
+    """Compile MODEL (built-in name, .onnx file or Hugging Face folder) for a target.
+
+    Exit status: 0 done; 2 an error (nothing written); 3 verification failed; 4 the artifact was written
+    and verified, but the board failed while measuring it (the report says what was not measured)."""
     import edgecc
 
     values = {k: v for k, v in values.items() if v not in (None, ())}
@@ -104,7 +111,7 @@ def compile(model, target, output, preset, budget, print_pipeline, no_verify, no
         click.echo("\n".join(pipeline_plan(options_from_preset(preset, target=target, **values))))
         return
     result = edgecc.compile(model, target, output, preset=preset, log=stderr_log(quiet), **values)
-    print_summary(result.report, result.artifact_dir)
+    return print_summary(result.report, result.artifact_dir)
 
 
 @click.command()
@@ -151,10 +158,21 @@ def tune(model, target, trials, budget, tuning_logs, output, quiet, **values):
         quiet=quiet,
         **values,
     )
-    print_summary(result.report, result.artifact_dir)
+    return print_summary(result.report, result.artifact_dir)
 
 
-def print_summary(report: dict, folder: Path) -> None:
+def measurement_failure(report: dict) -> str | None:
+    """Why timing or profiling a verified artifact failed on its board, if it did."""
+    for section in ("latency", "profile"):
+        part = report.get(section) or {}
+        if part.get("status") == "failed":
+            return part.get("reason") or f"{section} failed"
+    return None
+
+
+def print_summary(report: dict, folder: Path) -> int:
+    """The summary lines; the exit code: 0, or MEASUREMENT_FAILED_EXIT when the artifact was written
+    and verified but the board failed while measuring it (a script can tell the two apart)."""
     verification = report["verification"]
     click.echo(f"artifact: {folder / report['artifact']['library']}")
     click.echo(f"report:   {folder / 'report.md'} (and report.json, report.html)")
@@ -177,3 +195,12 @@ def print_summary(report: dict, folder: Path) -> None:
         if latency.get("emulated"):
             line += " [EMULATED board: not a speed measurement]"
         click.echo(line)
+    failure = measurement_failure(report)
+    if failure:
+        click.echo(
+            f"edgecc: warning: measurement failed, the verified artifact is kept: {failure} "
+            f"(exit status {MEASUREMENT_FAILED_EXIT})",
+            err=True,
+        )
+        return MEASUREMENT_FAILED_EXIT
+    return 0

@@ -4,19 +4,23 @@ TVM 0.27 removed the VM's per-op profiler. On this machine the kernels are timed
 the VM's instrument hook brackets every call of a real inference, so each kernel sees the caches
 and data a real run leaves it, and whatever is not inside a kernel is the runtime's own work
 (allocation, views, dispatch), measured rather than inferred. On a board over RPC, where the hook
-cannot run, each kernel is timed alone on random inputs of its buffer shapes (kernel_timer.py).
+cannot run, each kernel is timed alone on random inputs of its buffer shapes (kernel_timer.py), from
+a library of the kernels alone built for the board (kernels_library): in the model's library they are
+an import of the VM executable, and over RPC time_evaluator looks a name up in the module it is given
+or the board's global registry, never in that module's imports ("Cannot find ... in the global registry").
 Operations and bytes come from each kernel's TIR (counting.py); the roof from the target's facts.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from edgecc.errors import error_line
+from edgecc.errors import EdgeccError, error_line
 from edgecc.measure.counting import COUNTING_METHOD, count_flops, count_ops, dominant_precision
 from edgecc.measure.kernel_timer import COLD_ARGUMENT_BYTES, SAMPLES_PER_ROUND, KernelTimer, kernel_args
 from edgecc.measure.roofline import Machine, roofline
@@ -292,6 +296,11 @@ def profile_kernels(
                     "reason": error_line(exc, last=True, limit=200),
                 }
             )
+    if not timers and skipped:
+        # Nothing timed: the whole model's time is not the runtime's own work, it is unknown where it goes.
+        summary = _summary([], skipped, machine, 0, "no kernel could be timed alone")
+        summary["not_profiled"] = f"none of the {len(skipped)} kernels could be timed alone: {skipped[0]['reason']}"
+        return summary
     samples, model_seconds, rounds = _timed_rounds(timers, end_to_end, seconds)
     kernels = [
         kernel_entry(mod, name, counts[name], float(np.median(times)), machine) for name, times in samples.items()
@@ -335,10 +344,35 @@ def with_end_to_end(summary: dict, end_to_end_ms: float) -> dict:
     return summary
 
 
-def profile_artifact(module, artifact, library: Path, inputs: dict, machine: Machine, progress=None):
+def kernels_library(module, target, folder: Path) -> Path:
+    """`module`'s kernels built alone into one shared library (cross-linked for a board), each a
+    function of the library itself, so a board's time_evaluator finds it by name."""
+    import tvm
+    from tvm.support import cc
+
+    kernels = {
+        gv.name_hint: func.with_attr("global_symbol", gv.name_hint)
+        for gv, func in module.functions.items()
+        if isinstance(func, tvm.tirx.PrimFunc)
+    }
+    library = tvm.compile(tvm.IRModule(kernels), target=target.tvm())
+    cross = target.toolchain is not None and "mtriple" in target.tvm_target
+    path = Path(folder) / "kernels.so"
+    library.export_library(str(path), fcompile=cc.cross_compiler(target.toolchain.require()) if cross else None)
+    return path
+
+
+def not_profiled(reason: str) -> dict:
+    """A profile that timed nothing, and why: the reports then say so rather than read the model's whole
+    time as the runtime's own work."""
+    return {"kernels": [], "sum_ms": 0.0, "kernel_count": 0, "skipped": [], "not_profiled": reason}
+
+
+def profile_artifact(module, artifact, library: Path, inputs: dict, machine: Machine, progress=None, target=None):
     """The per-kernel profile of a loaded artifact: inside the model when it runs here, each kernel
-    alone on a board (or here, when the sample inputs run none of `module`'s kernels, e.g. another
-    size bucket's). None when there is no scheduled module to read kernels from."""
+    alone on a board (from kernels_library, built for `target`) or here, when the sample inputs run
+    none of `module`'s kernels, e.g. another size bucket's. None when there is no scheduled module to
+    read kernels from."""
     if module is None:
         return None
 
@@ -350,15 +384,23 @@ def profile_artifact(module, artifact, library: Path, inputs: dict, machine: Mac
             return profile
     if artifact.emulated:  # QEMU's speed says nothing about the board's: time the kernels, place none on its roof
         machine = Machine()
+    where = f"over RPC on {artifact.where}" if artifact.session is not None else "here"
     try:
         if artifact.session is not None:
-            lib = artifact.session.load_module(Path(library).name)
+            if target is None:
+                return not_profiled(f"{where}: no target to build the kernels alone for")
+            with tempfile.TemporaryDirectory(prefix="edgecc-kernels-") as folder:
+                kernels = kernels_library(module, target, Path(folder))
+                artifact.session.upload(str(kernels))
+            lib = artifact.session.load_module(kernels.name)
         else:
             import tvm
 
             lib = tvm.runtime.load_module(str(library))
-    except Exception as exc:  # noqa: BLE001 - tvm's load errors vary; the profile is extra, the compile stands without it
-        return {"kernels": [], "sum_ms": 0.0, "kernel_count": 0, "skipped": [], "error": str(exc)[:200]}
+    except EdgeccError:
+        raise  # a board that stopped answering: the measure step says so
+    except Exception as exc:  # noqa: BLE001 - tvm's build and load errors vary; the profile is extra, the compile stands
+        return not_profiled(f"{where}: the kernels could not be built and loaded alone: {error_line(exc, last=True)}")
     if progress:
         progress(f"profiling kernels one by one {'on the board' if artifact.session is not None else 'here'} ...")
     profile = profile_kernels(
@@ -369,5 +411,7 @@ def profile_artifact(module, artifact, library: Path, inputs: dict, machine: Mac
         machine=machine,
         end_to_end=lambda runs: float(np.median(artifact.time(inputs, repeat=runs))),
     )
+    if profile.get("not_profiled"):
+        profile["not_profiled"] = f"{where}: {profile['not_profiled']}"
     profile["emulated"] = bool(artifact.emulated)
     return profile

@@ -32,6 +32,11 @@ def precision_label(report: dict) -> str:
 def latency_line(report: dict) -> str:
     latency = report.get("latency") or {}
     edgecc = latency.get("edgecc")
+    if latency.get("status") == "failed":
+        return (
+            f"**measurement failed** on {latency.get('where', 'the board')}: {latency.get('reason')} "
+            "(the artifact passed verification and is kept; `edgecc bench` can time it again)"
+        )
     if not edgecc:
         return "not measured" + (f" ({report['verification']['reason']})" if report.get("verification") else "")
     text = f"**{ms(edgecc['median_ms'])}** median on {latency.get('where', 'host')}"
@@ -169,11 +174,21 @@ def kernel_reason(kernel: dict, profile: dict) -> str:
 
 def profile_check_line(profile: dict) -> str | None:
     """How far the kernels account for the end-to-end time, and what the rest is."""
+    if profile.get("status") == "failed":
+        return f"**not profiled**: {profile.get('reason')}"
+    if profile.get("not_profiled"):  # no kernel could be timed: nothing can be said of the rest either
+        return f"**not profiled** {profile['not_profiled']}"
     if not profile or not profile.get("end_to_end_ms"):
         return None
     ratio, e2e = profile["sum_over_end_to_end"], profile["end_to_end_ms"]
     text = f"kernels account for **{100 * ratio:.0f}%** of the {ms(e2e)} end to end"
     runtime = profile.get("runtime_calls")
+    untimed = profile.get("skipped") or []
+    if untimed and ratio < 1.0:  # the rest holds kernels that were never timed: not the runtime's work alone
+        return text + (
+            f"; the other {ms(e2e * (1 - ratio))} holds {len(untimed)} kernel(s) that could not be timed "
+            f"({untimed[0]['reason']}), the runtime's own work and noise"
+        )
     if ratio > 1.10:
         return text + (
             " (kernels timed inside the model ran slower than plain runs: the timing hook's presence or "
