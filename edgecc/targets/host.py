@@ -90,9 +90,10 @@ def host_peaks(cpu: str, model: str, cores: int, measured, features=()) -> tuple
         )
     else:
         per_cycle = arithmetic.per_cycle()
+        others = ", ".join(f"{p} {n}" for p, n in per_cycle.items() if p != "fp32")
         how = (
-            f"{cpu}: {arithmetic.datapath} x 2 = {arithmetic.fp32} fp32 FLOP/cycle/core; "
-            + ", ".join(f"{p} {n}" for p, n in per_cycle.items() if p != "fp32")
+            f"{cpu}: {arithmetic.datapath} x 2 = {arithmetic.fp32} fp32 FLOP/cycle/core"
+            + (f"; {others}" if others else "")
             + f" ({arithmetic.source})"
         )
     fma = getattr(measured, "fma_gflops", None)
