@@ -36,26 +36,18 @@ def check_output_folder(output: Path, model: str | Path | None = None, named=())
     `model` is what the user asked to compile: when it is a path, the output may not hold it.
     `named`: (option, path) pairs of the other paths the user gave (--dump-ir DIR, ...).
     (An empty -o reaches here as `.`, the current folder, and is refused as such.)"""
-    text = check_output_location(output)
+    text = check_output_location(output, model=model)
     output = Path(output)
-    final = output.resolve()
-    source = _source_path(model)
-    if source is not None and source == final:
-        raise EdgeccError(f"the output folder {text} is the model being compiled; pick another -o folder")
-    if source is not None and final in source.parents:
-        raise EdgeccError(
-            f"the output folder {text} holds the model being compiled ({model}); a compile replaces "
-            "its output folder: pick another -o folder"
-        )
     refuse_paths_inside(output, named)
     if output.is_dir():
         _require_replaceable(output, text)
     require_swappable(output)
 
 
-def check_output_location(output: Path, what: str = "output folder") -> str:
+def check_output_location(output: Path, what: str = "output folder", model=None) -> str:
     """Refuse an output folder that is not a plain folder of the user's to replace: empty, a link, `/`,
-    the home folder, the current folder or one above it, a file. Returns the folder as quoted in messages."""
+    the home folder, the current folder or one above it, the model (`model`) or a folder holding it, a
+    file. Returns the folder as quoted in messages."""
     text = repr(str(output))
     if str(output).strip() == "":
         raise EdgeccError(f"the {what} '' is empty: pass a new or empty folder, e.g. -o out/model")
@@ -65,7 +57,16 @@ def check_output_location(output: Path, what: str = "output folder") -> str:
             f"the {what} {text} is a symbolic link; pass the folder itself (edgecc replaces "
             "the folder it writes, and will not replace a link)"
         )
-    _refuse_protected(output.resolve(), text, what)
+    final = output.resolve()
+    _refuse_protected(final, text, what)
+    source = _source_path(model)
+    if source is not None and source == final:
+        raise EdgeccError(f"the {what} {text} is the model being compiled; pick another -o folder")
+    if source is not None and final in source.parents:
+        raise EdgeccError(
+            f"the {what} {text} holds the model being compiled ({model}); a compile replaces "
+            "its output folder: pick another -o folder"
+        )
     if output.exists() and not output.is_dir():
         raise EdgeccError(f"cannot write the {what} {text}: a file of that name exists")
     return text
