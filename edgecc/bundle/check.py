@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecc.artifact.integrity import MAX_REPORT_BYTES, read_artifact_json
-from edgecc.bundle.description import MODEL_JSON
+from edgecc.bundle.description import MODEL_JSON, output_file_name
 from edgecc.errors import EdgeccError, ToolchainError
 
 QEMU = {"aarch64": "qemu-aarch64-static"}
@@ -95,7 +95,7 @@ def run_bundle(
     proc = subprocess.run(command, capture_output=True, text=True, env=env or {}, cwd=work, timeout=600)
     outputs = {}
     if proc.returncode == 0:
-        outputs = {e["name"]: np.load(out_dir / f"{e['name']}.npy") for e in description["outputs"]}
+        outputs = {e["name"]: np.load(out_dir / output_file_name(e["name"])) for e in description["outputs"]}
     return BundleRun(proc.returncode, proc.stdout, proc.stderr, outputs, command)
 
 

@@ -185,6 +185,18 @@ def _linux_steps(result, inputs, manifest, prefix="") -> list[str]:
         "prints one `edgecc-run: error: ...` line with exit code 2 for a bad input or 1 for a runtime "
         "failure. `--info` lists the tensors; `--repeat N` times N runs.",
         "",
+        "Output file names: letters, digits, `_`, `-` and `.` of the output's name stay; every other byte "
+        "(a `/`, a space, `%` itself, a leading `.`) is written `%XX` in hexadecimal, so distinct outputs "
+        "never share a file: `y/1` is `y%2F1.npy`, `y_1` is `y_1.npy`. Outputs whose names differ only in "
+        "letter case are refused (one file on a case-insensitive file system). Each output is written to a "
+        "temporary file in the folder, synced and renamed into place only after every output was written "
+        "whole: a full disk or a file-size limit leaves no partial `.npy` and earlier files as they were.",
+        "",
+        "Before it loads anything, the runtime checks the bundle against `model.json`: every path it names "
+        "lies inside the bundle (no absolute paths, `..` or links out), and each library it loads has the "
+        "size and SHA-256 recorded in its `files` table and whole ELF headers and segments. A bundle that "
+        "fails is refused with one line; deploy it again.",
+        "",
         "Rebuild the example (or the C API, `-DEDGECC_BUILD_C_API=ON`) on the board or with a cross compiler:",
         "",
         "```",

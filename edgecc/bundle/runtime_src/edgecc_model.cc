@@ -4,9 +4,25 @@
 // tvm::ffi::Module::LoadFromFile opens; its vm_load_executable gives the VM, vm_initialization
 // picks the device, and main() runs the model. No C++ exception leaves this file: every C entry
 // point catches everything and turns it into a status and one line in edgecc_last_error().
+//
+// Nothing is loaded before the bundle is checked: model.json (bounded in size and nesting) may
+// only name files inside the bundle folder, and each file it loads must have the size and SHA-256
+// that `edgecc deploy` recorded in its "files" table and, where the platform's libraries are ELF,
+// headers and loadable segments that lie inside the file. A damaged or crafted bundle then fails
+// with one line instead of a SIGBUS, a crash, wrong outputs or code run from elsewhere.
 #include "edgecc_model.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<elf.h>)
+#include <elf.h>
+#define EDGECC_CHECK_ELF 1
+#endif
+#endif
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/container/shape.h>
@@ -19,12 +35,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -69,12 +84,308 @@ struct CudaNeeds {
 
 // ---- model.json, read with tvm-ffi's own JSON parser -------------------------------------------
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+constexpr size_t kMaxModelJsonBytes = 4u << 20;  // a model with thousands of outputs needs well under 1 MiB
+constexpr int kMaxJsonDepth = 32;                // model.json nests 4 deep; tvm-ffi's parser recurses per level
+constexpr size_t kMaxDims = 16;                   // as edgecc-run's .npy files
+constexpr int kMaxThreads = 1024;
+
+// A file descriptor closed on every path out.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Read at most `limit` bytes of a regular file; larger is refused before anything is read.
+std::string read_bounded(const std::string& path, size_t limit) {
+  Fd file(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file.fd < 0) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + errno_text());
+  struct stat info;
+  if (fstat(file.fd, &info) != 0) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + errno_text());
+  if (!S_ISREG(info.st_mode)) fail(EDGECC_ERROR_BUNDLE, path + " is not a regular file");
+  if (static_cast<uint64_t>(info.st_size) > limit) {
+    fail(EDGECC_ERROR_BUNDLE, path + " has " + std::to_string(info.st_size) + " bytes, more than the " +
+         std::to_string(limit) + " a bundle's description may have");
+  }
+  std::string text(static_cast<size_t>(info.st_size), '\0');
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = read(file.fd, &text[done], text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + errno_text());
+    if (n == 0) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": it shrank while being read");
+    done += static_cast<size_t>(n);
+  }
+  return text;
+}
+
+// How deep arrays and objects nest, outside strings; stops counting past `limit`.
+int json_depth(const std::string& text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size() && deepest <= limit; ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// ---- SHA-256 (FIPS 180-4), to check model.so against the digest edgecc deploy recorded -----------
+
+class Sha256 {
+ public:
+  void update(const unsigned char* data, size_t size) {
+    total_ += size;
+    while (size > 0) {
+      size_t take = std::min(size, sizeof block_ - used_);
+      std::memcpy(block_ + used_, data, take);
+      used_ += take;
+      data += take;
+      size -= take;
+      if (used_ == sizeof block_) {
+        compress(block_);
+        used_ = 0;
+      }
+    }
+  }
+
+  std::string hex() {
+    uint64_t bits = total_ * 8;
+    unsigned char pad = 0x80;
+    update(&pad, 1);
+    pad = 0;
+    while (used_ != 56) update(&pad, 1);
+    unsigned char length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
+    update(length, 8);
+    static const char digits[] = "0123456789abcdef";
+    std::string text;
+    for (uint32_t word : state_) {
+      for (int shift = 28; shift >= 0; shift -= 4) text += digits[(word >> shift) & 0xf];
+    }
+    return text;
+  }
+
+ private:
+  static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+  void compress(const unsigned char* block) {
+    static const uint32_t k[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+    uint32_t w[64];
+    for (int i = 0; i < 16; ++i) {
+      w[i] = (uint32_t(block[4 * i]) << 24) | (uint32_t(block[4 * i + 1]) << 16) | (uint32_t(block[4 * i + 2]) << 8) |
+             uint32_t(block[4 * i + 3]);
+    }
+    for (int i = 16; i < 64; ++i) {
+      uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3];
+    uint32_t e = state_[4], f = state_[5], g = state_[6], h = state_[7];
+    for (int i = 0; i < 64; ++i) {
+      uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      h = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
+    }
+    uint32_t add[8] = {a, b, c, d, e, f, g, h};
+    for (int i = 0; i < 8; ++i) state_[i] += add[i];
+  }
+
+  uint32_t state_[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  unsigned char block_[64];
+  size_t used_ = 0;
+  uint64_t total_ = 0;
+};
+
+// ---- files model.json names ---------------------------------------------------------------------
+
+// What deploy recorded for a file it put in the bundle (model.json "files").
+struct FileRecord {
+  uint64_t bytes = 0;
+  std::string sha256;
+};
+
+std::string real_path(const std::string& path, const std::string& what) {
+  char resolved[PATH_MAX];
+  if (!realpath(path.c_str(), resolved)) fail(EDGECC_ERROR_BUNDLE, "cannot open " + what + " " + path + ": " + errno_text());
+  return resolved;
+}
+
+// `name` (from model.json) as a path inside the bundle folder, or a failure: no absolute paths, no
+// "..", and no symbolic link that leads out of the folder.
+std::string inside_bundle(const std::string& dir, const std::string& name, const std::string& what) {
+  const std::string refused = "model.json names " + what + " '" + name + "'";
+  if (name.empty() || name.find('\0') != std::string::npos) fail(EDGECC_ERROR_BUNDLE, refused + ": not a file name");
+  if (name[0] == '/' || name[0] == '\\') fail(EDGECC_ERROR_BUNDLE, refused + ", an absolute path; it must lie inside the bundle");
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find_first_of("/\\", start);
+    if (end == std::string::npos) end = name.size();
+    if (name.compare(start, end - start, "..") == 0) {
+      fail(EDGECC_ERROR_BUNDLE, refused + ", which leads out of the bundle ('..'); it must lie inside the bundle");
+    }
+    start = end + 1;
+  }
+  const std::string path = dir + "/" + name;
+  const std::string root = real_path(dir, "the bundle folder"), found = real_path(path, what);
+  if (found.compare(0, root.size() + 1, root + "/") != 0) {
+    fail(EDGECC_ERROR_BUNDLE, refused + ", a link to " + found + " outside the bundle; it must lie inside the bundle");
+  }
+  return path;
+}
+
+#ifdef EDGECC_CHECK_ELF
+#if defined(__x86_64__)
+constexpr int kElfMachine = EM_X86_64;
+#elif defined(__aarch64__)
+constexpr int kElfMachine = EM_AARCH64;
+#elif defined(__arm__)
+constexpr int kElfMachine = EM_ARM;
+#elif defined(__riscv)
+constexpr int kElfMachine = EM_RISCV;
+#elif defined(__i386__)
+constexpr int kElfMachine = EM_386;
+#else
+constexpr int kElfMachine = -1;  // not checked
+#endif
+
+bool read_at(int fd, void* out, size_t size, uint64_t offset) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = pread(fd, static_cast<char*>(out) + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// offset + count * size <= file_size, without overflow.
+bool fits(uint64_t offset, uint64_t count, uint64_t size, uint64_t file_size) {
+  if (count != 0 && size > file_size / count) return false;
+  return offset <= file_size && count * size <= file_size - offset;
+}
+
+// The ELF header and the program headers the loader maps: a library whose segments run past its
+// end is mapped anyway, and touching the missing pages is a SIGBUS.
+template <typename Ehdr, typename Phdr, typename Shdr>
+void check_elf_layout(int fd, uint64_t file_size, const std::string& path) {
+  Ehdr header;
+  if (!read_at(fd, &header, sizeof header, 0)) fail(EDGECC_ERROR_BUNDLE, path + " is too short for an ELF header");
+  if (header.e_type != ET_DYN) fail(EDGECC_ERROR_BUNDLE, path + " is not a shared library (ELF type " + std::to_string(header.e_type) + ")");
+  if (kElfMachine >= 0 && header.e_machine != kElfMachine) {
+    fail(EDGECC_ERROR_BUNDLE, path + " is for another processor (ELF machine " + std::to_string(header.e_machine) +
+         ", this runtime is built for " + std::to_string(kElfMachine) + ")");
+  }
+  if (header.e_phnum == 0 || header.e_phentsize != sizeof(Phdr) ||
+      !fits(header.e_phoff, header.e_phnum, sizeof(Phdr), file_size)) {
+    fail(EDGECC_ERROR_BUNDLE, path + " is damaged: its program headers lie outside the file");
+  }
+  if (header.e_shnum != 0 && (header.e_shentsize != sizeof(Shdr) ||
+                              !fits(header.e_shoff, header.e_shnum, sizeof(Shdr), file_size))) {
+    fail(EDGECC_ERROR_BUNDLE, path + " is damaged: its section headers lie outside the file");
+  }
+  bool loads = false;
+  for (unsigned i = 0; i < header.e_phnum; ++i) {
+    Phdr segment;
+    if (!read_at(fd, &segment, sizeof segment, header.e_phoff + uint64_t(i) * sizeof(Phdr))) {
+      fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + errno_text());
+    }
+    if (segment.p_type != PT_LOAD && segment.p_type != PT_DYNAMIC) continue;
+    loads = loads || segment.p_type == PT_LOAD;
+    if (!fits(segment.p_offset, 1, segment.p_filesz, file_size) || segment.p_filesz > segment.p_memsz) {
+      fail(EDGECC_ERROR_BUNDLE, path + " is damaged: a segment (offset " + std::to_string(segment.p_offset) + ", " +
+           std::to_string(segment.p_filesz) + " bytes) runs past the end of the file (" + std::to_string(file_size) +
+           " bytes)");
+    }
+  }
+  if (!loads) fail(EDGECC_ERROR_BUNDLE, path + " is damaged: it has no loadable segment");
+}
+
+void check_elf(int fd, uint64_t file_size, const std::string& path) {
+  unsigned char ident[EI_NIDENT];
+  if (!read_at(fd, ident, sizeof ident, 0) || std::memcmp(ident, ELFMAG, SELFMAG) != 0) {
+    fail(EDGECC_ERROR_BUNDLE, path + " is not an ELF shared library");
+  }
+  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+  if (ident[EI_DATA] != (little ? ELFDATA2LSB : ELFDATA2MSB) || ident[EI_VERSION] != EV_CURRENT) {
+    fail(EDGECC_ERROR_BUNDLE, path + " is an ELF file of another byte order or version");
+  }
+  if (ident[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32)) {
+    fail(EDGECC_ERROR_BUNDLE, path + " is built for " + (ident[EI_CLASS] == ELFCLASS64 ? "64" : "32") +
+         "-bit processes, this runtime is not");
+  }
+  if (sizeof(void*) == 8) {
+    check_elf_layout<Elf64_Ehdr, Elf64_Phdr, Elf64_Shdr>(fd, file_size, path);
+  } else {
+    check_elf_layout<Elf32_Ehdr, Elf32_Phdr, Elf32_Shdr>(fd, file_size, path);
+  }
+}
+#endif
+
+// A file the runtime will load: the size and SHA-256 deploy recorded, and, on ELF platforms, a
+// layout the loader can map without reading past the end.
+void check_recorded_file(const std::string& path, const std::string& name, const FileRecord& record) {
+  Fd file(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file.fd < 0) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + errno_text());
+  struct stat info;
+  if (fstat(file.fd, &info) != 0) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + errno_text());
+  if (!S_ISREG(info.st_mode)) fail(EDGECC_ERROR_BUNDLE, path + " is not a regular file");
+  const uint64_t size = static_cast<uint64_t>(info.st_size);
+  if (size != record.bytes) {
+    fail(EDGECC_ERROR_BUNDLE, path + " has " + std::to_string(size) + " bytes, model.json records " +
+         std::to_string(record.bytes) + " for " + name + ": the bundle is damaged or incomplete (deploy it again)");
+  }
+  Sha256 digest;
+  std::vector<unsigned char> buffer(1 << 20);
+  uint64_t done = 0;
+  while (true) {
+    ssize_t n = read(file.fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(EDGECC_ERROR_BUNDLE, "cannot read " + path + ": " + errno_text());
+    if (n == 0) break;
+    digest.update(buffer.data(), static_cast<size_t>(n));
+    done += static_cast<uint64_t>(n);
+  }
+  if (done != size || digest.hex() != record.sha256) {
+    fail(EDGECC_ERROR_BUNDLE, path + " does not match the SHA-256 model.json records for " + name +
+         ": the file was changed or damaged after the deploy (deploy it again)");
+  }
+#ifdef EDGECC_CHECK_ELF
+  check_elf(file.fd, size, path);
+#endif
 }
 
 ffi::Any field(const ffi::Map<ffi::Any, ffi::Any>& obj, const char* key, const std::string& where) {
@@ -110,21 +421,28 @@ TensorSpec parse_tensor(const ffi::Any& value, const std::string& where) {
   auto obj = as_object(value, where);
   TensorSpec spec;
   spec.name = as_string(field(obj, "name", where), where + ".name");
+  if (spec.name.empty() || spec.name.find('\0') != std::string::npos) {
+    fail(EDGECC_ERROR_BUNDLE, where + ".name must be a non-empty name");
+  }
   spec.dtype = as_string(field(obj, "dtype", where), where + ".dtype");
   try {
     spec.dl_dtype = ffi::StringToDLDataType(ffi::String(spec.dtype));
   } catch (const std::exception&) {
     fail(EDGECC_ERROR_BUNDLE, where + ".dtype '" + spec.dtype + "' is not a dtype");
   }
-  size_t count = 1;
-  for (const ffi::Any& dim : as_list(field(obj, "shape", where), where + ".shape")) {
+  spec.element_bytes = (spec.dl_dtype.bits * spec.dl_dtype.lanes + 7) / 8;
+  size_t bytes = spec.element_bytes;
+  auto dims = as_list(field(obj, "shape", where), where + ".shape");
+  if (dims.size() > kMaxDims) fail(EDGECC_ERROR_BUNDLE, where + ".shape has more than " + std::to_string(kMaxDims) + " dimensions");
+  for (const ffi::Any& dim : dims) {
     int64_t size = as_int(dim, where + ".shape[]");
     if (size < 0) fail(EDGECC_ERROR_BUNDLE, where + ".shape has a negative dimension");
+    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(size), &bytes) || bytes > (size_t(1) << 48)) {
+      fail(EDGECC_ERROR_BUNDLE, where + ".shape is too large for memory");
+    }
     spec.shape.push_back(size);
-    count *= static_cast<size_t>(size);
   }
-  spec.element_bytes = (spec.dl_dtype.bits * spec.dl_dtype.lanes + 7) / 8;
-  spec.nbytes = count * spec.element_bytes;
+  spec.nbytes = bytes;
   spec.axes.assign(spec.shape.size(), EDGECC_AXIS_FIXED);
   auto dynamic = obj.find(ffi::String("dynamic_axes"));
   if (dynamic != obj.end() && (*dynamic).second != nullptr) {
@@ -149,6 +467,7 @@ TensorSpec parse_tensor(const ffi::Any& value, const std::string& where) {
     spec.has_range = true;
     spec.range_min = as_int(bounds[0], where + ".valid_range[0]");
     spec.range_max = as_int(bounds[1], where + ".valid_range[1]");
+    if (spec.range_min >= spec.range_max) fail(EDGECC_ERROR_BUNDLE, where + ".valid_range must have min < max");
   }
   return spec;
 }
@@ -288,25 +607,30 @@ struct edgecc_model {
   ffi::Function main, copy_from_bytes, copy_to_bytes, alloc_tensor;
   std::vector<ffi::Tensor> input_tensors;
 
+  // model.json, checked whole before anything it names is loaded: every path inside the bundle,
+  // every loaded file with its recorded size and SHA-256; then the device runtime and model.so.
   void load_description() {
     const std::string path = dir + "/model.json";
+    const std::string text = read_bounded(path, kMaxModelJsonBytes);
+    if (json_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+      fail(EDGECC_ERROR_BUNDLE, path + " nests arrays or objects deeper than " + std::to_string(kMaxJsonDepth) +
+           " levels; it is not a bundle description");
+    }
     ffi::String error;
-    ffi::Any root = ffi::json::Parse(ffi::String(read_file(path)), &error);
+    ffi::Any root = ffi::json::Parse(ffi::String(text), &error);
     if (!error.empty()) fail(EDGECC_ERROR_BUNDLE, path + " is not valid JSON: " + std::string(error));
     auto obj = as_object(root, path);
     std::string format = as_string(field(obj, "format", path), path + ": format");
     if (format != "edgecc-bundle/1") fail(EDGECC_ERROR_BUNDLE, path + ": unknown format '" + format + "'");
     device = as_string(field(obj, "device", path), path + ": device");
     dl_device = DLDevice{static_cast<DLDeviceType>(device_type(device)), 0};
-    threads = static_cast<int>(as_int(field(obj, "threads", path), path + ": threads"));
-    auto inputs_list = as_list(field(obj, "inputs", path), path + ": inputs");
-    for (size_t i = 0; i < inputs_list.size(); ++i) {
-      inputs.push_back(parse_tensor(inputs_list[i], path + ": inputs[" + std::to_string(i) + "]"));
+    int64_t recorded_threads = as_int(field(obj, "threads", path), path + ": threads");
+    if (recorded_threads < 1 || recorded_threads > kMaxThreads) {
+      fail(EDGECC_ERROR_BUNDLE, path + ": threads must be 1.." + std::to_string(kMaxThreads));
     }
-    auto outputs_list = as_list(field(obj, "outputs", path), path + ": outputs");
-    for (size_t i = 0; i < outputs_list.size(); ++i) {
-      outputs.push_back(parse_tensor(outputs_list[i], path + ": outputs[" + std::to_string(i) + "]"));
-    }
+    threads = static_cast<int>(recorded_threads);
+    parse_tensors(obj, "inputs", path, &inputs);
+    parse_tensors(obj, "outputs", path, &outputs);
     CudaNeeds cuda;
     auto cuda_entry = obj.find(ffi::String("cuda"));
     if (cuda_entry != obj.end() && (*cuda_entry).second != nullptr) {
@@ -314,15 +638,68 @@ struct edgecc_model {
       cuda.needed = true;
       cuda.min_driver_version = static_cast<int>(as_int(field(c, "min_driver_version", path), path + ": cuda.min_driver_version"));
       cuda.runtime_library = as_string(field(c, "runtime_library", path), path + ": cuda.runtime_library");
+      if (cuda.runtime_library.find_first_of("/\\") != std::string::npos || cuda.runtime_library.find('\0') != std::string::npos) {
+        fail(EDGECC_ERROR_BUNDLE, path + ": cuda.runtime_library '" + cuda.runtime_library +
+             "' must be a library name the system resolves (libcudart.so.13), not a path");
+      }
     }
-    if (cuda.needed) check_cuda(cuda);
+    const auto records = file_records(obj, path);
+    std::vector<std::string> device_runtime_paths;
     auto device_runtimes = obj.find(ffi::String("device_runtime_libraries"));
     if (device_runtimes != obj.end()) {
       for (const ffi::Any& lib : as_list((*device_runtimes).second, path + ": device_runtime_libraries")) {
-        load_device_runtime(dir + "/" + as_string(lib, path + ": device_runtime_libraries[]"));
+        std::string name = as_string(lib, path + ": device_runtime_libraries[]");
+        device_runtime_paths.push_back(checked_file(name, "the device runtime", records));
       }
     }
-    library_path = dir + "/" + as_string(field(obj, "library", path), path + ": library");
+    library_path = checked_file(as_string(field(obj, "library", path), path + ": library"), "the model library", records);
+    if (cuda.needed) check_cuda(cuda);
+    for (const std::string& runtime : device_runtime_paths) load_device_runtime(runtime);
+  }
+
+  void parse_tensors(const ffi::Map<ffi::Any, ffi::Any>& obj, const char* key, const std::string& path,
+                     std::vector<TensorSpec>* specs) {
+    auto list = as_list(field(obj, key, path), path + ": " + key);
+    for (size_t i = 0; i < list.size(); ++i) {
+      specs->push_back(parse_tensor(list[i], path + ": " + key + "[" + std::to_string(i) + "]"));
+      for (size_t j = 0; j < i; ++j) {
+        if ((*specs)[j].name == specs->back().name) {
+          fail(EDGECC_ERROR_BUNDLE, path + ": two " + key + " are named '" + specs->back().name + "'");
+        }
+      }
+    }
+  }
+
+  // model.json "files": {"model.so": {"bytes": N, "sha256": "..."}, ...}, written by edgecc deploy.
+  static std::vector<std::pair<std::string, FileRecord>> file_records(const ffi::Map<ffi::Any, ffi::Any>& obj,
+                                                                      const std::string& path) {
+    std::vector<std::pair<std::string, FileRecord>> records;
+    auto files = obj.find(ffi::String("files"));
+    if (files == obj.end()) return records;
+    for (const auto& entry : as_object((*files).second, path + ": files")) {
+      std::string name = as_string(entry.first, path + ": files key");
+      auto record = as_object(entry.second, path + ": files['" + name + "']");
+      int64_t bytes = as_int(field(record, "bytes", path), path + ": files['" + name + "'].bytes");
+      std::string sha = as_string(field(record, "sha256", path), path + ": files['" + name + "'].sha256");
+      if (bytes < 0 || sha.size() != 64 || sha.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        fail(EDGECC_ERROR_BUNDLE, path + ": files['" + name + "'] needs bytes >= 0 and a SHA-256 of 64 hex digits");
+      }
+      records.emplace_back(name, FileRecord{static_cast<uint64_t>(bytes), sha});
+    }
+    return records;
+  }
+
+  std::string checked_file(const std::string& name, const std::string& what,
+                           const std::vector<std::pair<std::string, FileRecord>>& records) const {
+    const std::string path = inside_bundle(dir, name, what);
+    for (const auto& record : records) {
+      if (record.first == name) {
+        check_recorded_file(path, name, record.second);
+        return path;
+      }
+    }
+    fail(EDGECC_ERROR_BUNDLE, dir + "/model.json records no size and SHA-256 for " + name +
+         " (\"files\"); deploy the bundle again with this edgecc");
   }
 
   std::string library_path;
@@ -340,10 +717,6 @@ struct edgecc_model {
   }
 
   void load() {
-    {
-      std::ifstream probe(library_path, std::ios::binary);
-      if (!probe) fail(EDGECC_ERROR_BUNDLE, "cannot read " + library_path + ": " + std::strerror(errno));
-    }
     try {
       library = ffi::Module::LoadFromFile(ffi::String(library_path));
       auto load_executable = (*library)->GetFunction("vm_load_executable");

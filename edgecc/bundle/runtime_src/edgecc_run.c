@@ -4,13 +4,22 @@
  *
  * Plain C over edgecc_model.h. Every failure is one line on stderr and a non-zero exit:
  * 2 for bad arguments or inputs, 1 for a bundle, device or runtime failure.
+ *
+ * Output files: <name> is the output's name with every byte but letters, digits, '_', '-' and '.'
+ * (and a leading '.', and '%' itself) written as %XX, so distinct outputs never share a file
+ * (`y/1` -> y%2F1.npy, `y_1` -> y_1.npy). Each is written to a temporary file in DIR, fsync'd and
+ * renamed into place only once every output was written whole: a full disk or a file-size limit
+ * leaves the earlier files as they were and no partial .npy.
  */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +78,54 @@ static int make_dirs(const char *path) {
   return mkdir(buffer, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* The output's file name (see the top of this file); -1 when it is longer than a file name may be. */
+static int output_file_name(const char *name, char *out, size_t size) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t used = 0;
+  for (const unsigned char *p = (const unsigned char *)name; *p; ++p) {
+    int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+                *p == '-' || (*p == '.' && p != (const unsigned char *)name);
+    if (used + 4 >= size) return -1;
+    if (plain) {
+      out[used++] = (char)*p;
+    } else {
+      out[used++] = '%';
+      out[used++] = hex[*p >> 4];
+      out[used++] = hex[*p & 15];
+    }
+  }
+  if (used + sizeof ".npy" > size) return -1;
+  memcpy(out + used, ".npy", sizeof ".npy");
+  return 0;
+}
+
+/* Every output's file name, before the model runs. Names that differ only in letter case are
+ * refused: a case-insensitive file system (macOS, Windows shares) would write both to one file. */
+static int output_file_names(const edgecc_model *model, char (*names)[NAME_MAX + 1], int count) {
+  edgecc_tensor_info info, other;
+  for (int i = 0; i < count; ++i) {
+    edgecc_model_output_info(model, i, &info);
+    if (output_file_name(info.name, names[i], NAME_MAX + 1) != 0)
+      return fail(1, "output '%s' has a name too long for a file name", info.name);
+    for (int k = 0; k < i; ++k) {
+      if (strcasecmp(names[k], names[i]) != 0) continue;
+      edgecc_model_output_info(model, k, &other);
+      fprintf(stderr, "edgecc-run: error: outputs '%s' and '%s' differ only in letter case; their files %s and %s "
+              "would be one file on a case-insensitive file system\n", other.name, info.name, names[k], names[i]);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* The output folder's entries (the renames) reach the disk too; not every file system can sync a folder. */
+static void sync_folder(const char *path) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return;
+  fsync(fd);
+  close(fd);
+}
+
 static void print_info(const edgecc_model *model) {
   edgecc_tensor_info info;
   printf("device %s, %d threads\n", edgecc_model_device(model), edgecc_model_num_threads(model));
@@ -99,6 +156,7 @@ static int compare_doubles(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit becomes a write error (EFBIG) the output writer reports */
   const char *names[MAX_INPUTS], *files[MAX_INPUTS], *output_dir = ".", *bundle = NULL;
   int num_given = 0, repeat = 1, info_only = 0;
   edgecc_open_options options = {0};
@@ -149,6 +207,10 @@ int main(int argc, char **argv) {
 
   int code = 0, num_inputs = edgecc_model_num_inputs(model), num_outputs = edgecc_model_num_outputs(model);
   char error[512];
+  char (*file_names)[NAME_MAX + 1] = calloc((size_t)num_outputs + 1, sizeof *file_names);
+  char (*staged)[PATH_MAX] = calloc((size_t)num_outputs + 1, sizeof *staged);
+  if (!file_names || !staged) code = fail(1, "%s", "out of memory for the outputs");
+  if (code == 0) code = output_file_names(model, file_names, num_outputs);
   npy_array arrays[MAX_INPUTS];
   edgecc_tensor inputs[MAX_INPUTS], *outputs = calloc((size_t)num_outputs + 1, sizeof *outputs);
   int loaded = 0;
@@ -199,19 +261,24 @@ int main(int argc, char **argv) {
                                          "%s", edgecc_last_error());
   }
   if (code == 0 && make_dirs(output_dir) != 0) code = fail(1, "cannot create the output folder %s", output_dir);
+  for (int i = 0; i < num_outputs && code == 0; ++i) {  /* every output written whole before any replaces a file */
+    if (npy_stage(output_dir, outputs[i].dtype, outputs[i].ndim, outputs[i].shape, outputs[i].data, outputs[i].nbytes,
+                  staged[i], sizeof staged[i], error, sizeof error) != 0)
+      code = fail(1, "%s", error);
+  }
   for (int i = 0; i < num_outputs && code == 0; ++i) {
-    char path[PATH_MAX], file_name[256];
-    snprintf(file_name, sizeof file_name, "%s", outputs[i].name);
-    for (char *p = file_name; *p; ++p)
-      if (*p == '/' || *p == '\\' || *p == ':') *p = '_'; /* output names may hold path separators */
-    snprintf(path, sizeof path, "%s/%s.npy", output_dir, file_name);
-    if (npy_write(path, outputs[i].dtype, outputs[i].ndim, outputs[i].shape, outputs[i].data, outputs[i].nbytes,
-                  error, sizeof error) != 0) {
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", output_dir, file_names[i]) >= sizeof path) {
+      code = fail(1, "the output folder's path %s is too long", output_dir);
+    } else if (npy_commit(staged[i], path, error, sizeof error) != 0) {
       code = fail(1, "%s", error);
     } else {
+      staged[i][0] = 0;
       printf("wrote %s\n", path);
     }
   }
+  for (int i = 0; staged && i < num_outputs; ++i) npy_discard(staged[i]);
+  if (code == 0 && num_outputs > 0) sync_folder(output_dir);
   if (code == 0 && repeat > 1) {
     qsort(times, (size_t)repeat, sizeof *times, compare_doubles);
     printf("%d runs: median %.3f ms, min %.3f ms (%d threads)\n", repeat, times[repeat / 2], times[0],
@@ -221,6 +288,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < num_outputs; ++i) free(outputs[i].data);
   free(outputs);
   free(output_shapes);
+  free(file_names);
+  free(staged);
   for (int k = 0; k < loaded; ++k) npy_free(&arrays[k]);
   edgecc_model_close(model);
   return code;

@@ -1,11 +1,15 @@
 /* npy.c: see npy.h. Only what edgecc-run needs: no pickles, no Fortran order, no big-endian data. */
+#define _XOPEN_SOURCE 700
 #include "npy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const struct { const char *descr, *dtype; } DTYPES[] = {
     {"<f4", "float32"}, {"<f8", "float64"}, {"<f2", "float16"}, {"<i8", "int64"}, {"<i4", "int32"},
@@ -125,10 +129,28 @@ done:
   return status;
 }
 
-int npy_write(const char *path, const char *dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes,
-              char *error, size_t size) {
+/* Every byte, or -1 with errno set (a short write is continued; EFBIG and ENOSPC end it). */
+static int write_all(int fd, const void *data, size_t size) {
+  const char *at = data;
+  while (size > 0) {
+    ssize_t n = write(fd, at, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) {
+      errno = EIO;
+      return -1;
+    }
+    at += n;
+    size -= (size_t)n;
+  }
+  return 0;
+}
+
+int npy_stage(const char *folder, const char *dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes,
+              char *staged, size_t staged_size, char *error, size_t size) {
   const char *descr = descr_of(dtype);
-  if (!descr) return failf(error, size, "cannot write %s: dtype %s has no .npy equivalent", path, dtype);
+  staged[0] = 0;
+  if (!descr) return failf(error, size, "cannot write an output to %s: dtype %s has no .npy equivalent", folder, dtype);
   char header[512], dims[400] = "";
   size_t used = 0;
   for (int i = 0; i < ndim && used < sizeof dims - 24; ++i)
@@ -139,13 +161,61 @@ int npy_write(const char *path, const char *dtype, int ndim, const int64_t *shap
   header[padded - 1] = '\n';
   unsigned char preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(padded & 0xff),
                                 (unsigned char)(padded >> 8)};
-  FILE *file = fopen(path, "wb");
-  if (!file) return failf(error, size, "cannot write %s: %s", path, strerror(errno));
-  int ok = fwrite(preamble, 1, 10, file) == 10 && fwrite(header, 1, (size_t)padded, file) == (size_t)padded &&
-           fwrite(data, 1, nbytes, file) == nbytes;
-  ok = (fclose(file) == 0) && ok;
-  if (!ok) return failf(error, size, "cannot write %s: %s", path, strerror(errno));
+  if ((size_t)snprintf(staged, staged_size, "%s/.edgecc-run-XXXXXX", folder) >= staged_size) {
+    staged[0] = 0;
+    return failf(error, size, "cannot write an output to %s: the folder's path is too long", folder);
+  }
+  int fd = mkstemp(staged);
+  if (fd < 0) {
+    int why = errno;
+    staged[0] = 0;
+    return failf(error, size, "cannot write an output to %s: %s", folder, strerror(why));
+  }
+  mode_t mask = umask(0); /* mkstemp makes 0600; an output gets what a plain create would give it */
+  umask(mask);
+  int ok = fchmod(fd, 0666 & ~mask) == 0 && write_all(fd, preamble, sizeof preamble) == 0 &&
+           write_all(fd, header, (size_t)padded) == 0 && write_all(fd, data, nbytes) == 0 && fsync(fd) == 0;
+  int why = errno;
+  if (close(fd) != 0 && ok) {
+    ok = 0;
+    why = errno;
+  }
+  if (!ok) {
+    unlink(staged);
+    staged[0] = 0;
+    return failf(error, size, "cannot write an output to %s: %s (nothing was replaced)", folder, strerror(why));
+  }
   return 0;
+}
+
+int npy_commit(const char *staged, const char *path, char *error, size_t size) {
+  if (rename(staged, path) != 0) {
+    int why = errno;
+    unlink(staged);
+    return failf(error, size, "cannot write %s: %s", path, strerror(why));
+  }
+  return 0;
+}
+
+void npy_discard(const char *staged) {
+  if (staged && staged[0]) unlink(staged);
+}
+
+int npy_write(const char *path, const char *dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes,
+              char *error, size_t size) {
+  char folder[4096], staged[4096];
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    snprintf(folder, sizeof folder, ".");
+  } else if ((size_t)(slash - path) < sizeof folder) {
+    memcpy(folder, path, (size_t)(slash - path));
+    folder[slash == path ? 1 : slash - path] = 0;
+    if (slash == path) folder[0] = '/';
+  } else {
+    return failf(error, size, "cannot write %s: the path is too long", path);
+  }
+  if (npy_stage(folder, dtype, ndim, shape, data, nbytes, staged, sizeof staged, error, size) != 0) return -1;
+  return npy_commit(staged, path, error, size);
 }
 
 void npy_free(npy_array *array) {
