@@ -77,6 +77,19 @@ def _check_manifest(manifest, path: Path) -> None:
             and valid[0] < valid[1]
         ):
             raise ArtifactError(f"{path}: input '{entry['name']}' has a bad valid_range {valid!r} (want [low, high))")
+        per_position = entry.get("valid_range_last_axis")
+        if per_position is not None and not (
+            isinstance(per_position, list)
+            and per_position
+            and all(
+                isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair) and pair[0] < pair[1]
+                for pair in per_position
+            )
+        ):
+            raise ArtifactError(
+                f"{path}: input '{entry['name']}' has a bad valid_range_last_axis {str(per_position)[:80]} "
+                "(want [[low, high), ...])"
+            )
 
 
 def _check_target(target: dict, path: Path) -> None:

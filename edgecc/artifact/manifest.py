@@ -1,13 +1,17 @@
 """The deployable folder: library, reference model, manifest with hashes and versions.
 
-Manifest input entries are {"name", "shape", "dtype"} and, for an integer input that indexes an
-embedding table (token ids, token types, positions), "valid_range": [min, max], half-open:
-every value v must satisfy min <= v < max (max is the table's row count). Negative ids are refused,
-although ONNX's Gather would read row rows + id for -rows <= id < 0: a negative token id is a bug in
-the caller (an ignore-index label, an unset slot), and refusing it keeps `edgecc run`, the Python
-API and a deployed bundle's C API in agreement. The library itself clamps ids into the table
-(passes/clamp_gather_indices.py), so a caller that skips the check reads a wrong row, never memory
-past the table.
+Manifest input entries are {"name", "shape", "dtype"} and, for an integer input that indexes a
+tensor (token ids, token types, positions; the indices of a GatherElements, GatherND, ScatterElements,
+ScatterND), "valid_range": [min, max], half-open: every value v must satisfy min <= v < max
+(frontend/index_ranges.py). For indices that is -n <= v < n (ONNX's negative indices count from the
+end). For ids into an embedding table it is 0 <= v < rows: negative ids are refused, although ONNX's
+Gather would read row rows + id for -rows <= id < 0: a negative token id is a bug in the caller (an
+ignore-index label, an unset slot), and refusing it keeps `edgecc run`, the Python API and a deployed
+bundle's C API in agreement. Where the coordinates on an input's last axis index axes of different
+sizes (GatherND, ScatterND), "valid_range" holds the widest and "valid_range_last_axis": [[min, max],
+...] each coordinate's own. The library itself clamps indices into their tensor
+(passes/clamp_gather_indices.py), so a caller that skips the check reads or writes a wrong element,
+never memory past the tensor.
 """
 
 from __future__ import annotations
@@ -39,27 +43,36 @@ def file_table(folder: Path) -> dict:
     }
 
 
-def input_entries(inputs, index_bounds: dict[str, int] | None = None) -> list[dict]:
-    """Manifest entries for the inputs, with "valid_range" where the graph says which table an input indexes."""
+def input_entries(inputs, index_bounds: dict[str, tuple] | None = None) -> list[dict]:
+    """Manifest entries for the inputs, with "valid_range" where the graph says which tensor an input indexes."""
     entries = []
     for spec in inputs:
         entry = spec.to_dict()
         if index_bounds and spec.name in index_bounds:
-            entry["valid_range"] = [0, int(index_bounds[spec.name])]
+            low, high = index_bounds[spec.name]
+            if isinstance(low, int):
+                entry["valid_range"] = [int(low), int(high)]
+            else:
+                entry["valid_range"] = [min(low), max(high)]
+                entry["valid_range_last_axis"] = [[int(lo), int(hi)] for lo, hi in zip(low, high)]
         entries.append(entry)
     return entries
 
 
-def input_valid_ranges(manifest: dict) -> dict[str, tuple[int, int]]:
-    """name -> (min, max) of the inputs whose values must satisfy min <= v < max."""
-    return {
-        e["name"]: (int(e["valid_range"][0]), int(e["valid_range"][1]))
-        for e in manifest.get("inputs", [])
-        if e.get("valid_range") is not None
-    }
+def input_valid_ranges(manifest: dict) -> dict[str, tuple]:
+    """name -> (min, max) of the inputs whose values must satisfy min <= v < max; min and max are
+    tuples (one per position of the last axis) where the manifest gives "valid_range_last_axis"."""
+    ranges = {}
+    for entry in manifest.get("inputs", []):
+        if entry.get("valid_range_last_axis") is not None:
+            pairs = entry["valid_range_last_axis"]
+            ranges[entry["name"]] = (tuple(int(p[0]) for p in pairs), tuple(int(p[1]) for p in pairs))
+        elif entry.get("valid_range") is not None:
+            ranges[entry["name"]] = (int(entry["valid_range"][0]), int(entry["valid_range"][1]))
+    return ranges
 
 
-def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple[int, int]]:
+def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple]:
     """The valid ranges computed from the artifact's reference.onnx (artifacts compiled before the field)."""
     import onnx
 
@@ -73,7 +86,7 @@ def valid_ranges_from_reference(folder: Path, manifest: dict) -> dict[str, tuple
     path = artifact_file(folder, name, Path(folder) / MANIFEST, "reference model")
     check_recorded_file(path, manifest, Path(folder) / MANIFEST)
     specs = [TensorSpec.from_dict(e) for e in manifest["inputs"]]
-    return {name: (0, int(rows)) for name, rows in _index_bounds(onnx.load(str(path)), specs).items()}
+    return _index_bounds(onnx.load(str(path)), specs)
 
 
 def write_manifest(
@@ -87,7 +100,7 @@ def write_manifest(
     backend,
     precision: str,
     applied_precision: dict | None = None,
-    index_bounds: dict[str, int] | None = None,
+    index_bounds: dict[str, tuple] | None = None,
     buckets: dict | None = None,
 ) -> dict:
     manifest = {

@@ -106,8 +106,10 @@ def _fmt(dims) -> str:
     return "x".join(str(d) if d not in (None, "", 0) else "?" for d in dims)
 
 
-def sample_inputs(specs: list[TensorSpec], index_bounds: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs in valid ranges: token ids below the embedding size, masks of ones with padding."""
+def sample_inputs(specs: list[TensorSpec], index_bounds: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs in valid ranges: token ids below the embedding size, indices inside the tensor they
+    index (index_bounds: name -> (low, high), frontend/index_ranges.py, or the high alone for [0, high)),
+    masks of ones with padding."""
     rng = np.random.default_rng(seed)
     values = {}
     for spec in specs:
@@ -120,16 +122,27 @@ def sample_inputs(specs: list[TensorSpec], index_bounds: dict[str, int], seed: i
             elif "token_type" in lname or "segment" in lname:
                 array = np.zeros(spec.shape, dtype=spec.dtype)
             else:
-                high = max(1, index_bounds.get(spec.name, 2))
-                array = rng.integers(0, high, size=spec.shape).astype(spec.dtype)
+                low, high = _sample_range(index_bounds.get(spec.name, (0, 2)), spec)
+                array = rng.integers(low, high, size=spec.shape).astype(spec.dtype)
         else:
             array = rng.standard_normal(spec.shape).astype(spec.dtype)
         values[spec.name] = array
     return values
 
 
+def _sample_range(bounds: tuple, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray]:
+    """[low, high) to draw from: the non-negative part of the valid range where it has one (the values
+    a model is fed), per position of the last axis where the range is given so."""
+    low, high = (np.asarray(b, dtype=np.int64) for b in (bounds if isinstance(bounds, tuple) else (0, bounds)))
+    if low.ndim and spec.shape and spec.shape[-1] != low.size:
+        low, high = low.max(), high.min()  # not the axis the range was found for: a range valid everywhere
+    low = np.where(np.maximum(low, 0) < high, np.maximum(low, 0), low)
+    return low, np.maximum(high, low + 1)
+
+
 def load_inputs_file(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    path = Path(path)
+    expected = sum(int(np.prod(s.shape)) * (2 if s.dtype == "bfloat16" else np.dtype(s.dtype).itemsize) for s in specs)
+    path = checked_npz(path, "inputs file", 16 * MiB + 2 * expected, InputSpecError)  # room for npz headers
     try:
         data = np.load(path, allow_pickle=False)
         arrays = {k: data[k] for k in data.files}
@@ -165,20 +178,37 @@ def check_inputs(arrays: dict, specs: list[TensorSpec], where: str) -> None:
             raise InputSpecError(f"{where}: input '{spec.name}' has dtype {array.dtype}, expected {spec.dtype}")
 
 
-def check_value_ranges(arrays: dict, ranges: dict[str, tuple[int, int]], where: str) -> None:
-    """Integer inputs that index a table (token ids) must lie in [low, high): outside it, ONNX Runtime
-    refuses them and the library would read a wrong row. Negative ids are refused too (see
-    edgecc/artifact/manifest.py for why)."""
+def check_value_ranges(arrays: dict, ranges: dict[str, tuple], where: str) -> None:
+    """Integer inputs that index a tensor (token ids, gather and scatter indices) must lie in [low, high):
+    outside it, ONNX Runtime refuses them and the library would read or write a wrong element. Negative
+    token ids are refused too (see edgecc/artifact/manifest.py for why). low and high are tuples where
+    each position of the input's last axis has its own range (GatherND, ScatterND coordinates)."""
     for name, (low, high) in ranges.items():
         array = arrays.get(name)
         if array is None or np.size(array) == 0:
             continue
         array = np.asarray(array)
-        bad = (array < low) | (array >= high)
+        per_position = not isinstance(low, int)
+        if per_position and (array.ndim == 0 or array.shape[-1] != len(low)):
+            low, high = max(low), min(high)  # not the axis the ranges were found for: the range valid everywhere
+            per_position = False
+        bad = (array < np.asarray(low)) | (array >= np.asarray(high))
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
+            if per_position:
+                position = first[-1]
+                allowed = f"{low[position]} <= v < {high[position]} at position {position} of its last axis"
+                what = "its last axis holds coordinates into axes of different sizes"
+            else:
+                allowed = f"{low} <= v < {high}"
+                what = (
+                    f"it indexes a table of {high} rows (e.g. the vocabulary)"
+                    if low == 0
+                    else f"it indexes an axis of {high} elements (negative values count from the end)"
+                    if low == -high
+                    else "it indexes a tensor"
+                )
             raise InputSpecError(
                 f"{where}: input '{name}' holds {int(array[first])} at {list(first)} ({int(bad.sum())} value(s) "
-                f"outside {low} <= v < {high}); it indexes a table of {high} rows (e.g. the vocabulary), so "
-                f"every value must be in that range"
+                f"outside {allowed}); {what}, so every value must be in that range"
             )

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from edgecc.errors import ModelError, error_line
 from edgecc.frontend.inputs import ONNX_DTYPES, TensorSpec, resolve_input_specs
+from edgecc.user_files import checked_user_file
+
+MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit: larger models keep their weights in external data files
 
 
 @dataclass
@@ -23,7 +26,7 @@ class ImportedModel:
     relax_module: object  # tvm.IRModule with weights bound as constants
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    index_bounds: dict[str, int] = field(default_factory=dict)  # int input -> exclusive upper bound
+    index_bounds: dict[str, tuple] = field(default_factory=dict)  # int input -> (low, high): index_ranges.py
     op_counts: dict[str, int] = field(default_factory=dict)
     simplified: bool = True  # onnxslim simplified the graph (False: it failed; the graph as given was imported)
     simplify_error: str | None = None  # why onnxslim failed
@@ -49,6 +52,7 @@ def load_onnx(path: Path):
         raise ModelError(f"model file not found: {path}")
     if path.is_dir():
         raise ModelError(f"{path} is a folder; pass an .onnx file, a Hugging Face model folder or a built-in name")
+    checked_user_file(path, "model file", MAX_ONNX_BYTES, ModelError)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
@@ -102,20 +106,11 @@ def _fix_input_shapes(model, specs: list[TensorSpec]):
     return model
 
 
-def _index_bounds(model, specs: list[TensorSpec]) -> dict[str, int]:
-    """For each integer input that indexes an embedding table, the table's row count."""
-    tables = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    aliases = {s.name: s.name for s in specs}
-    bounds: dict[str, int] = {}
-    for node in model.graph.node:
-        if node.op_type in ("Cast", "Identity", "Unsqueeze", "Reshape", "Flatten") and node.input[0] in aliases:
-            aliases[node.output[0]] = aliases[node.input[0]]
-        if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in aliases:
-            table = tables.get(node.input[0])
-            if table:
-                name = aliases[node.input[1]]
-                bounds[name] = min(bounds.get(name, table[0]), table[0])
-    return bounds
+def _index_bounds(model, specs: list[TensorSpec]) -> dict[str, tuple]:
+    """{input name: (low, high)} of the integer inputs that index a tensor (frontend/index_ranges.py)."""
+    from edgecc.frontend.index_ranges import index_ranges
+
+    return index_ranges(model, [s.name for s in specs if s.dtype.startswith(("int", "uint"))])
 
 
 def check_opset(model, path: Path) -> None:

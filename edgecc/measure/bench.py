@@ -18,8 +18,7 @@ def artifact_sample_inputs(artifact, seed: int = 0, seq_len: int | None = None, 
         from edgecc.buckets.shapes import specs_at
 
         specs = specs_at(specs, batch=batch, seq_len=seq_len)
-    bounds = {name: high for name, (_, high) in artifact.valid_ranges.items()}
-    return sample_inputs(specs, bounds, seed)
+    return sample_inputs(specs, artifact.valid_ranges, seed)
 
 
 def bench_artifact(

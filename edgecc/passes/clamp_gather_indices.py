@@ -1,19 +1,26 @@
-"""Gathers whose indices come from the caller clamp them into the table, so the library never reads
-out of bounds.
+"""Every op that indexes a tensor with indices from the caller (or computed in the graph) clamps them
+into the tensor, so the library never reads or writes out of bounds.
 
-The Relax ONNX frontend lowers Gather to `R.take(table, ids, mode="fast")` (after mapping a negative
-id i to i + rows, ONNX's wrap-around), and "fast" mode reads whatever address `ids` points at: a
-token id past the vocabulary read memory past the embedding table (values ~1e20) or crashed the
-process. edgecc checks ids against the table before they reach the library (`valid_range` in the
-manifest, checked by `edgecc run`, `bench`, the Python API and the host side of a board run), but a
-deployed library is also called by code that skips that check (the C API of a bundle, a user's own
-loader). So every take whose indices are not compile-time constants becomes mode="clip": an id
-below 0 reads row 0, an id past the end reads the last row. A wrong row, never a wild read.
-Clipping costs two compares per gathered element (measured on TinyBERT-4: bench/gather_clamp.py).
+The Relax ONNX frontend lowers Gather to `R.take(table, ids, mode="fast")`, GatherElements to
+`R.gather_elements`, GatherND to `R.gather_nd`, ScatterElements (and Scatter, MaxUnpool) to
+`R.scatter_elements` and ScatterND to `R.scatter_nd`, after mapping a negative index i to i + n (ONNX's
+wrap-around; scatter_elements's kernel wraps it itself). None of TVM's kernels checks an index: a token
+id past the vocabulary read memory past the embedding table (values ~1e20), a scatter index of 1e6
+wrote far past the output buffer (a segfault), an index equal to the row width wrote into the next
+row. edgecc checks the inputs that flow straight into an index operand before they reach the library
+(`valid_range` in the manifest, frontend/onnx_import.py's index_ranges), but indices computed in the
+graph are not known there, and a deployed library is also called by code that skips that check (the
+C API of a bundle, a user's own loader). So every such op whose indices are not compile-time
+constants clamps them: takes become mode="clip"; the others get `min(max(i, 0), n - 1)` (after the
+wrap, for scatter_elements) on their index operand, n the extent of the axis each index selects
+(per coordinate for gather_nd / scatter_nd). An index below -n reads or writes position 0, one past
+the end the last position: a wrong element, never a wild read or write. Clipping costs two compares
+per index (measured on TinyBERT-4: bench/gather_clamp.py).
 
-Takes with constant indices (shape arithmetic, sparse attention's slot tables) are left as they
-are: their indices are checked here, at compile time, and a constant index outside the table is an
-error in the model, reported as such.
+Ops with constant indices (shape arithmetic, sparse attention's slot tables) are left as they are:
+their indices are checked here, at compile time, and a constant index outside the tensor is an error
+in the model, reported as such. (OneHot needs nothing: its kernel compares each index with each
+position, and an index outside the depth gives all off values, as ONNX says.)
 """
 
 from __future__ import annotations
@@ -29,68 +36,155 @@ from edgecc.errors import ModelError
 from edgecc.passes._bindings import binding_map, replace_bindings
 from edgecc.passes._layout_chains import is_op, static_shape
 
+GATHERS = ("relax.take", "relax.gather_elements", "relax.gather_nd")
+SCATTERS = ("relax.scatter_elements", "relax.scatter_nd")
+
 
 @dataclass(frozen=True)
 class ClampGatherIndicesStats:
-    gathers_clamped: int = 0  # takes of caller-given (or computed) indices, now mode="clip"
-    gathers_constant_indices: int = 0  # takes of compile-time constant indices, checked in range here
+    gathers_clamped: int = 0  # take / gather_elements / gather_nd of caller-given (or computed) indices
+    gathers_constant_indices: int = 0  # gathers of compile-time constant indices, checked in range here
+    scatters_clamped: int = 0  # scatter_elements / scatter_nd of caller-given (or computed) indices
+    scatters_constant_indices: int = 0  # scatters of constant indices, checked in range here
 
 
-def _rows(call) -> int | None:
+def _axis(call, rank: int) -> int:
+    axis = call.attrs.axis
+    return int(axis) % rank if axis is not None else 0
+
+
+def _extents(call) -> tuple[list[int] | None, bool]:
+    """(the extent each index selects from, whether they lie along the indices' last axis): one
+    extent for take / gather_elements / scatter_elements, one per coordinate for gather_nd /
+    scatter_nd (indices [..., m] address data axes batch_dims .. batch_dims + m - 1)."""
     shape = static_shape(call.args[0])
     if not shape:
-        return None
-    axis = int(call.attrs.axis) if call.attrs.axis is not None else 0
-    return shape[axis % len(shape)]
+        return None, False
+    name = call.op.name
+    if name in ("relax.gather_nd", "relax.scatter_nd"):
+        indices_shape = static_shape(call.args[1])
+        if not indices_shape:
+            return None, True
+        start = int(call.attrs.batch_dims) if name == "relax.gather_nd" else 0
+        return shape[start : start + indices_shape[-1]], True
+    return [shape[_axis(call, len(shape))]], False
 
 
-def _check_constant(call) -> None:
-    rows = _rows(call)
+def _checked_constant(call):
+    """The constant index operand, checked against the tensor: an index outside [-n, n) is an error in
+    the model; negative ones are wrapped here (i + n), so no kernel ever sees one."""
+    extents, per_coordinate = _extents(call)
     indices = call.args[1].value.numpy()
-    if rows is None or indices.size == 0:
-        return
-    low, high = int(np.min(indices)), int(np.max(indices))
-    if low < -rows or high >= rows:
+    if extents is None or indices.size == 0:
+        return None
+    high = np.asarray(extents) if per_coordinate else extents[0]
+    outside = (indices < -high) | (indices >= high)
+    if outside.any():
         raise ModelError(
-            f"a constant gather index is outside its table of {rows} rows (indices {low}..{high}): "
-            "the model reads past the end of a tensor"
+            f"a constant index of a {call.op.name.removeprefix('relax.')} is outside its tensor "
+            f"(index {int(indices[outside].flat[0])}, extents {list(extents)}): the model reads or writes "
+            "past the end of a tensor"
         )
+    if not (indices < 0).any():
+        return None
+    return relax.const(np.where(indices < 0, indices + high, indices).astype(indices.dtype))
+
+
+def _static_clamp(indices, extents: list[int], per_coordinate: bool, wrap: bool):
+    dtype = str(indices.ty.dtype)
+    extent = np.asarray(extents if per_coordinate else extents[0], dtype=dtype)
+    if wrap:
+        negative = relax.op.less(indices, relax.const(0, dtype))
+        indices = relax.op.where(negative, relax.op.add(indices, relax.const(extent, dtype)), indices)
+    return relax.op.minimum(relax.op.maximum(indices, relax.const(0, dtype)), relax.const(extent - 1, dtype))
+
+
+def _runtime_clamp(call, indices, wrap: bool):
+    """The same clamp for symbolic shapes: the extents read from the data's shape at run time."""
+    dtype = str(indices.ty.dtype)
+    shape = relax.op.shape_to_tensor(relax.op.shape_of(call.args[0]))
+    name = call.op.name
+    if name in ("relax.gather_nd", "relax.scatter_nd"):
+        start = int(call.attrs.batch_dims) if name == "relax.gather_nd" else 0
+        extent = relax.op.strided_slice(shape, axes=[0], begin=[start], end=[start + indices.ty.shape[-1]])
+    else:
+        rank = len(call.args[0].ty.shape)
+        extent = relax.op.take(shape, relax.const(_axis(call, rank), "int64"), axis=0)
+    if dtype != "int64":
+        extent = relax.op.astype(extent, dtype)
+    if wrap:
+        negative = relax.op.less(indices, relax.const(0, dtype))
+        indices = relax.op.where(negative, relax.op.add(indices, extent), indices)
+    last = relax.op.subtract(extent, relax.const(1, dtype))
+    return relax.op.minimum(relax.op.maximum(indices, relax.const(0, dtype)), last)
+
+
+def _rebuilt(call, new_indices, take_mode: str = "clip"):
+    """`call` rebuilt over the mutated function, its index operand replaced by `new_indices(operand)`."""
+    name = call.op.name
+
+    def make(mutator):
+        args = [mutator.visit_expr(arg) for arg in call.args]
+        args[1] = new_indices(args[1])
+        if name == "relax.take":
+            return relax.op.take(args[0], args[1], axis=call.attrs.axis, mode=take_mode)
+        if name == "relax.gather_elements":
+            return relax.op.gather_elements(args[0], args[1], axis=int(call.attrs.axis))
+        if name == "relax.gather_nd":
+            return relax.op.gather_nd(args[0], args[1], batch_dims=int(call.attrs.batch_dims))
+        if name == "relax.scatter_elements":
+            return relax.op.scatter_elements(*args, axis=int(call.attrs.axis), reduction=str(call.attrs.reduction))
+        return relax.op.scatter_nd(*args, reduction=str(call.attrs.reduction))
+
+    return make
+
+
+def _clamped(call):
+    """`call` with its index operand clamped into the tensor (a take's by its own mode="clip")."""
+    extents, per_coordinate = _extents(call)
+    wrap = call.op.name == "relax.scatter_elements"  # its kernel wraps negative indices; the others' are wrapped
+    if call.op.name == "relax.take":
+        return _rebuilt(call, lambda indices: indices)
+    if extents is not None:
+        return _rebuilt(call, lambda indices: _static_clamp(indices, extents, per_coordinate, wrap))
+    return _rebuilt(call, lambda indices: _runtime_clamp(call, indices, wrap))
+
+
+def _needs_clamp(value) -> bool:
+    if is_op(value, "relax.take"):
+        return str(value.attrs.mode) == "fast"
+    return any(is_op(value, name) for name in GATHERS + SCATTERS)
 
 
 @tvm.transform.module_pass(opt_level=0, name="clamp_gather_indices")
 class ClampGatherIndices:
-    """Every `R.take(..., mode="fast")` with non-constant indices becomes mode="clip"."""
+    """Every gather or scatter with non-constant indices clamps them into its tensor."""
 
-    description = "take with caller-given indices clamps them into the table (never reads out of bounds)"
+    description = "gathers and scatters of caller-given indices clamp them into the tensor (never out of bounds)"
 
     def __init__(self):
         self.stats = ClampGatherIndicesStats()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        clamped, constant = [0], [0]
+        counts = {"gathers_clamped": 0, "gathers_constant_indices": 0, "scatters_clamped": 0}
+        counts["scatters_constant_indices"] = 0
 
         def find(func):
             found = {}
             for var, value in binding_map(func).items():
-                if not is_op(value, "relax.take") or str(value.attrs.mode) != "fast":
+                if not _needs_clamp(value):
                     continue
+                kind = "scatters" if value.op.name in SCATTERS else "gathers"
                 if isinstance(value.args[1], Constant):
-                    _check_constant(value)
-                    constant[0] += 1
+                    wrapped = _checked_constant(value)
+                    if wrapped is not None:
+                        found[var] = _rebuilt(value, lambda _, wrapped=wrapped: wrapped, take_mode="fast")
+                    counts[f"{kind}_constant_indices"] += 1
                     continue
-                found[var] = (
-                    lambda call: (
-                        lambda mutator: relax.op.take(
-                            mutator.visit_expr(call.args[0]),
-                            mutator.visit_expr(call.args[1]),
-                            axis=call.attrs.axis,
-                            mode="clip",
-                        )
-                    )
-                )(value)
-            clamped[0] += len(found)
+                found[var] = _clamped(value)
+                counts[f"{kind}_clamped"] += 1
             return found
 
         result = replace_bindings(mod, find)
-        self.stats = ClampGatherIndicesStats(clamped[0], constant[0])
+        self.stats = ClampGatherIndicesStats(**counts)
         return result
