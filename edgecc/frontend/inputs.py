@@ -141,8 +141,7 @@ def _sample_range(bounds: tuple, spec: TensorSpec) -> tuple[np.ndarray, np.ndarr
 
 
 def load_inputs_file(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    expected = sum(int(np.prod(s.shape)) * (2 if s.dtype == "bfloat16" else np.dtype(s.dtype).itemsize) for s in specs)
-    path = checked_npz(path, "inputs file", 16 * MiB + 2 * expected, InputSpecError)  # room for npz headers
+    path = Path(path)
     try:
         data = np.load(path, allow_pickle=False)
         arrays = {k: data[k] for k in data.files}
