@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecc.errors import InputSpecError
+from edgecc.user_files import MiB, checked_npz
 
 ONNX_DTYPES = {
     1: "float32",
@@ -141,7 +142,8 @@ def _sample_range(bounds: tuple, spec: TensorSpec) -> tuple[np.ndarray, np.ndarr
 
 
 def load_inputs_file(path: Path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    path = Path(path)
+    expected = sum(int(np.prod(s.shape)) * (2 if s.dtype == "bfloat16" else np.dtype(s.dtype).itemsize) for s in specs)
+    path = checked_npz(path, "inputs file", 16 * MiB + 2 * expected, InputSpecError)  # room for npz headers
     try:
         data = np.load(path, allow_pickle=False)
         arrays = {k: data[k] for k in data.files}

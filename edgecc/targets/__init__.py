@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edgecc.errors import TargetError, ToolchainError
 from edgecc.options import ARITHMETIC_PRECISIONS
+from edgecc.user_files import MiB, checked_user_file
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TARGETS_DIR = Path(os.environ.get("EDGECC_TARGETS_DIR", PACKAGE_DIR / "boards"))
@@ -239,8 +240,11 @@ def parse_target(data: dict, source: str) -> Target:
     )
 
 
+MAX_TARGET_FILE_BYTES = MiB  # board files are a few KB
+
+
 def load_target_file(path: Path) -> Target:
-    path = Path(path)
+    path = checked_user_file(path, "target file", MAX_TARGET_FILE_BYTES, TargetError)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:

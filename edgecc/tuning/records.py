@@ -112,6 +112,7 @@ def log_files(path: Path) -> list[Path]:
             file
             for file in path.rglob(f"*{LOG_SUFFIX}")
             if not any(part.startswith(".") for part in file.relative_to(path).parts)
+            and file.is_file()  # a FIFO would block its reader forever, a device never end
         )
     return []
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecc.errors import EdgeccError, error_line
+from edgecc.user_files import checked_npz
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # edgecc/data, shipped in the package
 CALIBRATION_SENTENCES = DATA_DIR / "calibration_sentences.txt"
@@ -40,12 +41,13 @@ def input_specs(mod) -> list[InputSpec]:
     return specs
 
 
+MAX_CALIBRATION_BYTES = 4 << 30  # a thousand 224x224 RGB images in float32 are 0.6 GB
+
+
 def load_calibration_file(path: Path, specs: list[InputSpec]) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        raise EdgeccError(f"calibration file not found: {path}")
+    path = checked_npz(path, "calibration file", MAX_CALIBRATION_BYTES)
     try:
-        data = dict(np.load(path))
+        data = dict(np.load(path, allow_pickle=False))
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
         raise EdgeccError(f"{path} is not a readable .npz file: {error_line(exc)}") from None
     missing = [s.name for s in specs if s.name not in data]
