@@ -297,3 +297,24 @@ def test_outputs_whose_names_differ_only_in_case_are_refused_before_running(tmp_
     out = tmp_path / "out"
     _refused(_run(bundle, out), "outputs 'Y' and 'y' differ only in letter case")
     assert not out.exists()
+
+
+def _info_under_qemu(bundle: Path, sysroot: Path) -> subprocess.CompletedProcess:
+    command = [shutil.which("qemu-aarch64-static"), "-L", str(sysroot), str(bundle / "bin" / "edgecc-run"), "--info"]
+    return subprocess.run(command, capture_output=True, text=True, env={}, timeout=300)
+
+
+@pytest.mark.toolchain("aarch64-linux-gnu-g++", "qemu-aarch64-static")
+@pytest.mark.parametrize("damage", ["truncated", "zeroed"])
+def test_a_damaged_aarch64_bundle_is_refused_under_qemu(pi5_bundle, tmp_path, damage):
+    """The same checks in the aarch64 build of the runner (the truncated library was a SIGBUS there too)."""
+    _, pi5, sysroot = pi5_bundle
+    assert _info_under_qemu(pi5, sysroot).returncode == 0
+    bundle = _copy(pi5, tmp_path / "b")
+    data = bytearray((bundle / "model.so").read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[4096:8192] = bytes(4096)
+    (bundle / "model.so").write_bytes(bytes(data))
+    _refused(_info_under_qemu(bundle, sysroot), "has " if damage == "truncated" else "does not match the SHA-256")
