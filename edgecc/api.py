@@ -51,7 +51,9 @@ def tune(
     )
 
 
-def run(artifact_dir, inputs: dict | None = None, *, rpc=None, tracker=None, key=None, timeout: float = 120.0) -> dict:
+def run(
+    artifact_dir, inputs: dict | None = None, *, rpc=None, tracker=None, key=None, timeout: float | None = None
+) -> dict:
     """Run a compiled artifact (here, or on a board over RPC) and return its outputs by name.
     Without `inputs`, random inputs in the model's valid ranges are used."""
     from edgecc.artifact.loader import load_artifact
@@ -72,7 +74,7 @@ def bench(
     rpc=None,
     tracker=None,
     key=None,
-    timeout: float = 120.0,
+    timeout: float | None = None,
     compare_onnxruntime: bool = True,
     seq_len: int | None = None,
     batch: int | None = None,

@@ -51,7 +51,7 @@ class CompileOptions:
     rpc: str | None = None
     tracker: str | None = None
     key: str | None = None
-    rpc_timeout: float = 120.0
+    rpc_timeout: float | None = None  # None: sized to the board (edgecc.remote.session.open_session)
     verify: bool = True
     tolerance: float | None = None  # None: DEFAULT_TOLERANCE[precision]
     measure: bool = True
@@ -114,7 +114,7 @@ def _validate(opts: CompileOptions) -> None:
         ("tolerance", 0.0, True),
         ("max_accuracy_drop", 0.0, True),
         ("min_seconds", 0.0, False),
-        ("rpc_timeout", 1e-3, False),
+        ("rpc_timeout", 1e-3, True),
         ("budget_seconds", 1e-3, True),
     ):
         value = getattr(opts, name)

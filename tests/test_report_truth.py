@@ -214,3 +214,22 @@ def test_a_board_lost_while_measuring_keeps_the_verified_artifact(tiny_model, tm
     assert (tmp_path / "pi5" / "manifest.json").exists() and (tmp_path / "pi5" / result.manifest["library"]).exists()
     assert any("warning: timing the model on the board failed" in line for line in lines)
     assert "**measurement failed**" in (tmp_path / "pi5" / "report.md").read_text()
+
+
+@pytest.mark.slow  # the emulated board's session fixture (~30 s to start)
+@pytest.mark.toolchain("qemu-aarch64-static", "aarch64-linux-gnu-gcc")
+def test_the_default_session_deadline_is_sized_to_the_board(emulated_board):
+    from tvm import rpc
+
+    from edgecc.remote.session import DEFAULT_TIMEOUT, EMULATED_TIMEOUT, open_session
+
+    for given, expected in ((None, EMULATED_TIMEOUT), (30, 30)):  # no --rpc-timeout: sized; given: kept
+        relay = open_session(rpc=emulated_board.address, timeout=given)._edgecc_relay
+        relay.close()  # the board serves one session at a time
+        assert relay.timeout == expected
+    assert EMULATED_TIMEOUT == 1800
+    server = rpc.Server(host="127.0.0.1", port=9190, port_end=9290)  # a real (x86) TVM RPC server, not emulated
+    try:
+        assert open_session(rpc=f"127.0.0.1:{server.port}")._edgecc_relay.timeout == DEFAULT_TIMEOUT == 120
+    finally:
+        server.terminate()

@@ -55,9 +55,8 @@ def remote_options(function):
             click.option(
                 "--rpc-timeout",
                 type=FiniteFloat(0.0, inclusive=False),
-                default=120.0,
-                show_default=True,
-                help="Seconds to wait for a board session.",
+                default=None,
+                help="Seconds a board session may take in all (default: 120, or 1800 on edgecc's emulated board).",
             ),
         ]
     ):

@@ -23,7 +23,11 @@ from edgecc.remote.tracker_replies import (
     summary_from_reply,
 )
 
-DEFAULT_TIMEOUT = 120.0
+DEFAULT_TIMEOUT = 120.0  # a board's whole session, unless --rpc-timeout says otherwise
+# edgecc's QEMU-emulated board runs a model tens of times slower than the board it stands in for: a
+# compile's verification, timing and per-kernel profile there outlast 120 s even for a tiny BERT, and
+# the measurement of an artifact that had passed verification was cut short.
+EMULATED_TIMEOUT = 1800.0
 EMULATED_FUNC = "edgecc.board.emulated"
 _TRACKER_MAGIC = 0x2F271  # tvm.rpc.base.RPC_TRACKER_MAGIC
 _TRACKER_REQUEST, _TRACKER_SUMMARY = 4, 6  # tvm.rpc.base.TrackerCode
@@ -112,16 +116,17 @@ def _request_from_tracker(tracker: str, key: str, timeout: float) -> tuple[str, 
 
 
 def open_session(
-    rpc: str | None = None, tracker: str | None = None, key: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    rpc: str | None = None, tracker: str | None = None, key: str | None = None, timeout: float | None = None
 ):
     """A tvm.rpc.RPCSession on the board at `rpc`, or on a free board the tracker has under `key`.
 
     `timeout` is the whole session's deadline, from this call on: the wait for a tracker, a
     connection and the handshake, and every call on the board after it. It is also the session
-    timeout the server enforces. A board (or a network path) that goes silent cannot hold the caller
-    past it: the session runs through a local relay (`_Relay`) that cuts the connection at the
-    deadline, or as soon as a stop signal was received, so a call blocked inside TVM's RPC code
-    fails at once instead of waiting for bytes that never come.
+    timeout the server enforces. None sizes it to the board: DEFAULT_TIMEOUT, extended to
+    EMULATED_TIMEOUT once the board answers as edgecc's emulated one. A board (or a network path)
+    that goes silent cannot hold the caller past it: the session runs through a local relay
+    (`_Relay`) that cuts the connection at the deadline, or as soon as a stop signal was received,
+    so a call blocked inside TVM's RPC code fails at once instead of waiting for bytes that never come.
     """
     if rpc and tracker:
         raise RemoteError("pass either --rpc HOST:PORT or --tracker HOST:PORT --key KEY, not both")
@@ -129,9 +134,12 @@ def open_session(
         raise RemoteError("no board given: pass --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
     if tracker and not key:
         raise RemoteError(f"--tracker {tracker} needs --key KEY naming the kind of board to request")
-    if timeout is None or timeout <= 0:
+    sized = timeout is None
+    timeout = DEFAULT_TIMEOUT if sized else timeout
+    if timeout <= 0:
         raise RemoteError(f"the RPC timeout must be a positive number of seconds, not {timeout}")
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     if tracker:
         host, port, match_key = _request_from_tracker(tracker, key, timeout)
         where = f"board {host}:{port} (from tracker {tracker}, key '{key}')"
@@ -140,8 +148,11 @@ def open_session(
         match_key, where = "", f"board {rpc}"
     upstream = _connect_socket(host, port, _left(deadline, timeout, where), where)
     relay = _Relay(upstream, deadline, timeout, where)
-    session = _connect_within(relay, match_key, timeout, where)
+    # A sized session may grow to EMULATED_TIMEOUT: the server must not end it before the relay does.
+    session = _connect_within(relay, match_key, timeout, where, EMULATED_TIMEOUT if sized else timeout)
     session._edgecc_relay = relay  # lives as long as the session; see remote_reason
+    if sized and is_emulated(session):
+        relay.timeout, relay.deadline = EMULATED_TIMEOUT, started + EMULATED_TIMEOUT
     return session
 
 
@@ -348,7 +359,7 @@ class _Relay:
         os.close(self._parent_end)
 
 
-def _connect_within(relay: _Relay, match_key: str, timeout: float, where: str):
+def _connect_within(relay: _Relay, match_key: str, timeout: float, where: str, server_timeout: float):
     """tvm.rpc.connect through the relay, given what is left of the session's deadline.
 
     TVM's handshake has no timeout of its own: a board whose server accepted the TCP connection but
@@ -361,7 +372,7 @@ def _connect_within(relay: _Relay, match_key: str, timeout: float, where: str):
 
     def connect():
         try:
-            outcome["session"] = tvm_rpc.connect("127.0.0.1", relay.port, key=match_key, session_timeout=timeout)
+            outcome["session"] = tvm_rpc.connect("127.0.0.1", relay.port, key=match_key, session_timeout=server_timeout)
         except Exception as exc:  # noqa: BLE001 - handed to the caller below
             outcome["error"] = exc
 
