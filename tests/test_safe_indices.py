@@ -352,3 +352,59 @@ def test_one_hot_outside_its_depth_gives_onnx_runtimes_all_off_rows(one_hot):
     for values in ([[0, 4, -1], [-5, 2, 3]], [[5, -6, BIG], [-BIG, 0, 1]]):
         arrays = {"idx": np.array(values, np.int64)}
         np.testing.assert_allclose(edgecc.run(artifact, arrays)["y"], _ort(model, arrays), rtol=0, atol=0)
+
+
+ROI_ALIGN = (
+    [helper.make_node("RoiAlign", ["x", "rois", "batch"], ["y"], output_height=2, output_width=2, sampling_ratio=2)],
+    [_float("x", [2, 1, 4, 4]), _float("rois", [3, 4]), _int("batch", [3])],
+    [_float("y", [3, 1, 2, 2])],
+    [],
+)
+MAX_ROI_POOL = (
+    [helper.make_node("MaxRoiPool", ["x", "rois"], ["y"], pooled_shape=[2, 2])],
+    [_float("x", [2, 1, 4, 4]), _float("rois", [3, 5])],
+    [_float("y", [3, 1, 2, 2])],
+    [],
+)
+BOXES = np.array([[0, 0, 3, 3], [1, 1, 2, 3], [0, 1, 3, 2]], np.float32)
+IMAGES = np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def roi_align(tmp_path_factory):
+    return _compile(tmp_path_factory, "roi_align", *ROI_ALIGN)
+
+
+@pytest.fixture(scope="module")
+def max_roi_pool(tmp_path_factory):
+    return _compile(tmp_path_factory, "max_roi_pool", *MAX_ROI_POOL)
+
+
+def test_roi_align_batch_indices_are_checked_and_clamped(roi_align, tmp_path):
+    """RoiAlign reads image batch_indices[i] of the batch: 0 <= v < 2 at the boundary (ONNX Runtime
+    refuses the rest, negative ones too), and the library clamps what skips the check."""
+    model, artifact = roi_align
+    assert next(e for e in _specs(artifact) if e["name"] == "batch")["valid_range"] == [0, 2]
+    good = {"x": IMAGES, "rois": BOXES, "batch": np.array([0, 1, 1], np.int64)}
+    np.testing.assert_allclose(edgecc.run(artifact, good)["y"], _ort(model, good), rtol=1e-5, atol=1e-5)
+    for value in (2, -1, BIG):
+        bad = {**good, "batch": np.array([value, 0, 1], np.int64)}
+        with pytest.raises(Exception, match="out of range"):
+            _ort(model, bad)
+        np.savez(tmp_path / "bad.npz", **bad)
+        result = invoke("run", artifact, "--inputs", tmp_path / "bad.npz")
+        assert_refused(result.exit_code, result.stderr, f"input 'batch' holds {value}", "0 <= v < 2", code=2)
+        clamped = {**good, "batch": np.array([min(max(value, 0), 1), 0, 1], np.int64)}
+        np.testing.assert_allclose(_raw(artifact, bad), _ort(model, clamped), rtol=1e-5, atol=1e-5)
+
+
+def test_max_roi_pool_reads_a_clamped_image_for_a_batch_index_past_the_batch(max_roi_pool):
+    """MaxRoiPool's batch index is a float in rois[:, 0] (no integer input to check): past the batch, or
+    NaN, it reads the nearest image (NaN: image 0), never memory past the input."""
+    model, artifact = max_roi_pool
+    for batch, nearest in ((0, 0), (1, 1), (5, 1), (1e9, 1), (-3, 0), (np.nan, 0), (np.inf, 1)):
+        rois = np.concatenate([np.full((3, 1), batch, np.float32), BOXES], axis=1)
+        expected = _ort(model, {"x": IMAGES, "rois": np.concatenate([np.full((3, 1), nearest, np.float32), BOXES], 1)})
+        np.testing.assert_allclose(
+            edgecc.run(artifact, {"x": IMAGES, "rois": rois})["y"], expected, rtol=0, atol=0, err_msg=str(batch)
+        )

@@ -6,6 +6,7 @@ API, bench and a bundle's runner check before anything reaches a kernel (as ONNX
   GatherND (batch_dims b), ScatterND                 per coordinate k of the last axis: n_k = data.shape[b + k]
   Gather of an initializer on axis 0 (an embedding)  0 <= v < rows: a negative token id is refused
                                                      (edgecc/artifact/manifest.py says why)
+  RoiAlign's batch_indices                           0 <= v < batch
 
 An input reaches the index operand straight, or through ops that keep its values (Cast, Identity,
 Reshape, Squeeze, ...) and the addition or subtraction of a constant (ids + offset): the range is
@@ -22,7 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 # op type -> (index operand, data operand); the data axis is the "axis" attribute (default 0)
-_AXIS_INDEXED = {"Gather": (1, 0), "GatherElements": (1, 0), "ScatterElements": (1, 0), "Scatter": (1, 0)}
+_AXIS_INDEXED = {
+    "Gather": (1, 0),
+    "GatherElements": (1, 0),
+    "ScatterElements": (1, 0),
+    "Scatter": (1, 0),
+    "RoiAlign": (2, 0),  # batch_indices: which image of the batch each box is in
+}
 # op type -> (index operand, data operand); the last axis of the indices holds coordinates
 _COORDINATE_INDEXED = {"GatherND": (1, 0), "ScatterND": (1, 0)}
 # ops whose output holds the values of their first input (which positions may change)
@@ -93,7 +100,8 @@ def _operand_range(node, data_shape, data_is_constant: bool, index: str, shapes:
         axis = _attribute(node, "axis", 0) % len(data_shape)
         rows = data_shape[axis]
         embedding = node.op_type == "Gather" and axis == 0 and data_is_constant
-        return (0 if embedding else -rows, rows)
+        counts_from_end = not embedding and node.op_type != "RoiAlign"  # ONNX's RoiAlign has no negative batch index
+        return (-rows if counts_from_end else 0, rows)
     index_shape = shapes.get(index)
     if not index_shape or not isinstance(index_shape[-1], int) or index_shape[-1] <= 0:
         return None

@@ -19,8 +19,10 @@ per index (measured on TinyBERT-4: bench/gather_clamp.py).
 
 Ops with constant indices (shape arithmetic, sparse attention's slot tables) are left as they are:
 their indices are checked here, at compile time, and a constant index outside the tensor is an error
-in the model, reported as such. (OneHot needs nothing: its kernel compares each index with each
-position, and an index outside the depth gives all off values, as ONNX says.)
+in the model, reported as such. RoiAlign and MaxRoiPool read the batch image each box names (a float in
+rois[:, 0]) unchecked too: that column is clamped into the batch. (OneHot needs nothing: its kernel
+compares each index with each position, and an index outside the depth gives all off values, as
+ONNX says.)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from edgecc.passes._layout_chains import is_op, static_shape
 
 GATHERS = ("relax.take", "relax.gather_elements", "relax.gather_nd")
 SCATTERS = ("relax.scatter_elements", "relax.scatter_nd")
+ROI_POOLS = ("relax.vision.roi_align", "relax.vision.roi_pool")  # rois[:, 0] is a batch index (as a float)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ClampGatherIndicesStats:
     gathers_constant_indices: int = 0  # gathers of compile-time constant indices, checked in range here
     scatters_clamped: int = 0  # scatter_elements / scatter_nd of caller-given (or computed) indices
     scatters_constant_indices: int = 0  # scatters of constant indices, checked in range here
+    roi_batch_indices_clamped: int = 0  # RoiAlign / MaxRoiPool whose rois name a batch image
 
 
 def _axis(call, rank: int) -> int:
@@ -150,6 +154,29 @@ def _clamped(call):
     return _rebuilt(call, lambda indices: _runtime_clamp(call, indices, wrap))
 
 
+def _roi_batches_clamped(call):
+    """RoiAlign / MaxRoiPool read image rois[i, 0] of the batch: that column clamped into [0, N - 1]
+    (NaN -> 0), the box coordinates left as they are (the kernels clip those to the image)."""
+
+    def make(mutator):
+        data, rois = (mutator.visit_expr(arg) for arg in call.args)
+        dtype = str(rois.ty.dtype)
+        shape = static_shape(call.args[0])
+        if shape:
+            last = relax.const(float(shape[0] - 1), dtype)
+        else:
+            batch = relax.op.take(relax.op.shape_to_tensor(relax.op.shape_of(data)), relax.const(0, "int64"), axis=0)
+            last = relax.op.astype(relax.op.subtract(batch, relax.const(1, "int64")), dtype)
+        batch_index = relax.op.strided_slice(rois, axes=[1], begin=[0], end=[1])
+        boxes = relax.op.strided_slice(rois, axes=[1], begin=[1], end=[5])
+        zero = relax.const(0.0, dtype)
+        inside = relax.op.greater_equal(batch_index, zero)  # False for NaN as well as below 0
+        safe = relax.op.where(inside, relax.op.minimum(batch_index, last), zero)
+        return relax.Call(call.op, [data, relax.op.concat([safe, boxes], axis=1)], call.attrs, call.ty_args)
+
+    return make
+
+
 def _needs_clamp(value) -> bool:
     if is_op(value, "relax.take"):
         return str(value.attrs.mode) == "fast"
@@ -167,11 +194,15 @@ class ClampGatherIndices:
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         counts = {"gathers_clamped": 0, "gathers_constant_indices": 0, "scatters_clamped": 0}
-        counts["scatters_constant_indices"] = 0
+        counts["scatters_constant_indices"] = counts["roi_batch_indices_clamped"] = 0
 
         def find(func):
             found = {}
             for var, value in binding_map(func).items():
+                if any(is_op(value, name) for name in ROI_POOLS) and not isinstance(value.args[1], Constant):
+                    found[var] = _roi_batches_clamped(value)
+                    counts["roi_batch_indices_clamped"] += 1
+                    continue
                 if not _needs_clamp(value):
                     continue
                 kind = "scatters" if value.op.name in SCATTERS else "gathers"
