@@ -19,8 +19,9 @@
   expand_sigmoid                 fast math: sigmoid -> 1 / (1 + exp(-x)), vectorised by FastMathTransform
   multiply_by_reciprocals        fast math: x / constant -> x * (1 / constant), a multiply for a divide
   precision passes               --precision (passes/precision/__init__.py)
-  clamp_gather_indices           every take of caller-given indices clamps them into its table: the
-                                 library never reads out of bounds, whatever ids a caller passes
+  clamp_gather_indices           every gather, scatter and RoI pool of caller-given (or computed)
+                                 indices clamps them into its tensor: the library never reads or writes
+                                 out of bounds, whatever indices a caller passes
 
 Order matters: the layout passes run first, so every later pass sees the NHWC graph; sparsity
 matches the dense attention that fusion would replace, and both match FP32 patterns that precision
