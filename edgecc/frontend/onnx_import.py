@@ -12,6 +12,9 @@ from pathlib import Path
 
 from edgecc.errors import ModelError, error_line
 from edgecc.frontend.inputs import ONNX_DTYPES, TensorSpec, resolve_input_specs
+from edgecc.user_files import checked_user_file
+
+MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit: larger models keep their weights in external data files
 
 
 @dataclass
@@ -49,6 +52,7 @@ def load_onnx(path: Path):
         raise ModelError(f"model file not found: {path}")
     if path.is_dir():
         raise ModelError(f"{path} is a folder; pass an .onnx file, a Hugging Face model folder or a built-in name")
+    checked_user_file(path, "model file", MAX_ONNX_BYTES, ModelError)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - the library raises many types; each becomes one clear line
