@@ -186,7 +186,7 @@ def test_kernels_are_profiled_one_by_one_over_rpc(tiny_model, emulated_board, tm
     # before: every kernel "Cannot find ... in the global registry", and 100% put down to the runtime
     assert "not_profiled" not in profile and profile["skipped"] == [], profile.get("skipped")
     assert profile["kernel_count"] >= 5 and all(k["total_ms"] > 0 for k in profile["kernels"])
-    assert profile["emulated"] is True
+    assert profile["emulated"] is True and all("pct_of_roofline" not in k for k in profile["kernels"])  # QEMU's speed
 
 
 @pytest.mark.slow  # ~1 min: a board of its own, stopped while the compile measures
