@@ -152,14 +152,14 @@ def open_session(
     session = _connect_within(relay, match_key, timeout, where, EMULATED_TIMEOUT if sized else timeout)
     session._edgecc_relay = relay  # lives as long as the session; see remote_reason
     if sized and is_emulated(session):
-        relay.timeout, relay.deadline = EMULATED_TIMEOUT, started + EMULATED_TIMEOUT
+        relay.extend(EMULATED_TIMEOUT, started + EMULATED_TIMEOUT)
     return session
 
 
 def _left(deadline: float, timeout: float, where: str) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise RemoteError(f"{where}: the session deadline of {timeout:g} s ran out before it was reached")
+        raise RemoteError(f"{where}: the session timeout of {timeout:g} s ran out before the board was reached")
     return left
 
 
@@ -209,6 +209,7 @@ def _watch_stop_signals() -> socket.socket | None:
 
 # The relay: a process of its own, so that it runs while TVM holds this one's interpreter lock.
 # argv: upstream socket fd, signal wakeup fd (-1: none), parent pipe fd, seconds left, stop signals.
+# The parent pipe carries a new deadline ("SECONDS\n" left from now); its end of file, the parent's end.
 _RELAY_MAIN = r"""
 import os, selectors, socket, sys, time
 upstream_fd, wake_fd, parent_fd, left = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -250,9 +251,13 @@ while time.monotonic() < deadline:
             if events:
                 selector.register(sock, events, "pump")
     ready = selector.select(max(0.0, min(1.0, deadline - time.monotonic())))
-    if any(key.data == "parent" for key, _ in ready) or (
-            any(key.data == "wake" for key, _ in ready) and stop_requested()):
+    if any(key.data == "wake" for key, _ in ready) and stop_requested():
         break
+    if any(key.data == "parent" for key, _ in ready):
+        told = os.read(parent_fd, 4096).split()  # seconds left from now (a longer deadline); EOF: gone
+        if not told:
+            break
+        deadline = time.monotonic() + float(told[-1])
     done = False
     for key, events in ready:
         if key.data == "accept":
@@ -310,7 +315,7 @@ class _Relay:
 
         self.deadline, self.timeout, self.where = deadline, timeout, where
         wake = _watch_stop_signals()
-        parent_end, child_end = os.pipe()  # the relay sees EOF on child_end when this process is gone
+        child_end, parent_end = os.pipe()  # the relay reads child_end: deadlines, and EOF once this process is gone
         fds = [upstream.fileno(), child_end] + ([wake.fileno()] if wake is not None else [])
         try:
             self._process = subprocess.Popen(
@@ -334,7 +339,7 @@ class _Relay:
         finally:
             os.close(child_end)
             upstream.close()
-        self._parent_end = parent_end
+        self._parent_end, self._parent_lock = parent_end, threading.Lock()  # the fd is closed once it ends
         line = self._process.stdout.readline()  # its port, once it listens
         if not line.strip().isdigit():
             self.close()
@@ -349,6 +354,17 @@ class _Relay:
         session's deadline, passed long before, says nothing about this failure.)"""
         return 0 <= time.monotonic() - self.deadline < self.RECENT_S
 
+    def extend(self, timeout: float, deadline: float) -> None:
+        """A later deadline for the whole session (a board found to be slower than the default assumes)."""
+        self.timeout, self.deadline = timeout, deadline
+        with self._parent_lock:
+            if self._parent_end < 0:
+                return  # the relay has ended: the session is over anyway
+            try:
+                os.write(self._parent_end, f"{max(deadline - time.monotonic(), 0.0):.3f}\n".encode())
+            except OSError:
+                pass
+
     def close(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
@@ -356,7 +372,9 @@ class _Relay:
     def _reap(self) -> None:
         self._process.wait()
         self._process.stdout.close()
-        os.close(self._parent_end)
+        with self._parent_lock:
+            os.close(self._parent_end)
+            self._parent_end = -1
 
 
 def _connect_within(relay: _Relay, match_key: str, timeout: float, where: str, server_timeout: float):
@@ -443,8 +461,8 @@ def remote_reason(exc: BaseException, session=None) -> str:
     relay = getattr(session, "_edgecc_relay", None) if session is not None else _latest_relay()
     if relay is not None and relay.just_expired:
         return (
-            f"no answer within the session deadline of {relay.timeout:g} s: the board or the network to it "
-            "stopped answering (raise the deadline with --rpc-timeout SECONDS)"
+            f"the session timeout ran out ({relay.timeout:g} s for the whole session; a board, or a network "
+            "to it, that stopped answering ends there; raise it with --rpc-timeout SECONDS)"
         )
     if "session has expired" in text or "SessionTimeout" in text:
         return "the session timeout ran out (raise it with --rpc-timeout SECONDS)"
