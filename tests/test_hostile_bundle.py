@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import shutil
 import struct
@@ -318,3 +319,24 @@ def test_a_damaged_aarch64_bundle_is_refused_under_qemu(pi5_bundle, tmp_path, da
         data[4096:8192] = bytes(4096)
     (bundle / "model.so").write_bytes(bytes(data))
     _refused(_info_under_qemu(bundle, sysroot), "has " if damage == "truncated" else "does not match the SHA-256")
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_thread_count_far_past_the_cores_is_one_line_not_a_hang(host_bundle, how):
+    """1,000 threads on 2 cores had hung the runner; the bundle's own count stays as deployed."""
+    runner = str(host_bundle[1] / "bin" / "edgecc-run")
+    if how == "option":
+        proc = subprocess.run(
+            [runner, "--info", "--threads", "100000"], capture_output=True, text=True, env={}, timeout=60
+        )
+        source = "the threads option"
+    else:
+        env = {"TVM_NUM_THREADS": "100000"}
+        proc = subprocess.run([runner, "--info"], capture_output=True, text=True, env=env, timeout=60)
+        source = "TVM_NUM_THREADS"
+    assert proc.returncode != 0 and proc.returncode < 128, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "100000 threads" in lines[0] and source in lines[0], proc.stderr
+    cores = len(os.sched_getaffinity(0))
+    ok = subprocess.run([runner, "--info", "--threads", str(cores)], capture_output=True, text=True, env={}, timeout=60)
+    assert ok.returncode == 0 and f"{cores} threads" in ok.stdout, ok.stderr
