@@ -348,7 +348,14 @@ def test_tune_succeeds_on_a_bert_of_unusual_sizes(cpu, tmp_path):
         target = str(tmp_path / "avx2.toml")
         Path(target).write_text(_pinned_board(cpu))
     result = edgecc.compile(
-        onnx_path, target, tmp_path / "out", tune=True, trials=8, tuning_logs=(tmp_path / "logs",), log=quiet
+        onnx_path,
+        target,
+        tmp_path / "out",
+        seq_len=77,
+        tune=True,
+        trials=8,
+        tuning_logs=(tmp_path / "logs",),
+        log=quiet,
     )
     assert result.report["verification"]["status"] == "passed"
     run = result.report["tuning"]["run"]
