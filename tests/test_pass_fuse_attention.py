@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tvm
 
 from edgecc.passes.attention.fuse_attention import FuseAttention
 from edgecc.passes.precision.calibration import build_on_host
@@ -95,6 +96,20 @@ def test_fully_masked_rows_give_zero_like_the_isnan_where_wrapper(rng):
         np.testing.assert_array_equal(out, expected)
 
 
+def test_fully_masked_rows_give_zero_when_the_keys_are_padded_to_whole_vectors(rng):
+    """13 keys run as 16: the padding keys must not turn a row whose real keys are all masked into
+    a finite softmax over the padding."""
+    mod = attention_module(seq=13, dim=6, bias_rows=13)
+    q, kt, v, _ = _attention_inputs(rng, seq=13, dim=6)
+    bias = np.full((1, 1, 13, 13), -np.inf, dtype="float32")
+    bias[..., :4, :] = 0.0  # the first rows keep every key, the others none
+    expected = build_on_host(mod)([q, kt, v, bias])[0]
+    for fast_math in (True, False):
+        out = build_on_host(FuseAttention(fast_math=fast_math, lanes=16, registers=32)(mod))([q, kt, v, bias])[0]
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_sequence_not_a_multiple_of_the_vector_width(rng):
     mod = attention_module(seq=13, dim=6)
     after = FuseAttention()(mod)
@@ -115,6 +130,9 @@ def test_odd_lengths_keep_the_fused_schedule_and_the_numbers(rng, seq, heads, di
     after = FuseAttention(lanes=lanes, registers=2 * lanes)(mod)
     kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
     assert FAILURES_ATTR not in (kernel.attrs or {}) and kernel.attrs["tirx.is_scheduled"]
+    # the keys run as whole vectors too: the scores' and exps' innermost loops are vectors
+    for block_name in ("attn_scores_update", "attn_exp"):
+        assert _innermost_kind(kernel, block_name) == tvm.tirx.ForKind.VECTORIZED, block_name
     inputs = _attention_inputs(rng, seq=seq, heads=heads, dim=dim)
     np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0], rtol=1e-5, atol=1e-5)
 
@@ -127,6 +145,13 @@ def test_padded_rows_read_a_per_row_bias_only_inside_the_sequence(rng):
     bias = rng.standard_normal((1, 1, 77, 77)).astype("float32")
     expected = build_on_host(mod)([*inputs, bias])[0]
     np.testing.assert_allclose(build_on_host(after)([*inputs, bias])[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def _innermost_kind(kernel, block_name: str):
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(kernel)
+    return sch.get(sch.get_loops(sch.get_sblock(block_name))[-1]).kind
 
 
 def _unrolled_rows(kernel, block_name: str) -> list[int]:
