@@ -95,6 +95,8 @@ def bench_inputs(onnx_path: Path, seq_len: int) -> dict:
 def prepare_model(name: str, seq_len: int, threads: int, work: Path) -> BenchModel:
     from edgecc.frontend import builtin_model, export_builtin
 
+    if name.endswith(".onnx"):
+        return onnx_file_model(Path(name), seq_len, threads, work)
     spec = builtin_model(name)
     exported = export_builtin(name, 1, seq_len, progress=print)
     try:
@@ -117,12 +119,40 @@ def prepare_model(name: str, seq_len: int, threads: int, work: Path) -> BenchMod
     )
 
 
+def folder_name(model: str) -> str:
+    """The work folder of a built-in name or an ONNX file (its stem, never its path)."""
+    return Path(model).stem if model.endswith(".onnx") else model
+
+
+def onnx_file_model(path: Path, seq_len: int, threads: int, work: Path) -> BenchModel:
+    """A user's ONNX file, as `edgecc compile FILE` takes it: image if an input is a 4-D float
+    tensor, text otherwise; no PyTorch module, so the PyTorch row says it was not run."""
+    import onnx
+
+    from edgecc.frontend.onnx_import import graph_inputs
+
+    model = onnx.load(str(path), load_external_data=False)
+    image = any(len(shape) == 4 and "float" in dtype for _, shape, dtype in graph_inputs(model))
+    work.mkdir(parents=True, exist_ok=True)
+    return BenchModel(
+        name=path.stem,
+        modality="image" if image else "text",
+        onnx_path=path,
+        inputs=bench_inputs(path, seq_len),
+        threads=threads,
+        seq_len=seq_len,
+        work=work,
+        builtin=False,
+    )
+
+
 def bench_model(
     name: str, precisions: list[str], args, tuned_logs: Path | None, work: Path
 ) -> tuple[list[Row], list[str]]:
     from edgecc.measure.latency import latency_stats, sample_seconds
 
-    model = prepare_model(name, args.seq_len, args.threads, work / name)
+    model = prepare_model(name, args.seq_len, args.threads, work / folder_name(name))
+    name = model.name
     peers = make_peers(model.modality, precisions, tuned_logs, set(args.skip))
     built: list[tuple[Peer, float, tuple | None]] = []  # (peer, build seconds, (max rel error, cosine))
     rows, notes, reference = [], [], None
@@ -256,9 +286,13 @@ def main() -> None:
 
     try:
         for name in args.models:
-            builtin_model(name)
+            if name.endswith(".onnx"):
+                if not Path(name).is_file():
+                    parser.error(f"{name}: no such ONNX file")
+            else:
+                builtin_model(name)
     except EdgeccError as exc:
-        parser.error(f"{exc}; bench/compare.py takes built-in names only")
+        parser.error(f"{exc}; bench/compare.py takes built-in names and .onnx files")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before TVM starts its pool, which reads it once
     logging.getLogger().setLevel(logging.ERROR)  # the ONNX Runtime tools log advice at WARNING on every call
     started, cpu_start = time.perf_counter(), cpu_snapshot()
@@ -278,7 +312,7 @@ def main() -> None:
             rows += model_rows
             notes += model_notes
             if args.work is None:  # artifacts, optimized and quantized copies: gigabytes over five models
-                shutil.rmtree(work / name, ignore_errors=True)
+                shutil.rmtree(work / folder_name(name), ignore_errors=True)
     from tvm.target import codegen
 
     machine = machine_from_cpuinfo(Path("/proc/cpuinfo").read_text(), codegen.llvm_get_system_cpu())

@@ -23,7 +23,7 @@ class PeerUnavailable(Exception):
 
 @dataclass
 class BenchModel:
-    name: str  # built-in name
+    name: str  # built-in name, or the ONNX file's stem
     modality: str  # "text" or "image"
     onnx_path: Path
     inputs: dict[str, np.ndarray]  # in the ONNX graph's input order
@@ -33,6 +33,11 @@ class BenchModel:
     torch_module: object = None  # the built-in in eval mode, weights equal to the ONNX file's
     heads: int = 0  # attention heads and hidden size, for ONNX Runtime's transformer optimizer
     hidden: int = 0
+    builtin: bool = True  # False: a user's ONNX file, which edgecc compiles by its path
+
+    @property
+    def edgecc_source(self) -> str:
+        return self.name if self.builtin else str(self.onnx_path)
 
 
 @dataclass
@@ -83,7 +88,7 @@ class EdgeccPeer(Peer):
         logs = self.tuning_logs or model.work / "no-tuning-logs"  # a folder with no records: defaults only
         try:
             result = edgecc.compile(
-                model.name,
+                model.edgecc_source,
                 "host",
                 folder,
                 seq_len=model.seq_len,
