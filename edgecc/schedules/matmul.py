@@ -47,6 +47,18 @@ def schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset(),
     n = loop_extent(sch, j_loop)
     vec = largest_divisor(n, [lanes, lanes // 2, 4, 2]) if lanes > 1 else 1
     tile = vec * largest_divisor(n // vec, params["vectors_per_tile"])
+    vectors = tile // vec
+    fitting = [r for r in params["row_tiles"] if r * vectors + vectors + 1 <= registers] or [1]
+    *spatial, i, _, _ = sch.get_loops(block)
+    rows = _row_tile(loop_extent(sch, i), fitting)
+    # before the weight is repacked: pad_einsum takes only plain einsum reads
+    row_copies, last = _pad_rows(sch, block, len(spatial), loop_extent(sch, i), rows), None
+    if row_copies is not None:
+        copy_out = sch.get_consumers(block)[0]
+        if epilogue:  # the epilogue reads the padded result directly, and writes the real rows
+            sch.compute_inline(copy_out)
+        else:
+            last = copy_out
     packed = _pack_constant_weight(sch, block, tile, constant_inputs)
     # Elementwise epilogue (bias, GELU, scaling): inline all but the last into it.
     for inner in epilogue[:-1]:
@@ -54,9 +66,6 @@ def schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset(),
     for prologue in blocks[:index]:
         sch.compute_inline(prologue)
     *spatial, i, j, k = sch.get_loops(block)
-    vectors = tile // vec
-    fitting = [r for r in params["row_tiles"] if r * vectors + vectors + 1 <= registers] or [1]
-    rows = _row_tile(loop_extent(sch, i), fitting)
     io, ii = sch.split(i, [None, rows])
     jo, ji = sch.split(j, [None, tile])
     ji_o, ji_i = sch.split(ji, [None, vec])
@@ -65,8 +74,11 @@ def schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset(),
     # 384x1536 here).
     sch.reorder(*spatial, jo, io, k, ii, ji_o, ji_i)
     k = _mark_panel_prefetch(sch, k, packed, loop_extent(sch, io), loop_extent(sch, jo), tile, params)
-    if epilogue:
-        last = epilogue[-1]
+    for copy in row_copies or ():  # the tile's rows of the input, copied (zeros past the end) per tile
+        sch.compute_at(copy, io)
+        vectorize_innermost(sch, copy, vec)
+    last = epilogue[-1] if epilogue else last
+    if last is not None:
         sch.reverse_compute_at(last, io)
         vectorize_innermost(sch, last, vec)
     sch.unroll(ii)
@@ -77,6 +89,23 @@ def schedule_matmul(sch, block, blocks, lanes: int, constant_inputs=frozenset(),
     # parallel and vectorize refuse to touch.
     sch.decompose_reduction(block, k)
     return packed
+
+
+def _pad_rows(sch, block, lead: int, extent: int, rows: int):
+    """Rows that are no whole number of tiles: the matmul runs on rows padded to whole tiles
+    (pad_einsum), each tile copying its rows of the input first, so no predicate sits in the tile's
+    inner loop (with one, 197x192x192 ran 0.184 ms against 0.080 padded, 0.069 for 196 rows); the
+    padded input's copy blocks, or None where the rows need no padding or cannot be padded."""
+    if extent % rows == 0:
+        return None
+    from tvm.s_tir.schedule import ScheduleError
+
+    before = {sch.get(b).name_hint for b in sch.get_producers(block)}
+    try:
+        sch.pad_einsum(block, [1] * lead + [rows, 1, 1])
+    except ScheduleError:  # no plain einsum: the last tile is predicated instead
+        return None
+    return [b for b in sch.get_producers(block) if sch.get(b).name_hint not in before]
 
 
 def _row_tile(extent: int, fitting: list) -> int:
