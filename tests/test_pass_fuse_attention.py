@@ -147,6 +147,24 @@ def test_padded_rows_read_a_per_row_bias_only_inside_the_sequence(rng):
     np.testing.assert_allclose(build_on_host(after)([*inputs, bias])[0], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("heads, packed_per_task", [(3, False), (8, True)])
+def test_few_heads_pack_keys_and_values_once_per_head_before_the_row_blocks(rng, heads, packed_per_task):
+    """With fewer heads than tasks the row blocks are the parallel tasks; each had packed the
+    head's whole K^T and V again. The packs now run first, parallel over heads."""
+    from tvm import s_tir
+
+    mod = attention_module(seq=197, heads=heads, dim=64)
+    after = FuseAttention(lanes=16, registers=32)(mod)
+    kernel = next(f for gv, f in after.functions_items() if gv.name_hint == "fused_attention")
+    sch = s_tir.Schedule(kernel)
+    pack_outer = sch.get_loops(sch.get_sblock("attn_kt_pack"))[0]
+    scores_outer = sch.get_loops(sch.get_sblock("attn_scores_update"))[0]
+    assert sch.get(pack_outer).kind == tvm.tirx.ForKind.PARALLEL
+    assert sch.get(pack_outer).same_as(sch.get(scores_outer)) == packed_per_task
+    inputs = _attention_inputs(rng, seq=197, heads=heads, dim=64)
+    np.testing.assert_allclose(build_on_host(after)(inputs)[0], build_on_host(mod)(inputs)[0], rtol=1e-5, atol=1e-5)
+
+
 def _innermost_kind(kernel, block_name: str):
     from tvm import s_tir
 
