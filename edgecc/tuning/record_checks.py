@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 
+from edgecc.bounded_json import nesting_depth
 from edgecc.errors import error_line
 
 FORMAT = "edgecc-tuning/1"
@@ -40,7 +41,7 @@ def line_problem(text: str, raw: bytes) -> str | None:
         return f"not JSON ({exc.msg} at column {exc.colno})"
     except RecursionError:
         return TOO_DEEP
-    if deeper_than(data, MAX_DEPTH):  # TVM's parser and json.dumps recurse as deep as the data goes
+    if nesting_depth(text) > MAX_DEPTH:  # TVM's parser and json.dumps recurse as deep as the data goes
         return TOO_DEEP
     if not isinstance(data, dict):
         return "not a record object"
@@ -62,18 +63,6 @@ def line_problem(text: str, raw: bytes) -> str | None:
             return "workload does not match its key (edited or corrupted)"
         return None
     return _record_problem(data)
-
-
-def deeper_than(value, limit: int) -> bool:
-    """Whether parsed JSON nests lists and objects more than `limit` levels deep (walked without recursion)."""
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, (list, dict)):
-            if depth > limit:
-                return True
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
 
 
 def _record_problem(data: dict) -> str | None:
