@@ -35,14 +35,34 @@ def export_text_model(module, path: Path, batch: int, seq_len: int, vocab: int) 
     return path
 
 
-@pytest.fixture(scope="session")
-def held_out_bert_onnx(tmp_path_factory) -> Path:
-    """A BERT nobody tuned for: odd sizes (hidden 48, 3 heads, 3 layers, FFN 100, vocab 777)."""
+def random_bert(seed: int, **sizes):
+    """A BertModel of `sizes` (BertConfig's arguments) without its pooler, initialised from `seed`."""
     import torch
     from transformers import BertConfig, BertModel
 
-    torch.manual_seed(1)
-    config = BertConfig(
+    torch.manual_seed(seed)
+    return BertModel(BertConfig(**sizes), add_pooling_layer=False).eval()
+
+
+def bert_onnx(path: Path, seed: int, seq_len: int, **sizes) -> Path:
+    """A randomly initialised BertModel of `sizes` (BertConfig's arguments), exported for `seq_len` tokens."""
+    model = random_bert(seed, **sizes)
+    return export_text_model(model, path, 1, seq_len, model.config.vocab_size)
+
+
+def bert_folder(folder: Path, seed: int, **sizes) -> Path:
+    """A randomly initialised BertModel of `sizes`, saved as a Hugging Face folder (no tokenizer)."""
+    random_bert(seed, **sizes).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def held_out_bert_onnx(tmp_path_factory) -> Path:
+    """A BERT nobody tuned for: odd sizes (hidden 48, 3 heads, 3 layers, FFN 100, vocab 777)."""
+    return bert_onnx(
+        tmp_path_factory.mktemp("models") / "held_out_bert.onnx",
+        1,
+        24,
         hidden_size=48,
         num_hidden_layers=3,
         num_attention_heads=3,
@@ -51,8 +71,22 @@ def held_out_bert_onnx(tmp_path_factory) -> Path:
         max_position_embeddings=64,
         type_vocab_size=2,
     )
-    model = BertModel(config, add_pooling_layer=False).eval()
-    return export_text_model(model, tmp_path_factory.mktemp("models") / "held_out_bert.onnx", 1, 24, 777)
+
+
+@pytest.fixture(scope="session")
+def unusual_heads_bert_onnx(tmp_path_factory) -> Path:
+    """A BERT of 6 heads of 24 (hidden 144, 1 layer, FFN 200, vocab 333) at 77 tokens."""
+    return bert_onnx(
+        tmp_path_factory.mktemp("models") / "unusual_heads_bert.onnx",
+        5,
+        77,
+        hidden_size=144,
+        num_hidden_layers=1,
+        num_attention_heads=6,
+        intermediate_size=200,
+        vocab_size=333,
+        max_position_embeddings=96,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,13 @@ import pytest
 import edgecc
 from edgecc.frontend.export import export_builtin, export_hf_folder
 
+from fixtures_models import bert_folder
+
 
 def _save_bert(folder, seed: int):
-    import torch
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    config = BertConfig(
+    return bert_folder(
+        folder,
+        seed,
         hidden_size=32,
         num_hidden_layers=1,
         num_attention_heads=2,
@@ -26,8 +26,6 @@ def _save_bert(folder, seed: int):
         vocab_size=97,
         max_position_embeddings=32,
     )
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
-    return folder
 
 
 @pytest.fixture

