@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgecc.errors import EdgeccError, RemoteError, error_line
+from edgecc.interrupts import SIGNALS
 from edgecc.remote.address import parse_address
 from edgecc.remote.tracker_replies import (
     board_from_reply,
@@ -170,7 +171,7 @@ def _latest_relay():
     return _latest_relay_ref[0]() if _latest_relay_ref else None
 
 
-_STOP_SIGNALS = sorted(int(s) for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s)
+_STOP_SIGNALS = sorted(int(s) for s in SIGNALS)  # the ones the program stops on (edgecc/interrupts.py)
 _wakeup: list[socket.socket] = []  # [read end, write end] of the pair Python's signal wakeup fd writes to
 
 
