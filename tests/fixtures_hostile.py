@@ -1,5 +1,6 @@
 """For the hostile-input tests (tests/test_hostile_*.py): what every refusal must look like, a folder
-snapshot to prove nothing was deleted, and one small compiled artifact to attack.
+snapshot to prove nothing was deleted, one small compiled artifact to attack, and a loopback server
+to play a hostile peer (a board link, a tracker).
 
 Every bad input must give: a non-zero exit, exactly one line on stderr and it starts with
 "edgecc: error:", no traceback, no "internal error" (that is kept for real bugs), nothing the user
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,30 @@ def assert_refused(exit_code: int, stderr: str, *fragments: str, code: int | Non
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in {line!r}"
     return line
+
+
+class LoopbackServer:
+    """A listener on a free loopback port; each connection, accepted in turn on a daemon thread, goes to
+    `handle` (which serves it there, or starts threads of its own). `close` ends the accepting."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self):
+        self.listener.close()
 
 
 def invoke(*args, cwd: Path | None = None):

@@ -24,7 +24,7 @@ from edgecc.errors import RemoteError
 from edgecc.remote.board.server import free_port, stop_process_group
 from edgecc.remote.session import load_remote_module, open_session
 
-from fixtures_hostile import assert_refused, edgecc_process
+from fixtures_hostile import LoopbackServer, assert_refused, edgecc_process
 from fixtures_tuning import start_rpc_server, wait_listening
 
 BOOM_C = "__attribute__((constructor)) static void boom(void) { *(volatile int *)0 = 0; }\nint boom_marker = 1;\n"
@@ -81,7 +81,7 @@ def test_tvm_server_wedged_by_a_crash_is_a_bounded_wait_not_a_hang(boom_library,
         stop_process_group(server)
 
 
-class SilentLink:
+class SilentLink(LoopbackServer):
     """A TCP proxy in front of a real RPC server that stops forwarding, in both directions, once the
     client has sent `freeze_after` bytes (past the handshake: the upload of a library). It keeps the
     sockets open and passes on no close either: a link that went silent, not one that broke."""
@@ -89,21 +89,12 @@ class SilentLink:
     def __init__(self, port: int, freeze_after: int = 4096):
         self.port, self.freeze_after, self.sent = port, freeze_after, 0
         self.frozen = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.port))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+    def handle(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.port))
+        threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool):
         while True:
@@ -127,9 +118,6 @@ class SilentLink:
                         pass
                 return
             sink.sendall(data)
-
-    def close(self):
-        self.listener.close()
 
 
 @pytest.fixture
@@ -159,18 +147,10 @@ def test_a_board_that_goes_silent_after_the_handshake_ends_at_the_session_deadli
     assert time.monotonic() - started < 6 + 3
 
 
-def _echo_server() -> socket.socket:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-
-    def serve():
-        conn, _ = listener.accept()
+class EchoServer(LoopbackServer):
+    def handle(self, conn: socket.socket) -> None:
         while data := conn.recv(4096):
             conn.sendall(data)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
 
 
 @pytest.mark.parametrize("extended", [False, True])
@@ -178,9 +158,9 @@ def test_the_session_relay_ends_at_its_deadline_unless_extended(extended):
     """The relay is a process of its own: a later deadline (a slow board found) must reach it."""
     from edgecc.remote.session import _Relay
 
-    echo = _echo_server()
+    echo = EchoServer()
     started = time.monotonic()
-    relay = _Relay(socket.create_connection(echo.getsockname()), started + 2, 2, "board test")
+    relay = _Relay(socket.create_connection(echo.listener.getsockname()), started + 2, 2, "board test")
     if extended:
         relay.extend(30, started + 30)
     client = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
@@ -195,6 +175,7 @@ def test_the_session_relay_ends_at_its_deadline_unless_extended(extended):
     assert answer == (b"pong" if extended else b"")
     client.close()
     relay.close()
+    echo.close()
 
 
 def test_edgecc_run_on_a_silent_board_ends_with_one_line_within_the_timeout(silent_link, tiny_artifact, tmp_path):

@@ -1,5 +1,8 @@
 """remote.open_session failures: one clear RemoteError naming the address, quickly."""
 
+import json
+import socket
+import struct
 import time
 
 import pytest
@@ -8,6 +11,8 @@ from edgecc.errors import RemoteError
 from edgecc.remote.address import parse_address
 from edgecc.remote.board.server import free_port
 from edgecc.remote.session import open_session
+
+from fixtures_hostile import LoopbackServer
 
 
 def test_closed_port_is_refused_quickly_with_the_address():
@@ -81,46 +86,30 @@ def test_board_cache_location_and_arch(monkeypatch, tmp_path):
         board_root("riscv64")
 
 
-class HostileTracker:
+class HostileTracker(LoopbackServer):
     """A loopback server that speaks the TVM tracker protocol (magic, then length-prefixed JSON) and
     answers every request with one fixed reply: what a broken or malicious tracker would send."""
 
     MAGIC = 0x2F271  # tvm.rpc.base.RPC_TRACKER_MAGIC
 
     def __init__(self, reply: bytes, announced_size: int | None = None):
-        import socket
-        import threading
-
         self.reply, self.announced_size = reply, announced_size
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.requests: list = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self):
-        import json
-        import struct
-
-        while True:
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
             try:
-                conn, _ = self.listener.accept()
-            except OSError:
+                if struct.unpack("<i", conn.recv(4))[0] != self.MAGIC:
+                    return
+                conn.sendall(struct.pack("<i", self.MAGIC))
+                size = struct.unpack("<i", conn.recv(4))[0]
+                self.requests.append(json.loads(conn.recv(size)))
+                size = len(self.reply) if self.announced_size is None else self.announced_size
+                conn.sendall(struct.pack("<i", size) + self.reply)
+                conn.recv(1)  # until the client closes
+            except (OSError, struct.error, ValueError):
                 return
-            with conn:
-                try:
-                    if struct.unpack("<i", conn.recv(4))[0] != self.MAGIC:
-                        continue
-                    conn.sendall(struct.pack("<i", self.MAGIC))
-                    size = struct.unpack("<i", conn.recv(4))[0]
-                    self.requests.append(json.loads(conn.recv(size)))
-                    size = len(self.reply) if self.announced_size is None else self.announced_size
-                    conn.sendall(struct.pack("<i", size) + self.reply)
-                    conn.recv(1)  # until the client closes
-                except (OSError, struct.error, ValueError):
-                    continue
-
-    def close(self):
-        self.listener.close()
 
 
 @pytest.fixture
