@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 
 from edgecc.schedules.common import iter_types, loop_extent, register_tensor_intrinsic, vectorize_innermost
-from edgecc.schedules.parameters import vector_registers
+from edgecc.schedules.parameters import target_features, vector_registers
 from edgecc.schedules.rule import KernelView
 
 
@@ -138,15 +138,6 @@ declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloa
 attributes #0 = { alwaysinline nounwind readnone }
 """
 LLVM_IR = {"vdpbf16ps": _DPBF16PS_IR}
-
-
-def target_features(target) -> set[str]:
-    from tvm.target import codegen
-
-    try:
-        return {str(f) for f in codegen.llvm_get_cpu_features(target.tvm())}
-    except Exception:  # noqa: BLE001 - tvm raises its own types for a CPU this LLVM does not know
-        return set()
 
 
 def dot_instruction(target, precision: str = "int8") -> DotInstruction | None:

@@ -28,14 +28,19 @@ def vector_registers(target) -> int:
     return _by_vector_feature(target, "vector_registers")
 
 
-def _by_vector_feature(target, table: str) -> int:
+def target_features(target) -> set[str]:
+    """LLVM's feature list for the target's CPU; empty where it has none (a CPU LLVM does not know)."""
     from tvm.target import codegen
 
-    values = schedule_parameters()[table]
     try:
-        features = {str(f) for f in codegen.llvm_get_cpu_features(target.tvm())}
+        return {str(f) for f in codegen.llvm_get_cpu_features(target.tvm())}
     except Exception:  # noqa: BLE001 - tvm raises for a CPU its LLVM does not know, or a non-LLVM target
-        features = set()
+        return set()
+
+
+def _by_vector_feature(target, table: str) -> int:
+    values = schedule_parameters()[table]
+    features = target_features(target)
     for feature, value in values.items():  # widest first, as cpu.toml lists them
         if feature in features:
             return value
