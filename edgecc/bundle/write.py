@@ -148,8 +148,8 @@ def _file_sizes(folder: Path) -> dict[str, int]:
 def bundle_file_table(folder: Path) -> dict[str, dict]:
     """Every file of the bundle but model.json (which holds this table): path -> bytes and SHA-256."""
     return {
-        path: {"bytes": (Path(folder) / path).stat().st_size, "sha256": sha256(Path(folder) / path)}
-        for path in _file_sizes(folder)
+        path: {"bytes": size, "sha256": sha256(Path(folder) / path)}
+        for path, size in _file_sizes(folder).items()
         if path != MODEL_JSON
     }
 
