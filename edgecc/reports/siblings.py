@@ -165,7 +165,11 @@ def _sibling_report(path: Path) -> dict:
 
 def comparable_points(folder: Path, report: dict) -> list[Build]:
     """This build and the comparable others, each with a latency and a size (the Pareto chart's points)."""
-    points = [Build(build_name(folder, report), report)] + [b for b in other_builds(folder, report) if not b.differs]
+    return _plotted(Build(build_name(folder, report), report), other_builds(folder, report))
+
+
+def _plotted(own: Build, others: list[Build]) -> list[Build]:
+    points = [own] + [b for b in others if not b.differs]
     return [p for p in points if p.median_ms is not None and p.library_mb is not None]
 
 
@@ -188,7 +192,7 @@ def builds_section(folder: Path, report: dict) -> Section | None:
     )
     if notes:
         section.add(notes)
-    if len(comparable_points(folder, report)) >= 2:
+    if len(_plotted(own, builds)) >= 2:  # the siblings read above, not read again
         section.add(
             Plot(
                 "Latency / size / accuracy",
