@@ -74,7 +74,7 @@ def _from_stats(requested: str, stats: dict) -> tuple[str, dict, str]:
         for choice in stats["choose_layer_precisions"].choices:
             counts[choice["precision"]] = counts.get(choice["precision"], 0) + 1
         return _reduced("mixed", counts, sum(n for p, n in counts.items() if p != "fp32"))
-    return requested if requested == "fp32" else "fp32", {}, "" if requested == "fp32" else "no precision pass ran"
+    return "fp32", {}, "" if requested == "fp32" else "no precision pass ran"
 
 
 def _reduced(precision: str, layers: dict, reduced: int) -> tuple[str, dict, str]:
