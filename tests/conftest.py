@@ -42,6 +42,22 @@ def pytest_configure(config):
         pytest.exit(f"error: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+@pytest.fixture
+def pin_host_cpu(monkeypatch):
+    """pin_host_cpu(cpu): the `host` target pinned to LLVM's `cpu` for this test (EDGECC_HOST_CPU);
+    skipped, with the refusal, where this CPU cannot run that class."""
+    from edgecc.targets.cpu_flags import PIN_VARIABLE, PinnedCpuNotRunnable, host_cpu
+
+    def pin(cpu: str) -> None:
+        monkeypatch.setenv(PIN_VARIABLE, cpu)
+        try:
+            host_cpu()
+        except PinnedCpuNotRunnable as exc:
+            pytest.skip(str(exc))
+
+    return pin
+
+
 def pytest_report_header(config):
     pinned = os.environ.get("EDGECC_HOST_CPU")
     return f"host target pinned to {pinned} (EDGECC_HOST_CPU)" if pinned else None

@@ -31,21 +31,13 @@ CLASSES = {
 }
 
 
-def _pinned_host(monkeypatch, cpu):
-    """The host target pinned to `cpu`; skipped, with the refusal, where this CPU cannot run it."""
-    monkeypatch.setenv(PIN_VARIABLE, cpu)
-    try:
-        return load_target("host")
-    except PinnedCpuNotRunnable as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.parametrize("cpu", list(CLASSES))
-def test_a_pinned_host_chooses_lanes_and_instructions_as_that_cpu(monkeypatch, cpu):
+def test_a_pinned_host_chooses_lanes_and_instructions_as_that_cpu(pin_host_cpu, cpu):
     from edgecc.schedules import vector_lanes
     from edgecc.schedules.matmul_dot import dot_instruction
 
-    host = _pinned_host(monkeypatch, cpu)
+    pin_host_cpu(cpu)
+    host = load_target("host")
     lanes, int8, bf16 = CLASSES[cpu]
     assert host.tvm_target["mcpu"] == cpu and "mattr" not in host.tvm_target  # LLVM's list, not this CPU's flags
     assert vector_lanes(host) == lanes
@@ -54,7 +46,7 @@ def test_a_pinned_host_chooses_lanes_and_instructions_as_that_cpu(monkeypatch, c
     assert f"pinned to {cpu}" in host.board.soc and f"{PIN_VARIABLE}={cpu}" in host.board.sources["cpu"]
 
 
-def test_an_avx2_pinned_int8_model_runs_here_on_vpmaddubsw_and_matches_fp32(monkeypatch, rng):
+def test_an_avx2_pinned_int8_model_runs_here_on_vpmaddubsw_and_matches_fp32(pin_host_cpu, rng):
     """The pinned class's code is compiled and executed on this (newer) CPU: the whole INT8 path."""
     from edgecc.passes.precision.quantize_dense_layers_int8 import quantize_dense_layers_int8
     from edgecc.schedules import vector_lanes
@@ -62,7 +54,8 @@ def test_an_avx2_pinned_int8_model_runs_here_on_vpmaddubsw_and_matches_fp32(monk
 
     from fixtures_precision import build_for_host, cosine, dense_module, reference_dense
 
-    host = _pinned_host(monkeypatch, "haswell")
+    pin_host_cpu("haswell")
+    host = load_target("host")
     ins = dot_instruction(host)
     mod, weights = dense_module(rng, tokens=16, hidden=64, out=128)
     after, stats = quantize_dense_layers_int8(mod, ins, vector_lanes(host))

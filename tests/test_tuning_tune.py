@@ -326,30 +326,13 @@ def test_a_kernel_whose_search_space_raises_keeps_its_default_and_the_others_are
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cpu", ["native", "haswell"])
-def test_tune_succeeds_on_a_bert_of_unusual_sizes(cpu, tmp_path):
+def test_tune_succeeds_on_a_bert_of_unusual_sizes(cpu, unusual_heads_bert_onnx, pin_host_cpu, tmp_path):
     """6 heads of 24 at 77 tokens: on an AVX2 target its tune had stopped before the first trial."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from fixtures_models import export_text_model
-
-    torch.manual_seed(5)
-    config = BertConfig(
-        hidden_size=144,
-        num_hidden_layers=1,
-        num_attention_heads=6,
-        intermediate_size=200,
-        vocab_size=333,
-        max_position_embeddings=96,
-    )
-    onnx_path = export_text_model(BertModel(config, add_pooling_layer=False).eval(), tmp_path / "b.onnx", 1, 77, 333)
-    target = "host"
     if cpu != "native":
-        target = str(tmp_path / "avx2.toml")
-        Path(target).write_text(_pinned_board(cpu))
+        pin_host_cpu(cpu)
     result = edgecc.compile(
-        onnx_path,
-        target,
+        unusual_heads_bert_onnx,
+        "host",
         tmp_path / "out",
         seq_len=77,
         tune=True,
@@ -360,27 +343,3 @@ def test_tune_succeeds_on_a_bert_of_unusual_sizes(cpu, tmp_path):
     assert result.report["verification"]["status"] == "passed"
     run = result.report["tuning"]["run"]
     assert run["trials_run"] >= 8 and run["trials_run"] - run["run_failures"] - run["build_failures"] > 0
-
-
-def _pinned_board(cpu: str) -> str:
-    return f"""name = "host-as-{cpu}"
-description = "this machine, compiled for as a {cpu}"
-kind = "llvm"
-arch = "x86_64"
-os = "linux"
-
-[tvm.target]
-kind = "llvm"
-mcpu = "{cpu}"
-num-cores = 2
-
-[board]
-cores = 2
-peak_gflops = {{ fp32 = 100.0 }}
-memory_bandwidth_gbs = 10.0
-
-[capabilities]
-fp16_math = false
-int8_math = true
-runs_on_host = true
-"""
