@@ -217,7 +217,7 @@ def verify(ctx: CompileContext):
     from edgecc.artifact.loader import load_artifact
     from edgecc.frontend.inputs import load_inputs_file, sample_inputs
     from edgecc.measure.latency import onnxruntime_session
-    from edgecc.measure.verification import model_float_dtype, output_errors, verdict
+    from edgecc.measure.verification import applied_tolerance, output_errors, verdict
 
     opts = ctx.options
     specs = ctx.imported.inputs
@@ -255,9 +255,7 @@ def verify(ctx: CompileContext):
             "(--no-verify compiles without the check)"
         ) from None
     rows = output_errors(actual, ctx.reference_outputs)
-    # the precision the layers got decides: a bf16 build compiled as FP32 is held to FP32's tolerance
-    applied = opts.with_changes(precision=ctx.applied_precision.effective)
-    tolerance = applied.resolved_tolerance(model_float_dtype(ctx.imported.outputs))
+    tolerance = applied_tolerance(ctx, ctx.imported.outputs)
     status, reason = verdict(rows, tolerance)
     ctx.verification = {
         "status": status,

@@ -45,13 +45,12 @@ def _inputs_at(ctx, size: dict, seed: int) -> dict:
 
 def verify_points(ctx, points: list[dict]) -> list[dict]:
     from edgecc.measure.latency import onnxruntime_session
-    from edgecc.measure.verification import model_float_dtype, output_errors, verdict, worst_error
+    from edgecc.measure.verification import applied_tolerance, output_errors, verdict, worst_error
     from edgecc.threads import host_threads
 
     session = onnxruntime_session(ctx.source.onnx_path, threads=host_threads())
     names = [spec.name for spec in ctx.buckets.outputs]
-    options = ctx.options.with_changes(precision=ctx.applied_precision.effective)  # what the layers got
-    tolerance = options.resolved_tolerance(model_float_dtype(ctx.buckets.outputs))
+    tolerance = applied_tolerance(ctx, ctx.buckets.outputs)
     rows = []
     for index, size in enumerate(points):
         inputs = _inputs_at(ctx, size, seed=ctx.options.seed + 1 + index)

@@ -104,6 +104,13 @@ def _error(value: float) -> float:
     return float("inf") if math.isnan(value) else value
 
 
+def applied_tolerance(ctx, outputs) -> float | None:
+    """The tolerance for `outputs` (TensorSpec) of the precision the layers got, not the one asked for:
+    a bf16 build compiled as FP32 is held to FP32's tolerance."""
+    options = ctx.options.with_changes(precision=ctx.applied_precision.effective)
+    return options.resolved_tolerance(model_float_dtype(outputs))
+
+
 def model_float_dtype(outputs) -> str:
     """The float type a model computes in, read from its outputs' types (TensorSpec): float16 or
     bfloat16 when any output is, else float64 when any is, else float32."""
