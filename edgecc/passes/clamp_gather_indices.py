@@ -69,7 +69,7 @@ def _extents(call) -> tuple[list[int] | None, bool]:
         indices_shape = static_shape(call.args[1])
         if not indices_shape:
             return None, True
-        start = int(call.attrs.batch_dims) if name == "relax.gather_nd" else 0
+        start = _first_coordinate_axis(call)
         return shape[start : start + indices_shape[-1]], True
     return [shape[_axis(call, len(shape))]], False
 
@@ -94,13 +94,24 @@ def _checked_constant(call):
     return relax.const(np.where(indices < 0, indices + high, indices).astype(indices.dtype))
 
 
+def _first_coordinate_axis(call) -> int:
+    """The data axis a gather_nd / scatter_nd index's first coordinate selects along."""
+    return int(call.attrs.batch_dims) if call.op.name == "relax.gather_nd" else 0
+
+
+def _clamp(indices, extent, last, wrap: bool):
+    """`indices` clamped into [0, last]; with `wrap`, a negative one is first moved up by `extent` (i + n)."""
+    dtype = str(indices.ty.dtype)
+    if wrap:
+        negative = relax.op.less(indices, relax.const(0, dtype))
+        indices = relax.op.where(negative, relax.op.add(indices, extent), indices)
+    return relax.op.minimum(relax.op.maximum(indices, relax.const(0, dtype)), last)
+
+
 def _static_clamp(indices, extents: list[int], per_coordinate: bool, wrap: bool):
     dtype = str(indices.ty.dtype)
     extent = np.asarray(extents if per_coordinate else extents[0], dtype=dtype)
-    if wrap:
-        negative = relax.op.less(indices, relax.const(0, dtype))
-        indices = relax.op.where(negative, relax.op.add(indices, relax.const(extent, dtype)), indices)
-    return relax.op.minimum(relax.op.maximum(indices, relax.const(0, dtype)), relax.const(extent - 1, dtype))
+    return _clamp(indices, relax.const(extent, dtype), relax.const(extent - 1, dtype), wrap)
 
 
 def _runtime_clamp(call, indices, wrap: bool):
@@ -109,18 +120,14 @@ def _runtime_clamp(call, indices, wrap: bool):
     shape = relax.op.shape_to_tensor(relax.op.shape_of(call.args[0]))
     name = call.op.name
     if name in ("relax.gather_nd", "relax.scatter_nd"):
-        start = int(call.attrs.batch_dims) if name == "relax.gather_nd" else 0
+        start = _first_coordinate_axis(call)
         extent = relax.op.strided_slice(shape, axes=[0], begin=[start], end=[start + indices.ty.shape[-1]])
     else:
         rank = len(call.args[0].ty.shape)
         extent = relax.op.take(shape, relax.const(_axis(call, rank), "int64"), axis=0)
     if dtype != "int64":
         extent = relax.op.astype(extent, dtype)
-    if wrap:
-        negative = relax.op.less(indices, relax.const(0, dtype))
-        indices = relax.op.where(negative, relax.op.add(indices, extent), indices)
-    last = relax.op.subtract(extent, relax.const(1, dtype))
-    return relax.op.minimum(relax.op.maximum(indices, relax.const(0, dtype)), last)
+    return _clamp(indices, extent, relax.op.subtract(extent, relax.const(1, dtype)), wrap)
 
 
 def _rebuilt(call, new_indices, take_mode: str = "clip"):
