@@ -98,13 +98,17 @@ def invoke(*args, cwd: Path | None = None):
         os.chdir(old)
 
 
+def program_env() -> dict[str, str]:
+    """This environment, with this checkout's edgecc first on the path of a child Python."""
+    return {**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
+
+
 def edgecc_process(*args, cwd: Path, **popen) -> subprocess.Popen:
     """The real program (`python -m edgecc`, as the console script runs it) in a child process."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.Popen(
         [sys.executable, "-m", "edgecc", *map(str, args)],
         cwd=cwd,
-        env=env,
+        env=program_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

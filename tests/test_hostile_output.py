@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_hostile import assert_refused, edgecc_process, invoke, snapshot, staging_left
+from fixtures_hostile import assert_refused, edgecc_process, invoke, program_env, snapshot, staging_left
 
 
 @pytest.fixture
@@ -198,11 +198,10 @@ def test_a_signal_a_library_swallows_still_stops_the_compile(project, signums):
     before = snapshot(project)
     script = project.parent / "swallowing.py"
     script.write_text(_SWALLOWING_LIBRARY)
-    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).resolve().parent.parent}:{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.run(
         [sys.executable, str(script), ",".join(map(str, signums)), "compile", "m.onnx", "-o", "out", "--no-measure"],
         cwd=project,
-        env=env,
+        env=program_env(),
         capture_output=True,
         text=True,
         timeout=300,
