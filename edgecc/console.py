@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from edgecc.interrupts import exiting, install, received, stop_message
+from edgecc.interrupts import exiting, install, stop_message
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
         from edgecc.cli import main as command
     except KeyboardInterrupt as exc:
         exiting()
-        message, code = stop_message(received() or exc)
+        message, code = stop_message(exc)
         sys.stderr.write(f"edgecc: error: {message}\n")
         sys.exit(code)
     command(prog_name="edgecc")

@@ -93,8 +93,10 @@ def install() -> None:
         signal.signal(signum, _handler)
 
 
-def stop_message(exc: KeyboardInterrupt) -> tuple[str, int]:
-    """The one line and exit code for an interrupted command."""
+def stop_message(exc: KeyboardInterrupt | None = None) -> tuple[str, int]:
+    """The one line and exit code for an interrupted command: the first stop signal recorded (a later
+    one, or a swallowed one, does not change it), else `exc` (a Ctrl-C not routed through here)."""
+    exc = received() or exc
     if isinstance(exc, Stopped):
         return f"{exc} (anything half-written was removed)", exc.exit_code
     return "interrupted (anything half-written was removed)", 128 + signal.SIGINT

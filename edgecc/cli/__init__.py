@@ -56,10 +56,9 @@ class EdgeccGroup(click.Group):
         except click.exceptions.Abort:  # Ctrl-C while click itself was parsing
             _fail("interrupted", 130)
         except KeyboardInterrupt as exc:  # a stop signal outside the command: while parsing, or as it returned
-            _fail(*stop_message(received() or exc))
-        stopped = received()
-        if stopped is not None:  # a library swallowed the signal and the command ran on: it still ends stopped
-            _fail(*stop_message(stopped))
+            _fail(*stop_message(exc))
+        if received() is not None:  # a library swallowed the signal and the command ran on: it still ends stopped
+            _fail(*stop_message())
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
@@ -68,9 +67,8 @@ class EdgeccGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure ends as one line; see _one_line
-            stopped = received()
-            if stopped is not None or isinstance(exc, KeyboardInterrupt):
-                _fail(*stop_message(stopped or exc))  # Ctrl-C, or SIGTERM/SIGHUP (edgecc/interrupts.py)
+            if received() is not None or isinstance(exc, KeyboardInterrupt):
+                _fail(*stop_message(exc))  # Ctrl-C, or SIGTERM/SIGHUP (edgecc/interrupts.py)
             _one_line(exc)
 
 
