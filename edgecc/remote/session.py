@@ -150,7 +150,7 @@ def open_session(
     upstream = _connect_socket(host, port, _left(deadline, timeout, where), where)
     relay = _Relay(upstream, deadline, timeout, where)
     # A sized session may grow to EMULATED_TIMEOUT: the server must not end it before the relay does.
-    session = _connect_within(relay, match_key, timeout, where, EMULATED_TIMEOUT if sized else timeout)
+    session = _connect_within(relay, match_key, EMULATED_TIMEOUT if sized else timeout)
     session._edgecc_relay = relay  # lives as long as the session; see remote_reason
     if sized and is_emulated(session):
         relay.extend(EMULATED_TIMEOUT, started + EMULATED_TIMEOUT)
@@ -378,7 +378,7 @@ class _Relay:
             self._parent_end = -1
 
 
-def _connect_within(relay: _Relay, match_key: str, timeout: float, where: str, server_timeout: float):
+def _connect_within(relay: _Relay, match_key: str, server_timeout: float):
     """tvm.rpc.connect through the relay, given what is left of the session's deadline.
 
     TVM's handshake has no timeout of its own: a board whose server accepted the TCP connection but
@@ -387,7 +387,7 @@ def _connect_within(relay: _Relay, match_key: str, timeout: float, where: str, s
     cut, which ends the helper's wait too, and the caller gets a RemoteError."""
     from tvm import rpc as tvm_rpc
 
-    outcome: dict = {}
+    where, outcome = relay.where, {}
 
     def connect():
         try:
@@ -405,7 +405,7 @@ def _connect_within(relay: _Relay, match_key: str, timeout: float, where: str, s
     if worker.is_alive():
         raise RemoteError(
             f"{where} accepted the connection but did not complete the RPC handshake within "
-            f"{timeout:g} s: its server is busy with another session, wedged or dead "
+            f"{relay.timeout:g} s: its server is busy with another session, wedged or dead "
             "(restart it; raise the wait with --rpc-timeout SECONDS)"
         )
     if "error" in outcome:
