@@ -408,3 +408,27 @@ def test_max_roi_pool_reads_a_clamped_image_for_a_batch_index_past_the_batch(max
         np.testing.assert_allclose(
             edgecc.run(artifact, {"x": IMAGES, "rois": rois})["y"], expected, rtol=0, atol=0, err_msg=str(batch)
         )
+
+
+@pytest.mark.toolchain("g++")
+def test_a_bundle_check_feeds_ids_inside_a_range_that_starts_above_zero(tmp_path_factory, tmp_path):
+    """ids - 3 into 6 rows: 3 <= id < 9. The bundle check sampled ids from [0, 9) (the range's high
+    end alone), so the bundle refused ids 0..2 and the check reported a failure."""
+    from edgecc.bundle.check import check_bundle
+
+    nodes = [
+        helper.make_node("Sub", ["ids", "three"], ["shifted"]),
+        helper.make_node("Gather", ["table", "shifted"], ["y"]),
+    ]
+    model, artifact = _compile(
+        tmp_path_factory,
+        "subtracted_gather",
+        nodes,
+        [_int("ids", [2, 3])],
+        [_float("y", [2, 3, 3])],
+        [_table("table", [6, 3]), _ints("three", 3)],
+    )
+    assert next(e for e in _specs(artifact) if e["name"] == "ids")["valid_range"] == [3, 9]
+    bundle = edgecc.deploy(artifact, tmp_path / "bundle", log=lambda *_: None).bundle
+    outcome = check_bundle(bundle, artifact)
+    assert outcome["status"] == "passed", outcome

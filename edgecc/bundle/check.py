@@ -125,8 +125,7 @@ def check_bundle(bundle: Path, artifact: Path, inputs: dict[str, np.ndarray] | N
         )
     if inputs is None:
         specs = [TensorSpec.from_dict(e) for e in description["inputs"]]
-        bounds = {name: hi for name, (_, hi) in input_valid_ranges(description).items()}
-        inputs = sample_inputs(specs, bounds, seed=0)
+        inputs = sample_inputs(specs, input_valid_ranges(description), seed=0)
     with tempfile.TemporaryDirectory(prefix="edgecc-bundle-check-") as tmp:
         sysroot = None
         arch = _arch(Path(bundle) / "bin" / "edgecc-run")
