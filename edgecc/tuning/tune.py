@@ -267,7 +267,6 @@ def tune(
     extracted, result.skipped_for_budget, result.tuned_flop_share = heaviest_tasks(
         extracted, tasks_for_budget(budget_s)
     )
-    result.tasks_tuned = len(extracted)
     if result.skipped_for_budget and progress:
         sys.stderr.write(
             f"tuning the {len(extracted)} heaviest of {result.tasks} kernels "
@@ -327,9 +326,10 @@ def tune(
 
 
 def _searchable(extracted, contexts, weights, result: TuneResult):
-    """The tasks whose MetaSchedule design space can be generated. One kernel whose space raises
-    (a generic rule's ReverseComputeAt on a fused attention kernel whose pre-schedule failed) had
-    ended the whole tuning run before its first trial; it keeps its default schedule instead."""
+    """The tasks whose MetaSchedule design space can be generated (and `result.tasks_tuned`, their
+    count). One kernel whose space raises (a generic rule's ReverseComputeAt on a fused attention
+    kernel whose pre-schedule failed) had ended the whole tuning run before its first trial; it keeps
+    its default schedule instead."""
     kept = []
     for index, (task, context) in enumerate(zip(extracted, contexts)):
         try:
