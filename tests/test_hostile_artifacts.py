@@ -153,3 +153,28 @@ def test_run_outputs_never_overwrite_the_artifact_or_land_on_a_folder(artifact, 
         assert_refused(result.exit_code, result.stderr, fragment, code=2)
     assert snapshot(artifact) == before
     assert invoke("run", artifact, "--outputs", tmp_path / "out.npz").exit_code == 0
+
+
+def _elf32(segment_bytes: int, file_bytes: int) -> bytes:
+    """A little-endian 32-bit ELF (Hexagon's class) with one PT_LOAD of `segment_bytes` at offset 0."""
+    import struct
+
+    header = b"\x7fELF" + bytes([1, 1, 1]) + bytes(9)
+    header += struct.pack("<HHIIIIIHHHHHH", 3, 164, 1, 0, 52, 0, 0, 52, 32, 1, 0, 0, 0)
+    program = struct.pack("<IIIIIIII", 1, 0, 0, 0, segment_bytes, segment_bytes, 5, 4096)
+    return (header + program).ljust(file_bytes, b"\0")
+
+
+def test_a_32_bit_elf_library_is_checked_not_refused(tmp_path):
+    """Hexagon libraries are 32-bit ELF: the check had refused every one as 'not a whole 64-bit ELF
+    library', which failed `edgecc deploy` for the snapdragon Hexagon target."""
+    from edgecc.artifact.integrity import check_whole_elf
+    from edgecc.errors import ArtifactError
+
+    whole = tmp_path / "whole.so"
+    whole.write_bytes(_elf32(segment_bytes=256, file_bytes=256))
+    check_whole_elf(whole)
+    cut = tmp_path / "cut.so"
+    cut.write_bytes(_elf32(segment_bytes=4096, file_bytes=256))
+    with pytest.raises(ArtifactError, match="loadable segment ends at byte 4096"):
+        check_whole_elf(cut)

@@ -110,6 +110,14 @@ def check_recorded_file(path: Path, manifest: dict, manifest_path: Path) -> None
         )
 
 
+# ELF class (EI_CLASS) -> where the header keeps the table offsets and sizes, and how a program
+# header gives a segment's type, file offset and file size: 32-bit for Hexagon, 64-bit elsewhere
+_ELF_LAYOUTS = {
+    1: {"tables": ("II", 28), "sizes": 42, "segment": "II8xI"},
+    2: {"tables": ("QQ", 32), "sizes": 54, "segment": "I4xQ16xQ"},
+}
+
+
 def check_whole_elf(path: Path) -> None:
     """An ELF library whose headers and loadable segments all lie inside the file (what dlopen maps).
 
@@ -120,17 +128,18 @@ def check_whole_elf(path: Path) -> None:
         size = path.stat().st_size
         if head[:4] != b"\x7fELF":
             return  # not ELF (Mach-O, a device file): the backend says whether it loads here
-        if len(head) < 64 or head[4] != 2 or head[5] not in (1, 2):
-            raise ArtifactError(f"{path} is not a whole 64-bit ELF library (header cut short or damaged)")
+        layout = _ELF_LAYOUTS.get(head[4]) if len(head) >= 52 else None
+        if layout is None or head[5] not in (1, 2) or (head[4] == 2 and len(head) < 64):
+            raise ArtifactError(f"{path} is not a whole ELF library (header cut short or damaged)")
         order = "<" if head[5] == 1 else ">"
-        phoff, shoff = struct.unpack_from(order + "QQ", head, 32)
-        phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", head, 54)
+        phoff, shoff = struct.unpack_from(order + layout["tables"][0], head, layout["tables"][1])
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", head, layout["sizes"])
         if phoff + phnum * phentsize > size or shoff + shnum * shentsize > size:
             raise ArtifactError(f"{path} is truncated: its ELF headers point past the end of the file ({size} bytes)")
         handle.seek(phoff)
         table = handle.read(phnum * phentsize)
     for index in range(phnum):
-        kind, _, offset, _, _, filesz = struct.unpack_from(order + "IIQQQQ", table, index * phentsize)
+        kind, offset, filesz = struct.unpack_from(order + layout["segment"], table, index * phentsize)
         if kind == 1 and offset + filesz > size:  # PT_LOAD
             raise ArtifactError(
                 f"{path} is truncated: a loadable segment ends at byte {offset + filesz}, past the "
