@@ -49,14 +49,13 @@ def export_vit(path: Path, hidden: int, heads: int, seed: int) -> None:
 
 
 def export_odd_bert(path: Path, seq_len: int = 77) -> None:
-    import torch
-    from transformers import BertConfig, BertModel
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from fixtures_models import export_text_model
+    from fixtures_models import bert_onnx
 
-    torch.manual_seed(0)
-    config = BertConfig(
+    bert_onnx(
+        path,
+        0,
+        seq_len,
         vocab_size=1000,
         hidden_size=144,
         num_hidden_layers=2,
@@ -64,7 +63,6 @@ def export_odd_bert(path: Path, seq_len: int = 77) -> None:
         intermediate_size=576,
         max_position_embeddings=128,
     )
-    export_text_model(BertModel(config).eval(), path, 1, seq_len, 1000)
 
 
 def main() -> None:
